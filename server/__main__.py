@@ -1,0 +1,81 @@
+"""Command line: `python -m server run|seed-demo|token|verify-chain`."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import logging
+import sys
+
+from aiohttp import web
+
+from server.app import create_app
+from server.auth import Role, Tokens
+from server.config import Settings, load_settings
+from server.demo import seed
+from server.store import Database, EventLog
+
+
+def _tokens(settings: Settings) -> Tokens:
+    return Tokens(settings.token_secret, settings.token_ttl_s)
+
+
+async def _seed(settings: Settings) -> None:
+    db = await Database.open(settings.database_url)
+    try:
+        booking = await seed(db, settings, _tokens(settings))
+    finally:
+        await db.close()
+    print(f"demo consultation {booking.consultation_id}")
+    print(f"  doctor   (医生):   {booking.doctor_link}")
+    print(f"  guardian (监护人): {booking.guardian_link}")
+
+
+async def _verify(settings: Settings, chain: str) -> int:
+    db = await Database.open(settings.database_url)
+    try:
+        report = await EventLog(db).verify(chain)
+    finally:
+        await db.close()
+    print(json.dumps({"chain": chain, "ok": report.ok, "count": report.count,
+                      "problems": report.problems}, ensure_ascii=False, indent=2))
+    return 0 if report.ok else 1
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m server", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+    run = sub.add_parser("run", help="run the node (settings from TC_* environment variables)")
+    run.add_argument("--demo", action="store_true", help="seed a demo consultation and print links")
+    sub.add_parser("seed-demo", help="create a demo consultation and print its join links")
+    token = sub.add_parser("token", help="issue an access token")
+    token.add_argument("--role", required=True, choices=[r.value for r in Role])
+    token.add_argument("--subject", required=True)
+    token.add_argument("--consultation")
+    token.add_argument("--ttl", type=int, help="seconds (default TC_TOKEN_TTL)")
+    verify = sub.add_parser("verify-chain", help="check a consultation's audit hash chain")
+    verify.add_argument("chain", help="consultation id, or 'system'")
+    args = parser.parse_args(argv)
+
+    settings = load_settings()
+    logging.basicConfig(level=settings.log_level,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    if args.command == "token":
+        print(_tokens(settings).issue(Role(args.role), args.subject, args.consultation, args.ttl))
+        return 0
+    if args.command == "seed-demo":
+        asyncio.run(_seed(settings))
+        return 0
+    if args.command == "verify-chain":
+        return asyncio.run(_verify(settings, args.chain))
+    if args.demo:
+        asyncio.run(_seed(settings))
+        print("auditor/ops/admin token: python -m server token --role admin --subject you")
+    web.run_app(create_app(settings), host=settings.host, port=settings.port,
+                print=lambda msg: print(f"teleconsult node listening on {settings.public_url}"))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

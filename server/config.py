@@ -1,0 +1,111 @@
+"""All configuration, read once from the environment.
+
+Every setting has a documented default so that `make run` works with nothing set: SQLite under
+./data, in-process live state, recordings under ./data/recordings and no ICE servers (aiortc would
+otherwise reach a public STUN server).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import socket
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from aiortc import RTCIceServer
+
+
+def _env(name: str, default: str) -> str:
+    value = os.environ.get(name)
+    return default if value is None or value == "" else value
+
+
+def _ice_servers(raw: str) -> list[RTCIceServer]:
+    """TC_ICE_SERVERS is a JSON list like `[{"urls": "turn:...", "username": "u", "credential": "c"}]`."""
+    if not raw.strip():
+        return []
+    items = json.loads(raw)
+    return [
+        RTCIceServer(urls=i["urls"], username=i.get("username"), credential=i.get("credential"))
+        for i in items
+    ]
+
+
+def _split(raw: str) -> list[str]:
+    return [part.strip() for part in raw.split(",") if part.strip()]
+
+
+@dataclass(frozen=True)
+class Settings:
+    host: str = "127.0.0.1"
+    port: int = 8080
+    public_url: str = "http://127.0.0.1:8080"
+    data_dir: Path = Path("data")
+    database_url: str = ""
+    redis_url: str | None = None
+    node_id: str = field(default_factory=socket.gethostname)
+    token_secret: str = ""
+    token_ttl_s: int = 4 * 3600
+    ice_servers: list[RTCIceServer] = field(default_factory=list)
+    ice_host_addresses: list[str] = field(default_factory=list)
+    rejoin_grace_s: float = 60.0
+    max_message_bytes: int = 64 * 1024
+    retention_years: int = 3
+    log_level: str = "INFO"
+
+    @property
+    def recordings_dir(self) -> Path:
+        return self.data_dir / "recordings"
+
+    @property
+    def ice_servers_json(self) -> list[dict]:
+        """The same ICE servers, in the browser's RTCConfiguration form."""
+        return [
+            {k: v for k, v in (("urls", s.urls), ("username", s.username),
+                               ("credential", s.credential)) if v}
+            for s in self.ice_servers
+        ]
+
+
+def _token_secret(data_dir: Path) -> str:
+    """TC_TOKEN_SECRET, or for a local demo a random secret kept beside the data (never in the repo)."""
+    secret = os.environ.get("TC_TOKEN_SECRET", "")
+    if secret:
+        return secret
+    path = data_dir / "token-secret"
+    if path.exists():
+        return path.read_text().strip()
+    data_dir.mkdir(parents=True, exist_ok=True)
+    secret = secrets.token_urlsafe(48)
+    path.write_text(secret)
+    path.chmod(0o600)
+    return secret
+
+
+def load_settings(**overrides: object) -> Settings:
+    """Build Settings from the environment; keyword overrides win (tests and the CLI use them)."""
+    data_dir = Path(str(overrides.pop("data_dir", _env("TC_DATA_DIR", "data"))))
+    host = _env("TC_HOST", "127.0.0.1")
+    port = int(_env("TC_PORT", "8080"))
+    values: dict[str, object] = dict(
+        host=host,
+        port=port,
+        public_url=_env("TC_PUBLIC_URL", f"http://{host}:{port}"),
+        data_dir=data_dir,
+        database_url=_env("DATABASE_URL", f"sqlite+aiosqlite:///{data_dir.resolve()}/teleconsult.db"),
+        redis_url=os.environ.get("REDIS_URL") or None,
+        node_id=_env("TC_NODE_ID", socket.gethostname()),
+        token_ttl_s=int(_env("TC_TOKEN_TTL", str(4 * 3600))),
+        ice_servers=_ice_servers(_env("TC_ICE_SERVERS", "")),
+        ice_host_addresses=_split(_env("TC_ICE_HOST_ADDRESSES", "")),
+        rejoin_grace_s=float(_env("TC_REJOIN_GRACE", "60")),
+        max_message_bytes=int(_env("TC_MAX_MESSAGE_BYTES", str(64 * 1024))),
+        retention_years=max(3, int(_env("TC_RETENTION_YEARS", "3"))),
+        log_level=_env("TC_LOG_LEVEL", "INFO"),
+    )
+    values.update(overrides)
+    if "token_secret" not in values:
+        values["token_secret"] = _token_secret(data_dir)
+    return Settings(**values)  # type: ignore[arg-type]

@@ -1,0 +1,24 @@
+"""What the signaling layer needs from the node, gathered in one object the app builds."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from server.config import Settings
+from server.lifecycle import Lifecycle
+from server.live import LiveState
+from server.store import Database, EventLog
+
+if TYPE_CHECKING:
+    from .rooms import Rooms
+
+
+@dataclass
+class NodeContext:
+    settings: Settings
+    db: Database
+    events: EventLog
+    lifecycle: Lifecycle
+    live: LiveState
+    rooms: Rooms

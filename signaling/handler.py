@@ -1,0 +1,170 @@
+"""The /ws endpoint: one WebSocket per participant, messages handled one at a time in order."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from aiohttp import WSMsgType, web
+
+from server.auth import CALL_ROLES, Claims, Role, authenticate, json_error
+from server.lifecycle import State, TransitionError
+from server.store import records
+
+from .context import NodeContext
+from .protocol import (
+    PROTOCOL_VERSION,
+    Accept,
+    Candidate,
+    End,
+    Join,
+    Leave,
+    Message,
+    Offer,
+    Ping,
+    ProtocolError,
+    parse,
+)
+from .room import Room
+
+log = logging.getLogger(__name__)
+
+HARD_MESSAGE_LIMIT = 1024 * 1024  # past this aiohttp closes the socket (1009)
+AUDITED_ERRORS_PER_CONNECTION = 20
+
+CONTEXT_KEY = web.AppKey("node_context", NodeContext)
+
+
+class Connection:
+    """One participant's WebSocket: turns protocol messages into room actions."""
+
+    def __init__(self, ctx: NodeContext, claims: Claims, ws: web.WebSocketResponse) -> None:
+        self.ctx = ctx
+        self.claims = claims
+        self.role = Role(claims.role)
+        self.ws = ws
+        self.cid = str(claims.consultation_id)
+        self.room: Room | None = None
+        self.errors = 0
+
+    @property
+    def actor(self) -> str:
+        return f"{self.role}:{self.claims.subject}"
+
+    async def run(self) -> None:
+        try:
+            async for frame in self.ws:
+                if frame.type in (WSMsgType.TEXT, WSMsgType.BINARY):
+                    await self.handle(frame.data)
+                elif frame.type == WSMsgType.ERROR:
+                    log.info("websocket error for %s: %s", self.actor, self.ws.exception())
+        finally:
+            if self.room is not None:
+                await self.room.connection_lost(self.role, self.ws, self._close_reason())
+
+    def _close_reason(self) -> str:
+        code = self.ws.close_code
+        return f"websocket closed ({code})" if code is not None else "websocket closed"
+
+    async def handle(self, raw: str | bytes) -> None:
+        ref = None
+        try:
+            message = parse(raw, self.ctx.settings.max_message_bytes)
+            ref = message.id
+            reply = await self.dispatch(message)
+        except ProtocolError as exc:
+            await self.refuse(exc)
+            return
+        except TransitionError as exc:
+            await self.refuse(ProtocolError("bad_state", str(exc), ref=ref))
+            return
+        if reply is not None:
+            if ref is not None:
+                reply["re"] = ref
+            await self.ws.send_json(reply)
+
+    async def refuse(self, error: ProtocolError) -> None:
+        self.errors += 1
+        if self.errors <= AUDITED_ERRORS_PER_CONNECTION:
+            await self.ctx.events.append(self.cid, "signaling.refused", self.actor,
+                                         {"code": error.code, "message": error.message,
+                                          "field": error.field})
+        if not self.ws.closed:
+            await self.ws.send_json(error.to_message())
+
+    async def dispatch(self, message: Message) -> dict[str, Any] | None:
+        if isinstance(message, Ping):
+            return {"type": "pong"}
+        if isinstance(message, Join):
+            return await self.join(message)
+        if self.room is None:
+            raise ProtocolError("not_joined", "send 'join' first", ref=message.id)
+        room = self.room
+        if isinstance(message, Offer):
+            try:
+                return {"type": "answer", "sdp": await room.offer(self.role, message.sdp)}
+            except ValueError as exc:
+                raise ProtocolError("bad_sdp", f"offer refused: {exc}", "sdp", message.id) from None
+        if isinstance(message, Candidate):
+            try:
+                await room.add_candidate(self.role, message.candidate)
+            except (LookupError, ValueError) as exc:
+                raise ProtocolError("bad_field", f"candidate refused: {exc}", "candidate",
+                                    message.id) from None
+            return None
+        if isinstance(message, Leave):
+            self.room = None
+            await room.leave(self.role, "left")
+            return None
+        if self.role != Role.DOCTOR:
+            raise ProtocolError("forbidden", f"only the doctor may send '{message.type}'",
+                                "type", message.id)
+        if isinstance(message, Accept):
+            await self.ctx.lifecycle.accept(self.cid, self.actor)
+            return None
+        if isinstance(message, End):
+            await self.ctx.lifecycle.transition(self.cid, State.ENDED, self.actor,
+                                                message.reason, expected=State.ACTIVE)
+            return None
+        raise ProtocolError("unknown_type", f"'{message.type}' is not handled", "type", message.id)
+
+    async def join(self, message: Join) -> dict[str, Any]:
+        if message.protocol != PROTOCOL_VERSION:
+            raise ProtocolError("bad_protocol", f"this node speaks protocol {PROTOCOL_VERSION}",
+                                "protocol", message.id)
+        state = await self.ctx.lifecycle.state(self.cid)
+        if state.final:
+            raise ProtocolError("bad_state", f"the consultation is already {state}", ref=message.id)
+        room = await self.ctx.rooms.open(self.cid)
+        rejoined = await room.join(self.role, self.claims.subject, self.ws)
+        self.room = room
+        state = await self.ctx.lifecycle.state(self.cid)
+        return {
+            "type": "joined",
+            "protocol": PROTOCOL_VERSION,
+            "consultation": {"id": self.cid, "state": str(state)},
+            "you": {"role": str(self.role), "subject": self.claims.subject},
+            "participants": [p.public() for p in room.participants.values()],
+            "iceServers": self.ctx.settings.ice_servers_json,
+            "rejoined": rejoined,
+        }
+
+
+async def websocket(request: web.Request) -> web.StreamResponse:
+    """GET /ws?token=… — the token is checked before the upgrade (401/403 with a JSON body)."""
+    ctx = request.app[CONTEXT_KEY]
+    claims = authenticate(request, allow_query=True)
+    if claims.role not in CALL_ROLES or not claims.consultation_id:
+        raise json_error(403, "wrong_role", "only the doctor and the guardian join a call")
+    consultation = await records.get_consultation(ctx.db, claims.consultation_id)
+    if consultation is None:
+        raise json_error(404, "no_consultation", "no such consultation")
+    expected = consultation.doctor_id if claims.role == Role.DOCTOR else (
+        consultation.guardian_id or consultation.patient_id)
+    if claims.subject != expected:
+        raise json_error(403, "not_a_participant",
+                         f"this {claims.role} is not a participant of the consultation")
+    ws = web.WebSocketResponse(heartbeat=15.0, max_msg_size=HARD_MESSAGE_LIMIT)
+    await ws.prepare(request)
+    await Connection(ctx, claims, ws).run()
+    return ws

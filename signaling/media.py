@@ -1,0 +1,163 @@
+"""Encoded media inside the node: one source per participant and kind, fanned out to subscribers.
+
+A `MediaSource` outlives the participant's peer connections: when a participant reconnects, the new
+receiver feeds the same source, and the source keeps its timeline continuous (pts rebased on the
+wall clock), so the other side, the recorder and the identity checks see one stream.
+Subscribers never wait on each other: each has its own small buffer, and a video subscriber that
+falls behind drops to the next key frame instead of growing a backlog.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections import deque
+from collections.abc import Callable
+from fractions import Fraction
+
+import av
+from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
+
+from .passthrough import is_vp8_keyframe
+
+KEYFRAME_REQUEST_INTERVAL_S = 0.25
+
+
+class MediaSource:
+    def __init__(self, kind: str, label: str) -> None:
+        self.kind = kind
+        self.label = label
+        self.frames = 0
+        self.bytes = 0
+        self.keyframes = 0
+        self._subscribers: set[Subscription] = set()
+        self._requester: Callable[[], bool] | None = None
+        self._last_request = 0.0
+        self._offset: int | None = None
+        self._last_pts = 0
+        self._last_wall = 0.0
+        self._clock_rate = 90000 if kind == "video" else 48000
+
+    def attach(self, requester: Callable[[], bool]) -> None:
+        """A new upstream (receiver) feeds this source from now on; rebase its timestamps."""
+        self._requester = requester
+        self._offset = None
+        self._last_request = 0.0
+
+    def detach(self) -> None:
+        self._requester = None
+
+    def publish(self, packet: av.Packet | None) -> None:
+        if packet is None:  # the upstream receiver stopped; subscribers wait for the next one
+            return
+        now = time.monotonic()
+        if self._offset is None:
+            elapsed = int((now - self._last_wall) * self._clock_rate) if self.frames else 0
+            self._offset = self._last_pts + elapsed - packet.pts
+        if self._offset:
+            packet.pts += self._offset
+            packet.dts = packet.pts
+        self._last_pts = packet.pts
+        self._last_wall = now
+        self.frames += 1
+        self.bytes += packet.size
+        keyframe = self.kind == "video" and is_vp8_keyframe(bytes(packet)[:1])
+        if keyframe:
+            self.keyframes += 1
+        for subscriber in self._subscribers:
+            subscriber._offer(packet, keyframe)
+
+    def request_keyframe(self) -> None:
+        """Ask upstream for a key frame, at most every KEYFRAME_REQUEST_INTERVAL_S."""
+        if self.kind != "video" or self._requester is None:
+            return
+        now = time.monotonic()
+        if now - self._last_request >= KEYFRAME_REQUEST_INTERVAL_S and self._requester():
+            self._last_request = now
+
+    def subscribe(self, maxsize: int = 64) -> Subscription:
+        subscription = Subscription(self, maxsize)
+        self._subscribers.add(subscription)
+        self.request_keyframe()
+        return subscription
+
+    def _unsubscribe(self, subscription: Subscription) -> None:
+        self._subscribers.discard(subscription)
+
+
+class Subscription:
+    """A subscriber's view of a source: `await get()` returns the next encoded packet."""
+
+    def __init__(self, source: MediaSource, maxsize: int) -> None:
+        self.source = source
+        self.maxsize = maxsize
+        self.dropped = 0
+        self._queue: deque[av.Packet] = deque()
+        self._waiter: asyncio.Future[None] | None = None
+        self._need_keyframe = source.kind == "video"
+        self._closed = False
+
+    def _offer(self, packet: av.Packet, keyframe: bool) -> None:
+        if self._need_keyframe:
+            if not keyframe:
+                self.dropped += 1
+                self.source.request_keyframe()
+                return
+            self._need_keyframe = False
+        if len(self._queue) >= self.maxsize:
+            self.dropped += len(self._queue)
+            self._queue.clear()
+            if self.source.kind == "video" and not keyframe:
+                self._need_keyframe = True
+                self.source.request_keyframe()
+                return
+        self._queue.append(packet)
+        waiter = self._waiter
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
+
+    async def get(self) -> av.Packet:
+        while not self._queue:
+            if self._closed:
+                raise MediaStreamError
+            self._waiter = asyncio.get_running_loop().create_future()
+            try:
+                await self._waiter
+            finally:
+                self._waiter = None
+        return self._queue.popleft()
+
+    def close(self) -> None:
+        self._closed = True
+        self.source._unsubscribe(self)
+        if self._waiter is not None and not self._waiter.done():
+            self._waiter.set_result(None)
+
+
+class RelayTrack(MediaStreamTrack):
+    """What the node sends a participant: the other participant's encoded frames, as av.Packet.
+
+    aiortc's sender packetizes an av.Packet without encoding it.
+    """
+
+    def __init__(self, source: MediaSource) -> None:
+        super().__init__()
+        self.kind = source.kind
+        self.subscription = source.subscribe()
+
+    async def recv(self) -> av.Packet:  # type: ignore[override]
+        if self.readyState != "live":
+            raise MediaStreamError
+        try:
+            return await self.subscription.get()
+        except MediaStreamError:
+            self.stop()
+            raise
+
+    def stop(self) -> None:
+        self.subscription.close()
+        super().stop()
+
+
+def time_base(kind: str) -> Fraction:
+    return Fraction(1, 90000 if kind == "video" else 48000)

@@ -1,0 +1,88 @@
+"""The node's side of one participant's RTCPeerConnection.
+
+The browser offers one audio and one video transceiver; the node answers sending the other
+participant's media on them (RelayTrack) and feeding what it receives, still encoded, into this
+participant's MediaSources. VP8 and Opus only: the relay forwards frames as they are, so both
+sides must speak the same codecs, and VP8 key frames are what the relay waits for.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from aiortc import (
+    RTCConfiguration,
+    RTCIceServer,
+    RTCPeerConnection,
+    RTCRtpReceiver,
+    RTCSessionDescription,
+)
+from aiortc.sdp import candidate_from_sdp
+
+from . import passthrough
+from .media import MediaSource, RelayTrack
+from .protocol import IceCandidate
+
+KINDS = ("audio", "video")
+CODECS = {"audio": ("audio/opus",), "video": ("video/VP8", "video/rtx")}
+
+
+class Peer:
+    def __init__(
+        self,
+        ice_servers: list[RTCIceServer],
+        incoming: dict[str, MediaSource],
+        outgoing: dict[str, MediaSource],
+        on_state: Callable[[str], None],
+    ) -> None:
+        self.pc = RTCPeerConnection(RTCConfiguration(iceServers=ice_servers))
+        self._incoming = incoming
+        self._outgoing = outgoing
+        self._relays: list[RelayTrack] = []
+        self.pc.on("track", self._on_track)
+        self.pc.on("connectionstatechange", lambda: on_state(self.pc.connectionState))
+
+    def _on_track(self, track: object) -> None:
+        for transceiver in self.pc.getTransceivers():
+            if transceiver.receiver.track is track:
+                self._feed(transceiver.receiver, self._incoming[transceiver.kind])
+
+    @staticmethod
+    def _feed(receiver: RTCRtpReceiver, source: MediaSource) -> None:
+        passthrough.install(receiver, source.publish)
+        source.attach(lambda: passthrough.send_pli(receiver))
+
+    async def answer(self, offer_sdp: str) -> str:
+        await self.pc.setRemoteDescription(RTCSessionDescription(offer_sdp, "offer"))
+        kinds = {t.kind for t in self.pc.getTransceivers()}
+        if kinds != set(KINDS):
+            raise ValueError("the offer must have one audio and one video transceiver")
+        for transceiver in self.pc.getTransceivers():
+            kind = transceiver.kind
+            capabilities = RTCRtpReceiver.getCapabilities(kind)
+            preferred = [c for c in capabilities.codecs if c.mimeType in CODECS[kind]]
+            transceiver.setCodecPreferences(preferred)
+            relay = RelayTrack(self._outgoing[kind])
+            self._relays.append(relay)
+            sender = self.pc.addTrack(relay)
+            passthrough.on_keyframe_request(sender, self._outgoing[kind].request_keyframe)
+        answer = await self.pc.createAnswer()
+        await self.pc.setLocalDescription(answer)
+        return self.pc.localDescription.sdp
+
+    async def add_candidate(self, candidate: IceCandidate | None) -> None:
+        if candidate is None:
+            await self.pc.addIceCandidate(None)  # type: ignore[arg-type]
+            return
+        text = candidate.candidate
+        parsed = candidate_from_sdp(text.removeprefix("candidate:"))
+        parsed.sdpMid = candidate.sdp_mid
+        parsed.sdpMLineIndex = candidate.sdp_mline_index
+        await self.pc.addIceCandidate(parsed)
+
+    async def close(self) -> None:
+        for relay in self._relays:
+            relay.stop()
+        for kind in KINDS:
+            self._incoming[kind].detach()
+        await self.pc.close()

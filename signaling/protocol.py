@@ -1,0 +1,155 @@
+"""Signaling protocol v1 (see PROTOCOL.md): parse and validate what clients send.
+
+Every message is checked here before anything acts on it, so the handlers only ever see
+well-formed dataclasses and a bad message becomes one clear `error` reply, never an exception
+that closes the socket.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+PROTOCOL_VERSION = 1
+MAX_SDP_BYTES = 64 * 1024
+
+
+class ProtocolError(Exception):
+    def __init__(self, code: str, message: str, field: str | None = None, ref: Any = None):
+        super().__init__(message)
+        self.code = code
+        self.message = message
+        self.field = field
+        self.ref = ref
+
+    def to_message(self) -> dict[str, Any]:
+        msg: dict[str, Any] = {"type": "error", "code": self.code, "message": self.message}
+        if self.field:
+            msg["field"] = self.field
+        if self.ref is not None:
+            msg["re"] = self.ref
+        return msg
+
+
+@dataclass(frozen=True)
+class Message:
+    type: ClassVar[str]
+    id: str | int | None
+
+
+@dataclass(frozen=True)
+class Join(Message):
+    type: ClassVar[str] = "join"
+    protocol: int
+
+
+@dataclass(frozen=True)
+class Offer(Message):
+    type: ClassVar[str] = "offer"
+    sdp: str
+
+
+@dataclass(frozen=True)
+class IceCandidate:
+    candidate: str
+    sdp_mid: str | None
+    sdp_mline_index: int | None
+
+
+@dataclass(frozen=True)
+class Candidate(Message):
+    type: ClassVar[str] = "candidate"
+    candidate: IceCandidate | None
+
+
+@dataclass(frozen=True)
+class Accept(Message):
+    type: ClassVar[str] = "accept"
+
+
+@dataclass(frozen=True)
+class End(Message):
+    type: ClassVar[str] = "end"
+    reason: str
+
+
+@dataclass(frozen=True)
+class Leave(Message):
+    type: ClassVar[str] = "leave"
+
+
+@dataclass(frozen=True)
+class Ping(Message):
+    type: ClassVar[str] = "ping"
+
+
+def _field(obj: dict[str, Any], name: str, kind: type | tuple[type, ...], ref: Any,
+           required: bool = True) -> Any:
+    if name not in obj or obj[name] is None:
+        if required:
+            raise ProtocolError("bad_field", f"'{name}' is required", name, ref)
+        return None
+    value = obj[name]
+    if not isinstance(value, kind) or isinstance(value, bool) and kind is not bool:
+        names = kind.__name__ if isinstance(kind, type) else "/".join(k.__name__ for k in kind)
+        raise ProtocolError("bad_field", f"'{name}' must be {names}", name, ref)
+    return value
+
+
+def _candidate(obj: dict[str, Any], ref: Any) -> IceCandidate | None:
+    raw = obj.get("candidate")
+    if raw is None:
+        return None
+    if not isinstance(raw, dict):
+        raise ProtocolError("bad_field", "'candidate' must be an object or null", "candidate", ref)
+    text = _field(raw, "candidate", str, ref)
+    if text == "":
+        return None  # the browser's end-of-candidates marker
+    if len(text) > 1024:
+        raise ProtocolError("bad_field", "'candidate' is too long", "candidate", ref)
+    mline = _field(raw, "sdpMLineIndex", int, ref, required=False)
+    mid = _field(raw, "sdpMid", str, ref, required=False)
+    if mid is None and mline is None:
+        raise ProtocolError("bad_field", "'candidate' needs sdpMid or sdpMLineIndex",
+                            "candidate", ref)
+    return IceCandidate(text, mid, mline)
+
+
+def parse(raw: str | bytes, max_bytes: int) -> Message:
+    """One client frame → one Message, or a ProtocolError saying exactly what is wrong."""
+    if len(raw) > max_bytes:
+        raise ProtocolError("too_large", f"message is {len(raw)} bytes; the limit is {max_bytes}")
+    try:
+        obj = json.loads(raw)
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise ProtocolError("bad_json", f"not valid JSON: {exc}") from None
+    if not isinstance(obj, dict):
+        raise ProtocolError("bad_json", "a message must be a JSON object")
+    ref = obj.get("id")
+    if ref is not None and (not isinstance(ref, (str, int)) or isinstance(ref, bool)):
+        raise ProtocolError("bad_field", "'id' must be a string or an integer", "id")
+    kind = obj.get("type")
+    if not isinstance(kind, str):
+        raise ProtocolError("unknown_type", "'type' is missing", "type", ref)
+    if kind == "join":
+        return Join(ref, _field(obj, "protocol", int, ref))
+    if kind == "offer":
+        sdp = _field(obj, "sdp", str, ref)
+        if len(sdp) > MAX_SDP_BYTES or not sdp.startswith("v=0"):
+            raise ProtocolError("bad_field", "'sdp' is not an SDP offer", "sdp", ref)
+        return Offer(ref, sdp)
+    if kind == "candidate":
+        if "candidate" not in obj:
+            raise ProtocolError("bad_field", "'candidate' is required", "candidate", ref)
+        return Candidate(ref, _candidate(obj, ref))
+    if kind == "accept":
+        return Accept(ref)
+    if kind == "end":
+        reason = _field(obj, "reason", str, ref, required=False) or "completed"
+        return End(ref, reason[:200])
+    if kind == "leave":
+        return Leave(ref)
+    if kind == "ping":
+        return Ping(ref)
+    raise ProtocolError("unknown_type", f"unknown message type '{kind[:40]}'", "type", ref)

@@ -1,0 +1,227 @@
+"""One live consultation on this node: its two participants, their peers, media and grace timers.
+
+The room owns the media plumbing (which source feeds which relay) and the connection
+bookkeeping (connected / reconnecting / left); the consultation's state itself belongs to the
+lifecycle, which the room drives and listens to.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from dataclasses import dataclass, field
+from typing import Any
+
+from aiohttp import web
+
+from server.auth import Role
+from server.lifecycle import State, Transition
+
+from .context import NodeContext
+from .media import MediaSource
+from .peer import KINDS, Peer
+from .protocol import IceCandidate
+
+log = logging.getLogger(__name__)
+
+OTHER = {Role.DOCTOR: Role.GUARDIAN, Role.GUARDIAN: Role.DOCTOR}
+
+
+@dataclass
+class Participant:
+    role: Role
+    sources: dict[str, MediaSource]
+    subject: str | None = None
+    status: str = "absent"  # absent → connected ⇄ reconnecting → left
+    ice: str = "new"
+    ws: web.WebSocketResponse | None = None
+    peer: Peer | None = None
+    grace: asyncio.Task[None] | None = None
+    joins: int = 0
+
+    @property
+    def actor(self) -> str:
+        return f"{self.role}:{self.subject}"
+
+    def public(self) -> dict[str, Any]:
+        return {"role": str(self.role), "status": self.status, "ice": self.ice}
+
+
+@dataclass
+class Room:
+    consultation_id: str
+    ctx: NodeContext
+    participants: dict[Role, Participant] = field(init=False)
+    closed: bool = False
+
+    def __post_init__(self) -> None:
+        self.participants = {
+            role: Participant(role, {k: MediaSource(k, f"{role}/{k}") for k in KINDS})
+            for role in (Role.DOCTOR, Role.GUARDIAN)
+        }
+
+    # -- messages ---------------------------------------------------------------------------
+
+    async def send(self, role: Role, message: dict[str, Any]) -> None:
+        ws = self.participants[role].ws
+        if ws is not None and not ws.closed:
+            with contextlib.suppress(ConnectionError, RuntimeError):
+                await ws.send_json(message)
+
+    async def broadcast(self, message: dict[str, Any]) -> None:
+        await asyncio.gather(*(self.send(role, message) for role in self.participants))
+
+    async def _set_status(self, p: Participant, status: str, event: str, **data: Any) -> None:
+        p.status = status
+        await self.ctx.events.append(self.consultation_id, event, p.actor, data)
+        await self.send(OTHER[p.role], {"type": "participant", **p.public()})
+        await self.ctx.live.put_participant(self.consultation_id, str(p.role), p.public())
+
+    # -- joining and leaving ----------------------------------------------------------------
+
+    async def join(self, role: Role, subject: str, ws: web.WebSocketResponse) -> bool:
+        """Attach a (re)connected participant; returns True when this is a rejoin."""
+        p = self.participants[role]
+        previous_ws = p.ws
+        rejoined = p.joins > 0
+        if p.grace is not None:
+            p.grace.cancel()
+            p.grace = None
+        p.subject, p.ws = subject, ws
+        p.joins += 1
+        if previous_ws is not None and previous_ws is not ws and not previous_ws.closed:
+            with contextlib.suppress(Exception):
+                await previous_ws.send_json({
+                    "type": "error", "code": "replaced",
+                    "message": "this participant joined from another connection",
+                })
+                await previous_ws.close(code=4001, message=b"replaced")
+        await self._set_status(p, "connected", "participant.rejoined" if rejoined
+                               else "participant.joined")
+        await self._advance_on_join(p)
+        return rejoined
+
+    async def _advance_on_join(self, p: Participant) -> None:
+        state = await self.ctx.lifecycle.state(self.consultation_id)
+        if p.role == Role.GUARDIAN and state == State.SCHEDULED:
+            await self.ctx.lifecycle.transition(self.consultation_id, State.WAITING, p.actor,
+                                                "patient side joined")
+        elif p.role == Role.DOCTOR and state in (State.SCHEDULED, State.WAITING):
+            await self.ctx.lifecycle.transition(self.consultation_id, State.VERIFYING, p.actor,
+                                                "doctor joined")
+
+    async def connection_lost(self, role: Role, ws: web.WebSocketResponse, why: str) -> None:
+        """The participant's socket or ICE went away: keep its place for the grace period."""
+        p = self.participants[role]
+        if self.closed or p.ws is not ws or p.status != "connected":
+            return
+        p.ws = None
+        await self._set_status(p, "reconnecting", "participant.lost", reason=why,
+                               grace_s=self.ctx.settings.rejoin_grace_s)
+        p.grace = asyncio.create_task(self._grace_expired(p))
+
+    async def _grace_expired(self, p: Participant) -> None:
+        await asyncio.sleep(self.ctx.settings.rejoin_grace_s)
+        p.grace = None
+        await self.leave(p.role, "did not return within the grace period")
+
+    async def leave(self, role: Role, reason: str) -> None:
+        p = self.participants[role]
+        if p.status in ("left", "absent"):
+            return
+        if p.grace is not None:
+            p.grace.cancel()
+            p.grace = None
+        await self._close_peer(p)
+        ws, p.ws = p.ws, None
+        await self._set_status(p, "left", "participant.left", reason=reason)
+        if ws is not None and not ws.closed:
+            await ws.close()
+        await self._after_departure(p)
+
+    async def _after_departure(self, p: Participant) -> None:
+        if self.closed:
+            return
+        state = await self.ctx.lifecycle.state(self.consultation_id)
+        others_here = any(q.status in ("connected", "reconnecting")
+                          for q in self.participants.values())
+        if state == State.ACTIVE and not others_here:
+            await self.ctx.lifecycle.transition(self.consultation_id, State.ABORTED, "system",
+                                                "every participant left")
+        elif state == State.VERIFYING and p.role == Role.DOCTOR:
+            await self.ctx.lifecycle.transition(self.consultation_id, State.WAITING, "system",
+                                                "doctor left before accepting")
+        if not others_here and not self.closed:
+            await self.ctx.rooms.discard(self)
+
+    # -- media ------------------------------------------------------------------------------
+
+    async def offer(self, role: Role, sdp: str) -> str:
+        p = self.participants[role]
+        await self._close_peer(p)
+        other = self.participants[OTHER[role]]
+        peer = Peer(self.ctx.settings.ice_servers, p.sources, other.sources,
+                    lambda state: self._on_ice(p, peer, state))
+        p.peer = peer
+        try:
+            answer = await peer.answer(sdp)
+        except Exception:
+            p.peer = None
+            await peer.close()
+            raise
+        await self.ctx.events.append(self.consultation_id, "media.offer", p.actor,
+                                     {"peer": p.joins})
+        return answer
+
+    def _on_ice(self, p: Participant, peer: Peer, state: str) -> None:
+        if p.peer is not peer or self.closed:
+            return
+        p.ice = state
+        asyncio.ensure_future(self._report_ice(p, peer, state))
+
+    async def _report_ice(self, p: Participant, peer: Peer, state: str) -> None:
+        if state in ("connected", "failed"):
+            await self.ctx.events.append(self.consultation_id, f"media.{state}", p.actor, {})
+        await self.send(OTHER[p.role], {"type": "participant", **p.public()})
+        await self.ctx.live.put_participant(self.consultation_id, str(p.role), p.public())
+        if state == "failed" and p.ws is not None:
+            await self.send(p.role, {"type": "notice", "code": "ice_failed",
+                                     "zh": "网络连接中断，正在重新连接", "en":
+                                     "Media connection lost, reconnecting"})
+
+    async def add_candidate(self, role: Role, candidate: IceCandidate | None) -> None:
+        peer = self.participants[role].peer
+        if peer is None:
+            raise LookupError("send an offer before candidates")
+        await peer.add_candidate(candidate)
+
+    async def _close_peer(self, p: Participant) -> None:
+        peer, p.peer = p.peer, None
+        if peer is not None:
+            await peer.close()
+
+    # -- the end ----------------------------------------------------------------------------
+
+    async def on_transition(self, change: Transition) -> None:
+        await self.ctx.live.put_consultation(self.consultation_id, {"state": str(change.state)})
+        await self.broadcast({"type": "state", "state": str(change.state),
+                              "previous": str(change.previous), "reason": change.reason})
+        if change.state.final:
+            await self.close()
+
+    async def close(self) -> None:
+        """Stop all media at once and close both sockets (the consultation is over)."""
+        if self.closed:
+            return
+        self.closed = True
+        for p in self.participants.values():
+            if p.grace is not None:
+                p.grace.cancel()
+        await asyncio.gather(*(self._close_peer(p) for p in self.participants.values()))
+        for p in self.participants.values():
+            ws, p.ws = p.ws, None
+            if ws is not None and not ws.closed:
+                with contextlib.suppress(Exception):
+                    await ws.close(code=1000, message=b"consultation over")
+        await self.ctx.rooms.discard(self)

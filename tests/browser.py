@@ -1,0 +1,481 @@
+"""Helpers for real-browser tests: camera clips for Chromium's fake capture, a Chromium launcher,
+and waits with explicit timeouts and failure messages that say what the page was doing.
+
+Camera clips are built from the REAL photos in /work/shared/faces (never generated faces). A clip
+is a sequence of segments, each one still image with a slow pan/zoom so that every frame differs
+(the remote side must see frames advancing, and a frozen picture is what a broken relay looks like):
+
+    make_y4m(path, FACES / "obama/obama.jpg", seconds=10)
+    make_y4m(path, [Segment(side_by_side(ADULT, CHILD), 6), Segment(CHILD, 6)])  # guardian leaves
+    make_y4m(path, [Segment(ADULT, 4), Segment(empty_scene(), 4)])              # nobody on camera
+
+Chromium loops the file, so a clip of segments A, B plays A, B, A, B ... .
+
+Browsers: the fake camera file is per browser PROCESS, so a doctor and a guardian with different
+cameras need two `launch_chromium` calls. Tests run under `unshare -n` with only loopback up.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import math
+import os
+import time
+from collections.abc import AsyncIterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import av
+import numpy as np
+from PIL import Image, ImageOps
+
+FACES = Path(os.environ.get("TC_FACES_DIR", "/work/shared/faces"))
+
+# Photos by identity (see /work/shared/faces/MANIFEST.tsv).
+OBAMA = FACES / "obama" / "obama.jpg"
+OBAMA_2 = FACES / "obama" / "obama2.jpg"
+BIDEN = FACES / "biden" / "biden2.jpg"
+TWO_PEOPLE = FACES / "two_people" / "two_people.jpg"
+ADULT_A = FACES / "adult_a" / "man1.jpg"
+ADULT_B = FACES / "adult_b" / "woman1.jpg"
+CHILD_A = FACES / "child_a" / "kid1.jpg"
+CHILD_B = FACES / "child_b" / "girl1.jpg"
+
+CHROMIUM_PATHS = ("/usr/lib/chromium/chromium", "/usr/bin/chromium")
+
+# A neutral room-wall colour for padding and for an empty scene.
+_WALL = (214, 220, 222)
+
+ImageSource = Image.Image | str | os.PathLike
+
+
+# --------------------------------------------------------------------------------------------
+# Camera clips (.y4m)
+# --------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Segment:
+    """One still shown for `seconds` with its own slow pan/zoom."""
+
+    source: ImageSource
+    seconds: float
+
+
+def load_photo(source: ImageSource) -> Image.Image:
+    """A photo path or an image, as RGB with its EXIF rotation applied."""
+    if isinstance(source, Image.Image):
+        return source.convert("RGB")
+    path = Path(source)
+    if not path.is_file():
+        raise FileNotFoundError(f"photo not found: {path} (see {FACES}/MANIFEST.tsv)")
+    with Image.open(path) as img:
+        return ImageOps.exif_transpose(img).convert("RGB")
+
+
+def _contain(img: Image.Image, size: tuple[int, int], fill=_WALL) -> Image.Image:
+    """Fit the whole photo into `size` (no face is cropped away), padding with a wall colour."""
+    canvas = Image.new("RGB", size, fill)
+    fitted = ImageOps.contain(img, size, Image.Resampling.LANCZOS)
+    canvas.paste(fitted, ((size[0] - fitted.width) // 2, (size[1] - fitted.height) // 2))
+    return canvas
+
+
+def face_box(img: Image.Image) -> tuple[int, int, int, int] | None:
+    """The largest face in the photo as (left, top, right, bottom), or None.
+
+    Only to FRAME a shot (where to crop); detectors return small false faces, so take the largest.
+    """
+    import warnings
+
+    with warnings.catch_warnings():  # face_recognition_models imports the deprecated pkg_resources
+        warnings.simplefilter("ignore")
+        import face_recognition
+
+    scale = min(1.0, 640 / max(img.size))  # HOG on a small copy: ~0.1 s
+    small = img.resize((round(img.width * scale), round(img.height * scale)))
+    found = face_recognition.face_locations(np.asarray(small))
+    if not found:
+        return None
+    top, right, bottom, left = max(found, key=lambda b: (b[1] - b[3]) * (b[2] - b[0]))
+    return (round(left / scale), round(top / scale), round(right / scale), round(bottom / scale))
+
+
+def head_and_shoulders(
+    source: ImageSource, aspect: float = 4 / 3, face_share: float = 0.3
+) -> Image.Image:
+    """Crop a photo to `aspect` around its largest face, the face `face_share` of the height.
+
+    What a webcam in front of the person would see; the whole photo if no face is found.
+    """
+    img = load_photo(source)
+    box = face_box(img)
+    if box is None:
+        return img
+    left, top, right, bottom = box
+    h = min(img.height, (bottom - top) / face_share)
+    w = min(img.width, h * aspect)
+    h = min(h, w / aspect)
+    cx, cy = (left + right) / 2, top + (bottom - top) * 0.6  # the face a little above the middle
+    x0 = min(max(0.0, cx - w / 2), img.width - w)
+    y0 = min(max(0.0, cy - h / 2), img.height - h)
+    return img.crop((round(x0), round(y0), round(x0 + w), round(y0 + h)))
+
+
+def side_by_side(
+    left: ImageSource, right: ImageSource, size: tuple[int, int] = (1280, 960)
+) -> Image.Image:
+    """Two people next to each other in one frame, e.g. an adult guardian and a child.
+
+    Each photo is cropped head-and-shoulders around its face (a half frame is tall and narrow;
+    fitting a whole landscape photo into it would leave faces too small to detect).
+    """
+    half = (size[0] // 2, size[1])
+    canvas = Image.new("RGB", size, _WALL)
+    for i, src in enumerate((left, right)):
+        shot = head_and_shoulders(src, aspect=half[0] / half[1], face_share=0.28)
+        canvas.paste(_contain(shot, half), (i * half[0], 0))
+    return canvas
+
+
+def empty_scene(size: tuple[int, int] = (1280, 960)) -> Image.Image:
+    """A plain wall with a soft gradient and fine grain: a camera with nobody in front of it.
+
+    The grain keeps the encoder sending real frames (a flat colour compresses to almost nothing).
+    """
+    w, h = size
+    y = np.linspace(0.0, 1.0, h, dtype=np.float32)[:, None, None]
+    base = np.array(_WALL, dtype=np.float32)[None, None, :]
+    img = base * (1.05 - 0.15 * y) + np.random.default_rng(7).normal(0, 3, (h, w, 3))
+    return Image.fromarray(np.clip(img, 0, 255).astype(np.uint8), "RGB")
+
+
+def _segments(
+    frames: ImageSource | Sequence[ImageSource | Segment], seconds: float | None
+) -> list[Segment]:
+    """Normalise make_y4m's `frames` argument into timed segments."""
+    if isinstance(frames, Segment | Image.Image | str | os.PathLike):
+        frames = [frames]
+    items = list(frames)
+    if not items:
+        raise ValueError("make_y4m needs at least one photo or segment")
+    untimed = [i for i in items if not isinstance(i, Segment)]
+    if untimed and not seconds:
+        raise ValueError("give `seconds` (split evenly among photos) or use Segment(photo, seconds)")
+    timed_total = sum(i.seconds for i in items if isinstance(i, Segment))
+    share = ((seconds or 0) - timed_total) / len(untimed) if untimed else 0.0
+    if untimed and share <= 0:
+        raise ValueError(f"`seconds`={seconds} leaves no time for {len(untimed)} untimed photo(s)")
+    return [i if isinstance(i, Segment) else Segment(i, share) for i in items]
+
+
+def _viewport(t: float, canvas: tuple[int, int]) -> tuple[float, float, float, float]:
+    """The crop box of the canvas at time t: zoom 1.0..1.10 and a slow drift (a hand-held camera).
+
+    The periods are a few seconds, so consecutive frames differ by a pixel or so: enough for
+    every frame to be new, slow enough to keep faces detectable.
+    """
+    cw, ch = canvas
+    zoom = 1.05 - 0.05 * math.cos(2 * math.pi * t / 6.0)
+    vw, vh = cw / zoom, ch / zoom
+    # Drift within the margin the zoom leaves free.
+    mx, my = (cw - vw) / 2, (ch - vh) / 2
+    cx = cw / 2 + mx * 0.9 * math.sin(2 * math.pi * t / 7.0)
+    cy = ch / 2 + my * 0.9 * math.sin(2 * math.pi * t / 9.0)
+    return (cx - vw / 2, cy - vh / 2, cx + vw / 2, cy + vh / 2)
+
+
+def make_y4m(
+    path: Path,
+    frames: ImageSource | Sequence[ImageSource | Segment],
+    seconds: float | None = None,
+    fps: int = 15,
+    size: tuple[int, int] = (640, 480),
+) -> Path:
+    """Write a YUV4MPEG2 clip (4:2:0, BT.601 limited range, as Chromium expects) and return its path.
+
+    `frames` is one photo (path or PIL image), a list of them (sharing `seconds` evenly), or a list
+    of `Segment(photo, seconds)` (mixed with untimed photos, which share what is left of
+    `seconds`). Each segment is the still fitted whole into a canvas of the clip's aspect ratio
+    and filmed with a slow pan/zoom. A 10 s 640x480 clip builds in about a second.
+    """
+    w, h = size
+    if w % 2 or h % 2:
+        raise ValueError(f"y4m 4:2:0 needs even dimensions, got {size}")
+    if fps <= 0:
+        raise ValueError("fps must be positive")
+    segments = _segments(frames, seconds)
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    # The canvas is larger than the output so the zoomed-in viewport is still sharp.
+    canvas_size = (w * 3 // 2, h * 3 // 2)
+    tmp = path.with_suffix(path.suffix + ".part")
+    with open(tmp, "wb", buffering=1 << 20) as out:
+        out.write(f"YUV4MPEG2 W{w} H{h} F{fps}:1 Ip A1:1 C420jpeg\n".encode("ascii"))
+        t_clip = 0.0
+        for seg in segments:
+            canvas = _contain(load_photo(seg.source), canvas_size)
+            n = max(1, round(seg.seconds * fps))
+            for i in range(n):
+                # Time runs on across segments so the motion has no jump at a cut.
+                box = _viewport(t_clip + i / fps, canvas_size)
+                rgb = canvas.resize(size, Image.Resampling.BILINEAR, box=box)
+                frame = av.VideoFrame.from_ndarray(np.asarray(rgb), format="rgb24")
+                # yuv420p's ndarray is the three planes back to back (Y, then U, then V): the
+                # exact payload of one y4m frame. swscale does BT.601 limited range by default.
+                yuv = frame.reformat(format="yuv420p").to_ndarray()
+                out.write(b"FRAME\n")
+                out.write(yuv.tobytes())
+            t_clip += n / fps
+    tmp.replace(path)
+    return path
+
+
+@dataclass(frozen=True)
+class Y4mInfo:
+    width: int
+    height: int
+    fps: float
+    colorspace: str
+    frames: int
+    header_bytes: int
+
+
+def read_y4m_info(path: Path) -> Y4mInfo:
+    """Parse a y4m header and count its frames from the file size (checks the size math)."""
+    data_size = Path(path).stat().st_size
+    with open(path, "rb") as f:
+        header = f.readline()
+    if not header.startswith(b"YUV4MPEG2 "):
+        raise ValueError(f"{path}: not a YUV4MPEG2 file: {header[:40]!r}")
+    tags = {t[:1]: t[1:] for t in header.decode("ascii").split()[1:]}
+    w, h = int(tags["W"]), int(tags["H"])
+    num, den = (int(x) for x in tags["F"].split(":"))
+    frame_bytes = len(b"FRAME\n") + w * h + 2 * (w // 2) * (h // 2)
+    body = data_size - len(header)
+    if body % frame_bytes:
+        raise ValueError(f"{path}: {body} bytes of frames is not a multiple of {frame_bytes}")
+    return Y4mInfo(w, h, num / den, tags.get("C", "420jpeg"), body // frame_bytes, len(header))
+
+
+# --------------------------------------------------------------------------------------------
+# Chromium
+# --------------------------------------------------------------------------------------------
+
+
+def chromium_executable() -> str:
+    for candidate in CHROMIUM_PATHS:
+        if os.access(candidate, os.X_OK):
+            return candidate
+    raise FileNotFoundError(f"no Chromium at {CHROMIUM_PATHS}: apt-get install chromium")
+
+
+def chromium_args(camera_y4m: Path) -> list[str]:
+    return [
+        "--use-fake-ui-for-media-stream",
+        "--use-fake-device-for-media-stream",
+        f"--use-file-for-fake-video-capture={camera_y4m}",
+        # Without it Chromium never offers 127.0.0.1 and ICE hangs in "checking" with no error.
+        "--allow-loopback-in-peer-connection",
+        "--autoplay-policy=no-user-gesture-required",
+        "--disable-gpu",
+        "--disable-quic",
+        "--no-first-run",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+        "--no-sandbox",
+    ]
+
+
+# Console lines per page, so that waits can quote them in their failure messages.
+_CONSOLE: dict[int, list[str]] = {}
+
+
+@dataclass
+class ChromiumSession:
+    """One Chromium process (one fake camera) with one browser context."""
+
+    browser: object
+    context: object
+    artifacts_dir: Path
+    console: list[str] = field(default_factory=list)
+    pages: list = field(default_factory=list)
+
+    async def new_page(self, name: str | None = None):
+        """A page whose console messages and uncaught errors go into `self.console`."""
+        page = await self.context.new_page()
+        label = name or f"page{len(self.pages) + 1}"
+        lines = self.console
+
+        def on_console(msg) -> None:
+            lines.append(f"[{time.strftime('%H:%M:%S')}] {label} {msg.type}: {msg.text}")
+
+        def on_error(err) -> None:
+            lines.append(f"[{time.strftime('%H:%M:%S')}] {label} pageerror: {err}")
+
+        page.on("console", on_console)
+        page.on("pageerror", on_error)
+        _CONSOLE[id(page)] = lines
+        self.pages.append(page)
+        return page
+
+    async def screenshot(self, page, name: str) -> Path:
+        """Save a full-page PNG under the artifacts directory and return its path."""
+        path = self.artifacts_dir / f"{name}.png"
+        await page.screenshot(path=str(path), full_page=True, timeout=10_000)
+        return path
+
+
+@contextlib.asynccontextmanager
+async def launch_chromium(
+    camera_y4m: Path,
+    artifacts_dir: Path,
+    viewport: tuple[int, int] = (1280, 800),
+) -> AsyncIterator[ChromiumSession]:
+    """Headless Chromium whose camera is `camera_y4m` (microphone: Chromium's fake beep).
+
+    On exit the collected console lines are written to `artifacts_dir/console.log`.
+    """
+    from playwright.async_api import async_playwright
+
+    camera_y4m = Path(camera_y4m).resolve()
+    if not camera_y4m.is_file():
+        raise FileNotFoundError(f"camera clip not found: {camera_y4m}")
+    artifacts_dir = Path(artifacts_dir)
+    artifacts_dir.mkdir(parents=True, exist_ok=True)
+    async with async_playwright() as pw:
+        browser = await pw.chromium.launch(
+            executable_path=chromium_executable(),
+            headless=True,
+            args=chromium_args(camera_y4m),
+            timeout=30_000,
+        )
+        session = None
+        try:
+            context = await browser.new_context(
+                viewport={"width": viewport[0], "height": viewport[1]},
+                locale="zh-CN",
+            )
+            context.set_default_timeout(15_000)
+            session = ChromiumSession(browser, context, artifacts_dir)
+            yield session
+        finally:
+            if session is not None:
+                (artifacts_dir / "console.log").write_text("\n".join(session.console) + "\n")
+                for page in session.pages:
+                    _CONSOLE.pop(id(page), None)
+            await browser.close()
+
+
+def _console_tail(page, n: int = 25) -> str:
+    lines = _CONSOLE.get(id(page), [])
+    if not lines:
+        return "  (no console messages)"
+    return "\n".join("  " + line for line in lines[-n:])
+
+
+async def body_data(page) -> dict:
+    """The page's `document.body.dataset` (state, peer, phase, ...)."""
+    return await page.evaluate("() => Object.assign({}, document.body.dataset)")
+
+
+async def wait_for_body_data(
+    page, key: str, value: str | Sequence[str], timeout_s: float = 15.0
+) -> str:
+    """Wait until `document.body.dataset[key]` is `value` (or one of several); return it.
+
+    Fails with the page's whole dataset and its last console lines.
+    """
+    wanted = [value] if isinstance(value, str) else list(value)
+    try:
+        handle = await page.wait_for_function(
+            "([key, wanted]) => wanted.includes(document.body && document.body.dataset[key])"
+            " ? document.body.dataset[key] : null",
+            arg=[key, wanted],
+            timeout=timeout_s * 1000,
+            polling=100,
+        )
+        return await handle.json_value()
+    except Exception as exc:
+        try:
+            data = await body_data(page)
+        except Exception as inner:  # the page may be gone
+            data = f"<unreadable: {inner}>"
+        raise AssertionError(
+            f"body.dataset.{key} did not become {' | '.join(wanted)} within {timeout_s:.0f} s "
+            f"({type(exc).__name__}); dataset now: {json.dumps(data, ensure_ascii=False)}\n"
+            f"console:\n{_console_tail(page)}"
+        ) from None
+
+
+_VIDEO_STATS_JS = """
+(selector) => {
+  const v = document.querySelector(selector);
+  if (!v) return null;
+  // Count presented frames with requestVideoFrameCallback (installed once per element).
+  if (!v.__rvfcCount && v.requestVideoFrameCallback) {
+    v.__rvfcCount = {n: 0};
+    const tick = () => { v.__rvfcCount.n++; v.requestVideoFrameCallback(tick); };
+    v.requestVideoFrameCallback(tick);
+  }
+  const q = v.getVideoPlaybackQuality ? v.getVideoPlaybackQuality() : {totalVideoFrames: 0};
+  return {
+    width: v.videoWidth, height: v.videoHeight, readyState: v.readyState, paused: v.paused,
+    decoded: q.totalVideoFrames, presented: v.__rvfcCount ? v.__rvfcCount.n : 0,
+    hasStream: !!v.srcObject,
+    tracks: v.srcObject ? v.srcObject.getTracks().map(t => t.kind + ':' + t.readyState) : [],
+  };
+}
+"""
+
+
+async def video_stats(page, selector: str = "#remote-video") -> dict | None:
+    return await page.evaluate(_VIDEO_STATS_JS, selector)
+
+
+async def remote_video_progress(
+    page,
+    timeout_s: float = 20.0,
+    selector: str = "#remote-video",
+    min_frames: int = 5,
+    window_s: float = 1.5,
+) -> dict:
+    """Assert the video element shows a live picture: videoWidth > 0 and its frame count grows.
+
+    Waits (up to `timeout_s` in all) for a picture, then for at least `min_frames` more decoded
+    frames within `window_s` of each other. Returns the last stats (width, height, decoded, ...).
+    """
+    import asyncio
+
+    deadline = time.monotonic() + timeout_s
+    stats = None
+    # 1. A picture.
+    while time.monotonic() < deadline:
+        stats = await video_stats(page, selector)
+        if stats and stats["width"] > 0:
+            break
+        await asyncio.sleep(0.2)
+    else:
+        raise AssertionError(
+            f"{selector} showed no picture within {timeout_s:.0f} s: {stats}; "
+            f"dataset: {await body_data(page)}\nconsole:\n{_console_tail(page)}"
+        )
+    # 2. Frames advancing.
+    first = stats
+    while time.monotonic() < deadline:
+        await asyncio.sleep(window_s)
+        stats = await video_stats(page, selector)
+        if stats is None:
+            break
+        grew = stats["decoded"] - first["decoded"]
+        shown = stats["presented"] - first["presented"]
+        if stats["width"] > 0 and max(grew, shown) >= min_frames:
+            return stats
+        first = stats
+    raise AssertionError(
+        f"{selector} frames did not advance by {min_frames} within {window_s} s "
+        f"(timeout {timeout_s:.0f} s): before {first}, after {stats}; "
+        f"dataset: {await body_data(page)}\nconsole:\n{_console_tail(page)}"
+    )
