@@ -91,12 +91,12 @@ class Room:
         p.subject, p.ws = subject, ws
         p.joins += 1
         if previous_ws is not None and previous_ws is not ws and not previous_ws.closed:
-            with contextlib.suppress(Exception):
+            with contextlib.suppress(ConnectionError, RuntimeError):
                 await previous_ws.send_json({
                     "type": "error", "code": "replaced",
                     "message": "this participant joined from another connection",
                 })
-                await previous_ws.close(code=4001, message=b"replaced")
+            close_soon(previous_ws, 4001, "replaced")
         await self._set_status(p, "connected", "participant.rejoined" if rejoined
                                else "participant.joined")
         await self._advance_on_join(p)
@@ -136,8 +136,7 @@ class Room:
         await self._close_peer(p)
         ws, p.ws = p.ws, None
         await self._set_status(p, "left", "participant.left", reason=reason)
-        if ws is not None and not ws.closed:
-            await ws.close()
+        close_soon(ws, 1000, "left")
         await self._after_departure(p)
 
     async def _after_departure(self, p: Participant) -> None:
@@ -215,13 +214,24 @@ class Room:
         if self.closed:
             return
         self.closed = True
+        await self.ctx.rooms.discard(self)
         for p in self.participants.values():
             if p.grace is not None:
                 p.grace.cancel()
         await asyncio.gather(*(self._close_peer(p) for p in self.participants.values()))
         for p in self.participants.values():
             ws, p.ws = p.ws, None
-            if ws is not None and not ws.closed:
-                with contextlib.suppress(Exception):
-                    await ws.close(code=1000, message=b"consultation over")
-        await self.ctx.rooms.discard(self)
+            close_soon(ws, 1000, "consultation over")
+
+
+_closing: set[asyncio.Task[bool]] = set()
+
+
+def close_soon(ws: web.WebSocketResponse | None, code: int, why: str) -> None:
+    """Close a socket without awaiting the handshake: this may run inside that very socket's
+    message handler, where an awaited close would wait on itself."""
+    if ws is None or ws.closed:
+        return
+    task = asyncio.create_task(ws.close(code=code, message=why.encode()))
+    _closing.add(task)
+    task.add_done_callback(_closing.discard)

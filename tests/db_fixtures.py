@@ -32,12 +32,15 @@ async def fresh_pg_database(dsn: str) -> AsyncIterator[str]:
     name = f"tc_test_{secrets.token_hex(6)}"
     admin = create_async_engine(dsn, isolation_level="AUTOCOMMIT",
                                 connect_args={"timeout": 10})
+    failure = None
     try:
         async with admin.connect() as conn:
             await conn.execute(text(f'CREATE DATABASE "{name}"'))
     except Exception as exc:
+        failure = exc
+    if failure is not None:
         await admin.dispose()
-        pytest.fail(f"PostgreSQL is not reachable through TC_TEST_PG_DSN={dsn!r}: {exc!r}. "
+        pytest.fail(f"PostgreSQL is not reachable through TC_TEST_PG_DSN={dsn!r}: {failure!r}. "
                     "Start it (scripts/test-services.sh) or point TC_TEST_PG_DSN at one.",
                     pytrace=False)
     try:

@@ -48,15 +48,10 @@ class RedisServer:
     def start(self) -> None:
         if self._proc is not None:
             return
-        args = [
-            self._binary, "--port", str(self.port), "--bind", "127.0.0.1",
-            "--save", "", "--appendonly", "no", "--dir", str(self._workdir),
-            "--logfile", str(self._log),
-        ]
+        args = [self._binary, "--port", str(self.port), "--bind", "127.0.0.1", "--save", ""]
+        args += ["--appendonly", "no", "--dir", str(self._workdir), "--logfile", str(self._log)]
         try:
-            self._proc = subprocess.Popen(
-                args, stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT
-            )
+            self._proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT)
         except FileNotFoundError:
             pytest.fail(f"{self._binary} is not on PATH (apt-get install redis-server)")
         deadline = time.monotonic() + READY_TIMEOUT_S

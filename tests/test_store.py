@@ -9,7 +9,7 @@ import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 from sqlalchemy import delete, inspect, update
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.exc import IntegrityError, StatementError
 
 from server.store import (
     GENESIS_HASH,
@@ -101,7 +101,7 @@ async def test_records_roundtrip_with_aware_utc_datetimes(database: Database) ->
     assert guardian is not None and guardian.patient_id == patient.id
 
     assert await get_consultation(database, "c_nope") is None
-    with pytest.raises(Exception, match="naive datetime"):
+    with pytest.raises(StatementError, match="naive datetime"):
         await make_consultation(database, scheduled_at=datetime(2026, 3, 1, 9, 30))
 
 

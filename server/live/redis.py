@@ -241,9 +241,7 @@ class RedisLiveState(LiveState):
             self._key("p", consultation_id, checked_role(role)),
         ]
         pairs = [item for pair in _fields(info).items() for item in pair]
-        return bool(
-            await self._put_participant(keys=keys, args=[consultation_id, role, *pairs])
-        )
+        return bool(await self._put_participant(keys=keys, args=[consultation_id, role, *pairs]))
 
     @_unavailable
     async def drop_participant(self, consultation_id: str, role: str) -> None:

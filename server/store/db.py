@@ -9,7 +9,12 @@ from alembic import command
 from alembic.config import Config
 from sqlalchemy import Connection, event, text
 from sqlalchemy.engine import make_url
-from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
+from sqlalchemy.ext.asyncio import (
+    AsyncEngine,
+    AsyncSession,
+    async_sessionmaker,
+    create_async_engine,
+)
 
 MIGRATIONS_DIR = Path(__file__).resolve().parent.parent / "migrations"
 # Several nodes may start at once against one PostgreSQL: only one of them migrates at a time.
@@ -71,7 +76,7 @@ class Database:
         return self.engine.dialect.name
 
     def session(self) -> AsyncSession:
-        """A new session; use as `async with db.session() as s:` (objects stay usable after commit)."""
+        """A session for `async with db.session() as s:`; objects stay usable after commit."""
         return self._sessions()
 
     async def ping(self) -> bool:

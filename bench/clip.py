@@ -1,0 +1,118 @@
+"""Pre-encoded media for load generation: a VP8 clip and an Opus tone, encoded once, replayed.
+
+A load generator that encoded live would saturate its own core long before the node (VP8 encode
+is ~8 ms a frame here); replaying packets costs almost nothing. Each replayed frame can carry a
+12-byte trailer (send time + magic) that the node passes through untouched, so the receiving
+client measures end-to-end latency without decoding anything.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import struct
+import time
+from dataclasses import dataclass
+from fractions import Fraction
+
+import av
+import numpy as np
+from aiortc.mediastreams import MediaStreamTrack
+
+TRAILER = struct.Struct("!d4s")
+MAGIC = b"TCB1"
+
+
+@dataclass(frozen=True)
+class Clip:
+    kind: str
+    packets: list[bytes]
+    pts_step: int
+    clock_rate: int
+
+    @property
+    def interval(self) -> float:
+        return self.pts_step / self.clock_rate
+
+
+def encode_vp8(width: int = 640, height: int = 480, fps: int = 30, seconds: float = 4.0,
+               bitrate: int = 1_000_000, keyframe_every: int = 30) -> Clip:
+    """A moving synthetic pattern (not a face), VP8 at `bitrate`, a key frame every second."""
+    codec = av.CodecContext.create("libvpx", "w")
+    codec.width, codec.height = width, height
+    codec.pix_fmt = "yuv420p"
+    codec.bit_rate = bitrate
+    codec.time_base = Fraction(1, fps)
+    codec.gop_size = keyframe_every
+    codec.options = {"deadline": "realtime", "cpu-used": "8", "lag-in-frames": "0",
+                     "error-resilient": "1"}
+    ys, xs = np.mgrid[0:height, 0:width]
+    packets: list[bytes] = []
+    count = int(seconds * fps)
+    for i in range(count):
+        rgb = np.empty((height, width, 3), dtype=np.uint8)
+        rgb[..., 0] = (xs + i * 4) % 256
+        rgb[..., 1] = (ys + i * 2) % 256
+        rgb[..., 2] = ((xs // 40 + ys // 40 + i // 8) % 2) * 200
+        frame = av.VideoFrame.from_ndarray(rgb, format="rgb24").reformat(format="yuv420p")
+        frame.pts = i
+        if i % keyframe_every == 0:
+            frame.pict_type = av.video.frame.PictureType.I
+        packets.extend(bytes(p) for p in codec.encode(frame))
+    packets.extend(bytes(p) for p in codec.encode(None))
+    return Clip("video", packets[:count], 90000 // fps, 90000)
+
+
+def encode_opus(seconds: float = 1.0, bitrate: int = 32000) -> Clip:
+    """A quiet 440 Hz tone, 20 ms Opus packets."""
+    codec = av.CodecContext.create("libopus", "w")
+    codec.sample_rate = 48000
+    codec.layout = "mono"
+    codec.format = "s16"
+    codec.bit_rate = bitrate
+    samples = 960
+    packets: list[bytes] = []
+    t = np.arange(int(seconds * 48000)) / 48000
+    pcm = (np.sin(2 * np.pi * 440 * t) * 3000).astype(np.int16)
+    for i in range(0, len(pcm) - samples + 1, samples):
+        frame = av.AudioFrame.from_ndarray(pcm[i:i + samples].reshape(1, -1), format="s16",
+                                           layout="mono")
+        frame.sample_rate = 48000
+        frame.pts = i
+        packets.extend(bytes(p) for p in codec.encode(frame))
+    return Clip("audio", packets, samples, 48000)
+
+
+class ClipTrack(MediaStreamTrack):
+    """Replays a clip in real time as av.Packet (aiortc's sender packetizes without encoding)."""
+
+    def __init__(self, clip: Clip, stamp: bool = True) -> None:
+        super().__init__()
+        self.kind = clip.kind
+        self.clip = clip
+        self.stamp = stamp
+        self.sent = 0
+        self._start: float | None = None
+        self._time_base = Fraction(1, clip.clock_rate)
+
+    async def recv(self) -> av.Packet:  # type: ignore[override]
+        if self._start is None:
+            self._start = time.monotonic()
+        due = self._start + self.sent * self.clip.interval
+        delay = due - time.monotonic()
+        if delay > 0:
+            await asyncio.sleep(delay)
+        data = self.clip.packets[self.sent % len(self.clip.packets)]
+        if self.stamp:
+            data += TRAILER.pack(time.time(), MAGIC)
+        packet = av.Packet(data)
+        packet.pts = packet.dts = self.sent * self.clip.pts_step
+        packet.time_base = self._time_base
+        self.sent += 1
+        return packet
+
+
+def read_stamp(data: bytes) -> float | None:
+    """The send time a ClipTrack appended, if the frame carries one."""
+    if len(data) >= TRAILER.size and data[-4:] == MAGIC:
+        return TRAILER.unpack(data[-TRAILER.size:])[0]
+    return None

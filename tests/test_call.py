@@ -1,0 +1,58 @@
+"""End to end through a real node with real aiortc peers: join, media both ways, lifecycle."""
+
+from __future__ import annotations
+
+from server.auth import Role
+from server.lifecycle import State
+
+from .node_fixtures import Node
+
+
+async def test_call_relays_media_both_ways_and_ends(node: Node, clips) -> None:
+    booking = await node.book()
+    guardian = node.client(booking.guardian_link.split("#token=")[1], clips)
+    doctor = node.client(booking.doctor_link.split("#token=")[1], clips)
+    try:
+        joined = await guardian.connect()
+        assert joined["consultation"]["state"] == State.WAITING
+        await guardian.start_media()
+        await doctor.connect()
+        await doctor.start_media()
+        await guardian.expect("state", state="verifying")
+        await doctor.wait_connected()
+        await guardian.wait_connected()
+        for side in (guardian, doctor):
+            await side.wait_frames("video", 30)
+            await side.wait_frames("audio", 25)
+            assert side.received["video"].keyframes >= 1
+        # Encoded frames pass through untouched: the sender's stamp survives the node.
+        assert doctor.received["video"].latencies and max(doctor.received["video"].latencies) < 1
+
+        await doctor.send({"type": "accept"})
+        await guardian.expect("state", state="active")
+        await doctor.send({"type": "end", "reason": "completed"})
+        await guardian.expect("state", state="ended")
+        await guardian.expect("closed")
+        await doctor.expect("closed")
+    finally:
+        await guardian.close()
+        await doctor.close()
+    assert await node.states(booking.consultation_id) == [
+        "waiting", "verifying", "active", "ended"]
+    report = await node.ctx.events.verify(booking.consultation_id)
+    assert report.ok, report.problems
+    assert node.ctx.rooms.get(booking.consultation_id) is None
+
+
+async def test_accept_refused_until_patient_side_connected(node: Node) -> None:
+    booking = await node.book()
+    doctor = node.client(node.token(Role.DOCTOR, booking.doctor_id, booking.consultation_id))
+    try:
+        await doctor.connect()
+        await doctor.send({"type": "accept", "id": 7})
+        error = await doctor.expect("error")
+        assert error["code"] == "bad_state" and "patient side" in error["message"]
+        assert error["re"] == 7
+        assert await node.ctx.lifecycle.state(booking.consultation_id) == State.VERIFYING
+    finally:
+        await doctor.close()
