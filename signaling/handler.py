@@ -11,6 +11,7 @@ from server.auth import CALL_ROLES, Claims, Role, authenticate, json_error
 from server.lifecycle import State, TransitionError
 from server.store import records
 
+from .background import spawn
 from .context import NodeContext
 from .protocol import (
     PROTOCOL_VERSION,
@@ -59,8 +60,11 @@ class Connection:
                 elif frame.type == WSMsgType.ERROR:
                     log.info("websocket error for %s: %s", self.actor, self.ws.exception())
         finally:
+            # aiohttp cancels this handler when the peer disconnects: the bookkeeping must
+            # still happen, so it runs as its own task.
             if self.room is not None:
-                await self.room.connection_lost(self.role, self.ws, self._close_reason())
+                spawn(self.room.connection_lost(self.role, self.ws, self._close_reason()),
+                      "connection-lost")
 
     def _close_reason(self) -> str:
         code = self.ws.close_code

@@ -18,6 +18,7 @@ from aiohttp import web
 from server.auth import Role
 from server.lifecycle import State, Transition
 
+from .background import spawn
 from .context import NodeContext
 from .media import MediaSource
 from .peer import KINDS, Peer
@@ -177,7 +178,7 @@ class Room:
         if p.peer is not peer or self.closed:
             return
         p.ice = state
-        asyncio.ensure_future(self._report_ice(p, peer, state))
+        spawn(self._report_ice(p, peer, state), "report-ice")
 
     async def _report_ice(self, p: Participant, peer: Peer, state: str) -> None:
         if state in ("connected", "failed"):
@@ -224,14 +225,8 @@ class Room:
             close_soon(ws, 1000, "consultation over")
 
 
-_closing: set[asyncio.Task[bool]] = set()
-
-
 def close_soon(ws: web.WebSocketResponse | None, code: int, why: str) -> None:
     """Close a socket without awaiting the handshake: this may run inside that very socket's
     message handler, where an awaited close would wait on itself."""
-    if ws is None or ws.closed:
-        return
-    task = asyncio.create_task(ws.close(code=code, message=why.encode()))
-    _closing.add(task)
-    task.add_done_callback(_closing.discard)
+    if ws is not None and not ws.closed:
+        spawn(ws.close(code=code, message=why.encode()), "ws-close")

@@ -1,0 +1,861 @@
+// The call page of a teleconsultation (doctor or guardian).
+//
+// It speaks signaling protocol 1 (signaling/PROTOCOL.md): one WebSocket and one RTCPeerConnection
+// with the node per participant; the node records and relays the media. The join link is
+// /call#token=JWT: the token lives in the URL fragment so it never reaches an access log.
+//
+// State for people and for tests, with no test-only code paths: document.body.dataset
+//   phase  prejoin | connecting | incall | reconnecting | left | final | error (page could not start)
+//   state  the consultation state (scheduled ... aborted)
+//   peer   the other participant: absent | connected | reconnecting | left
+//   media  this browser's RTCPeerConnection connectionState (none before the first one)
+//   role   doctor | guardian
+
+const PROTOCOL = 1;
+const REJOIN_GRACE_MS = 60_000; // the node's TC_REJOIN_GRACE default: after it we count as left
+const JOIN_TIMEOUT_MS = 10_000; // socket opened but no `joined`: try again
+const PING_EVERY_MS = 15_000; // keeps idle proxies from closing the socket
+const SILENCE_LIMIT_MS = 45_000; // nothing heard (not even a pong) for this long: the socket is dead
+const FINAL_STATES = new Set(['ended', 'terminated', 'aborted']);
+
+// Consultation states (server/ lifecycle) as badge text and colour.
+const STATES = {
+  scheduled: { zh: '已预约', en: 'Scheduled', tone: 'neutral' },
+  waiting: { zh: '等待医生', en: 'Waiting for the doctor', tone: 'info' },
+  verifying: { zh: '医生核验中', en: 'Verifying the doctor', tone: 'warn' },
+  active: { zh: '问诊中', en: 'In consultation', tone: 'ok' },
+  ended: { zh: '已结束', en: 'Ended', tone: 'neutral' },
+  terminated: { zh: '已终止', en: 'Terminated', tone: 'danger' },
+  aborted: { zh: '已中止', en: 'Aborted', tone: 'danger' },
+};
+
+const ROLES = {
+  doctor: { zh: '医生', en: 'Doctor' },
+  guardian: { zh: '患者监护人', en: 'Guardian' },
+};
+
+// How one side names the other.
+const OTHER = {
+  doctor: { zh: '患者方', en: 'The patient side' },
+  guardian: { zh: '医生', en: 'The doctor' },
+};
+
+const PEER_STATUS = {
+  absent: { zh: '尚未加入', en: 'not joined yet', tone: 'neutral' },
+  connected: { zh: '已连接', en: 'connected', tone: 'ok' },
+  reconnecting: { zh: '正在重新连接', en: 'reconnecting', tone: 'warn' },
+  left: { zh: '已离开', en: 'has left', tone: 'danger' },
+};
+
+// Chinese for the node's error codes (its `message` is English and shown as is).
+const ERRORS = {
+  bad_json: '消息格式错误',
+  too_large: '消息过大',
+  unknown_type: '不支持的操作',
+  bad_field: '消息内容有误',
+  not_joined: '尚未加入问诊',
+  bad_protocol: '页面版本过旧，请刷新页面',
+  forbidden: '您无权执行此操作',
+  bad_state: '当前问诊状态不允许此操作',
+  bad_sdp: '音视频连接协商失败',
+  replaced: '您已在其他窗口或设备加入本次问诊',
+};
+
+const VISIT_TYPES = {
+  first: { zh: '初诊', en: 'First visit' },
+  first_visit: { zh: '初诊', en: 'First visit' },
+  initial: { zh: '初诊', en: 'First visit' },
+  follow_up: { zh: '复诊', en: 'Follow-up' },
+  followup: { zh: '复诊', en: 'Follow-up' },
+  'follow-up': { zh: '复诊', en: 'Follow-up' },
+  return: { zh: '复诊', en: 'Follow-up' },
+};
+
+const $ = (id) => document.getElementById(id);
+const body = document.body;
+
+const app = {
+  token: '',
+  me: null,
+  role: '',
+  state: '',
+  peer: 'absent',
+  phase: 'loading',
+  localStream: null,
+  conn: null, // the current Connection; events of older ones are ignored
+  final: false,
+  retry: null, // {since, attempt, timer} while reconnecting
+  pending: { accept: false, end: false },
+  seq: 0,
+};
+
+// ------------------------------------------------------------------------------------------
+// Small DOM helpers
+
+function bilingual(el, zh, en) {
+  // "中文 English": Chinese first on every label; English in its own span with lang="en".
+  const z = document.createElement('span');
+  z.className = 'zh';
+  z.textContent = zh;
+  const e = document.createElement('span');
+  e.className = 'en';
+  e.lang = 'en';
+  e.textContent = en;
+  el.replaceChildren(z, ' ', e);
+}
+
+function setBadge(el, zh, en, tone) {
+  el.hidden = false;
+  el.dataset.tone = tone;
+  bilingual(el.querySelector('.badge-label'), zh, en);
+}
+
+function show(id, visible) {
+  $(id).hidden = !visible;
+}
+
+function clock(date = new Date()) {
+  return date.toLocaleTimeString('zh-CN', { hour12: false });
+}
+
+// ------------------------------------------------------------------------------------------
+// Page phase, consultation state, the other participant
+
+function setPhase(phase) {
+  app.phase = phase;
+  body.dataset.phase = phase;
+  const inCall = phase === 'connecting' || phase === 'incall' || phase === 'reconnecting';
+  show('load-error', phase === 'error');
+  show('prejoin', phase === 'prejoin');
+  show('call', inCall);
+  show('left-panel', phase === 'left');
+  show('outcome', phase === 'final');
+  show('reconnect-banner', phase === 'reconnecting');
+  show('rec-badge', inCall);
+  $('peer-badge').hidden = !inCall;
+  if (!inCall && $('end-confirm').open) $('end-confirm').close();
+  // Move focus to the heading of a panel that replaces the page, so screen readers read it.
+  const heading = { left: 'left-title', final: 'outcome-title', error: 'load-error' }[phase];
+  if (heading) focusHeading($(heading));
+  updateControls();
+  updateStage();
+}
+
+function focusHeading(el) {
+  el.tabIndex = -1;
+  el.focus({ preventScroll: false });
+}
+
+function setState(state) {
+  if (!state) return;
+  const changed = state !== app.state;
+  app.state = state;
+  body.dataset.state = state;
+  const s = STATES[state] || { zh: state, en: state, tone: 'neutral' };
+  setBadge($('state-badge'), s.zh, s.en, s.tone);
+  if (changed) app.pending.accept = app.pending.end = false;
+  updateControls();
+}
+
+function setPeer(status, { announce = false } = {}) {
+  if (!PEER_STATUS[status]) status = 'absent';
+  const changed = status !== app.peer;
+  app.peer = status;
+  body.dataset.peer = status;
+  const other = OTHER[app.role] || { zh: '对方', en: 'The other side' };
+  const p = PEER_STATUS[status];
+  setBadge($('peer-badge'), `${other.zh}${p.zh}`, `${other.en} ${p.en}`, p.tone);
+  if (announce && changed) {
+    const kind = status === 'connected' ? 'ok' : status === 'reconnecting' ? 'warn' : 'info';
+    addNotice({ zh: `${other.zh}${p.zh}`, en: `${other.en} ${p.en}`, kind });
+  }
+  updateStage();
+}
+
+function setMedia(state) {
+  body.dataset.media = state;
+}
+
+function updateControls() {
+  const doctor = app.role === 'doctor';
+  const inCall = app.phase === 'incall';
+  const accept = $('accept-btn');
+  const end = $('end-btn');
+  accept.hidden = !doctor;
+  end.hidden = !doctor;
+  accept.disabled = !(
+    doctor && inCall && (app.state === 'verifying' || app.state === 'waiting') && !app.pending.accept
+  );
+  end.disabled = !(doctor && inCall && app.state === 'active' && !app.pending.end);
+  $('accept-hint').hidden = !(doctor && (app.state === 'verifying' || app.state === 'waiting'));
+  $('leave-btn').disabled = !['connecting', 'incall', 'reconnecting'].includes(app.phase);
+  $('mic-btn').disabled = !app.localStream;
+}
+
+// What covers the remote video until it shows a picture (or when the other side is away).
+function updateStage() {
+  const video = $('remote-video');
+  const other = OTHER[app.role] || { zh: '对方', en: 'The other side' };
+  const hasPicture = video.videoWidth > 0 && !!video.srcObject;
+  let zh = '';
+  let en = '';
+  if (app.phase === 'connecting') [zh, en] = ['正在连接…', 'Connecting…'];
+  else if (app.phase === 'reconnecting') [zh, en] = ['正在重新连接…', 'Reconnecting…'];
+  else if (app.peer === 'absent') [zh, en] = [`等待${other.zh}加入…`, `Waiting for ${lower(other.en)} to join…`];
+  else if (app.peer === 'reconnecting')
+    [zh, en] = [`${other.zh}网络不稳定，正在重新连接…`, `${other.en} is reconnecting…`];
+  else if (app.peer === 'left') [zh, en] = [`${other.zh}已离开`, `${other.en} has left`];
+  else if (!hasPicture) [zh, en] = ['正在接收视频…', 'Receiving video…'];
+  const ph = $('remote-placeholder');
+  ph.hidden = !zh;
+  // Over a live (or frozen last) picture the cover is see-through; over nothing it is solid.
+  ph.classList.toggle('over-video', hasPicture);
+  ph.querySelector('.spinner').hidden = app.peer === 'left' && app.phase === 'incall';
+  $('remote-placeholder-zh').textContent = zh;
+  $('remote-placeholder-en').textContent = en;
+}
+
+function lower(s) {
+  return s.charAt(0).toLowerCase() + s.slice(1);
+}
+
+// ------------------------------------------------------------------------------------------
+// Notices, errors, toasts
+
+function addNotice({ zh, en, kind = 'info', code = '' }) {
+  $('notices-empty')?.remove();
+  const li = document.createElement('li');
+  li.className = `notice notice-${kind}`;
+  if (code) li.dataset.code = code;
+  const time = document.createElement('time');
+  time.dateTime = new Date().toISOString();
+  time.textContent = clock();
+  const z = document.createElement('p');
+  z.className = 'notice-zh';
+  z.textContent = zh || '';
+  const e = document.createElement('p');
+  e.className = 'notice-en';
+  e.lang = 'en';
+  e.textContent = en || '';
+  li.append(time, z, e);
+  $('notices').prepend(li); // newest first: seen without scrolling
+  toast({ zh, en, kind });
+  if (kind === 'error') $('sr-alert').textContent = `${zh} ${en}`;
+}
+
+function toast({ zh, en, kind }) {
+  const box = $('toasts');
+  const t = document.createElement('div');
+  t.className = `toast toast-${kind}`;
+  const z = document.createElement('p');
+  z.className = 'toast-zh';
+  z.textContent = zh || '';
+  const e = document.createElement('p');
+  e.className = 'toast-en';
+  e.lang = 'en';
+  e.textContent = en || '';
+  t.append(z, e);
+  box.append(t);
+  while (box.children.length > 3) box.firstElementChild.remove();
+  setTimeout(() => t.remove(), kind === 'error' ? 10_000 : 6_000);
+}
+
+// ------------------------------------------------------------------------------------------
+// Start: the token, /api/me, the consultation header
+
+function readToken() {
+  const params = new URLSearchParams(location.hash.replace(/^#/, ''));
+  return params.get('token') || '';
+}
+
+function showLoadError({ zh, en, code = '' }) {
+  $('load-error-zh').textContent = zh;
+  $('load-error-en').textContent = en;
+  $('load-error-code').textContent = code ? `错误代码 Error code: ${code}` : '';
+  setBadge($('state-badge'), '无法打开', 'Unavailable', 'danger');
+  setPhase('error');
+}
+
+async function loadMe() {
+  let res;
+  try {
+    res = await fetch('/api/me', {
+      headers: { Authorization: `Bearer ${app.token}` },
+      cache: 'no-store',
+    });
+  } catch (err) {
+    return { error: { zh: '无法连接服务器，请检查网络后刷新页面。', en: `Cannot reach the server: ${err.message}` } };
+  }
+  let data = null;
+  try {
+    data = await res.json();
+  } catch {
+    // not JSON: handled below by status
+  }
+  if (res.ok && data) return { me: data };
+  const err = (data && data.error) || {};
+  const zh =
+    err.zh ||
+    (res.status === 401
+      ? '问诊链接无效或已过期。'
+      : res.status === 403
+        ? '您无权进入此问诊。'
+        : `服务器错误（${res.status}）。`);
+  return {
+    error: {
+      zh,
+      en: err.message || `HTTP ${res.status} ${res.statusText}`,
+      code: err.code || String(res.status),
+      status: res.status,
+    },
+  };
+}
+
+function nameOf(v) {
+  if (v == null || v === '') return '';
+  if (typeof v !== 'object') return String(v);
+  return [v.name, v.title || v.rank].filter(Boolean).join(' ') || String(v.id ?? '');
+}
+
+function formatTime(iso) {
+  if (!iso) return '';
+  const d = new Date(iso);
+  if (Number.isNaN(d.getTime())) return String(iso);
+  const p = (n) => String(n).padStart(2, '0');
+  return `${d.getFullYear()}-${p(d.getMonth() + 1)}-${p(d.getDate())} ${p(d.getHours())}:${p(d.getMinutes())}`;
+}
+
+function renderHeader(me) {
+  const c = me.consultation || {};
+  const hospital = nameOf(c.hospital);
+  if (hospital) {
+    $('hospital-name').textContent = hospital;
+    document.title = `视频问诊 · ${hospital} · Video consultation`;
+  }
+  const set = (id, value) => {
+    $(id).textContent = value || '—';
+  };
+  set('meta-specialty', nameOf(c.specialty));
+  set('meta-doctor', nameOf(c.doctor));
+  set('meta-patient', nameOf(c.patient));
+  const visit = VISIT_TYPES[String(c.visit_type || '').toLowerCase()];
+  if (visit) bilingual($('meta-visit'), visit.zh, visit.en);
+  else set('meta-visit', nameOf(c.visit_type));
+  set('meta-time', formatTime(c.scheduled_at));
+  set('meta-id', c.id != null ? String(c.id) : '');
+  const role = ROLES[me.role] || { zh: me.role, en: me.role };
+  bilingual($('meta-role'), role.zh, role.en);
+  show('consult-meta', true);
+  show('prejoin-role-doctor', me.role === 'doctor');
+  show('prejoin-role-guardian', me.role === 'guardian');
+}
+
+async function start() {
+  wireButtons();
+  app.token = readToken();
+  if (!app.token) {
+    showLoadError({
+      zh: '链接不完整：缺少问诊凭证。',
+      en: 'The link is incomplete: it has no consultation token.',
+      code: 'no_token',
+    });
+    return;
+  }
+  const { me, error } = await loadMe();
+  if (error) {
+    showLoadError(error);
+    return;
+  }
+  app.me = me;
+  app.role = me.role;
+  body.dataset.role = me.role;
+  renderHeader(me);
+  setPeer('absent');
+  setState(me.consultation?.state);
+  if (FINAL_STATES.has(app.state)) finish(app.state, '');
+  else setPhase('prejoin');
+}
+
+// ------------------------------------------------------------------------------------------
+// Camera and microphone
+
+async function openCamera() {
+  if (app.localStream) return app.localStream;
+  if (!navigator.mediaDevices?.getUserMedia) {
+    throw Object.assign(new Error('getUserMedia is not available (the page needs HTTPS)'), {
+      name: 'NotSupportedError',
+    });
+  }
+  const stream = await navigator.mediaDevices.getUserMedia({
+    audio: true,
+    video: { width: 640, height: 480 },
+  });
+  app.localStream = stream;
+  const local = $('local-video');
+  local.muted = true; // never play our own microphone back
+  local.srcObject = stream;
+  local.play().catch(() => {});
+  setMicMuted(false);
+  return stream;
+}
+
+function stopCamera() {
+  if (!app.localStream) return;
+  for (const track of app.localStream.getTracks()) track.stop();
+  app.localStream = null;
+  $('local-video').srcObject = null;
+  updateControls();
+}
+
+function cameraErrorText(err) {
+  switch (err.name) {
+    case 'NotAllowedError':
+    case 'SecurityError':
+      return ['未获得摄像头或麦克风权限。请在浏览器设置中允许后重试。', 'Camera or microphone permission was denied. Allow it in the browser settings and try again.'];
+    case 'NotFoundError':
+    case 'OverconstrainedError':
+      return ['未找到可用的摄像头或麦克风。', 'No usable camera or microphone was found.'];
+    case 'NotReadableError':
+      return ['摄像头或麦克风正被其他程序占用。', 'The camera or microphone is in use by another program.'];
+    default:
+      return ['无法打开摄像头或麦克风。', `Cannot open the camera or microphone: ${err.message || err.name}`];
+  }
+}
+
+function setMicMuted(muted) {
+  for (const t of app.localStream?.getAudioTracks() || []) t.enabled = !muted;
+  const btn = $('mic-btn');
+  btn.setAttribute('aria-pressed', String(muted));
+  btn.classList.toggle('is-muted', muted);
+  $('mic-zh').textContent = muted ? '取消静音' : '静音';
+  $('mic-en').textContent = muted ? 'Unmute' : 'Mute';
+}
+
+// ------------------------------------------------------------------------------------------
+// One connection: a WebSocket, then (after `joined`) one RTCPeerConnection
+
+function wsUrl() {
+  const scheme = location.protocol === 'https:' ? 'wss' : 'ws';
+  return `${scheme}://${location.host}/ws?token=${encodeURIComponent(app.token)}`;
+}
+
+function send(conn, msg) {
+  if (conn.ws.readyState !== WebSocket.OPEN) return false;
+  const id = ++app.seq;
+  conn.sent.set(id, msg.type);
+  if (conn.sent.size > 50) conn.sent.delete(conn.sent.keys().next().value);
+  conn.ws.send(JSON.stringify({ ...msg, id }));
+  return true;
+}
+
+function connect() {
+  const conn = {
+    ws: new WebSocket(wsUrl()),
+    pc: null,
+    opened: false,
+    joined: false,
+    answered: false,
+    closedByUs: false,
+    pendingCandidates: [],
+    sentEndOfCandidates: false,
+    sent: new Map(), // message id -> type, to tell what an `error` (re: id) refers to
+    lastHeard: Date.now(),
+    timers: [],
+    queue: Promise.resolve(), // messages are handled one at a time, in order
+  };
+  app.conn = conn;
+  const { ws } = conn;
+  ws.onopen = () => {
+    if (app.conn !== conn) return;
+    conn.opened = true;
+    send(conn, { type: 'join', protocol: PROTOCOL });
+  };
+  ws.onmessage = (ev) => {
+    if (app.conn !== conn) return;
+    conn.lastHeard = Date.now();
+    let msg;
+    try {
+      msg = JSON.parse(ev.data);
+    } catch {
+      console.warn('ignored a frame that is not JSON');
+      return;
+    }
+    conn.queue = conn.queue
+      .then(() => (app.conn === conn ? handleMessage(conn, msg) : undefined))
+      .catch((err) => {
+        console.error('handling', msg.type, err);
+        addNotice({ zh: '页面处理消息时出错', en: `${msg.type}: ${err.message}`, kind: 'error' });
+      });
+  };
+  ws.onerror = () => {}; // a close event always follows
+  ws.onclose = (ev) => onSocketClose(conn, ev);
+  // No `joined` in time (a stuck proxy, a node busy starting): start over.
+  conn.timers.push(
+    setTimeout(() => {
+      if (app.conn === conn && !conn.joined) startReconnect('no joined within the time limit');
+    }, JOIN_TIMEOUT_MS),
+  );
+  conn.timers.push(
+    setInterval(() => {
+      if (app.conn !== conn) return;
+      if (Date.now() - conn.lastHeard > SILENCE_LIMIT_MS) startReconnect('the socket went silent');
+      else send(conn, { type: 'ping' });
+    }, PING_EVERY_MS),
+  );
+  return conn;
+}
+
+// Close a connection on purpose: its close event must not start a reconnect.
+function teardown(conn) {
+  if (!conn) return;
+  conn.closedByUs = true;
+  for (const t of conn.timers) {
+    clearTimeout(t);
+    clearInterval(t);
+  }
+  if (conn.pc) {
+    conn.pc.ontrack = conn.pc.onicecandidate = conn.pc.onconnectionstatechange = null;
+    conn.pc.close();
+    setMedia('closed');
+  }
+  if (conn.ws.readyState === WebSocket.OPEN || conn.ws.readyState === WebSocket.CONNECTING) {
+    conn.ws.close(1000, 'client closed');
+  }
+  if (app.conn === conn) app.conn = null;
+}
+
+async function handleMessage(conn, msg) {
+  switch (msg.type) {
+    case 'joined':
+      return onJoined(conn, msg);
+    case 'answer':
+      return onAnswer(conn, msg);
+    case 'state':
+      setState(msg.state);
+      if (FINAL_STATES.has(msg.state)) finish(msg.state, msg.reason);
+      return;
+    case 'participant':
+      if (msg.role && msg.role === app.role) return; // about ourselves (another tab): not the peer
+      setPeer(msg.status, { announce: true });
+      return;
+    case 'notice':
+      addNotice({ zh: msg.zh, en: msg.en, kind: 'info', code: msg.code });
+      return;
+    case 'error':
+      return onError(conn, msg);
+    case 'pong':
+      return;
+    default:
+      console.debug('ignored message type', msg.type); // a newer node: unknown types are fine
+  }
+}
+
+async function onJoined(conn, msg) {
+  conn.joined = true;
+  const wasReconnecting = !!app.retry;
+  stopRetrying();
+  if (msg.you?.role) app.role = msg.you.role;
+  const others = (msg.participants || [])
+    .map((p) => (typeof p === 'string' ? { role: p, status: 'connected' } : p))
+    .filter((p) => p && p.role !== app.role);
+  setPeer(others.length ? others[0].status || 'connected' : 'absent');
+  setState(msg.consultation?.state);
+  if (FINAL_STATES.has(app.state)) {
+    finish(app.state, '');
+    return;
+  }
+  setPhase('incall');
+  if (wasReconnecting) addNotice({ zh: '已重新连接', en: 'Reconnected', kind: 'ok' });
+  await startPeer(conn, msg.iceServers || []);
+}
+
+async function startPeer(conn, iceServers) {
+  // Only the ICE servers the node names: an empty list means none (no public STUN server).
+  const pc = new RTCPeerConnection({ iceServers });
+  conn.pc = pc;
+  setMedia(pc.connectionState);
+  const stream = app.localStream;
+  // audio then video, both sendrecv: the node sends the other side's media on them.
+  for (const track of stream.getAudioTracks()) pc.addTrack(track, stream);
+  for (const track of stream.getVideoTracks()) pc.addTrack(track, stream);
+
+  // All remote tracks go into one stream shown by the big video; a new pc gets a new stream.
+  const remote = new MediaStream();
+  const video = $('remote-video');
+  video.srcObject = remote;
+  pc.ontrack = (ev) => {
+    if (app.conn !== conn) return;
+    remote.addTrack(ev.track);
+    ev.track.onunmute = updateStage;
+    playRemote();
+  };
+  pc.onicecandidate = (ev) => {
+    const c = ev.candidate;
+    if (c && !c.candidate) return; // Chromium's per-generation end marker; `null` follows
+    if (!c) {
+      if (conn.sentEndOfCandidates) return;
+      conn.sentEndOfCandidates = true;
+    }
+    const payload = c ? { candidate: c.candidate, sdpMid: c.sdpMid, sdpMLineIndex: c.sdpMLineIndex } : null;
+    // Held back until the answer is set, so the node never sees a candidate before its answer.
+    if (conn.answered) send(conn, { type: 'candidate', candidate: payload });
+    else conn.pendingCandidates.push(payload);
+  };
+  pc.onconnectionstatechange = () => {
+    if (app.conn !== conn) return;
+    setMedia(pc.connectionState);
+    if (pc.connectionState === 'failed' && !app.final) startReconnect('media connection failed');
+  };
+
+  const offer = await pc.createOffer();
+  await pc.setLocalDescription(offer);
+  if (app.conn !== conn) return;
+  send(conn, { type: 'offer', sdp: pc.localDescription.sdp });
+}
+
+async function onAnswer(conn, msg) {
+  if (!conn.pc || conn.answered) return;
+  try {
+    await conn.pc.setRemoteDescription({ type: 'answer', sdp: msg.sdp });
+  } catch (err) {
+    addNotice({ zh: '音视频连接协商失败', en: `Could not apply the answer: ${err.message}`, kind: 'error' });
+    startReconnect('bad answer');
+    return;
+  }
+  conn.answered = true;
+  for (const candidate of conn.pendingCandidates.splice(0)) send(conn, { type: 'candidate', candidate });
+}
+
+function onError(conn, msg) {
+  const about = conn.sent.get(msg.re);
+  addNotice({
+    zh: ERRORS[msg.code] || '操作未成功',
+    en: msg.message || msg.code || 'error',
+    kind: 'error',
+    code: msg.code,
+  });
+  if (about === 'accept') app.pending.accept = false;
+  if (about === 'end') app.pending.end = false;
+  updateControls();
+  // A refused join cannot be fixed by retrying (wrong protocol, consultation over, not allowed).
+  if (!conn.joined && (about === 'join' || ['bad_protocol', 'bad_state', 'forbidden'].includes(msg.code))) {
+    stopRetrying();
+    teardown(conn);
+    stopCamera();
+    showLeft('无法加入问诊', 'Could not join the consultation', ERRORS[msg.code] || '加入被拒绝。', msg.message || msg.code);
+  }
+}
+
+async function onSocketClose(conn, ev) {
+  if (app.conn !== conn || conn.closedByUs || app.final) return;
+  conn.closedByUs = true;
+  // Messages still queued (a final `state` behind an offer being made) come first.
+  await conn.queue;
+  if (app.conn !== conn || app.final) return;
+  if (ev.code === 4001) {
+    // `replaced`: the same person joined from another tab or device; that one wins.
+    teardown(conn);
+    stopRetrying();
+    stopCamera();
+    showLeft(
+      '已在其他窗口加入',
+      'Joined from another window',
+      `${ERRORS.replaced}，此窗口已断开。`,
+      'This window was disconnected because you joined from another window or device.',
+    );
+    return;
+  }
+  if (!conn.opened) {
+    // The upgrade was refused, or the node is down. A refused token will not get better.
+    const { error } = await loadMe();
+    if (app.conn !== conn || app.final) return;
+    if (error && (error.status === 401 || error.status === 403)) {
+      teardown(conn);
+      stopRetrying();
+      stopCamera();
+      showLoadError(error);
+      return;
+    }
+  }
+  startReconnect(`socket closed (${ev.code}${ev.reason ? ` ${ev.reason}` : ''})`);
+}
+
+// ------------------------------------------------------------------------------------------
+// Reconnect: new WebSocket, `join`, a NEW RTCPeerConnection and offer; backoff within the grace
+
+function startReconnect(reason) {
+  if (app.final) return;
+  console.info('reconnecting:', reason);
+  teardown(app.conn);
+  if (!app.retry) {
+    app.retry = { since: Date.now(), attempt: 0, timer: 0 };
+    addNotice({ zh: '网络中断，正在重新连接…', en: 'Connection lost, reconnecting…', kind: 'warn' });
+  }
+  setPhase('reconnecting');
+  setMedia('none');
+  const left = REJOIN_GRACE_MS - (Date.now() - app.retry.since);
+  if (left <= 0) {
+    giveUp();
+    return;
+  }
+  // 0.5 s, 1 s, 2 s, 4 s, then every 8 s, with jitter so that both sides do not retry in step.
+  const delay = Math.min(500 * 2 ** app.retry.attempt, 8_000) * (0.8 + Math.random() * 0.4);
+  app.retry.attempt += 1;
+  clearTimeout(app.retry.timer);
+  app.retry.timer = setTimeout(() => {
+    if (app.phase === 'reconnecting') connect();
+  }, Math.min(delay, left));
+}
+
+function stopRetrying() {
+  if (app.retry) clearTimeout(app.retry.timer);
+  app.retry = null;
+}
+
+function giveUp() {
+  stopRetrying();
+  teardown(app.conn);
+  stopCamera();
+  showLeft(
+    '连接已断开',
+    'Disconnected',
+    '网络中断时间过长，已退出问诊。如问诊仍在进行，可重新加入。',
+    'The connection was lost for too long. If the consultation is still open, you can rejoin.',
+  );
+}
+
+// ------------------------------------------------------------------------------------------
+// Leaving and the end
+
+function showLeft(zh, en, detailZh, detailEn) {
+  $('left-zh').textContent = zh;
+  $('left-en').textContent = en;
+  $('left-detail-zh').textContent = detailZh;
+  $('left-detail-en').textContent = detailEn;
+  setPhase('left');
+}
+
+function leave() {
+  const conn = app.conn;
+  if (conn) {
+    send(conn, { type: 'leave' }); // sent before the close frame: a socket flushes in order
+    teardown(conn);
+  }
+  stopRetrying();
+  stopCamera();
+  showLeft('您已离开问诊', 'You have left the consultation', '问诊仍在进行中，您可以重新加入。', 'The consultation is still open: you can rejoin.');
+}
+
+const OUTCOMES = {
+  ended: {
+    tone: 'ok',
+    zh: '问诊已结束',
+    en: 'The consultation has ended',
+    detailZh: '感谢您的配合。诊疗记录与处方（如有）可在医院应用中查看。',
+    detailEn: 'Thank you. The record and any prescription are available in the hospital app.',
+  },
+  terminated: {
+    tone: 'danger',
+    zh: '问诊已终止',
+    en: 'The consultation was terminated',
+    detailZh: '本次情况不适合继续线上问诊，请按医生建议尽快前往线下医院就诊。',
+    detailEn: 'Online care is not suitable for this case: please visit a hospital in person as the doctor advises.',
+  },
+  aborted: {
+    tone: 'warn',
+    zh: '问诊已中止',
+    en: 'The consultation was aborted',
+    detailZh: '问诊未能完成（例如连接中断时间过长）。请联系医院重新预约。',
+    detailEn: 'The consultation could not be completed (for example, the connection was lost for too long). Please contact the hospital to book again.',
+  },
+};
+
+function finish(state, reason) {
+  app.final = true;
+  stopRetrying();
+  teardown(app.conn);
+  stopCamera();
+  $('remote-video').srcObject = null;
+  const o = OUTCOMES[state] || OUTCOMES.ended;
+  $('outcome-zh').textContent = o.zh;
+  $('outcome-en').textContent = o.en;
+  $('outcome-detail-zh').textContent = o.detailZh;
+  $('outcome-detail-en').textContent = o.detailEn;
+  $('outcome-icon').className = `panel-icon tone-${o.tone}`;
+  const r = $('outcome-reason');
+  r.hidden = !reason;
+  r.textContent = reason ? `原因 Reason: ${reason}` : '';
+  setPhase('final');
+}
+
+// ------------------------------------------------------------------------------------------
+// Remote playback
+
+function playRemote() {
+  const video = $('remote-video');
+  video.play().then(
+    () => show('unmute-btn', false),
+    (err) => {
+      // Autoplay with sound needs a user gesture; the join click normally counts as one.
+      if (err.name === 'NotAllowedError') show('unmute-btn', true);
+    },
+  );
+}
+
+// ------------------------------------------------------------------------------------------
+// Buttons
+
+async function join() {
+  const fromLeft = app.phase === 'left';
+  $('join-btn').disabled = $('rejoin-btn').disabled = true;
+  show('prejoin-error', false);
+  try {
+    await openCamera();
+  } catch (err) {
+    console.error('getUserMedia failed', err.name, err.message);
+    const [zh, en] = cameraErrorText(err);
+    if (fromLeft) {
+      showLeft('无法打开摄像头', 'Cannot open the camera', zh, en);
+    } else {
+      bilingual($('prejoin-error'), zh, en);
+      show('prejoin-error', true);
+    }
+    return;
+  } finally {
+    $('join-btn').disabled = $('rejoin-btn').disabled = false;
+  }
+  stopRetrying();
+  setPeer('absent');
+  setPhase('connecting');
+  connect();
+}
+
+function wireButtons() {
+  $('join-btn').addEventListener('click', join);
+  $('rejoin-btn').addEventListener('click', join);
+  $('leave-btn').addEventListener('click', leave);
+  $('accept-btn').addEventListener('click', () => {
+    if (app.conn && send(app.conn, { type: 'accept' })) {
+      app.pending.accept = true; // until the state changes or the node refuses
+      updateControls();
+    }
+  });
+  const dialog = $('end-confirm');
+  $('end-btn').addEventListener('click', () => dialog.showModal());
+  $('end-cancel-btn').addEventListener('click', () => dialog.close());
+  $('end-confirm-btn').addEventListener('click', () => {
+    dialog.close();
+    if (app.conn && send(app.conn, { type: 'end', reason: 'completed' })) {
+      app.pending.end = true;
+      updateControls();
+    }
+  });
+  $('mic-btn').addEventListener('click', () => {
+    setMicMuted($('mic-btn').getAttribute('aria-pressed') !== 'true');
+  });
+  $('unmute-btn').addEventListener('click', playRemote);
+  const video = $('remote-video');
+  for (const ev of ['loadeddata', 'resize', 'emptied', 'playing']) video.addEventListener(ev, updateStage);
+}
+
+start();

@@ -1,0 +1,93 @@
+"""A participant that vanishes mid-call: the other stays connected; rejoin within the grace period."""
+
+from __future__ import annotations
+
+import time
+
+from server.lifecycle import State
+
+from .node_fixtures import Node
+
+
+async def _active_call(node: Node, clips):
+    booking = await node.book()
+    guardian = node.client(booking.guardian_link.split("#token=")[1], clips)
+    doctor = node.client(booking.doctor_link.split("#token=")[1], clips)
+    for side in (guardian, doctor):
+        await side.connect()
+        await side.start_media()
+    await doctor.send({"type": "accept"})
+    await guardian.expect("state", state="active")
+    for side in (guardian, doctor):
+        await side.wait_frames("video", 10)
+    return booking, guardian, doctor
+
+
+async def test_vanished_guardian_rejoins_within_grace(node: Node, clips) -> None:
+    booking, guardian, doctor = await _active_call(node, clips)
+    cid = booking.consultation_id
+    try:
+        await guardian.drop()
+        lost = await doctor.expect("participant", role="guardian", status="reconnecting")
+        assert lost["role"] == "guardian"
+        # The doctor stays connected: its socket answers and its peer connection is still up.
+        await doctor.send({"type": "ping", "id": 1})
+        await doctor.expect("pong")
+        assert doctor.pc is not None and doctor.pc.connectionState == "connected"
+        assert await node.ctx.lifecycle.state(cid) == State.ACTIVE
+
+        again = node.client(guardian.token, clips)
+        joined = await again.connect()
+        assert joined["rejoined"] is True and joined["consultation"]["state"] == "active"
+        await again.start_media()
+        await doctor.expect("participant", role="guardian", status="connected")
+        # Media flows both ways again, starting from a key frame.
+        before = doctor.received["video"].frames
+        await again.wait_frames("video", 15)
+        await doctor.wait_frames("video", 15)
+        assert again.received["video"].keyframes >= 1
+        assert doctor.received["video"].frames > before
+        await again.close()
+    finally:
+        await doctor.close()
+    kinds = [e["kind"] for e in await node.events(cid)]
+    assert "participant.lost" in kinds, "\n".join(kinds)
+    assert kinds.index("participant.lost") < kinds.index("participant.rejoined")
+    assert await node.ctx.lifecycle.state(cid) != State.ENDED
+
+
+async def test_vanished_guardian_gone_after_grace_doctor_stays(node: Node, clips) -> None:
+    booking, guardian, doctor = await _active_call(node, clips)
+    cid = booking.consultation_id
+    try:
+        await guardian.drop()
+        started = time.monotonic()
+        await doctor.expect("participant", role="guardian", status="reconnecting")
+        left = await doctor.expect("participant", role="guardian", status="left", timeout=10)
+        waited = time.monotonic() - started
+        assert left["status"] == "left"
+        assert waited >= node.settings.rejoin_grace_s * 0.9
+        assert doctor.pc is not None and doctor.pc.connectionState == "connected"
+        assert await node.ctx.lifecycle.state(cid) == State.ACTIVE
+        await doctor.send({"type": "end", "reason": "patient did not return"})
+        await doctor.expect("state", state="ended")
+    finally:
+        await doctor.close()
+    events = await node.events(cid)
+    gone = [e for e in events if e["kind"] == "participant.left"]
+    assert gone and "grace" in gone[0]["data"]["reason"]
+    assert (await node.ctx.events.verify(cid)).ok
+
+
+async def test_everyone_gone_aborts_active_consultation(node: Node, clips) -> None:
+    booking, guardian, doctor = await _active_call(node, clips)
+    await guardian.drop()
+    await doctor.send({"type": "leave"})
+    await doctor.expect("closed")
+    await doctor.close()
+    cid = booking.consultation_id
+    deadline = time.monotonic() + node.settings.rejoin_grace_s + 5
+    while await node.ctx.lifecycle.state(cid) != State.ABORTED:
+        assert time.monotonic() < deadline, await node.events(cid)
+        await __import__("asyncio").sleep(0.1)
+    assert node.ctx.rooms.get(cid) is None
