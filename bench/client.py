@@ -102,7 +102,8 @@ class CallClient:
             try:
                 message = await asyncio.wait_for(self.inbox.get(), remaining)
             except TimeoutError:
-                raise TimeoutError(f"no '{kind}' {match or ''} message within {timeout} s") from None
+                raise TimeoutError(
+                    f"no '{kind}' {match or ''} message within {timeout} s") from None
             if message["type"] == kind and all(message.get(k) == v for k, v in match.items()):
                 return message
             if message["type"] == "closed" and kind != "closed":

@@ -148,7 +148,8 @@ def requires(*roles: Role, query_token: bool = False) -> Callable[[Handler], Han
                 )
             cid = request.match_info.get("cid")
             if claims.role in CALL_ROLES and cid is not None and cid != claims.consultation_id:
-                raise json_error(403, "wrong_consultation", "this token is for another consultation")
+                raise json_error(403, "wrong_consultation",
+                                 "this token is for another consultation")
             request[CLAIMS_KEY] = claims
             return await handler(request)
 

@@ -23,7 +23,7 @@ def _env(name: str, default: str) -> str:
 
 
 def _ice_servers(raw: str) -> list[RTCIceServer]:
-    """TC_ICE_SERVERS is a JSON list like `[{"urls": "turn:...", "username": "u", "credential": "c"}]`."""
+    """TC_ICE_SERVERS: JSON, `[{"urls": "turn:…", "username": "u", "credential": "c"}]`."""
     if not raw.strip():
         return []
     items = json.loads(raw)
@@ -70,7 +70,7 @@ class Settings:
 
 
 def _token_secret(data_dir: Path) -> str:
-    """TC_TOKEN_SECRET, or for a local demo a random secret kept beside the data (never in the repo)."""
+    """TC_TOKEN_SECRET, or for a local demo a random secret kept in the data dir (not the repo)."""
     secret = os.environ.get("TC_TOKEN_SECRET", "")
     if secret:
         return secret

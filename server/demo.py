@@ -28,7 +28,8 @@ async def seed(db: Database, settings: Settings, tokens: Tokens) -> Booking:
     hospital = await records.create_hospital(db, name="北京儿童医院 Beijing Children's Hospital",
                                              city="北京")
     doctor = await records.create_doctor(
-        db, hospital_id=hospital.id, name="王医生 Dr. Wang", national_id_masked="110***********1234",
+        db, hospital_id=hospital.id, name="王医生 Dr. Wang",
+        national_id_masked="110***********1234",
         licence_no="110110000012345", title="attending",
         clinical_practice_since=date(2015, 7, 1), online_practice_since=date(2023, 3, 1),
         training_passed_on=date(2025, 11, 20), specialties=["儿童生长发育"],

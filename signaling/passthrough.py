@@ -14,7 +14,6 @@ if either is gone, and tests/test_passthrough.py fails loudly after an upgrade t
 from __future__ import annotations
 
 import threading
-from asyncio import ensure_future
 from collections.abc import Callable
 from fractions import Fraction
 from typing import Any
@@ -23,6 +22,8 @@ import av
 from aiortc import rtcrtpreceiver
 from aiortc.rtcrtpreceiver import RTCRtpReceiver
 from aiortc.rtcrtpsender import RTCRtpSender
+
+from .background import spawn
 
 Sink = Callable[[av.Packet | None], None]
 
@@ -53,7 +54,7 @@ class PassthroughQueue:
 
 
 def _decoder_worker(loop: Any, input_q: Any, output_q: Any, decode_error: threading.Event) -> None:
-    """aiortc's decoder thread body, except for pass-through receivers, where it has nothing to do."""
+    """aiortc's decoder thread body; for pass-through receivers it has nothing to do."""
     if isinstance(input_q, PassthroughQueue):
         return
     _original_worker(loop, input_q, output_q, decode_error)
@@ -84,10 +85,10 @@ def send_pli(receiver: RTCRtpReceiver) -> bool:
     if not sources:
         return False
     for source in sources:
-        ensure_future(receiver._send_rtcp_pli(source.source))
+        spawn(receiver._send_rtcp_pli(source.source), "pli")
     return True
 
 
 def on_keyframe_request(sender: RTCRtpSender, callback: Callable[[], None]) -> None:
-    """Route PLI/FIR that a browser sends to this sender to `callback` (there is no encoder here)."""
+    """Route a browser's PLI/FIR for this sender to `callback` (there is no encoder here)."""
     sender._send_keyframe = callback  # type: ignore[method-assign]

@@ -91,7 +91,7 @@ def _field(obj: dict[str, Any], name: str, kind: type | tuple[type, ...], ref: A
             raise ProtocolError("bad_field", f"'{name}' is required", name, ref)
         return None
     value = obj[name]
-    if not isinstance(value, kind) or isinstance(value, bool) and kind is not bool:
+    if not isinstance(value, kind) or (isinstance(value, bool) and kind is not bool):
         names = kind.__name__ if isinstance(kind, type) else "/".join(k.__name__ for k in kind)
         raise ProtocolError("bad_field", f"'{name}' must be {names}", name, ref)
     return value

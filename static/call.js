@@ -41,9 +41,9 @@ const OTHER = {
 };
 
 const PEER_STATUS = {
-  absent: { zh: '尚未加入', en: 'not joined yet', tone: 'neutral' },
-  connected: { zh: '已连接', en: 'connected', tone: 'ok' },
-  reconnecting: { zh: '正在重新连接', en: 'reconnecting', tone: 'warn' },
+  absent: { zh: '尚未加入', en: 'has not joined yet', tone: 'neutral' },
+  connected: { zh: '已连接', en: 'is connected', tone: 'ok' },
+  reconnecting: { zh: '正在重新连接', en: 'is reconnecting', tone: 'warn' },
   left: { zh: '已离开', en: 'has left', tone: 'danger' },
 };
 
@@ -59,6 +59,14 @@ const ERRORS = {
   bad_state: '当前问诊状态不允许此操作',
   bad_sdp: '音视频连接协商失败',
   replaced: '您已在其他窗口或设备加入本次问诊',
+};
+
+// Professional titles (职称) of doctors, as the registry stores them.
+const DOCTOR_TITLES = {
+  resident: { zh: '住院医师', en: 'Resident' },
+  attending: { zh: '主治医师', en: 'Attending physician' },
+  associate_chief: { zh: '副主任医师', en: 'Associate chief physician' },
+  chief: { zh: '主任医师', en: 'Chief physician' },
 };
 
 const VISIT_TYPES = {
@@ -87,6 +95,8 @@ const app = {
   retry: null, // {since, attempt, timer} while reconnecting
   pending: { accept: false, end: false },
   seq: 0,
+  shownPhase: '', // the last screen shown, to scroll to the top only on a new screen
+  shownInCall: false,
 };
 
 // ------------------------------------------------------------------------------------------
@@ -132,11 +142,16 @@ function setPhase(phase) {
   show('outcome', phase === 'final');
   show('reconnect-banner', phase === 'reconnecting');
   show('rec-badge', inCall);
-  $('peer-badge').hidden = !inCall;
+  // While we are reconnecting we cannot know the other side's status: `joined` will tell.
+  $('peer-badge').hidden = !(phase === 'connecting' || phase === 'incall');
   if (!inCall && $('end-confirm').open) $('end-confirm').close();
   // Move focus to the heading of a panel that replaces the page, so screen readers read it.
-  const heading = { left: 'left-title', final: 'outcome-title', error: 'load-error' }[phase];
+  const heading = { left: 'left-title', final: 'outcome-title', error: 'load-error-title' }[phase];
   if (heading) focusHeading($(heading));
+  // A new screen starts at the top (the join button may have been scrolled to on a phone).
+  if (phase !== app.shownPhase && !(inCall && app.shownInCall)) window.scrollTo(0, 0);
+  app.shownPhase = phase;
+  app.shownInCall = inCall;
   updateControls();
   updateStage();
 }
@@ -337,6 +352,14 @@ function renderHeader(me) {
   };
   set('meta-specialty', nameOf(c.specialty));
   set('meta-doctor', nameOf(c.doctor));
+  if (c.doctor_title) {
+    // The professional title on its own line under the name.
+    const t = DOCTOR_TITLES[c.doctor_title] || { zh: c.doctor_title, en: '' };
+    const sub = document.createElement('span');
+    sub.className = 'sub';
+    bilingual(sub, t.zh, t.en);
+    $('meta-doctor').append(sub);
+  }
   set('meta-patient', nameOf(c.patient));
   const visit = VISIT_TYPES[String(c.visit_type || '').toLowerCase()];
   if (visit) bilingual($('meta-visit'), visit.zh, visit.en);
@@ -770,6 +793,12 @@ const OUTCOMES = {
   },
 };
 
+// Reasons the node gives with a final state; anything else is shown as it comes.
+const REASONS = {
+  completed: '诊疗完成 Completed',
+  'every participant left': '双方均已离开 Every participant left',
+};
+
 function finish(state, reason) {
   app.final = true;
   stopRetrying();
@@ -784,7 +813,7 @@ function finish(state, reason) {
   $('outcome-icon').className = `panel-icon tone-${o.tone}`;
   const r = $('outcome-reason');
   r.hidden = !reason;
-  r.textContent = reason ? `原因 Reason: ${reason}` : '';
+  r.textContent = reason ? `原因 Reason: ${REASONS[reason] || reason}` : '';
   setPhase('final');
 }
 
@@ -841,7 +870,10 @@ function wireButtons() {
     }
   });
   const dialog = $('end-confirm');
-  $('end-btn').addEventListener('click', () => dialog.showModal());
+  $('end-btn').addEventListener('click', () => {
+    dialog.showModal();
+    $('end-cancel-btn').focus(); // the safe choice first
+  });
   $('end-cancel-btn').addEventListener('click', () => dialog.close());
   $('end-confirm-btn').addEventListener('click', () => {
     dialog.close();

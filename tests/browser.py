@@ -21,6 +21,7 @@ import contextlib
 import json
 import math
 import os
+import re
 import time
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass, field
@@ -162,7 +163,9 @@ def _segments(
         raise ValueError("make_y4m needs at least one photo or segment")
     untimed = [i for i in items if not isinstance(i, Segment)]
     if untimed and not seconds:
-        raise ValueError("give `seconds` (split evenly among photos) or use Segment(photo, seconds)")
+        raise ValueError(
+            "give `seconds` (split evenly among photos) or use Segment(photo, seconds)"
+        )
     timed_total = sum(i.seconds for i in items if isinstance(i, Segment))
     share = ((seconds or 0) - timed_total) / len(untimed) if untimed else 0.0
     if untimed and share <= 0:
@@ -193,7 +196,7 @@ def make_y4m(
     fps: int = 15,
     size: tuple[int, int] = (640, 480),
 ) -> Path:
-    """Write a YUV4MPEG2 clip (4:2:0, BT.601 limited range, as Chromium expects) and return its path.
+    """Write a YUV4MPEG2 clip (4:2:0, BT.601 limited range, as Chromium expects); return its path.
 
     `frames` is one photo (path or PIL image), a list of them (sharing `seconds` evenly), or a list
     of `Segment(photo, seconds)` (mixed with untimed photos, which share what is left of
@@ -292,6 +295,13 @@ def chromium_args(camera_y4m: Path) -> list[str]:
 # Console lines per page, so that waits can quote them in their failure messages.
 _CONSOLE: dict[int, list[str]] = {}
 
+# Chromium logs failed WebSocket URLs, which carry the join token: keep tokens out of artifacts.
+_TOKEN = re.compile(r"(token=)[\w.~%-]+")
+
+
+def _redact(text: str) -> str:
+    return _TOKEN.sub(r"\1<redacted>", text)
+
 
 @dataclass
 class ChromiumSession:
@@ -310,10 +320,10 @@ class ChromiumSession:
         lines = self.console
 
         def on_console(msg) -> None:
-            lines.append(f"[{time.strftime('%H:%M:%S')}] {label} {msg.type}: {msg.text}")
+            lines.append(f"[{time.strftime('%H:%M:%S')}] {label} {msg.type}: {_redact(msg.text)}")
 
         def on_error(err) -> None:
-            lines.append(f"[{time.strftime('%H:%M:%S')}] {label} pageerror: {err}")
+            lines.append(f"[{time.strftime('%H:%M:%S')}] {label} pageerror: {_redact(str(err))}")
 
         page.on("console", on_console)
         page.on("pageerror", on_error)
@@ -328,6 +338,15 @@ class ChromiumSession:
         return path
 
 
+def _prepare(camera_y4m: Path, artifacts_dir: Path) -> tuple[Path, Path]:
+    camera_y4m = Path(camera_y4m).resolve()
+    if not camera_y4m.is_file():
+        raise FileNotFoundError(f"camera clip not found: {camera_y4m}")
+    artifacts_dir = Path(artifacts_dir)
+    artifacts_dir.mkdir(parents=True, exist_ok=True)
+    return camera_y4m, artifacts_dir
+
+
 @contextlib.asynccontextmanager
 async def launch_chromium(
     camera_y4m: Path,
@@ -340,11 +359,7 @@ async def launch_chromium(
     """
     from playwright.async_api import async_playwright
 
-    camera_y4m = Path(camera_y4m).resolve()
-    if not camera_y4m.is_file():
-        raise FileNotFoundError(f"camera clip not found: {camera_y4m}")
-    artifacts_dir = Path(artifacts_dir)
-    artifacts_dir.mkdir(parents=True, exist_ok=True)
+    camera_y4m, artifacts_dir = _prepare(camera_y4m, artifacts_dir)
     async with async_playwright() as pw:
         browser = await pw.chromium.launch(
             executable_path=chromium_executable(),

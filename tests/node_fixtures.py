@@ -12,14 +12,14 @@ import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestServer
 
-from bench.clip import Clip, encode_opus, encode_vp8
 from bench.client import CallClient
+from bench.clip import Clip, encode_opus, encode_vp8
 from server.app import create_app
 from server.auth import TOKENS_KEY, Role, Tokens
 from server.config import Settings, load_settings
 from server.demo import Booking, seed
-from signaling.handler import CONTEXT_KEY
 from signaling.context import NodeContext
+from signaling.handler import CONTEXT_KEY
 
 SECRET = "test-secret-" + "x" * 40
 
@@ -46,7 +46,8 @@ class Node:
     async def book(self) -> Booking:
         return await seed(self.ctx.db, self.settings, self.tokens)
 
-    def token(self, role: Role, subject: str, cid: str | None = None, ttl: int | None = None) -> str:
+    def token(self, role: Role, subject: str, cid: str | None = None,
+              ttl: int | None = None) -> str:
         return self.tokens.issue(role, subject, cid, ttl)
 
     def client(self, token: str, clips: dict[str, Clip] | None = None) -> CallClient:
@@ -72,7 +73,7 @@ async def node(tmp_path: Path) -> AsyncIterator[Node]:
         yield n
 
 
-class start_node:  # noqa: N801 - reads as a function in `async with`
+class start_node:
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
 

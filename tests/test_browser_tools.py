@@ -5,6 +5,7 @@ Run under `unshare -n` (only loopback), like the whole suite: scripts/run-tests.
 
 from __future__ import annotations
 
+import itertools
 import time
 from pathlib import Path
 
@@ -49,7 +50,7 @@ def test_make_y4m_header_and_size(tmp_path: Path) -> None:
         assert stream.codec_context.format.name.startswith("yuv420p")
     assert len(frames) == 60
     # Pan/zoom: every frame differs from the one before it, but only a little.
-    diffs = [np.abs(a.astype(int) - b.astype(int)).mean() for a, b in zip(frames, frames[1:])]
+    diffs = [np.abs(a.astype(int) - b.astype(int)).mean() for a, b in itertools.pairwise(frames)]
     assert min(diffs) > 0.05, diffs
     assert max(diffs) < 20, diffs
     # A photo, not a flat field: plenty of contrast in the luma plane.
@@ -59,14 +60,19 @@ def test_make_y4m_header_and_size(tmp_path: Path) -> None:
 def test_make_y4m_segments(tmp_path: Path) -> None:
     clip = make_y4m(
         tmp_path / "leaves.y4m",
-        [Segment(side_by_side(ADULT_A, CHILD_A), 2), Segment(CHILD_A, 1), Segment(empty_scene(), 1)],
+        [
+            Segment(side_by_side(ADULT_A, CHILD_A), 2),
+            Segment(CHILD_A, 1),
+            Segment(empty_scene(), 1),
+        ],
         fps=10,
         size=(320, 240),
     )
     info = read_y4m_info(clip)
     assert (info.width, info.height, info.frames) == (320, 240, 40)
     # Untimed photos share `seconds` evenly.
-    assert read_y4m_info(make_y4m(tmp_path / "two.y4m", [ADULT_A, CHILD_A], seconds=2, fps=5)).frames == 10
+    two = make_y4m(tmp_path / "two.y4m", [ADULT_A, CHILD_A], seconds=2, fps=5)
+    assert read_y4m_info(two).frames == 10
     with pytest.raises(ValueError):
         make_y4m(tmp_path / "odd.y4m", OBAMA, seconds=1, size=(641, 480))
     with pytest.raises(FileNotFoundError):

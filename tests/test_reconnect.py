@@ -1,4 +1,4 @@
-"""A participant that vanishes mid-call: the other stays connected; rejoin within the grace period."""
+"""A participant vanishes mid-call: the other stays connected; rejoin within the grace period."""
 
 from __future__ import annotations
 

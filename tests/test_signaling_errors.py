@@ -97,7 +97,7 @@ async def test_tokens_checked_before_upgrade(node: Node) -> None:
     for token, status, code in cases:
         got_status, body = await _ws_status(node, token)
         assert (got_status, body["error"]["code"]) == (status, code), token
-    expired_status, body = await _ws_status(node, cases[2][0])
+    _, body = await _ws_status(node, cases[2][0])
     assert "expired" in body["error"]["message"]
     # A token signed with another secret is refused too.
     from server.auth import Tokens

@@ -60,7 +60,7 @@ class Subscription:
         if not self.closed:
             self._queue.put_nowait(message)
 
-    async def get(self, timeout: float | None = None) -> Info:  # noqa: ASYNC109 (tests wait)
+    async def get(self, timeout: float | None = None) -> Info:
         """The next message; TimeoutError after `timeout` s, SubscriptionClosed once closed."""
         if self.closed:
             raise SubscriptionClosed(self.channel)

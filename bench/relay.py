@@ -1,0 +1,567 @@
+"""Media relay benchmark: N consultations through a real node process, measured from outside.
+
+    python -m bench.relay --consultations 1 4 8 [--seconds 20] [--bitrate 1000000] [--warmup 5]
+
+For each N: a fresh node (`python -m server run`, SQLite in a temp dir, 127.0.0.1 only) with N
+seeded consultations; 2N clients (guardian + doctor) in worker processes, each sending
+pre-encoded 640x480 30 fps VP8 plus Opus and receiving the other side without decoding. After
+the warm-up, one steady window is measured: the node's CPU (from /proc), the clients' received
+frame rates and the end-to-end latency carried in each frame's trailer. One JSON document goes to
+stdout, logs to stderr. See bench/README.md for what each number means.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import json
+import logging
+import math
+import multiprocessing
+import os
+import platform
+import secrets
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import traceback
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+from dataclasses import asdict, dataclass
+from multiprocessing.connection import Connection, wait
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import aiortc
+
+from bench.client import CallClient
+from bench.clip import Clip, encode_opus, encode_vp8
+from server.auth import Tokens
+from server.config import load_settings
+from server.demo import seed
+from server.store import Database
+
+log = logging.getLogger("bench.relay")
+
+ROOT = Path(__file__).resolve().parent.parent
+TARGET_FPS = 25.0
+TARGET_CPU_PER_CONSULTATION = 10.0
+NODE_START_TIMEOUT_S = 30.0
+NODE_STOP_TIMEOUT_S = 10.0
+STEP_TIMEOUT_S = 20.0  # one signaling/ICE step of one client
+TEARDOWN_TIMEOUT_S = 30.0
+CLK_TCK = os.sysconf("SC_CLK_TCK")
+
+Pair = tuple[str, str]  # (guardian token, doctor token)
+
+
+# -- /proc ------------------------------------------------------------------------------------
+
+def _stat_fields(pid: int) -> list[str] | None:
+    """/proc/<pid>/stat from field 3 (state) on; the name in parentheses may hold spaces."""
+    try:
+        raw = Path(f"/proc/{pid}/stat").read_text()
+    except (FileNotFoundError, ProcessLookupError):
+        return None
+    return raw[raw.rindex(")") + 2:].split()
+
+
+def process_tree(root: int) -> list[int]:
+    """`root` and all its descendants (a node may run a process pool for face work)."""
+    children: dict[int, list[int]] = {}
+    for entry in os.scandir("/proc"):
+        if entry.name.isdigit() and (fields := _stat_fields(int(entry.name))) is not None:
+            children.setdefault(int(fields[1]), []).append(int(entry.name))
+    tree, todo = [], [root]
+    while todo:
+        pid = todo.pop()
+        tree.append(pid)
+        todo.extend(children.get(pid, []))
+    return tree
+
+
+def cpu_seconds(pids: list[int]) -> dict[int, float]:
+    """utime + stime of each process (all its threads), in seconds."""
+    result = {}
+    for pid in pids:
+        fields = _stat_fields(pid)
+        if fields is not None:
+            result[pid] = (int(fields[11]) + int(fields[12])) / CLK_TCK
+    return result
+
+
+def machine_busy() -> tuple[float, float]:
+    """(busy, total) jiffies of all CPUs together, from /proc/stat."""
+    values = [int(v) for v in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+    idle = values[3] + values[4]  # idle + iowait
+    total = sum(values[:8])  # guest time is already inside user
+    return total - idle, total
+
+
+def rss_mb(pid: int) -> dict[str, float]:
+    """Resident set size now and at its peak (VmHWM), in MB."""
+    out = {}
+    with contextlib.suppress(FileNotFoundError):
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            key, _, value = line.partition(":")
+            if key in ("VmRSS", "VmHWM"):
+                out[key] = round(int(value.split()[0]) / 1024, 1)
+    return {"now": out.get("VmRSS", 0.0), "peak": out.get("VmHWM", 0.0)}
+
+
+@dataclass
+class Sample:
+    at: float
+    node: dict[int, float]
+    workers: dict[int, float]
+    machine: tuple[float, float]
+
+    @classmethod
+    def take(cls, node_pid: int, worker_pids: list[int]) -> Sample:
+        return cls(time.monotonic(), cpu_seconds(process_tree(node_pid)),
+                   cpu_seconds(worker_pids), machine_busy())
+
+
+def cpu_percent(before: dict[int, float], after: dict[int, float], wall: float) -> float:
+    """CPU used between two samples, in percent of one core (processes that exited are lost)."""
+    return 100 * sum(t - before.get(pid, 0.0) for pid, t in after.items()) / wall
+
+
+# -- the load generator (worker processes) ----------------------------------------------------
+
+@dataclass
+class ClientStats:
+    consultation: int
+    role: str
+    video_fps: float
+    audio_pps: float
+    keyframes: int
+    latencies_ms: list[float]
+    audio_latencies_ms: list[float]
+
+
+@dataclass
+class Call:
+    """One consultation: the guardian's and the doctor's clients."""
+
+    index: int
+    guardian: CallClient
+    doctor: CallClient
+
+    @property
+    def clients(self) -> dict[str, CallClient]:
+        return {"guardian": self.guardian, "doctor": self.doctor}
+
+    async def start(self) -> None:
+        await self.guardian.connect(STEP_TIMEOUT_S)
+        await self.guardian.start_media(STEP_TIMEOUT_S)
+        await self.doctor.connect(STEP_TIMEOUT_S)
+        await self.doctor.start_media(STEP_TIMEOUT_S)
+        await self.guardian.wait_connected(STEP_TIMEOUT_S)
+        await self.doctor.wait_connected(STEP_TIMEOUT_S)
+        await self.doctor.send({"type": "accept", "id": "bench"})
+        await wait_state(self.doctor, "active", STEP_TIMEOUT_S)
+
+    async def end(self) -> None:
+        """The doctor ends the consultation; the node then closes both sockets."""
+        try:
+            await self.doctor.send({"type": "end", "reason": "benchmark over"})
+            async with asyncio.timeout(STEP_TIMEOUT_S):
+                await asyncio.gather(*(c.expect("closed", STEP_TIMEOUT_S)
+                                       for c in self.clients.values()))
+        except Exception as exc:  # the node is stopped next anyway: report, do not fail the run
+            log.warning("consultation %d did not end cleanly: %r", self.index, exc)
+        finally:
+            for client in self.clients.values():
+                with contextlib.suppress(Exception):
+                    await asyncio.wait_for(client.close(), STEP_TIMEOUT_S)
+
+
+async def wait_state(client: CallClient, state: str, timeout: float) -> None:
+    """Wait for `state`; an `error` reply (e.g. a refused accept) fails at once with its text."""
+    async with asyncio.timeout(timeout):
+        while True:
+            message = await client.inbox.get()
+            if message["type"] == "state" and message.get("state") == state:
+                return
+            if message["type"] in ("error", "closed"):
+                raise RuntimeError(f"waiting for state '{state}', the node sent {message}")
+
+
+Counts = dict[str, tuple[int, int, int]]  # kind -> (frames, keyframes, latencies seen)
+
+
+def counts(client: CallClient) -> Counts:
+    return {kind: (r.frames, r.keyframes, len(r.latencies)) for kind, r in client.received.items()}
+
+
+async def sleep_until(at: float) -> None:
+    await asyncio.sleep(max(0.0, at - time.monotonic()))
+
+
+async def receive(conn: Connection, timeout: float) -> Any:
+    if not await asyncio.to_thread(conn.poll, timeout):
+        raise TimeoutError(f"no word from the benchmark's parent within {timeout:.0f} s")
+    return conn.recv()
+
+
+async def run_worker(conn: Connection, base_url: str, pairs: list[tuple[int, Pair]],
+                     clips: dict[str, Clip], setup_timeout: float) -> None:
+    from signaling import ice  # the same setting as the node's: offer 127.0.0.1 only
+
+    ice.use_host_addresses(["127.0.0.1"])
+    async with aiohttp.ClientSession() as session:
+        calls = [Call(i, CallClient(base_url, g, clips, session),
+                      CallClient(base_url, d, clips, session)) for i, (g, d) in pairs]
+        try:
+            try:
+                async with asyncio.timeout(setup_timeout):
+                    await asyncio.gather(*(call.start() for call in calls))
+            except TimeoutError:
+                raise TimeoutError(f"consultations {[c.index for c in calls]} were not all "
+                                   f"active within {setup_timeout:.0f} s") from None
+            conn.send(("ready",))
+            message = await receive(conn, setup_timeout * 4)
+            if message[0] != "window":
+                return
+            t0, t1 = message[1], message[2]
+            await sleep_until(t0)
+            start = time.monotonic(), {id(c): counts(c) for call in calls
+                                       for c in call.clients.values()}
+            await sleep_until(t1)
+            end = time.monotonic(), {id(c): counts(c) for call in calls
+                                     for c in call.clients.values()}
+            wall = end[0] - start[0]
+            stats = []
+            for call in calls:
+                for role, client in call.clients.items():
+                    a, b = start[1][id(client)], end[1][id(client)]
+                    video, audio = client.received["video"], client.received["audio"]
+                    stats.append(ClientStats(
+                        call.index, role,
+                        video_fps=(b["video"][0] - a["video"][0]) / wall,
+                        audio_pps=(b["audio"][0] - a["audio"][0]) / wall,
+                        keyframes=b["video"][1] - a["video"][1],
+                        latencies_ms=[1000 * x for x in
+                                      video.latencies[a["video"][2]:b["video"][2]]],
+                        audio_latencies_ms=[1000 * x for x in
+                                            audio.latencies[a["audio"][2]:b["audio"][2]]],
+                    ))
+            conn.send(("result", [asdict(s) for s in stats]))
+        finally:
+            await asyncio.gather(*(call.end() for call in calls))
+
+
+def worker_main(conn: Connection, base_url: str, pairs: list[tuple[int, Pair]],
+                clips: dict[str, Clip], setup_timeout: float) -> None:
+    """Entry point of a load-generator process: its own event loop, its own clients."""
+    logging.basicConfig(level=logging.INFO, stream=sys.stderr,
+                        format=f"%(asctime)s worker-{os.getpid()} %(levelname)s %(message)s")
+    for noisy in ("aiortc", "aioice", "aiohttp"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+    try:
+        asyncio.run(run_worker(conn, base_url, pairs, clips, setup_timeout))
+    except BaseException as exc:
+        traceback.print_exc(file=sys.stderr)
+        with contextlib.suppress(Exception):
+            conn.send(("error", f"{type(exc).__name__}: {exc}"))
+    finally:
+        conn.close()
+
+
+@dataclass
+class Worker:
+    process: multiprocessing.process.BaseProcess
+    conn: Connection
+    consultations: list[int]
+
+    def stop(self) -> None:
+        self.process.join(TEARDOWN_TIMEOUT_S)
+        if self.process.is_alive():
+            log.warning("worker %s still running; terminating it", self.process.pid)
+            self.process.terminate()
+            self.process.join(5)
+            if self.process.is_alive():
+                self.process.kill()
+                self.process.join(5)
+
+
+def collect(workers: list[Worker], expect: str, timeout: float) -> list[Any]:
+    """The next message of each worker, which must be `expect`; fails on timeout or error."""
+    pending = {w.conn: w for w in workers}
+    payloads: list[Any] = []
+    deadline = time.monotonic() + timeout
+    while pending:
+        remaining = deadline - time.monotonic()
+        ready = wait(list(pending), max(0.0, remaining))
+        if not ready:
+            stuck = sorted(i for w in pending.values() for i in w.consultations)
+            raise TimeoutError(f"no '{expect}' from the workers running consultations {stuck} "
+                               f"within {timeout:.0f} s")
+        for conn in ready:
+            worker = pending.pop(conn)  # type: ignore[call-overload]
+            try:
+                message = conn.recv()  # type: ignore[union-attr]
+            except EOFError:
+                raise RuntimeError(f"worker {worker.process.pid} died (exit code "
+                                   f"{worker.process.exitcode})") from None
+            if message[0] != expect:
+                raise RuntimeError(f"worker {worker.process.pid} (consultations "
+                                   f"{worker.consultations}): {message[-1]}")
+            payloads.extend(message[1:])
+    return payloads
+
+
+# -- the node ---------------------------------------------------------------------------------
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+async def seed_consultations(data_dir: Path, database_url: str, secret: str, port: int,
+                             count: int) -> list[Pair]:
+    """Book `count` consultations in the node's database before it starts; tokens it accepts."""
+    settings = load_settings(data_dir=data_dir, database_url=database_url, token_secret=secret,
+                             host="127.0.0.1", port=port, public_url=f"http://127.0.0.1:{port}")
+    tokens = Tokens(settings.token_secret, settings.token_ttl_s)
+    db = await Database.open(database_url)
+    try:
+        pairs = []
+        for _ in range(count):
+            booking = await seed(db, settings, tokens)
+            pairs.append((booking.guardian_link.split("#token=")[1],
+                          booking.doctor_link.split("#token=")[1]))
+        return pairs
+    finally:
+        await db.close()
+
+
+def start_node(data_dir: Path, database_url: str, secret: str, port: int) -> subprocess.Popen:
+    env = {k: v for k, v in os.environ.items()
+           if not k.startswith("TC_") and k not in ("DATABASE_URL", "REDIS_URL")}
+    env.update(TC_DATA_DIR=str(data_dir), TC_HOST="127.0.0.1", TC_PORT=str(port),
+               TC_ICE_HOST_ADDRESSES="127.0.0.1", TC_TOKEN_SECRET=secret,
+               TC_LOG_LEVEL="WARNING", DATABASE_URL=database_url)
+    # The node's stdout ("listening on ...") goes to our stderr: stdout carries only the JSON.
+    return subprocess.Popen([sys.executable, "-m", "server", "run"], cwd=ROOT, env=env,
+                            stdout=sys.stderr, stdin=subprocess.DEVNULL)
+
+
+def wait_healthy(node: subprocess.Popen, base_url: str, timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if node.poll() is not None:
+            raise RuntimeError(f"the node exited with code {node.returncode} before it was up")
+        with contextlib.suppress(OSError, urllib.error.URLError):
+            with urllib.request.urlopen(f"{base_url}/healthz", timeout=2) as response:
+                if response.status == 200:
+                    return
+        time.sleep(0.2)
+    raise TimeoutError(f"the node did not answer {base_url}/healthz within {timeout:.0f} s")
+
+
+def stop_node(node: subprocess.Popen) -> None:
+    if node.poll() is not None:
+        return
+    node.send_signal(signal.SIGTERM)
+    try:
+        node.wait(NODE_STOP_TIMEOUT_S)
+    except subprocess.TimeoutExpired:
+        log.warning("the node did not stop within %.0f s of SIGTERM; killing it",
+                    NODE_STOP_TIMEOUT_S)
+        node.kill()
+        node.wait(5)
+
+
+# -- one measurement --------------------------------------------------------------------------
+
+def percentile(values: list[float], q: float) -> float | None:
+    """Nearest-rank percentile (q in 0..100)."""
+    if not values:
+        return None
+    ordered = sorted(values)
+    return round(ordered[max(0, math.ceil(q / 100 * len(ordered)) - 1)], 1)
+
+
+def setup_timeout(per_worker: int) -> float:
+    return 30.0 + 5.0 * per_worker
+
+
+@contextlib.contextmanager
+def started_workers(base_url: str, pairs: list[Pair], clips: dict[str, Clip],
+                    per_worker: int) -> Iterator[list[Worker]]:
+    context = multiprocessing.get_context("spawn")
+    workers: list[Worker] = []
+    try:
+        for first in range(0, len(pairs), per_worker):
+            chunk = list(enumerate(pairs))[first:first + per_worker]
+            parent, child = context.Pipe()
+            process = context.Process(
+                target=worker_main, name=f"bench-worker-{first // per_worker}", daemon=True,
+                args=(child, base_url, chunk, clips, setup_timeout(per_worker)))
+            process.start()
+            child.close()
+            workers.append(Worker(process, parent, [i for i, _ in chunk]))
+        yield workers
+    finally:
+        for worker in workers:
+            with contextlib.suppress(OSError):
+                worker.conn.send(("stop",))
+        for worker in workers:
+            worker.stop()
+
+
+def measure(n: int, clips: dict[str, Clip], args: argparse.Namespace) -> dict[str, Any]:
+    with tempfile.TemporaryDirectory(prefix="tc-relay-bench-") as tmp:
+        data_dir = Path(tmp)
+        database_url = f"sqlite+aiosqlite:///{data_dir}/teleconsult.db"
+        secret = secrets.token_urlsafe(36)  # 48 characters
+        port = free_port()
+        base_url = f"http://127.0.0.1:{port}"
+        pairs = asyncio.run(seed_consultations(data_dir, database_url, secret, port, n))
+        node = start_node(data_dir, database_url, secret, port)
+        try:
+            wait_healthy(node, base_url, NODE_START_TIMEOUT_S)
+            log.info("N=%d: node pid %d on %s; starting %d clients", n, node.pid, base_url, 2 * n)
+            with started_workers(base_url, pairs, clips, args.per_worker) as workers:
+                collect(workers, "ready", setup_timeout(args.per_worker) + 30)
+                t0 = time.monotonic() + args.warmup
+                t1 = t0 + args.seconds
+                for worker in workers:
+                    worker.conn.send(("window", t0, t1))
+                log.info("N=%d: all consultations active; warm-up %.0f s, window %.0f s",
+                         n, args.warmup, args.seconds)
+                pids = [w.process.pid for w in workers if w.process.pid is not None]
+                time.sleep(max(0.0, t0 - time.monotonic()))
+                before = Sample.take(node.pid, pids)
+                time.sleep(max(0.0, t1 - time.monotonic()))
+                after = Sample.take(node.pid, pids)
+                rss = rss_mb(node.pid)
+                clients = [ClientStats(**s) for batch in
+                           collect(workers, "result", args.seconds + 60) for s in batch]
+            return summarize(n, before, after, rss, clients, len(workers))
+        finally:
+            stop_node(node)
+
+
+def summarize(n: int, before: Sample, after: Sample, rss: dict[str, float],
+              clients: list[ClientStats], workers: int) -> dict[str, Any]:
+    wall = after.at - before.at
+    node_cpu = cpu_percent(before.node, after.node, wall)
+    per_worker = [100 * (after.workers[p] - before.workers.get(p, 0.0)) / wall
+                  for p in after.workers]
+    busy = (after.machine[0] - before.machine[0]) / max(1, after.machine[1] - before.machine[1])
+    fps = [c.video_fps for c in clients]
+    latencies = [x for c in clients for x in c.latencies_ms]
+    audio_latencies = [x for c in clients for x in c.audio_latencies_ms]
+    result = {
+        "consultations": n,
+        "window_s": round(wall, 2),
+        "node_cpu_percent_of_core": round(node_cpu, 1),
+        "node_cpu_per_consultation_percent": round(node_cpu / n, 1),
+        "min_client_video_fps": round(min(fps), 1),
+        "mean_client_video_fps": round(statistics.fmean(fps), 1),
+        "min_client_audio_pps": round(min(c.audio_pps for c in clients), 1),
+        "mean_client_audio_pps": round(statistics.fmean(c.audio_pps for c in clients), 1),
+        "latency_ms": {"p50": percentile(latencies, 50), "p95": percentile(latencies, 95),
+                       "max": percentile(latencies, 100), "frames": len(latencies)},
+        "audio_latency_ms": {"p50": percentile(audio_latencies, 50),
+                             "p95": percentile(audio_latencies, 95),
+                             "max": percentile(audio_latencies, 100)},
+        "min_client_keyframes": min(c.keyframes for c in clients),
+        "loadgen_workers": workers,
+        "loadgen_cpu_percent": round(sum(per_worker), 1),
+        "loadgen_cpu_percent_max_worker": round(max(per_worker), 1),
+        "machine_cpu_busy_percent": round(100 * busy, 1),
+        "node_rss_mb": rss["now"],
+        "node_rss_peak_mb": rss["peak"],
+    }
+    result["pass"] = (result["min_client_video_fps"] >= TARGET_FPS
+                      and result["node_cpu_per_consultation_percent"]
+                      <= TARGET_CPU_PER_CONSULTATION)
+    return result
+
+
+# -- command line -----------------------------------------------------------------------------
+
+def machine() -> dict[str, Any]:
+    return {"cpus": os.cpu_count(), "python": platform.python_version(),
+            "aiortc": aiortc.__version__, "platform": platform.platform()}
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench.relay", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--consultations", type=int, nargs="+", default=[1, 4, 8],
+                        help="numbers of simultaneous consultations, one node run each")
+    parser.add_argument("--seconds", type=float, default=20.0, help="measured window")
+    parser.add_argument("--warmup", type=float, default=5.0,
+                        help="seconds between all consultations active and the window")
+    parser.add_argument("--bitrate", type=int, default=1_000_000, help="VP8 bit rate, bit/s")
+    parser.add_argument("--per-worker", type=int, default=4,
+                        help="consultations per load-generator process")
+    parser.add_argument("--out", type=Path, help="also write the JSON here")
+    args = parser.parse_args(argv)
+    if min(args.consultations) < 1 or args.per_worker < 1 or args.seconds <= 0:
+        parser.error("--consultations, --per-worker and --seconds must be positive")
+    logging.basicConfig(level=logging.INFO, stream=sys.stderr,
+                        format="%(asctime)s %(levelname)s %(message)s")
+    logging.getLogger("alembic").setLevel(logging.WARNING)  # the schema set-up before each node
+
+    per_run = (NODE_START_TIMEOUT_S + setup_timeout(args.per_worker) + 30 + args.warmup
+               + args.seconds + 60 + 2 * TEARDOWN_TIMEOUT_S + NODE_STOP_TIMEOUT_S + 10)
+    budget = math.ceil(120 + per_run * len(args.consultations))
+
+    def overrun(*_: object) -> None:
+        raise TimeoutError(f"the whole benchmark ran over its {budget} s budget")
+
+    signal.signal(signal.SIGALRM, overrun)
+    signal.alarm(budget)
+
+    started = time.monotonic()
+    log.info("encoding the clips (640x480 30 fps VP8 at %d bit/s, Opus)", args.bitrate)
+    clips = {"video": encode_vp8(640, 480, 30, seconds=4, bitrate=args.bitrate),
+             "audio": encode_opus(1.0)}
+    results: list[dict[str, Any]] = []
+    for n in args.consultations:
+        try:
+            results.append(measure(n, clips, args))
+        except Exception as exc:
+            log.error("N=%d failed: %s", n, exc)
+            results.append({"consultations": n, "error": f"{type(exc).__name__}: {exc}",
+                            "pass": False})
+        log.info("N=%d: %s", n, json.dumps(results[-1]))
+    signal.alarm(0)
+
+    report = {
+        "machine": machine(),
+        "bitrate": args.bitrate,
+        "video": "VP8 640x480 30 fps, pre-encoded, key frame every second",
+        "warmup_s": args.warmup,
+        "seconds": args.seconds,
+        "results": results,
+        "targets": {"client_video_fps_min": TARGET_FPS,
+                    "node_cpu_per_consultation_percent_max": TARGET_CPU_PER_CONSULTATION},
+        "pass": all(r["pass"] for r in results),
+        "elapsed_s": round(time.monotonic() - started, 1),
+    }
+    text = json.dumps(report, indent=2, ensure_ascii=False)
+    print(text)
+    if args.out:
+        args.out.write_text(text + "\n")
+    if any("error" in r for r in results):
+        return 2
+    return 0 if report["pass"] else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
