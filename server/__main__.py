@@ -10,6 +10,7 @@ import sys
 
 from aiohttp import web
 
+from server.access_log import RedactingAccessLogger
 from server.app import create_app
 from server.auth import Role, Tokens
 from server.config import Settings, load_settings
@@ -73,6 +74,7 @@ def main(argv: list[str] | None = None) -> int:
         asyncio.run(_seed(settings))
         print("auditor/ops/admin token: python -m server token --role admin --subject you")
     web.run_app(create_app(settings), host=settings.host, port=settings.port,
+                access_log_class=RedactingAccessLogger,
                 print=lambda msg: print(f"teleconsult node listening on {settings.public_url}"))
     return 0
 

@@ -56,3 +56,39 @@ async def test_accept_refused_until_patient_side_connected(node: Node) -> None:
         assert await node.ctx.lifecycle.state(booking.consultation_id) == State.VERIFYING
     finally:
         await doctor.close()
+
+
+async def test_node_on_redis_live_state(tmp_path, redis_server, clips) -> None:
+    """The same call with REDIS_URL set: live state (owner, participants) lands in real Redis."""
+    from server.live import RedisLiveState
+
+    from .node_fixtures import node_settings, start_node
+
+    async with start_node(node_settings(tmp_path, redis_url=redis_server.url)) as node:
+        assert isinstance(node.ctx.live, RedisLiveState)
+        booking = await node.book()
+        cid = booking.consultation_id
+        guardian = node.client(booking.guardian_link.split("#token=")[1], clips)
+        doctor = node.client(booking.doctor_link.split("#token=")[1], clips)
+        observer = RedisLiveState(redis_server.url)
+        await observer.start()
+        try:
+            for side in (guardian, doctor):
+                await side.connect()
+                await side.start_media()
+            await doctor.wait_frames("video", 10)
+            assert await observer.owner(cid) == node.settings.node_id
+            live = (await observer.live_consultations())[cid]
+            assert live["state"] == "verifying"
+            assert live["participants"]["guardian"]["status"] == "connected"
+            await doctor.send({"type": "accept"})
+            await doctor.expect("state", state="active")
+            await doctor.send({"type": "end"})
+            await guardian.expect("state", state="ended")
+            await guardian.expect("closed")
+            assert await observer.consultation(cid) is None
+            assert await observer.owner(cid) is None
+        finally:
+            await observer.close()
+            await guardian.close()
+            await doctor.close()
