@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import ctypes
 import json
 import logging
 import math
@@ -32,7 +33,7 @@ import time
 import traceback
 import urllib.error
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Awaitable, Iterator
 from dataclasses import asdict, dataclass
 from multiprocessing.connection import Connection, wait
 from pathlib import Path
@@ -57,7 +58,9 @@ NODE_START_TIMEOUT_S = 30.0
 NODE_STOP_TIMEOUT_S = 10.0
 STEP_TIMEOUT_S = 20.0  # one signaling/ICE step of one client
 TEARDOWN_TIMEOUT_S = 30.0
+IDLE_SAMPLE_S = 3.0  # the node up, no clients yet
 CLK_TCK = os.sysconf("SC_CLK_TCK")
+PR_SET_PDEATHSIG = 1
 
 Pair = tuple[str, str]  # (guardian token, doctor token)
 
@@ -160,18 +163,29 @@ class Call:
         return {"guardian": self.guardian, "doctor": self.doctor}
 
     async def start(self) -> None:
-        await self.guardian.connect(STEP_TIMEOUT_S)
-        await self.guardian.start_media(STEP_TIMEOUT_S)
-        await self.doctor.connect(STEP_TIMEOUT_S)
-        await self.doctor.start_media(STEP_TIMEOUT_S)
-        await self.guardian.wait_connected(STEP_TIMEOUT_S)
-        await self.doctor.wait_connected(STEP_TIMEOUT_S)
-        await self.doctor.send({"type": "accept", "id": "bench"})
-        await wait_state(self.doctor, "active", STEP_TIMEOUT_S)
+        """Both sides join with media; the doctor accepts once the guardian is connected."""
+        g, d, t = self.guardian, self.doctor, STEP_TIMEOUT_S
+        await self._step("guardian join", g.connect(t))
+        await self._step("guardian offer/answer", g.start_media(t))
+        await self._step("doctor join", d.connect(t))
+        await self._step("doctor offer/answer", d.start_media(t))
+        await self._step("guardian ICE/DTLS", g.wait_connected(t))
+        await self._step("doctor ICE/DTLS", d.wait_connected(t))
+        await self._step("doctor accept", d.send({"type": "accept", "id": "bench"}))
+        await self._step("state active", wait_state(d, "active", t))
+
+    async def _step(self, what: str, step: Awaitable[Any]) -> None:
+        try:
+            await step
+        except Exception as exc:
+            raise RuntimeError(f"consultation {self.index}, {what}: "
+                               f"{type(exc).__name__}: {exc}") from exc
 
     async def end(self) -> None:
         """The doctor ends the consultation; the node then closes both sockets."""
         try:
+            if self.doctor.ws is None or self.doctor.ws.closed:
+                return  # never joined (a failed set-up) or already gone
             await self.doctor.send({"type": "end", "reason": "benchmark over"})
             async with asyncio.timeout(STEP_TIMEOUT_S):
                 await asyncio.gather(*(c.expect("closed", STEP_TIMEOUT_S)
@@ -195,15 +209,35 @@ async def wait_state(client: CallClient, state: str, timeout: float) -> None:
                 raise RuntimeError(f"waiting for state '{state}', the node sent {message}")
 
 
-Counts = dict[str, tuple[int, int, int]]  # kind -> (frames, keyframes, latencies seen)
+Counts = dict[str, tuple[int, int, int]]  # kind -> (frames, key frames, latencies recorded)
 
 
 def counts(client: CallClient) -> Counts:
     return {kind: (r.frames, r.keyframes, len(r.latencies)) for kind, r in client.received.items()}
 
 
-async def sleep_until(at: float) -> None:
-    await asyncio.sleep(max(0.0, at - time.monotonic()))
+def window_stats(index: int, role: str, client: CallClient, a: Counts, b: Counts,
+                 wall: float) -> ClientStats:
+    """What `client` received between the snapshots `a` and `b`, taken `wall` seconds apart."""
+    def latencies_ms(kind: str) -> list[float]:
+        return [1000 * x for x in client.received[kind].latencies[a[kind][2]:b[kind][2]]]
+
+    return ClientStats(index, role,
+                       video_fps=(b["video"][0] - a["video"][0]) / wall,
+                       audio_pps=(b["audio"][0] - a["audio"][0]) / wall,
+                       keyframes=b["video"][1] - a["video"][1],
+                       latencies_ms=latencies_ms("video"),
+                       audio_latencies_ms=latencies_ms("audio"))
+
+
+class Stopped(Exception):
+    """The parent called the run off (it failed or was interrupted)."""
+
+
+async def sleep_until(conn: Connection, at: float) -> None:
+    """Sleep until `at` (monotonic, shared by all processes), unless the parent says stop."""
+    if await asyncio.to_thread(conn.poll, max(0.0, at - time.monotonic())):
+        raise Stopped(f"the parent sent {conn.recv()} during the window")
 
 
 async def receive(conn: Connection, timeout: float) -> Any:
@@ -232,28 +266,16 @@ async def run_worker(conn: Connection, base_url: str, pairs: list[tuple[int, Pai
             if message[0] != "window":
                 return
             t0, t1 = message[1], message[2]
-            await sleep_until(t0)
-            start = time.monotonic(), {id(c): counts(c) for call in calls
-                                       for c in call.clients.values()}
-            await sleep_until(t1)
-            end = time.monotonic(), {id(c): counts(c) for call in calls
-                                     for c in call.clients.values()}
-            wall = end[0] - start[0]
-            stats = []
-            for call in calls:
-                for role, client in call.clients.items():
-                    a, b = start[1][id(client)], end[1][id(client)]
-                    video, audio = client.received["video"], client.received["audio"]
-                    stats.append(ClientStats(
-                        call.index, role,
-                        video_fps=(b["video"][0] - a["video"][0]) / wall,
-                        audio_pps=(b["audio"][0] - a["audio"][0]) / wall,
-                        keyframes=b["video"][1] - a["video"][1],
-                        latencies_ms=[1000 * x for x in
-                                      video.latencies[a["video"][2]:b["video"][2]]],
-                        audio_latencies_ms=[1000 * x for x in
-                                            audio.latencies[a["audio"][2]:b["audio"][2]]],
-                    ))
+            await sleep_until(conn, t0)
+            at0, before = time.monotonic(), [[counts(c) for c in call.clients.values()]
+                                             for call in calls]
+            await sleep_until(conn, t1)
+            at1, after = time.monotonic(), [[counts(c) for c in call.clients.values()]
+                                            for call in calls]
+            stats = [window_stats(call.index, role, client, a, b, at1 - at0)
+                     for call, a_call, b_call in zip(calls, before, after, strict=True)
+                     for (role, client), a, b in zip(call.clients.items(), a_call, b_call,
+                                                     strict=True)]
             conn.send(("result", [asdict(s) for s in stats]))
         finally:
             await asyncio.gather(*(call.end() for call in calls))
@@ -268,6 +290,8 @@ def worker_main(conn: Connection, base_url: str, pairs: list[tuple[int, Pair]],
         logging.getLogger(noisy).setLevel(logging.WARNING)
     try:
         asyncio.run(run_worker(conn, base_url, pairs, clips, setup_timeout))
+    except Stopped as exc:
+        log.info("stopping early: %s", exc)
     except BaseException as exc:
         traceback.print_exc(file=sys.stderr)
         with contextlib.suppress(Exception):
@@ -353,7 +377,14 @@ def start_node(data_dir: Path, database_url: str, secret: str, port: int) -> sub
                TC_LOG_LEVEL="WARNING", DATABASE_URL=database_url)
     # The node's stdout ("listening on ...") goes to our stderr: stdout carries only the JSON.
     return subprocess.Popen([sys.executable, "-m", "server", "run"], cwd=ROOT, env=env,
-                            stdout=sys.stderr, stdin=subprocess.DEVNULL)
+                            stdout=sys.stderr, stdin=subprocess.DEVNULL,
+                            preexec_fn=_die_with_parent)
+
+
+def _die_with_parent() -> None:
+    """In the node's process: get SIGTERM if the benchmark dies, so no node is left behind."""
+    libc = ctypes.CDLL(None, use_errno=True)
+    libc.prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
 
 
 def wait_healthy(node: subprocess.Popen, base_url: str, timeout: float) -> None:
@@ -431,6 +462,10 @@ def measure(n: int, clips: dict[str, Clip], args: argparse.Namespace) -> dict[st
         node = start_node(data_dir, database_url, secret, port)
         try:
             wait_healthy(node, base_url, NODE_START_TIMEOUT_S)
+            idle = Sample.take(node.pid, [])
+            time.sleep(IDLE_SAMPLE_S)
+            idle_cpu = cpu_percent(idle.node, Sample.take(node.pid, []).node,
+                                   time.monotonic() - idle.at)
             log.info("N=%d: node pid %d on %s; starting %d clients", n, node.pid, base_url, 2 * n)
             with started_workers(base_url, pairs, clips, args.per_worker) as workers:
                 collect(workers, "ready", setup_timeout(args.per_worker) + 30)
@@ -448,12 +483,12 @@ def measure(n: int, clips: dict[str, Clip], args: argparse.Namespace) -> dict[st
                 rss = rss_mb(node.pid)
                 clients = [ClientStats(**s) for batch in
                            collect(workers, "result", args.seconds + 60) for s in batch]
-            return summarize(n, before, after, rss, clients, len(workers))
+            return summarize(n, idle_cpu, before, after, rss, clients, len(workers))
         finally:
             stop_node(node)
 
 
-def summarize(n: int, before: Sample, after: Sample, rss: dict[str, float],
+def summarize(n: int, idle_cpu: float, before: Sample, after: Sample, rss: dict[str, float],
               clients: list[ClientStats], workers: int) -> dict[str, Any]:
     wall = after.at - before.at
     node_cpu = cpu_percent(before.node, after.node, wall)
@@ -468,6 +503,7 @@ def summarize(n: int, before: Sample, after: Sample, rss: dict[str, float],
         "window_s": round(wall, 2),
         "node_cpu_percent_of_core": round(node_cpu, 1),
         "node_cpu_per_consultation_percent": round(node_cpu / n, 1),
+        "node_idle_cpu_percent": round(idle_cpu, 1),
         "min_client_video_fps": round(min(fps), 1),
         "mean_client_video_fps": round(statistics.fmean(fps), 1),
         "min_client_audio_pps": round(min(c.audio_pps for c in clients), 1),
@@ -517,14 +553,17 @@ def main(argv: list[str] | None = None) -> int:
                         format="%(asctime)s %(levelname)s %(message)s")
     logging.getLogger("alembic").setLevel(logging.WARNING)  # the schema set-up before each node
 
-    per_run = (NODE_START_TIMEOUT_S + setup_timeout(args.per_worker) + 30 + args.warmup
-               + args.seconds + 60 + 2 * TEARDOWN_TIMEOUT_S + NODE_STOP_TIMEOUT_S + 10)
+    per_run = (NODE_START_TIMEOUT_S + IDLE_SAMPLE_S + setup_timeout(args.per_worker) + 30
+               + args.warmup + args.seconds + 60 + 2 * TEARDOWN_TIMEOUT_S + NODE_STOP_TIMEOUT_S
+               + 10)
     budget = math.ceil(120 + per_run * len(args.consultations))
 
     def overrun(*_: object) -> None:
         raise TimeoutError(f"the whole benchmark ran over its {budget} s budget")
 
     signal.signal(signal.SIGALRM, overrun)
+    # SIGTERM unwinds like Ctrl-C: workers and node stopped, temp dirs removed.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     signal.alarm(budget)
 
     started = time.monotonic()

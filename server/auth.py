@@ -105,7 +105,7 @@ _ERRORS: dict[int, type[web.HTTPException]] = {
 }
 
 TOKENS_KEY = web.AppKey("tokens", Tokens)
-CLAIMS_KEY = "claims"
+CLAIMS_KEY = web.RequestKey("claims", Claims)
 
 
 def bearer_token(request: web.Request, allow_query: bool = False) -> str | None:
