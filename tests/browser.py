@@ -31,7 +31,14 @@ import av
 import numpy as np
 from PIL import Image, ImageOps
 
-FACES = Path(os.environ.get("TC_FACES_DIR", "/work/shared/faces"))
+def _faces_dir() -> Path:
+    """TC_FACES_DIR, else ../shared/faces beside the repository (as CI lays it out)."""
+    if os.environ.get("TC_FACES_DIR"):
+        return Path(os.environ["TC_FACES_DIR"])
+    return Path(__file__).resolve().parents[2] / "shared" / "faces"
+
+
+FACES = _faces_dir()
 
 # Photos by identity (see /work/shared/faces/MANIFEST.tsv).
 OBAMA = FACES / "obama" / "obama.jpg"
