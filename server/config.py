@@ -51,6 +51,7 @@ class Settings:
     ice_servers: list[RTCIceServer] = field(default_factory=list)
     ice_host_addresses: list[str] = field(default_factory=list)
     rejoin_grace_s: float = 60.0
+    stats_interval_s: float = 5.0
     max_message_bytes: int = 64 * 1024
     retention_years: int = 3
     log_level: str = "INFO"
@@ -101,6 +102,7 @@ def load_settings(**overrides: object) -> Settings:
         ice_servers=_ice_servers(_env("TC_ICE_SERVERS", "")),
         ice_host_addresses=_split(_env("TC_ICE_HOST_ADDRESSES", "")),
         rejoin_grace_s=float(_env("TC_REJOIN_GRACE", "60")),
+        stats_interval_s=float(_env("TC_STATS_INTERVAL", "5")),
         max_message_bytes=int(_env("TC_MAX_MESSAGE_BYTES", str(64 * 1024))),
         retention_years=max(3, int(_env("TC_RETENTION_YEARS", "3"))),
         log_level=_env("TC_LOG_LEVEL", "INFO"),

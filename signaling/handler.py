@@ -151,6 +151,7 @@ class Connection:
             "participants": [p.public() for p in room.participants.values()],
             "iceServers": self.ctx.settings.ice_servers_json,
             "rejoined": rejoined,
+            "graceSeconds": self.ctx.settings.rejoin_grace_s,
         }
 
 

@@ -19,6 +19,7 @@ from server.auth import Role
 from server.lifecycle import State, Transition
 
 from .background import spawn
+from .call_stats import RateMeter, summarise
 from .context import NodeContext
 from .media import MediaSource
 from .peer import KINDS, Peer
@@ -61,6 +62,17 @@ class Room:
             role: Participant(role, {k: MediaSource(k, f"{role}/{k}") for k in KINDS})
             for role in (Role.DOCTOR, Role.GUARDIAN)
         }
+        self._stats_task = spawn(self._report_stats(), f"stats-{self.consultation_id}")
+
+    async def _report_stats(self) -> None:
+        meters: dict[Role, dict[str, RateMeter]] = {role: {} for role in self.participants}
+        while not self.closed:
+            await asyncio.sleep(self.ctx.settings.stats_interval_s)
+            for role, p in self.participants.items():
+                if p.status == "connected":
+                    await self.ctx.live.put_participant(
+                        self.consultation_id, str(role),
+                        {**p.public(), "stats": summarise(p.sources, meters[role])})
 
     # -- messages ---------------------------------------------------------------------------
 
@@ -215,6 +227,7 @@ class Room:
         if self.closed:
             return
         self.closed = True
+        self._stats_task.cancel()
         await self.ctx.rooms.discard(self)
         for p in self.participants.values():
             if p.grace is not None:

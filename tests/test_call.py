@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+
 from server.auth import Role
 from server.lifecycle import State
 
@@ -64,7 +66,8 @@ async def test_node_on_redis_live_state(tmp_path, redis_server, clips) -> None:
 
     from .node_fixtures import node_settings, start_node
 
-    async with start_node(node_settings(tmp_path, redis_url=redis_server.url)) as node:
+    settings = node_settings(tmp_path, redis_url=redis_server.url, stats_interval_s=0.5)
+    async with start_node(settings) as node:
         assert isinstance(node.ctx.live, RedisLiveState)
         booking = await node.book()
         cid = booking.consultation_id
@@ -81,6 +84,15 @@ async def test_node_on_redis_live_state(tmp_path, redis_server, clips) -> None:
             live = (await observer.live_consultations())[cid]
             assert live["state"] == "verifying"
             assert live["participants"]["guardian"]["status"] == "connected"
+            # Live call statistics reach Redis: the guardian's clip is 30 fps.
+            deadline = asyncio.get_running_loop().time() + 10
+            while True:
+                stats = (await observer.live_consultations())[cid]["participants"]["guardian"]
+                if stats.get("stats", {}).get("video", {}).get("fps", 0) > 20:
+                    break
+                assert asyncio.get_running_loop().time() < deadline, stats
+                await asyncio.sleep(0.2)
+            assert stats["stats"]["audio"]["kbps"] > 0
             await doctor.send({"type": "accept"})
             await doctor.expect("state", state="active")
             await doctor.send({"type": "end"})
