@@ -46,6 +46,7 @@ from bench.client import CallClient
 from bench.clip import Clip, encode_opus, encode_vp8
 from server.auth import Tokens
 from server.config import load_settings
+from server.consent import CURRENT_VERSION as CONSENT_VERSION
 from server.demo import seed
 from server.store import Database
 
@@ -171,6 +172,9 @@ class Call:
         await self._step("doctor offer/answer", d.start_media(t))
         await self._step("guardian ICE/DTLS", g.wait_connected(t))
         await self._step("doctor ICE/DTLS", d.wait_connected(t))
+        await self._step("guardian consent", g.send({"type": "consent",
+                                                     "version": CONSENT_VERSION}))
+        await self._step("consent recorded", d.expect("consent", t, given=True))
         await self._step("doctor accept", d.send({"type": "accept", "id": "bench"}))
         await self._step("state active", wait_state(d, "active", t))
 
@@ -388,12 +392,13 @@ def _die_with_parent() -> None:
 
 
 def wait_healthy(node: subprocess.Popen, base_url: str, timeout: float) -> None:
+    opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))  # never via a proxy
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if node.poll() is not None:
             raise RuntimeError(f"the node exited with code {node.returncode} before it was up")
         with contextlib.suppress(OSError, urllib.error.URLError):
-            with urllib.request.urlopen(f"{base_url}/healthz", timeout=2) as response:
+            with opener.open(f"{base_url}/healthz", timeout=2) as response:
                 if response.status == 200:
                     return
         time.sleep(0.2)

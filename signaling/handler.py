@@ -7,6 +7,7 @@ from typing import Any
 
 from aiohttp import WSMsgType, web
 
+from server import consent, referral
 from server.auth import CALL_ROLES, Claims, Role, authenticate, json_error
 from server.lifecycle import State, TransitionError
 from server.store import records
@@ -17,6 +18,7 @@ from .protocol import (
     PROTOCOL_VERSION,
     Accept,
     Candidate,
+    Consent,
     End,
     Join,
     Leave,
@@ -24,6 +26,7 @@ from .protocol import (
     Offer,
     Ping,
     ProtocolError,
+    Terminate,
     parse,
 )
 from .room import Room
@@ -120,6 +123,8 @@ class Connection:
             self.room = None
             await room.leave(self.role, "left")
             return None
+        if isinstance(message, Consent):
+            return await self.consent(room, message)
         if self.role != Role.DOCTOR:
             raise ProtocolError("forbidden", f"only the doctor may send '{message.type}'",
                                 "type", message.id)
@@ -130,7 +135,30 @@ class Connection:
             await self.ctx.lifecycle.transition(self.cid, State.ENDED, self.actor,
                                                 message.reason, expected=State.ACTIVE)
             return None
+        if isinstance(message, Terminate):
+            target = referral.ReferralTarget(message.hospital, message.department,
+                                             message.urgency, message.note)
+            try:
+                await referral.terminate(self.ctx, self.cid, self.actor, message.reason, target,
+                                         message.text)
+            except ValueError as exc:
+                raise ProtocolError("bad_field", str(exc), ref=message.id) from None
+            return None
         raise ProtocolError("unknown_type", f"'{message.type}' is not handled", "type", message.id)
+
+    async def consent(self, room: Room, message: Consent) -> dict[str, Any] | None:
+        """The guardian accepts the consent text; both pages learn it (the doctor's waits on it)."""
+        if self.role != Role.GUARDIAN:
+            raise ProtocolError("forbidden", "only the guardian (or adult patient) gives consent",
+                                "type", message.id)
+        try:
+            given, _ = await consent.record_consent(self.ctx.db, self.ctx.events, self.cid,
+                                                    self.actor, message.version)
+        except ValueError as exc:
+            raise ProtocolError("bad_field", str(exc), "version", message.id) from None
+        await room.broadcast({"type": "consent", "given": True, "version": given.version,
+                              "at": given.accepted_at.isoformat()})
+        return None
 
     async def join(self, message: Join) -> dict[str, Any]:
         if message.protocol != PROTOCOL_VERSION:
@@ -152,7 +180,14 @@ class Connection:
             "iceServers": self.ctx.settings.ice_servers_json,
             "rejoined": rejoined,
             "graceSeconds": self.ctx.settings.rejoin_grace_s,
+            "consent": await _consent_status(self.ctx, self.cid),
         }
+
+
+async def _consent_status(ctx: NodeContext, cid: str) -> dict[str, Any]:
+    given = await consent.consent_given(ctx.db, cid)
+    return {"given": given is not None, "version": consent.CURRENT_VERSION,
+            "at": given.accepted_at.isoformat() if given else None}
 
 
 async def websocket(request: web.Request) -> web.StreamResponse:

@@ -6,8 +6,8 @@ turns the frame into an `av.Packet` and gives it straight to a sink, on the loop
 thread hop, no per-frame `run_coroutine_threadsafe`. The decoder thread aiortc still starts exits
 at once (see `_decoder_worker`).
 
-This leans on two private details of aiortc (pinned in pyproject.toml): the receiver's
-`__decoder_queue` attribute and the module-level `decoder_worker`. `install` checks both and raises
+This leans on private details of aiortc (pinned in pyproject.toml): the receiver's
+`__decoder_queue` and `__jitter_buffer` attributes and the module-level `decoder_worker`. `install` checks both and raises
 if either is gone, and tests/test_passthrough.py fails loudly after an upgrade that breaks it.
 """
 
@@ -20,6 +20,7 @@ from typing import Any
 
 import av
 from aiortc import rtcrtpreceiver
+from aiortc.jitterbuffer import JitterBuffer
 from aiortc.rtcrtpreceiver import RTCRtpReceiver
 from aiortc.rtcrtpsender import RTCRtpSender
 
@@ -28,6 +29,7 @@ from .background import spawn
 Sink = Callable[[av.Packet | None], None]
 
 _QUEUE_ATTR = "_RTCRtpReceiver__decoder_queue"
+_JITTER_ATTR = "_RTCRtpReceiver__jitter_buffer"
 _original_worker = rtcrtpreceiver.decoder_worker
 
 
@@ -72,6 +74,17 @@ def install(receiver: RTCRtpReceiver, sink: Sink) -> None:
     if rtcrtpreceiver.decoder_worker is not _decoder_worker:
         rtcrtpreceiver.decoder_worker = _decoder_worker
     setattr(receiver, _QUEUE_ATTR, PassthroughQueue(sink))
+
+
+def release_audio_promptly(receiver: RTCRtpReceiver) -> None:
+    """Forward each Opus packet as soon as the next one arrives instead of after four more.
+
+    aiortc's audio jitter buffer prefetches 4 packets (80 ms) to smooth playout for its own
+    decoder; a relay only adds that delay, and the browser at the far end has its own buffer.
+    """
+    if not hasattr(receiver, _JITTER_ATTR):
+        raise RuntimeError("aiortc's RTCRtpReceiver no longer has the jitter buffer attribute")
+    setattr(receiver, _JITTER_ATTR, JitterBuffer(capacity=16, prefetch=0))
 
 
 def is_vp8_keyframe(data: bytes) -> bool:

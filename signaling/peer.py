@@ -50,6 +50,8 @@ class Peer:
     @staticmethod
     def _feed(receiver: RTCRtpReceiver, source: MediaSource) -> None:
         passthrough.install(receiver, source.publish)
+        if source.kind == "audio":
+            passthrough.release_audio_promptly(receiver)
         source.attach(lambda: passthrough.send_pli(receiver))
 
     async def answer(self, offer_sdp: str) -> str:

@@ -12,6 +12,10 @@ from dataclasses import dataclass
 from typing import Any, ClassVar
 
 PROTOCOL_VERSION = 1
+# What the doctor may give as a termination reason, and the referral urgencies (issue 6).
+TERMINATE_REASONS = ("condition_changed", "needs_in_person", "first_visit_outside_pilot",
+                     "guardian_absent", "technical_failure", "other")
+URGENCIES = ("routine", "urgent", "emergency")
 MAX_SDP_BYTES = 64 * 1024
 
 
@@ -75,6 +79,27 @@ class End(Message):
 
 
 @dataclass(frozen=True)
+class Consent(Message):
+    """The guardian accepts the informed-consent text of `version` (issue 6)."""
+
+    type: ClassVar[str] = "consent"
+    version: str
+
+
+@dataclass(frozen=True)
+class Terminate(Message):
+    """The doctor ends the consultation at once and refers the patient (issue 6)."""
+
+    type: ClassVar[str] = "terminate"
+    reason: str
+    text: str | None
+    hospital: str
+    department: str
+    urgency: str
+    note: str
+
+
+@dataclass(frozen=True)
 class Leave(Message):
     type: ClassVar[str] = "leave"
 
@@ -116,6 +141,38 @@ def _candidate(obj: dict[str, Any], ref: Any) -> IceCandidate | None:
     return IceCandidate(text, mid, mline)
 
 
+def _text(obj: dict[str, Any], name: str, ref: Any, limit: int, where: str = "",
+          required: bool = True) -> str | None:
+    """A string field, stripped; required ones must not be blank. Errors name `where.name`."""
+    label = f"{where}{name}"
+    value = obj.get(name)
+    if value is not None and not isinstance(value, str):
+        raise ProtocolError("bad_field", f"'{label}' must be str", label, ref)
+    value = (value or "").strip()
+    if len(value) > limit:
+        raise ProtocolError("bad_field", f"'{label}' is longer than {limit}", label, ref)
+    if required and not value:
+        raise ProtocolError("bad_field", f"'{label}' is required", label, ref)
+    return value or None
+
+
+def _terminate(obj: dict[str, Any], ref: Any) -> Terminate:
+    reason = _field(obj, "reason", str, ref)
+    if reason not in TERMINATE_REASONS:
+        raise ProtocolError("bad_field", "'reason' must be one of " + ", ".join(TERMINATE_REASONS),
+                            "reason", ref)
+    text = _text(obj, "text", ref, 500, required=reason == "other")
+    referral = _field(obj, "referral", dict, ref)
+    hospital = _text(referral, "hospital", ref, 200, "referral.")
+    department = _text(referral, "department", ref, 100, "referral.")
+    urgency = referral.get("urgency")
+    if urgency not in URGENCIES:
+        raise ProtocolError("bad_field", "'referral.urgency' must be one of "
+                            + ", ".join(URGENCIES), "referral.urgency", ref)
+    note = _text(referral, "note", ref, 1000, "referral.", required=False) or ""
+    return Terminate(ref, reason, text, str(hospital), str(department), str(urgency), note)
+
+
 def parse(raw: str | bytes, max_bytes: int) -> Message:
     """One client frame → one Message, or a ProtocolError saying exactly what is wrong."""
     if len(raw) > max_bytes:
@@ -148,6 +205,13 @@ def parse(raw: str | bytes, max_bytes: int) -> Message:
     if kind == "end":
         reason = _field(obj, "reason", str, ref, required=False) or "completed"
         return End(ref, reason[:200])
+    if kind == "consent":
+        version = _field(obj, "version", str, ref)
+        if not 0 < len(version) <= 40:
+            raise ProtocolError("bad_field", "'version' must be 1-40 characters", "version", ref)
+        return Consent(ref, version)
+    if kind == "terminate":
+        return _terminate(obj, ref)
     if kind == "leave":
         return Leave(ref)
     if kind == "ping":
