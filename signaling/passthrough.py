@@ -7,8 +7,9 @@ thread hop, no per-frame `run_coroutine_threadsafe`. The decoder thread aiortc s
 at once (see `_decoder_worker`).
 
 This leans on private details of aiortc (pinned in pyproject.toml): the receiver's
-`__decoder_queue` and `__jitter_buffer` attributes and the module-level `decoder_worker`. `install` checks both and raises
-if either is gone, and tests/test_passthrough.py fails loudly after an upgrade that breaks it.
+`__decoder_queue` and `__jitter_buffer` attributes and the module-level `decoder_worker`.
+`install` checks them and raises if one is gone, and tests/test_passthrough.py fails loudly
+after an upgrade that breaks them.
 """
 
 from __future__ import annotations
