@@ -64,17 +64,51 @@ class CallClient:
         self.received = {"audio": Received(), "video": Received()}
         self.tracks: list[ClipTrack] = []
         self.joined: dict[str, Any] = {}
+        self.redirects: list[str] = []
         self._reader: asyncio.Task[None] | None = None
         self._answers: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
 
-    async def connect(self, timeout: float = 10) -> dict[str, Any]:
-        ws_url = self.base_url.replace("http", "ws", 1) + "/ws"
-        self.ws = await self.session.ws_connect(ws_url, params={"token": self.token},
-                                                timeout=aiohttp.ClientWSTimeout(ws_close=5))
-        self._reader = asyncio.create_task(self._read())
-        await self.send({"type": "join", "protocol": 1})
-        self.joined = await self.expect("joined", timeout)
-        return self.joined
+    async def connect(self, timeout: float = 10, redirects: int = 3) -> dict[str, Any]:
+        """Join, following a `redirect` to the node that hosts the consultation."""
+        for _ in range(redirects + 1):
+            ws_url = self.base_url.replace("http", "ws", 1) + "/ws"
+            self.ws = await self.session.ws_connect(ws_url, params={"token": self.token},
+                                                    timeout=aiohttp.ClientWSTimeout(ws_close=5))
+            self.inbox = asyncio.Queue()
+            self._reader = asyncio.create_task(self._read())
+            await self.send({"type": "join", "protocol": 1})
+            reply = await self.expect_one(("joined", "redirect", "error"), timeout)
+            if reply["type"] == "joined":
+                self.joined = reply
+                return reply
+            if reply["type"] == "error":
+                raise ConnectionError(f"join refused: {reply}")
+            self.redirects.append(reply["url"])
+            await self.ws.close()
+            self.base_url = reply["url"]
+        raise ConnectionError(f"more than {redirects} redirects: {self.redirects}")
+
+    async def rejoin(self, urls: list[str], timeout: float = 30) -> dict[str, Any]:
+        """After losing the node: try the known nodes until one takes the consultation."""
+        deadline = time.monotonic() + timeout
+        while True:
+            for url in urls:
+                self.base_url = url
+                try:
+                    return await self.connect(timeout=5)
+                except (aiohttp.ClientError, ConnectionError, TimeoutError, OSError) as exc:
+                    last = exc
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"no node took the consultation within {timeout} s: {last}")
+            await asyncio.sleep(0.5)
+
+    async def expect_one(self, kinds: tuple[str, ...], timeout: float) -> dict[str, Any]:
+        message = await asyncio.wait_for(self.inbox.get(), timeout)
+        while message["type"] not in kinds:
+            if message["type"] == "closed":
+                raise ConnectionError(f"socket closed before any of {kinds}: {message}")
+            message = await asyncio.wait_for(self.inbox.get(), timeout)
+        return message
 
     async def _read(self) -> None:
         assert self.ws is not None

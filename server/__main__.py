@@ -5,11 +5,11 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import logging
 import sys
 
 from aiohttp import web
 
+from server import logs
 from server.access_log import RedactingAccessLogger
 from server.app import create_app
 from server.auth import Role, Tokens
@@ -60,8 +60,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
 
     settings = load_settings()
-    logging.basicConfig(level=settings.log_level,
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logs.configure(settings.log_level, settings.node_id, settings.json_logs)
     if args.command == "token":
         print(_tokens(settings).issue(Role(args.role), args.subject, args.consultation, args.ttl))
         return 0

@@ -7,6 +7,7 @@ otherwise reach a public STUN server).
 
 from __future__ import annotations
 
+import base64
 import json
 import os
 import secrets
@@ -52,9 +53,17 @@ class Settings:
     ice_host_addresses: list[str] = field(default_factory=list)
     rejoin_grace_s: float = 60.0
     stats_interval_s: float = 5.0
+    heartbeat_s: float = 2.0
+    node_ttl_s: float = 6.0
+    json_logs: bool = True
     max_message_bytes: int = 64 * 1024
     retention_years: int = 3
     log_level: str = "INFO"
+    recording_enabled: bool = True
+    recording_segment_s: float = 60.0
+    recording_key: str = ""  # base64 of 32 bytes; see recorder/crypto.py for rotation
+    recording_old_keys: list[str] = field(default_factory=list)
+    purge_interval_s: float = 3600.0
 
     @property
     def recordings_dir(self) -> Path:
@@ -85,6 +94,21 @@ def _token_secret(data_dir: Path) -> str:
     return secret
 
 
+def _recording_key(data_dir: Path) -> str:
+    """TC_RECORDING_KEY, or for a local demo a random key kept in the data dir (not the repo)."""
+    key = os.environ.get("TC_RECORDING_KEY", "")
+    if key:
+        return key
+    path = data_dir / "recording-key"
+    if path.exists():
+        return path.read_text().strip()
+    data_dir.mkdir(parents=True, exist_ok=True)
+    key = base64.b64encode(secrets.token_bytes(32)).decode()
+    path.write_text(key)
+    path.chmod(0o600)
+    return key
+
+
 def load_settings(**overrides: object) -> Settings:
     """Build Settings from the environment; keyword overrides win (tests and the CLI use them)."""
     data_dir = Path(str(overrides.pop("data_dir", _env("TC_DATA_DIR", "data"))))
@@ -103,11 +127,20 @@ def load_settings(**overrides: object) -> Settings:
         ice_host_addresses=_split(_env("TC_ICE_HOST_ADDRESSES", "")),
         rejoin_grace_s=float(_env("TC_REJOIN_GRACE", "60")),
         stats_interval_s=float(_env("TC_STATS_INTERVAL", "5")),
+        heartbeat_s=float(_env("TC_HEARTBEAT", "2")),
+        node_ttl_s=float(_env("TC_NODE_TTL", "6")),
+        json_logs=_env("TC_LOG_FORMAT", "json") == "json",
         max_message_bytes=int(_env("TC_MAX_MESSAGE_BYTES", str(64 * 1024))),
         retention_years=max(3, int(_env("TC_RETENTION_YEARS", "3"))),
         log_level=_env("TC_LOG_LEVEL", "INFO"),
+        recording_enabled=_env("TC_RECORDING", "1") not in ("0", "false", "no", "off"),
+        recording_segment_s=float(_env("TC_RECORDING_SEGMENT_S", "60")),
+        recording_old_keys=_split(_env("TC_RECORDING_OLD_KEYS", "")),
+        purge_interval_s=float(_env("TC_PURGE_INTERVAL_S", "3600")),
     )
     values.update(overrides)
     if "token_secret" not in values:
         values["token_secret"] = _token_secret(data_dir)
+    if "recording_key" not in values:
+        values["recording_key"] = _recording_key(data_dir)
     return Settings(**values)  # type: ignore[arg-type]

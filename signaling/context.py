@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from server.cluster import Cluster
 from server.config import Settings
 from server.lifecycle import Lifecycle
 from server.live import LiveState
@@ -22,3 +23,4 @@ class NodeContext:
     lifecycle: Lifecycle
     live: LiveState
     rooms: Rooms
+    cluster: Cluster

@@ -7,9 +7,11 @@ from typing import Any
 
 from aiohttp import WSMsgType, web
 
-from server import consent, referral
+from server import consent, metrics, referral
 from server.auth import CALL_ROLES, Claims, Role, authenticate, json_error
 from server.lifecycle import State, TransitionError
+from server.live import LiveStateUnavailable
+from server.logs import consultation_var
 from server.store import records
 
 from .background import spawn
@@ -29,7 +31,7 @@ from .protocol import (
     Terminate,
     parse,
 )
-from .room import Room
+from .room import Room, close_soon
 
 log = logging.getLogger(__name__)
 
@@ -91,6 +93,7 @@ class Connection:
             await self.ws.send_json(reply)
 
     async def refuse(self, error: ProtocolError) -> None:
+        metrics.SIGNALING_ERRORS.labels(error.code).inc()
         self.errors += 1
         if self.errors <= AUDITED_ERRORS_PER_CONNECTION:
             await self.ctx.events.append(self.cid, "signaling.refused", self.actor,
@@ -160,14 +163,28 @@ class Connection:
                               "at": given.accepted_at.isoformat()})
         return None
 
-    async def join(self, message: Join) -> dict[str, Any]:
+    async def join(self, message: Join) -> dict[str, Any] | None:
         if message.protocol != PROTOCOL_VERSION:
             raise ProtocolError("bad_protocol", f"this node speaks protocol {PROTOCOL_VERSION}",
                                 "protocol", message.id)
         state = await self.ctx.lifecycle.state(self.cid)
         if state.final:
             raise ProtocolError("bad_state", f"the consultation is already {state}", ref=message.id)
-        room = await self.ctx.rooms.open(self.cid)
+        try:
+            home = await self.ctx.cluster.home(self.cid)
+            peers = await self.ctx.cluster.peer_urls()
+        except LiveStateUnavailable:
+            raise ProtocolError("unavailable", "the live-state store is unavailable; "
+                                "calls in progress go on, new joins must retry shortly",
+                                ref=message.id) from None
+        if home.url:
+            await self.ws.send_json({"type": "redirect", "url": home.url, "re": message.id})
+            close_soon(self.ws, 4002, "hosted on another node")
+            return None
+        if not home.here:
+            raise ProtocolError("unavailable", "this consultation's node stopped answering; "
+                                f"retry in {home.retry_after_s:.0f} s", ref=message.id)
+        room = await self.ctx.rooms.open(self.cid, home.previous_node)
         rejoined = await room.join(self.role, self.claims.subject, self.ws)
         self.room = room
         state = await self.ctx.lifecycle.state(self.cid)
@@ -180,6 +197,7 @@ class Connection:
             "iceServers": self.ctx.settings.ice_servers_json,
             "rejoined": rejoined,
             "graceSeconds": self.ctx.settings.rejoin_grace_s,
+            "nodes": peers,
             "consent": await _consent_status(self.ctx, self.cid),
         }
 
@@ -204,6 +222,7 @@ async def websocket(request: web.Request) -> web.StreamResponse:
     if claims.subject != expected:
         raise json_error(403, "not_a_participant",
                          f"this {claims.role} is not a participant of the consultation")
+    consultation_var.set(claims.consultation_id)  # on every log line from here on
     ws = web.WebSocketResponse(heartbeat=15.0, max_msg_size=HARD_MESSAGE_LIMIT)
     await ws.prepare(request)
     await Connection(ctx, claims, ws).run()

@@ -10,13 +10,16 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 from dataclasses import dataclass, field
 from typing import Any
 
 from aiohttp import web
 
+from server import metrics
 from server.auth import Role
 from server.lifecycle import State, Transition
+from server.live import LiveStateUnavailable
 
 from .background import spawn
 from .call_stats import RateMeter, summarise
@@ -41,6 +44,7 @@ class Participant:
     peer: Peer | None = None
     grace: asyncio.Task[None] | None = None
     joins: int = 0
+    joined_at: float = 0.0
 
     @property
     def actor(self) -> str:
@@ -70,9 +74,8 @@ class Room:
             await asyncio.sleep(self.ctx.settings.stats_interval_s)
             for role, p in self.participants.items():
                 if p.status == "connected":
-                    await self.ctx.live.put_participant(
-                        self.consultation_id, str(role),
-                        {**p.public(), "stats": summarise(p.sources, meters[role])})
+                    await self._publish_participant(
+                        p, stats=summarise(p.sources, meters[role]))
 
     # -- messages ---------------------------------------------------------------------------
 
@@ -89,7 +92,15 @@ class Room:
         p.status = status
         await self.ctx.events.append(self.consultation_id, event, p.actor, data)
         await self.send(OTHER[p.role], {"type": "participant", **p.public()})
-        await self.ctx.live.put_participant(self.consultation_id, str(p.role), p.public())
+        await self._publish_participant(p)
+
+    async def _publish_participant(self, p: Participant, **extra: Any) -> None:
+        """Best effort: while Redis is away the call goes on; the next update catches up."""
+        try:
+            await self.ctx.live.put_participant(self.consultation_id, str(p.role),
+                                                {**p.public(), **extra})
+        except LiveStateUnavailable:
+            metrics.LIVE_STATE_ERRORS.inc()
 
     # -- joining and leaving ----------------------------------------------------------------
 
@@ -103,6 +114,7 @@ class Room:
             p.grace = None
         p.subject, p.ws = subject, ws
         p.joins += 1
+        p.joined_at = time.monotonic()
         if previous_ws is not None and previous_ws is not ws and not previous_ws.closed:
             with contextlib.suppress(ConnectionError, RuntimeError):
                 await previous_ws.send_json({
@@ -193,10 +205,13 @@ class Room:
         spawn(self._report_ice(p, peer, state), "report-ice")
 
     async def _report_ice(self, p: Participant, peer: Peer, state: str) -> None:
+        if state == "connected" and p.joined_at:
+            metrics.JOIN_LATENCY.observe(time.monotonic() - p.joined_at)
+            p.joined_at = 0.0
         if state in ("connected", "failed"):
             await self.ctx.events.append(self.consultation_id, f"media.{state}", p.actor, {})
         await self.send(OTHER[p.role], {"type": "participant", **p.public()})
-        await self.ctx.live.put_participant(self.consultation_id, str(p.role), p.public())
+        await self._publish_participant(p)
         if state == "failed" and p.ws is not None:
             await self.send(p.role, {"type": "notice", "code": "ice_failed",
                                      "zh": "网络连接中断，正在重新连接", "en":
@@ -216,7 +231,11 @@ class Room:
     # -- the end ----------------------------------------------------------------------------
 
     async def on_transition(self, change: Transition) -> None:
-        await self.ctx.live.put_consultation(self.consultation_id, {"state": str(change.state)})
+        try:
+            await self.ctx.live.put_consultation(self.consultation_id,
+                                                 {"state": str(change.state)})
+        except LiveStateUnavailable:
+            metrics.LIVE_STATE_ERRORS.inc()
         await self.broadcast({"type": "state", "state": str(change.state),
                               "previous": str(change.previous), "reason": change.reason})
         if change.state.final:

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import asyncio
 
+from server import metrics
 from server.lifecycle import Transition
+from server.live import LiveStateUnavailable
 
 from .context import NodeContext
 from .room import Room
-
-CLAIM_TTL_S = 30.0
 
 
 class Rooms:
@@ -27,26 +27,40 @@ class Rooms:
     def get(self, consultation_id: str) -> Room | None:
         return self._rooms.get(consultation_id)
 
-    async def open(self, consultation_id: str) -> Room:
+    def ids(self) -> list[str]:
+        return list(self._rooms)
+
+    async def open(self, consultation_id: str, previous_node: str | None = None) -> Room:
+        """The room for a consultation this node has claimed (see server.cluster)."""
         assert self.ctx is not None
         async with self._lock:
             room = self._rooms.get(consultation_id)
             if room is None:
                 ctx = self.ctx
-                await ctx.live.claim(consultation_id, ctx.settings.node_id, CLAIM_TTL_S)
                 state = await ctx.lifecycle.state(consultation_id)
-                await ctx.live.put_consultation(
-                    consultation_id, {"state": str(state), "node": ctx.settings.node_id}
-                )
+                await ctx.live.put_consultation(consultation_id, {
+                    "state": str(state), "node": ctx.settings.node_id, "lost": False})
+                if previous_node:
+                    await ctx.events.append(consultation_id, "consultation.rehomed", "system", {
+                        "from": previous_node, "to": ctx.settings.node_id, "state": str(state)})
                 room = self._rooms[consultation_id] = Room(consultation_id, ctx)
+                metrics.LIVE_CONSULTATIONS.set(len(self._rooms))
             return room
 
     async def discard(self, room: Room) -> None:
         assert self.ctx is not None
         if self._rooms.get(room.consultation_id) is room:
             del self._rooms[room.consultation_id]
-            await self.ctx.live.drop_consultation(room.consultation_id)
-            await self.ctx.live.release(room.consultation_id, self.ctx.settings.node_id)
+            metrics.LIVE_CONSULTATIONS.set(len(self._rooms))
+            try:
+                await self.ctx.live.drop_consultation(room.consultation_id)
+                await self.ctx.live.release(room.consultation_id, self.ctx.settings.node_id)
+            except LiveStateUnavailable:
+                metrics.LIVE_STATE_ERRORS.inc()
+
+    def participants(self, role: str) -> int:
+        return sum(room.participants[role].status == "connected"  # type: ignore[index]
+                   for room in self._rooms.values())
 
     async def on_transition(self, change: Transition) -> None:
         room = self._rooms.get(change.consultation_id)

@@ -1,0 +1,44 @@
+"""Structured JSON logs, one object per line, with the consultation id on every line.
+
+The consultation id travels in a context variable: the WebSocket handler sets it, and every task
+it spawns inherits it, so a log line from deep in the media code still says which consultation.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from contextvars import ContextVar
+from datetime import UTC, datetime
+
+consultation_var: ContextVar[str | None] = ContextVar("consultation_id", default=None)
+
+
+class JsonFormatter(logging.Formatter):
+    def __init__(self, node_id: str) -> None:
+        super().__init__()
+        self.node_id = node_id
+
+    def format(self, record: logging.LogRecord) -> str:
+        line = {
+            "at": datetime.fromtimestamp(record.created, UTC).isoformat(timespec="milliseconds"),
+            "level": record.levelname.lower(),
+            "logger": record.name,
+            "node": self.node_id,
+            "consultation": getattr(record, "consultation", None) or consultation_var.get(),
+            "msg": record.getMessage(),
+        }
+        if record.exc_info:
+            line["exc"] = self.formatException(record.exc_info)
+        return json.dumps(line, ensure_ascii=False)
+
+
+def configure(level: str, node_id: str, json_lines: bool = True) -> None:
+    handler = logging.StreamHandler()
+    if json_lines:
+        handler.setFormatter(JsonFormatter(node_id))
+    else:
+        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(level)

@@ -1,0 +1,114 @@
+"""Ops: every live consultation across all nodes, updated live, and ending one with a reason.
+
+The view reads only the shared live state (nodes, consultations, participants, call stats,
+alerts), so the ops page on any node sees the whole cluster. Updates go out as server-sent events:
+a snapshot every second plus each alert as it happens.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+from pathlib import Path
+from typing import Any
+
+from aiohttp import web
+
+from server.auth import CLAIMS_KEY, Role, json_error, requires
+from server.cluster import ALERTS
+from server.lifecycle import State, TransitionError
+from server.live import LiveStateUnavailable
+from signaling.handler import CONTEXT_KEY
+
+SNAPSHOT_EVERY_S = 1.0
+
+
+def add_routes(app: web.Application, static_dir: Path) -> None:
+    async def ops_page(request: web.Request) -> web.FileResponse:
+        return web.FileResponse(static_dir / "ops.html", headers={"Cache-Control": "no-store"})
+
+    app.router.add_get("/ops", ops_page)
+    app.router.add_get("/api/ops/live", live_view)
+    app.router.add_get("/api/ops/stream", stream)
+    app.router.add_post("/api/ops/consultations/{cid}/end", end_consultation)
+
+
+async def snapshot(request: web.Request) -> dict[str, Any]:
+    live = request.app[CONTEXT_KEY].live
+    try:
+        return {"type": "snapshot", "nodes": await live.nodes(),
+                "consultations": await live.live_consultations(), "live_state": "ok"}
+    except LiveStateUnavailable as exc:
+        return {"type": "snapshot", "nodes": {}, "consultations": {},
+                "live_state": f"unavailable: {exc}"}
+
+
+@requires(Role.OPS, Role.ADMIN)
+async def live_view(request: web.Request) -> web.Response:
+    return web.json_response(await snapshot(request))
+
+
+@requires(Role.OPS, Role.ADMIN, query_token=True)
+async def stream(request: web.Request) -> web.StreamResponse:
+    """Server-sent events (EventSource cannot set headers, hence the token in the query)."""
+    response = web.StreamResponse(headers={"Content-Type": "text/event-stream",
+                                           "Cache-Control": "no-store"})
+    await response.prepare(request)
+    live = request.app[CONTEXT_KEY].live
+    alerts = None
+    with contextlib.suppress(LiveStateUnavailable):
+        alerts = await live.subscribe(ALERTS)
+    try:
+        while True:
+            await _send(response, await snapshot(request))
+            deadline = asyncio.get_running_loop().time() + SNAPSHOT_EVERY_S
+            while alerts is not None:
+                remaining = deadline - asyncio.get_running_loop().time()
+                if remaining <= 0:
+                    break
+                try:
+                    alert = await alerts.get(timeout=remaining)
+                except TimeoutError:
+                    break
+                await _send(response, {"type": "alert", **alert})
+            if alerts is None:
+                await asyncio.sleep(SNAPSHOT_EVERY_S)
+    except (ConnectionResetError, asyncio.CancelledError):
+        pass
+    finally:
+        if alerts is not None:
+            await alerts.aclose()
+    return response
+
+
+async def _send(response: web.StreamResponse, message: dict[str, Any]) -> None:
+    await response.write(f"data: {json.dumps(message, ensure_ascii=False)}\n\n".encode())
+
+
+@requires(Role.OPS, Role.ADMIN)
+async def end_consultation(request: web.Request) -> web.Response:
+    """Ops ends a live consultation at once; the event names who did it and why.
+
+    Ops cannot refer a patient (that is the doctor's clinical decision), so the consultation
+    ends `aborted` with the reason rather than `terminated` with a referral.
+    """
+    ctx = request.app[CONTEXT_KEY]
+    claims = request[CLAIMS_KEY]
+    cid = request.match_info["cid"]
+    try:
+        body = await request.json()
+    except ValueError:
+        raise json_error(400, "bad_json", "the body must be JSON: {\"reason\": \"...\"}") from None
+    reason = body.get("reason") if isinstance(body, dict) else None
+    if not isinstance(reason, str) or not reason.strip() or len(reason) > 500:
+        raise json_error(422, "bad_field", "'reason' is required (1–500 characters)")
+    try:
+        change = await ctx.lifecycle.transition(
+            cid, State.ABORTED, f"{claims.role}:{claims.subject}", f"ended by ops: {reason}",
+            {"by": "ops"})
+    except KeyError:
+        raise json_error(404, "no_consultation", "no such consultation") from None
+    except TransitionError as exc:
+        raise json_error(409, "bad_state", str(exc)) from None
+    return web.json_response({"consultation": cid, "state": str(change.state)})

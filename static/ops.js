@@ -1,0 +1,113 @@
+// Ops monitoring: live consultations across all nodes (server-sent events), ending one.
+const token = new URLSearchParams(location.hash.slice(1)).get("token") || "";
+const $ = (id) => document.getElementById(id);
+const STATES = {
+  scheduled: "已预约 Scheduled", waiting: "等待医生 Waiting", verifying: "医生核验中 Verifying",
+  active: "问诊中 Active", ended: "已结束 Ended", terminated: "已终止 Terminated",
+  aborted: "已中止 Aborted",
+};
+const STATUS = { connected: "在线 connected", reconnecting: "重连中 reconnecting",
+  left: "已离开 left", absent: "未加入 absent" };
+
+function el(tag, attrs = {}, ...children) {
+  const node = document.createElement(tag);
+  for (const [k, v] of Object.entries(attrs)) {
+    if (k === "class") node.className = v; else node.setAttribute(k, v);
+  }
+  for (const child of children) node.append(child);
+  return node;
+}
+
+function quality(p) {
+  const video = (p.stats || {}).video;
+  if (!video) return el("span", { class: "q" }, "—");
+  const poor = video.fps < 15;
+  return el("span", { class: poor ? "q poor" : "q" },
+    `${video.fps} fps · ${video.kbps} kbit/s${poor ? " 网络差 poor" : ""}`);
+}
+
+function participant(p) {
+  if (!p) return el("span", { class: "who" }, STATUS.absent);
+  return el("div", { class: "who" },
+    el("span", { class: `status ${p.status}` }, STATUS[p.status] || p.status),
+    ` · ICE ${p.ice || "—"}`, el("br"), quality(p));
+}
+
+function render(snapshot) {
+  const nodes = Object.entries(snapshot.nodes || {});
+  $("nodes").replaceChildren(...nodes.map(([name, info]) =>
+    el("span", { class: "node", title: info.url || "" }, `${name} · ${info.rooms ?? 0}`)));
+  const rows = Object.entries(snapshot.consultations || {});
+  $("summary").textContent = snapshot.live_state === "ok"
+    ? `${rows.length} 个进行中 live · ${nodes.length} 个节点 nodes`
+    : `实时状态不可用 Live state unavailable: ${snapshot.live_state}`;
+  document.body.dataset.phase = "live";
+  document.body.dataset.count = String(rows.length);
+  if (!rows.length) {
+    $("rows").replaceChildren(el("tr", {}, el("td", { colspan: "6", class: "empty" }, "暂无 None")));
+    return;
+  }
+  $("rows").replaceChildren(...rows.map(([cid, c]) => {
+    const parts = c.participants || {};
+    const end = el("button", { class: "danger", "data-cid": cid }, "结束 End");
+    end.addEventListener("click", () => openEnd(cid));
+    const state = c.lost ? "lost" : c.state;
+    return el("tr", { "data-cid": cid },
+      el("td", {}, el("code", {}, cid)),
+      el("td", {}, el("span", { class: `state ${state}` },
+        c.lost ? "节点失联 Node lost" : (STATES[c.state] || c.state))),
+      el("td", {}, c.node || "—"),
+      el("td", {}, participant(parts.doctor)),
+      el("td", {}, participant(parts.guardian)),
+      el("td", {}, end));
+  }));
+}
+
+function alert(message) {
+  const text = `${new Date().toLocaleTimeString()} · ${message.kind || "alert"} · ` +
+    `${message.consultation || ""} ${message.text || message.node || ""}`;
+  const list = $("alerts");
+  list.prepend(el("li", {}, text));
+  while (list.children.length > 50) list.lastChild.remove();
+}
+
+function connect() {
+  const source = new EventSource(`/api/ops/stream?token=${encodeURIComponent(token)}`);
+  source.onmessage = (event) => {
+    const message = JSON.parse(event.data);
+    if (message.type === "snapshot") render(message); else alert(message);
+  };
+  source.onerror = () => {
+    document.body.dataset.phase = "reconnecting";
+    $("summary").textContent = "连接中断，正在重连 Connection lost, reconnecting…";
+  };
+}
+
+let ending = null;
+function openEnd(cid) {
+  ending = cid;
+  $("end-cid").textContent = cid;
+  $("end-error").textContent = "";
+  $("end-reason").value = "";
+  $("end-dialog").showModal();
+}
+
+$("end-form").addEventListener("submit", async (event) => {
+  if (event.submitter && event.submitter.value !== "confirm") return;
+  event.preventDefault();
+  const response = await fetch(`/api/ops/consultations/${encodeURIComponent(ending)}/end`, {
+    method: "POST",
+    headers: { "Authorization": `Bearer ${token}`, "Content-Type": "application/json" },
+    body: JSON.stringify({ reason: $("end-reason").value }),
+  });
+  if (response.ok) { $("end-dialog").close(); return; }
+  const body = await response.json().catch(() => ({}));
+  $("end-error").textContent = (body.error && body.error.message) || `HTTP ${response.status}`;
+});
+
+if (!token) {
+  document.body.dataset.phase = "error";
+  $("summary").textContent = "链接缺少访问令牌 The link has no access token (#token=…)";
+} else {
+  connect();
+}
