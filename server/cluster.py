@@ -102,7 +102,7 @@ class Cluster:
         await self.live.heartbeat(self.me, {
             "url": self.settings.public_url,
             "rooms": len(self.hosted()),
-            "cpu": metrics.NODE_CPU._value.get(),  # noqa: SLF001 - the gauge's last value
+            "cpu": metrics.NODE_CPU._value.get(),  # the gauge's last value
             "at": time.time(),
         }, self.ttl_s)
 

@@ -26,6 +26,7 @@ from .db_fixtures import fresh_pg_database, pg_dsn
 from .node_process import NodeProcess, free_port
 
 SECRET = secrets.token_urlsafe(40)
+ARTIFACTS = Path(__file__).resolve().parent.parent / "test-artifacts" / "ops"
 
 
 @dataclass
@@ -101,8 +102,7 @@ async def test_join_through_another_node_lands_on_one_node_and_ops_sees_it(
             await doctor.wait_frames("video", 20)
             ops = cluster.tokens.issue(Role.OPS, "ops-1")
             camera = make_y4m(tmp_path / "cam.y4m", OBAMA, seconds=1)
-            artifacts = Path(__file__).resolve().parent.parent / "test-artifacts" / "ops"
-            async with launch_chromium(camera, artifacts) as browser:
+            async with launch_chromium(camera, ARTIFACTS) as browser:
                 page = await browser.new_page("ops")
                 await page.goto(f"{cluster.b.url}/ops#token={ops}")
                 row = page.locator(f'tr[data-cid="{cid}"]')
