@@ -51,6 +51,7 @@ class Cluster:
         self.events = events
         self.hosted = hosted  # the consultations this node hosts now
         self.on_remote_transition: list[Callable[[Transition], Awaitable[None]]] = []
+        self.on_reclaimed: list[Callable[[str], Awaitable[None]]] = []
         self._tasks: list[asyncio.Task[None]] = []
 
     @property
@@ -113,7 +114,10 @@ class Cluster:
                 await self._beat()
                 for cid in self.hosted():
                     if not await self.live.renew(cid, self.me, self.ttl_s):
-                        await self.live.claim(cid, self.me, self.ttl_s)
+                        # Redis lost it (a restart): claim again and tell it what is going on.
+                        if await self.live.claim(cid, self.me, self.ttl_s) == self.me:
+                            for restore in self.on_reclaimed:
+                                await restore(cid)
                 await self._mark_lost()
             except LiveStateUnavailable as exc:
                 metrics.LIVE_STATE_ERRORS.inc()

@@ -1,14 +1,16 @@
-"""Live call statistics for ops, from counters the relay keeps anyway (no getStats round trips).
+"""Live call statistics for ops.
 
-Every few seconds each participant's incoming media is summarised (frames per second and kbit/s
-per kind, frames dropped to slow subscribers) and written to the live state, where the ops view
-and other nodes read it.
+Every few seconds each participant's incoming media is summarised from counters the relay keeps
+anyway (frames per second and kbit/s per kind), plus round trip, loss and jitter from aiortc's
+RTCP-based getStats, and written to the live state, where the ops view and other nodes read it.
 """
 
 from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
+
+from aiortc import RTCPeerConnection
 
 from .media import MediaSource
 
@@ -35,3 +37,19 @@ class RateMeter:
 def summarise(sources: dict[str, MediaSource], meters: dict[str, RateMeter]) -> dict[str, object]:
     return {kind: meters.setdefault(kind, RateMeter()).read(source)
             for kind, source in sources.items()}
+
+
+async def network(pc: RTCPeerConnection) -> dict[str, dict[str, float | None]]:
+    """Round trip, loss and jitter per kind, from aiortc's getStats (RTCP-based, cheap)."""
+    out: dict[str, dict[str, float | None]] = {}
+    for stat in (await pc.getStats()).values():
+        if stat.type == "remote-inbound-rtp":  # what the browser reports of what we send it
+            entry = out.setdefault(stat.kind, {})
+            entry["rtt_ms"] = round(stat.roundTripTime * 1000, 1)
+            entry["loss_percent"] = round(stat.fractionLost * 100, 1)
+        elif stat.type == "inbound-rtp":  # what we receive from the browser
+            entry = out.setdefault(stat.kind, {})
+            clock = 90000 if stat.kind == "video" else 48000
+            entry["jitter_ms"] = round(stat.jitter * 1000 / clock, 1)
+            entry["packets_lost"] = stat.packetsLost
+    return out

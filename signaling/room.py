@@ -22,7 +22,7 @@ from server.lifecycle import State, Transition
 from server.live import LiveStateUnavailable
 
 from .background import spawn
-from .call_stats import RateMeter, summarise
+from .call_stats import RateMeter, network, summarise
 from .context import NodeContext
 from .media import MediaSource
 from .peer import KINDS, Peer
@@ -74,8 +74,10 @@ class Room:
             await asyncio.sleep(self.ctx.settings.stats_interval_s)
             for role, p in self.participants.items():
                 if p.status == "connected":
-                    await self._publish_participant(
-                        p, stats=summarise(p.sources, meters[role]))
+                    stats = summarise(p.sources, meters[role])
+                    if p.peer is not None:
+                        stats["network"] = await network(p.peer.pc)
+                    await self._publish_participant(p, stats=stats)
 
     # -- messages ---------------------------------------------------------------------------
 

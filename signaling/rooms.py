@@ -58,6 +58,17 @@ class Rooms:
             except LiveStateUnavailable:
                 metrics.LIVE_STATE_ERRORS.inc()
 
+    async def republish(self, consultation_id: str) -> None:
+        """Write a hosted consultation back into a live state that lost it."""
+        room = self._rooms.get(consultation_id)
+        if room is None or self.ctx is None:
+            return
+        state = await self.ctx.lifecycle.state(consultation_id)
+        await self.ctx.live.put_consultation(consultation_id, {
+            "state": str(state), "node": self.ctx.settings.node_id, "lost": False})
+        for p in room.participants.values():
+            await self.ctx.live.put_participant(consultation_id, str(p.role), p.public())
+
     def participants(self, role: str) -> int:
         return sum(room.participants[role].status == "connected"  # type: ignore[index]
                    for room in self._rooms.values())

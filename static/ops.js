@@ -21,9 +21,16 @@ function el(tag, attrs = {}, ...children) {
 function quality(p) {
   const video = (p.stats || {}).video;
   if (!video) return el("span", { class: "q" }, "—");
-  const poor = video.fps < 15;
+  const net = ((p.stats || {}).network || {}).video || {};
+  const rtt = net.rtt_ms ?? null;
+  const loss = net.loss_percent ?? null;
+  const poor = video.fps < 15 || (loss !== null && loss > 5) || (rtt !== null && rtt > 400);
+  const parts = [`${video.fps} fps`, `${video.kbps} kbit/s`];
+  if (rtt !== null) parts.push(`RTT ${rtt} ms`);
+  if (loss !== null) parts.push(`丢包 loss ${loss}%`);
+  if (net.jitter_ms !== undefined) parts.push(`jitter ${net.jitter_ms} ms`);
   return el("span", { class: poor ? "q poor" : "q" },
-    `${video.fps} fps · ${video.kbps} kbit/s${poor ? " 网络差 poor" : ""}`);
+    parts.join(" · ") + (poor ? " · 网络差 poor" : ""));
 }
 
 function participant(p) {

@@ -7,6 +7,7 @@ import asyncio
 from server.auth import Role
 from server.lifecycle import State
 
+from .clinical_helpers import give_consent
 from .node_fixtures import Node
 
 
@@ -30,6 +31,7 @@ async def test_call_relays_media_both_ways_and_ends(node: Node, clips) -> None:
         # Encoded frames pass through untouched: the sender's stamp survives the node.
         assert doctor.received["video"].latencies and max(doctor.received["video"].latencies) < 1
 
+        await give_consent(guardian, doctor)
         await doctor.send({"type": "accept"})
         await guardian.expect("state", state="active")
         await doctor.send({"type": "end", "reason": "completed"})
@@ -93,6 +95,8 @@ async def test_node_on_redis_live_state(tmp_path, redis_server, clips) -> None:
                 assert asyncio.get_running_loop().time() < deadline, stats
                 await asyncio.sleep(0.2)
             assert stats["stats"]["audio"]["kbps"] > 0
+            assert "video" in stats["stats"]["network"]  # from getStats: jitter, loss, RTT
+            await give_consent(guardian, doctor)
             await doctor.send({"type": "accept"})
             await doctor.expect("state", state="active")
             await doctor.send({"type": "end"})
