@@ -2,17 +2,24 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import AsyncIterator
 from pathlib import Path
 
 from aiohttp import web
 
-from server import api
+import identity
+from recorder import Recorder
+from recorder import http as recorder_http
+from server import api, booking_api, metrics, ops_api
 from server.auth import TOKENS_KEY, Role, Tokens
+from server.cluster import Cluster
 from server.config import Settings
+from server.consent import consent_gate
 from server.lifecycle import Gate, Lifecycle
 from server.live import make_live_state
+from server.policy.check import eligibility_gate
 from server.store import Database, EventLog
 from signaling import ice
 from signaling.context import NodeContext
@@ -31,7 +38,13 @@ def create_app(settings: Settings) -> web.Application:
     app[TOKENS_KEY] = Tokens(settings.token_secret, settings.token_ttl_s)
     app.cleanup_ctx.append(_node)
     app.router.add_get("/ws", websocket)
+    app.router.add_get("/metrics", metrics.metrics)
+    app.router.add_get("/readyz", readyz)
+    ops_api.add_routes(app, STATIC_DIR)  # issue 7: live monitoring for ops
     api.add_routes(app, STATIC_DIR)
+    booking_api.add_routes(app)  # issue 6: booking, consent, referral, export
+    recorder_http.add_routes(app)  # issue 5: recordings and the auditor's replay
+    identity.install(app)  # issue 3: doctor registry, face enrollment, verification settings
     return app
 
 
@@ -46,15 +59,34 @@ async def _node(app: web.Application) -> AsyncIterator[None]:
     events = EventLog(db)
     rooms = Rooms()
     lifecycle = Lifecycle(db, events)
-    ctx = NodeContext(settings, db, events, lifecycle, live, rooms)
+    cluster = Cluster(settings, live, events, rooms.ids)
+    ctx = NodeContext(settings, db, events, lifecycle, live, rooms, cluster)
     rooms.bind(ctx)
     lifecycle.listeners.append(rooms.on_transition)
+    lifecycle.listeners.append(cluster.publish_transition)
+    cluster.on_remote_transition.append(rooms.on_transition)
+    cluster.on_reclaimed.append(rooms.republish)
+    await cluster.start()
+    watcher = asyncio.create_task(metrics.watch_loop_and_cpu(), name="loop-watch")
     lifecycle.accept_gates.append(("guardian_connected", _guardian_connected(rooms)))
+    # Issue 6: the policy again on the day the consultation starts, and informed consent.
+    lifecycle.accept_gates.append(
+        ("eligibility", eligibility_gate(db, events, app[booking_api.POLICY_KEY])))
+    lifecycle.accept_gates.append(("consent", consent_gate(db)))
     app[CONTEXT_KEY] = ctx
+    recorder = app[recorder_http.RECORDER_KEY] = Recorder(ctx)  # issue 5
+    await recorder.open()  # recovers what a killed process left unfinished
+    lifecycle.listeners.insert(0, recorder.on_transition)  # before the room closes
+    # Issue 3: face verification with liveness (accept gate "identity") and re-checks.
+    identity_service = await identity.start(app, ctx)
     log.info("node %s ready on %s", settings.node_id, settings.public_url)
     try:
         yield
     finally:
+        watcher.cancel()
+        await cluster.close()
+        await identity_service.close()
+        await recorder.close()
         await rooms.close_all()
         await live.close()
         await db.close()
@@ -68,3 +100,13 @@ def _guardian_connected(rooms: Rooms) -> Gate:
         return None
 
     return gate
+
+
+async def readyz(request: web.Request) -> web.Response:
+    """Ready only when the database and the live-state store both answer."""
+    ctx = request.app.get(CONTEXT_KEY)
+    checks = {"database": False, "live_state": False}
+    if ctx is not None:
+        checks = {"database": await ctx.db.ping(), "live_state": await ctx.live.ping()}
+    ok = all(checks.values())
+    return web.json_response({"ready": ok, **checks}, status=200 if ok else 503)

@@ -25,6 +25,7 @@ class Role(StrEnum):
     AUDITOR = "auditor"
     OPS = "ops"
     ADMIN = "admin"
+    REGULATOR = "regulator"  # the supervision platform: the export only (least data)
 
 
 CALL_ROLES = frozenset({Role.DOCTOR, Role.GUARDIAN})

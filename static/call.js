@@ -10,6 +10,19 @@
 //   peer   the other participant: absent | connected | reconnecting | left
 //   media  this browser's RTCPeerConnection connectionState (none before the first one)
 //   role   doctor | guardian
+//   consent  the guardian's informed consent: pending | given
+//   referral  after a termination: loading | shown | none
+
+import { handleVerify } from './verify.js'; // issue 3: the identity check panel
+
+import {
+  loadConsent,
+  loadReferral,
+  readTerminateForm,
+  renderConsent,
+  renderReferral,
+  resetTerminateForm,
+} from './clinical.js'; // issue 6: consent, termination and referral
 
 const PROTOCOL = 1;
 const REJOIN_GRACE_MS = 60_000; // the node's TC_REJOIN_GRACE default: after it we count as left
@@ -93,7 +106,8 @@ const app = {
   conn: null, // the current Connection; events of older ones are ignored
   final: false,
   retry: null, // {since, attempt, timer} while reconnecting
-  pending: { accept: false, end: false },
+  pending: { accept: false, end: false, terminate: false },
+  consent: { given: false, version: '' }, // issue 6
   seq: 0,
   shownPhase: '', // the last screen shown, to scroll to the top only on a new screen
   shownInCall: false,
@@ -145,6 +159,8 @@ function setPhase(phase) {
   // While we are reconnecting we cannot know the other side's status: `joined` will tell.
   $('peer-badge').hidden = !(phase === 'connecting' || phase === 'incall');
   if (!inCall && $('end-confirm').open) $('end-confirm').close();
+  if (!inCall && $('terminate-dialog').open) $('terminate-dialog').close();
+  $('consent-badge').hidden = !inCall;
   // Move focus to the heading of a panel that replaces the page, so screen readers read it.
   const heading = { left: 'left-title', final: 'outcome-title', error: 'load-error-title' }[phase];
   if (heading) focusHeading($(heading));
@@ -168,7 +184,7 @@ function setState(state) {
   body.dataset.state = state;
   const s = STATES[state] || { zh: state, en: state, tone: 'neutral' };
   setBadge($('state-badge'), s.zh, s.en, s.tone);
-  if (changed) app.pending.accept = app.pending.end = false;
+  if (changed) app.pending.accept = app.pending.end = app.pending.terminate = false;
   updateControls();
 }
 
@@ -191,6 +207,16 @@ function setMedia(state) {
   body.dataset.media = state;
 }
 
+// The guardian's informed consent (issue 6): a badge on both pages, the doctor's cue to start.
+function setConsent(given) {
+  app.consent.given = !!given;
+  body.dataset.consent = given ? 'given' : 'pending';
+  const mine = app.role === 'guardian';
+  if (given) setBadge($('consent-badge'), mine ? '已同意知情同意书' : '患者方已签署知情同意', mine ? 'Consent given' : 'Consent given', 'ok');
+  else setBadge($('consent-badge'), mine ? '待同意知情同意书' : '待患者方签署知情同意', 'Consent pending', 'warn');
+  $('consent-badge').hidden = !['connecting', 'incall', 'reconnecting'].includes(app.phase);
+}
+
 function updateControls() {
   const doctor = app.role === 'doctor';
   const inCall = app.phase === 'incall';
@@ -202,6 +228,14 @@ function updateControls() {
     doctor && inCall && (app.state === 'verifying' || app.state === 'waiting') && !app.pending.accept
   );
   end.disabled = !(doctor && inCall && app.state === 'active' && !app.pending.end);
+  const terminate = $('terminate-btn');
+  terminate.hidden = !doctor;
+  terminate.disabled = !(
+    doctor && inCall && ['waiting', 'verifying', 'active'].includes(app.state) && !app.pending.terminate
+  );
+  if (app.role === 'guardian' && app.phase === 'prejoin') {
+    $('join-btn').disabled = !app.consent.given && !$('consent-check').checked;
+  }
   $('accept-hint').hidden = !(doctor && (app.state === 'verifying' || app.state === 'waiting'));
   $('leave-btn').disabled = !['connecting', 'incall', 'reconnecting'].includes(app.phase);
   $('mic-btn').disabled = !app.localStream;
@@ -395,8 +429,30 @@ async function start() {
   renderHeader(me);
   setPeer('absent');
   setState(me.consultation?.state);
-  if (FINAL_STATES.has(app.state)) finish(app.state, '');
-  else setPhase('prejoin');
+  if (FINAL_STATES.has(app.state)) {
+    finish(app.state, '');
+    return;
+  }
+  if (app.role === 'guardian') await prepareConsent();
+  else setConsent(false);
+  setPhase('prejoin');
+}
+
+// The guardian reads the versioned consent text before joining and ticks the box; the page
+// sends `consent` once joined (the node records it, the doctor's page shows it).
+async function prepareConsent() {
+  const consent = await loadConsent(app.token);
+  if (!consent) {
+    bilingual($('prejoin-error'), '无法载入知情同意书，请刷新页面。', 'Could not load the consent text: reload the page.');
+    show('prejoin-error', true);
+    return;
+  }
+  app.consent.version = renderConsent(consent);
+  setConsent(consent.given);
+  if (consent.given) {
+    $('consent-check').checked = true;
+    $('consent-check').disabled = true;
+  }
 }
 
 // ------------------------------------------------------------------------------------------
@@ -568,6 +624,14 @@ async function handleMessage(conn, msg) {
       return onError(conn, msg);
     case 'pong':
       return;
+    case 'consent': // issue 6
+      if (msg.given && !app.consent.given) {
+        addNotice({ zh: '患者方已签署知情同意书', en: `Informed consent given (version ${msg.version})`, kind: 'ok' });
+      }
+      setConsent(msg.given);
+      return;
+    case 'verify': // issue 3
+      return handleVerify(msg);
     default:
       console.debug('ignored message type', msg.type); // a newer node: unknown types are fine
   }
@@ -588,6 +652,10 @@ async function onJoined(conn, msg) {
     return;
   }
   setPhase('incall');
+  setConsent(msg.consent?.given);
+  if (app.role === 'guardian' && !app.consent.given && $('consent-check').checked && msg.consent?.version) {
+    send(conn, { type: 'consent', version: msg.consent.version });
+  }
   if (wasReconnecting) addNotice({ zh: '已重新连接', en: 'Reconnected', kind: 'ok' });
   await startPeer(conn, msg.iceServers || []);
 }
@@ -659,6 +727,7 @@ function onError(conn, msg) {
   });
   if (about === 'accept') app.pending.accept = false;
   if (about === 'end') app.pending.end = false;
+  if (about === 'terminate') app.pending.terminate = false;
   updateControls();
   // A refused join cannot be fixed by retrying (wrong protocol, consultation over, not allowed).
   if (!conn.joined && (about === 'join' || ['bad_protocol', 'bad_state', 'forbidden'].includes(msg.code))) {
@@ -815,6 +884,21 @@ function finish(state, reason) {
   r.hidden = !reason;
   r.textContent = reason ? `原因 Reason: ${REASONS[reason] || reason}` : '';
   setPhase('final');
+  if (state === 'terminated') showReferral();
+}
+
+// The referral of a terminated consultation, also when the page is opened after the end.
+async function showReferral() {
+  body.dataset.referral = 'loading';
+  const cid = app.me?.consultation?.id;
+  const data = cid ? await loadReferral(app.token, cid) : null;
+  if (!data) {
+    body.dataset.referral = 'none';
+    return;
+  }
+  $('outcome-reason').hidden = true; // the referral states the reason in full
+  renderReferral($('referral'), data);
+  body.dataset.referral = 'shown';
 }
 
 // ------------------------------------------------------------------------------------------
@@ -882,12 +966,44 @@ function wireButtons() {
       updateControls();
     }
   });
+  wireTerminate();
+  $('consent-check').addEventListener('change', updateControls);
   $('mic-btn').addEventListener('click', () => {
     setMicMuted($('mic-btn').getAttribute('aria-pressed') !== 'true');
   });
   $('unmute-btn').addEventListener('click', playRemote);
   const video = $('remote-video');
   for (const ev of ['loadeddata', 'resize', 'emptied', 'playing']) video.addEventListener(ev, updateStage);
+}
+
+// The doctor's termination dialog: reason, referral target, urgency, note (issue 6).
+function wireTerminate() {
+  const dialog = $('terminate-dialog');
+  $('terminate-btn').addEventListener('click', () => {
+    resetTerminateForm();
+    dialog.showModal();
+    $('term-reason').focus();
+  });
+  $('terminate-cancel-btn').addEventListener('click', () => dialog.close());
+  $('term-reason').addEventListener('change', () => {
+    $('term-text-field').hidden = $('term-reason').value !== 'other';
+  });
+  $('terminate-form').addEventListener('input', () => show('terminate-error', false));
+  $('terminate-form').addEventListener('submit', (ev) => {
+    ev.preventDefault();
+    const { msg, error, focus } = readTerminateForm();
+    if (error) {
+      bilingual($('terminate-error'), error.zh, error.en);
+      show('terminate-error', true);
+      $(focus)?.focus();
+      return;
+    }
+    if (app.conn && send(app.conn, msg)) {
+      app.pending.terminate = true;
+      dialog.close();
+      updateControls();
+    }
+  });
 }
 
 start();

@@ -44,6 +44,8 @@ async def test_guardian_and_doctor_see_each_other_then_doctor_ends(
         await guardian.goto(guardian_link)
         await doctor.goto(doctor_link)
 
+        # Informed consent (issue 6): the guardian ticks the consent box before joining.
+        await guardian.check("#consent-check")
         await guardian.click("#join-btn")
         await wait_for_body_data(guardian, "state", "waiting")
         await doctor.click("#join-btn")
@@ -55,6 +57,7 @@ async def test_guardian_and_doctor_see_each_other_then_doctor_ends(
         d_stats = await remote_video_progress(doctor, timeout_s=30)
         assert g_stats["width"] > 0 and d_stats["width"] > 0
 
+        await wait_for_body_data(doctor, "consent", "given")
         await doctor.click("#accept-btn")
         await wait_for_body_data(guardian, "state", "active")
         await wait_for_body_data(doctor, "state", "active")

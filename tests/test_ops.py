@@ -25,7 +25,7 @@ async def _call(node: Node, clips):
 
 
 async def test_metrics_parse_and_carry_the_listed_metrics(node: Node, clips) -> None:
-    cid, guardian, doctor = await _call(node, clips)
+    _, guardian, doctor = await _call(node, clips)
     try:
         await guardian.ws.send_str("garbage")  # type: ignore[union-attr]
         await guardian.expect("error")

@@ -6,6 +6,7 @@ import time
 
 from server.lifecycle import State
 
+from .clinical_helpers import give_consent
 from .node_fixtures import Node
 
 
@@ -16,6 +17,7 @@ async def _active_call(node: Node, clips):
     for side in (guardian, doctor):
         await side.connect()
         await side.start_media()
+    await give_consent(guardian, doctor)
     await doctor.send({"type": "accept"})
     await guardian.expect("state", state="active")
     for side in (guardian, doctor):

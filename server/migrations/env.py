@@ -6,7 +6,11 @@ from __future__ import annotations
 
 from alembic import context
 
+# --- issue 3 (identity): register the identity tables on Base.metadata -----------------------
+import identity.models  # noqa: F401
 from server.store.models import Base
+
+# ---------------------------------------------------------------------------------------------
 
 config = context.config
 target_metadata = Base.metadata

@@ -1,6 +1,6 @@
 """The durable store: SQL records, schema migrations and the hash-chained audit log."""
 
-from server.store import models
+from server.store import clinical, models, recordings
 from server.store.db import Database
 from server.store.events import ChainReport, EventLog, canonical_json, event_hash
 from server.store.models import (
@@ -45,6 +45,7 @@ __all__ = [
     "Hospital",
     "Patient",
     "canonical_json",
+    "clinical",
     "create_consultation",
     "create_doctor",
     "create_guardian",
@@ -59,6 +60,7 @@ __all__ = [
     "list_consultations",
     "models",
     "new_id",
+    "recordings",
     "set_consultation_state",
     "utcnow",
 ]
