@@ -1,0 +1,121 @@
+"""Continuous assurance during the call: is the registered doctor still the one on camera?
+
+Every `recheck_s` (30 s) one frame is taken (a fresh subscription starts at a key frame, so one
+decode, no decoder kept running) and checked with one detection and one encoding (~0.25 s of a
+worker): under 1% of a core per consultation. While something is wrong the cadence shortens to
+`grace_recheck_s`; once it has been wrong for `grace_s` the doctor (notice) and ops (alert) are
+told and it is recorded; `mismatch_action` decides what else happens: "alert" (default) or "end"
+(the consultation is aborted, with the reason). Every check is an event.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from typing import TYPE_CHECKING
+
+from server.auth import Role
+from server.lifecycle import State, TransitionError
+
+from .frames import grab_frame
+from .texts import ASSURANCE_TEXT
+from .verifier import classify
+
+if TYPE_CHECKING:
+    from signaling.room import Room
+
+    from .service import IdentityService
+
+log = logging.getLogger(__name__)
+
+GRAB_TIMEOUT_S = 5.0
+
+
+class Assurance:
+    def __init__(self, svc: IdentityService, room: Room, doctor_id: str,
+                 encoding: list[float]) -> None:
+        self.svc = svc
+        self.room = room
+        self.cid = room.consultation_id
+        self.doctor_id = doctor_id
+        self.encoding = encoding
+        self.checks = 0
+        self.alerts = 0
+        self.task = asyncio.create_task(self._run(), name=f"assure-{self.cid}")
+
+    async def _run(self) -> None:
+        try:
+            await self._loop()
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            log.exception("continuous identity checks of %s stopped", self.cid)
+
+    async def check_once(self) -> tuple[str | None, dict]:
+        """One re-check: (None or the reason it failed, the facts for the event)."""
+        cfg = self.svc.config
+        started = time.process_time()
+        try:
+            rgb = await grab_frame(self.room.participants[Role.DOCTOR].sources["video"],
+                                   GRAB_TIMEOUT_S)
+        except TimeoutError:
+            return "no_video", {"frames": 0}
+        decode_s = time.process_time() - started
+        result = await self.svc.pool.analyse(rgb, known=self.encoding)
+        self.svc.stats.checks += 1
+        self.svc.stats.check_cpu_s += result.cpu_s + decode_s
+        self.checks += 1
+        return classify(result, cfg.threshold), {
+            "frames": 1, "faces": result.faces,
+            "distance": None if result.distance is None else round(result.distance, 4),
+            "worker_cpu_s": round(result.cpu_s, 4), "decode_cpu_s": round(decode_s, 4)}
+
+    async def _loop(self) -> None:
+        cfg = self.svc.config
+        events = self.svc.ctx.events
+        bad_since: float | None = None
+        alerted = False
+        while True:
+            # The cadence of the checks (not a synchronisation): shorter while something is wrong.
+            await asyncio.sleep(cfg.grace_recheck_s if bad_since is not None else cfg.recheck_s)
+            reason, facts = await self.check_once()
+            await events.append(self.cid, "identity.recheck", "system",
+                                {"ok": reason is None, "reason": reason, **facts})
+            now = time.monotonic()
+            if reason is None:
+                if alerted:
+                    await events.append(self.cid, "identity.recovered", "system", {})
+                    await self.room.send(Role.DOCTOR, {
+                        "type": "notice", "code": "identity_recovered",
+                        "zh": "已重新确认医生本人",
+                        "en": "The registered doctor is back on camera"})
+                bad_since, alerted = None, False
+                continue
+            if bad_since is None:
+                bad_since = now
+            if alerted or now - bad_since < cfg.grace_s:
+                continue
+            alerted = True
+            self.alerts += 1
+            data = {"doctor": self.doctor_id, "reason": reason,
+                    "for_s": round(now - bad_since, 1), "action": cfg.mismatch_action}
+            await events.append(self.cid, "identity.alert", "system", data)
+            await self.svc.alert(self.cid, "identity.alert", data)
+            zh, en = ASSURANCE_TEXT[reason]
+            await self.room.send(Role.DOCTOR, {"type": "notice", "code": f"identity_{reason}",
+                                               "zh": zh, "en": en})
+            if cfg.mismatch_action == "end":
+                with contextlib.suppress(TransitionError):
+                    await self.svc.ctx.lifecycle.transition(
+                        self.cid, State.ABORTED, "system",
+                        f"doctor identity not confirmed during the call: {reason}")
+                return
+
+    async def stop(self) -> None:
+        if asyncio.current_task() is self.task:  # ending the call from inside the check loop
+            return
+        self.task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await self.task

@@ -1,0 +1,43 @@
+"""Identity records: a doctor's enrolled face, and each verification attempt's outcome.
+
+The 128-d encoding is what verification compares against; the photo itself stays in protected
+storage (identity/storage.py) and only its SHA-256 and relative path are here. Attempts are also
+events in the consultation's hash-chained log; this table is the index a reviewer queries.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from sqlalchemy import JSON, Float, ForeignKey, Integer, String
+from sqlalchemy.orm import Mapped, mapped_column
+
+from server.store.models import Base, UTCDateTime, new_id, utcnow
+
+
+class FaceEnrollment(Base):
+    __tablename__ = "face_enrollments"
+
+    doctor_id: Mapped[str] = mapped_column(ForeignKey("doctors.id"), primary_key=True)
+    encoding: Mapped[list[float]] = mapped_column(JSON)
+    photo_sha256: Mapped[str] = mapped_column(String(64))
+    photo_path: Mapped[str] = mapped_column(String(300))
+    face_px: Mapped[int] = mapped_column(Integer)
+    enrolled_by: Mapped[str] = mapped_column(String(200))
+    enrolled_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class FaceVerification(Base):
+    __tablename__ = "face_verifications"
+
+    id: Mapped[str] = mapped_column(String(40), primary_key=True, default=lambda: new_id("fv"))
+    consultation_id: Mapped[str] = mapped_column(ForeignKey("consultations.id"), index=True)
+    doctor_id: Mapped[str] = mapped_column(ForeignKey("doctors.id"))
+    attempt: Mapped[int] = mapped_column(Integer)
+    outcome: Mapped[str] = mapped_column(String(40))
+    challenge: Mapped[str | None] = mapped_column(String(20))
+    distance: Mapped[float | None] = mapped_column(Float)
+    frames: Mapped[int] = mapped_column(Integer)
+    thumbnail_path: Mapped[str | None] = mapped_column(String(300))
+    thumbnail_sha256: Mapped[str | None] = mapped_column(String(64))
+    at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)

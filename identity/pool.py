@@ -1,0 +1,52 @@
+"""The face worker pool: dlib holds the GIL (a thread still stalls the loop ~160 ms a frame), so
+face work runs in separate processes and the event loop only awaits their answers.
+
+Started lazily (nodes and tests that never verify anybody pay nothing) with the forkserver
+context: a clean process that does not inherit the node's sockets, threads or event loop. Each
+worker imports face_recognition once in its initialiser.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import multiprocessing
+from concurrent.futures import ProcessPoolExecutor
+from typing import Any
+
+import numpy as np
+
+from . import worker
+from .worker import EnrollResult, FrameResult
+
+
+class FacePool:
+    def __init__(self, workers: int = 1) -> None:
+        self.workers = max(1, workers)
+        self._executor: ProcessPoolExecutor | None = None
+
+    def _pool(self) -> ProcessPoolExecutor:
+        if self._executor is None:
+            self._executor = ProcessPoolExecutor(
+                self.workers, mp_context=multiprocessing.get_context("forkserver"),
+                initializer=worker.initialise)
+        return self._executor
+
+    async def _run(self, fn: Any, *args: Any) -> Any:
+        return await asyncio.get_running_loop().run_in_executor(self._pool(), fn, *args)
+
+    async def warm(self) -> None:
+        """Start the workers and load the models now, so the first check is not the slow one."""
+        await asyncio.gather(*(self._run(worker.initialise) for _ in range(self.workers)))
+
+    async def analyse(self, rgb: np.ndarray, known: list[float] | None = None,
+                      encode: bool = False, landmarks: bool = False,
+                      thumbnail: bool = False) -> FrameResult:
+        return await self._run(worker.analyse, rgb, known, encode, landmarks, thumbnail)
+
+    async def enroll(self, data: bytes, min_face_px: int) -> EnrollResult:
+        return await self._run(worker.enroll, data, min_face_px)
+
+    def close(self) -> None:
+        if self._executor is not None:
+            self._executor.shutdown(wait=True, cancel_futures=True)
+            self._executor = None

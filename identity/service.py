@@ -1,0 +1,129 @@
+"""The identity service of one node: the face pool, protected storage, one verification per
+consultation being verified, continuous checks for each active one, and the "identity" gate.
+
+It follows the lifecycle (a listener): entering `verifying` starts a verification, leaving it
+stops it (a doctor who leaves and comes back is verified again), `active` starts the re-checks,
+a final state stops everything.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from server.lifecycle import Gate, State, Transition
+from server.store import records
+from signaling.context import NodeContext
+
+from .assurance import Assurance
+from .config import IdentityConfig
+from .models import FaceEnrollment
+from .pool import FacePool
+from .storage import ProtectedStore
+from .verifier import Verification
+
+log = logging.getLogger(__name__)
+
+ALERTS_CHANNEL = "alerts"
+
+
+@dataclass
+class Stats:
+    """CPU spent on identity work, for the bench (worker CPU is measured inside the worker)."""
+
+    checks: int = 0
+    check_cpu_s: float = 0.0
+    decode_s: float = 0.0
+
+
+class IdentityService:
+    def __init__(self, config: IdentityConfig, ctx: NodeContext) -> None:
+        self.config = config
+        self.ctx = ctx
+        self.pool = FacePool(config.workers)
+        self.store = ProtectedStore(ctx.settings.data_dir / "identity")
+        self.verifications: dict[str, Verification] = {}
+        self.assurances: dict[str, Assurance] = {}
+        self.stats = Stats()
+        self._warm: asyncio.Task[None] | None = None
+        self._started = asyncio.Condition()
+
+    def start(self) -> None:
+        """Hook into the lifecycle; load the face models in the background if checks are on."""
+        self.ctx.lifecycle.listeners.append(self.on_transition)
+        if self.config.required:
+            self.ctx.lifecycle.accept_gates.append(("identity", self.gate()))
+            self._warm = asyncio.create_task(self.pool.warm(), name="face-pool-warm")
+        else:
+            log.warning("TC_IDENTITY_REQUIRED=0: doctors are NOT verified before accepting")
+
+    async def close(self) -> None:
+        for item in [*self.verifications.values(), *self.assurances.values()]:
+            await item.stop()
+        self.verifications.clear()
+        self.assurances.clear()
+        if self._warm is not None:
+            self._warm.cancel()
+            with contextlib.suppress(BaseException):
+                await self._warm
+        await asyncio.to_thread(self.pool.close)
+
+    async def assurance(self, cid: str, timeout: float) -> Assurance:
+        """The continuous checks of an active consultation, once they have started."""
+        async with asyncio.timeout(timeout), self._started:
+            await self._started.wait_for(lambda: cid in self.assurances)
+        return self.assurances[cid]
+
+    async def enrollment(self, doctor_id: str) -> FaceEnrollment | None:
+        async with self.ctx.db.session() as session:
+            return await session.get(FaceEnrollment, doctor_id)
+
+    async def alert(self, cid: str, kind: str, data: dict[str, Any]) -> None:
+        """An ops alert in live state (fan-out to ops consoles on every node)."""
+        await self.ctx.live.publish(ALERTS_CHANNEL, {
+            "kind": kind, "consultation": cid, "node": self.ctx.settings.node_id,
+            "at": datetime.now(UTC).isoformat(), **data})
+
+    def gate(self) -> Gate:
+        async def identity(cid: str) -> str | None:
+            verification = self.verifications.get(cid)
+            if verification is None:
+                return "the doctor's identity has not been verified"
+            return verification.refusal()
+
+        return identity
+
+    async def on_transition(self, change: Transition) -> None:
+        cid = change.consultation_id
+        if change.previous == State.VERIFYING or change.state.final:
+            verification = self.verifications.get(cid)
+            if verification is not None and change.state != State.ACTIVE:
+                del self.verifications[cid]
+            if verification is not None:
+                await verification.stop()
+        if change.state.final:
+            assurance = self.assurances.pop(cid, None)
+            if assurance is not None:
+                await assurance.stop()
+        if not self.config.required:
+            return
+        room = self.ctx.rooms.get(cid)
+        if room is None:
+            return
+        if change.state == State.VERIFYING:
+            consultation = await records.get_consultation(self.ctx.db, cid)
+            if consultation is not None:
+                self.verifications[cid] = Verification(self, room, consultation.doctor_id)
+        elif change.state == State.ACTIVE:
+            consultation = await records.get_consultation(self.ctx.db, cid)
+            enrollment = (await self.enrollment(consultation.doctor_id)
+                          if consultation is not None else None)
+            if consultation is not None and enrollment is not None:
+                self.assurances[cid] = Assurance(self, room, consultation.doctor_id,
+                                                 list(enrollment.encoding))
+                async with self._started:
+                    self._started.notify_all()

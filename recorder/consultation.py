@@ -1,0 +1,124 @@
+"""The recording of one consultation: its shared clock, its participants, its closed segments.
+
+Lives from `active` to the end of the consultation. Each closed segment lands in the index and,
+with its hash, in the consultation's event log, in the order the segments close.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from datetime import UTC, datetime, timedelta
+from typing import TYPE_CHECKING, Any
+
+from server.auth import Role
+
+from .participant import ParticipantRecorder
+from .segment import OpenSegment, Stored, storage_key, store_blocking
+from .webm import MuxStats
+
+if TYPE_CHECKING:
+    from .service import Recorder
+
+log = logging.getLogger(__name__)
+ACTOR = "system:recorder"
+
+
+class ConsultationRecording:
+    def __init__(self, recorder: Recorder, cid: str, epoch_at: datetime) -> None:
+        self.recorder = recorder
+        self.cid = cid
+        self.epoch_at = epoch_at
+        self.epoch_mono = time.monotonic() - (datetime.now(UTC) - epoch_at).total_seconds()
+        self.segment_ms = int(recorder.settings.recording_segment_s * 1000)
+        self.participants: dict[str, ParticipantRecorder] = {}
+        self.stopped = False
+        self.failed: str | None = None
+        self.closed_segments = 0
+        self._pending: set[asyncio.Task[None]] = set()
+        self._order = asyncio.Lock()
+
+    def attach(self, role: Role, sources: dict, first_seq: int) -> None:
+        self.participants[str(role)] = ParticipantRecorder(self, str(role), sources, first_seq)
+
+    # -- called by participants, on the loop -------------------------------------------------
+
+    def open_segment(self, role: str, seq: int, t_ms: int) -> OpenSegment:
+        boundary = (t_ms // self.segment_ms + 1) * self.segment_ms
+        return OpenSegment(self.recorder.executor, self.recorder.spool, self.cid, role, seq,
+                           t_ms, boundary)
+
+    def finish(self, seg: OpenSegment) -> None:
+        task = asyncio.create_task(self._finish(seg), name=f"finish-{seg.path.name}")
+        self._pending.add(task)
+        task.add_done_callback(self._pending.discard)
+
+    def gap(self, role: str, from_ms: int, to_ms: int) -> None:
+        self._spawn(self.recorder.event(self.cid, "recording.gap", {
+            "role": role, "from_ms": from_ms, "to_ms": to_ms,
+            "seconds": round((to_ms - from_ms) / 1000, 3),
+            "from": self._at(from_ms).isoformat(), "to": self._at(to_ms).isoformat()}))
+
+    def fail(self, error: str) -> None:
+        """A write failed (disk full...): stop recording this consultation, keep the call."""
+        if self.failed is None and not self.stopped:
+            self.failed = error
+            self._spawn(self.recorder.recording_failed(self, error))
+
+    def _spawn(self, coro: Any) -> None:
+        task = asyncio.create_task(coro)
+        self._pending.add(task)
+        task.add_done_callback(self._pending.discard)
+
+    def _at(self, t_ms: int) -> datetime:
+        return self.epoch_at + timedelta(milliseconds=t_ms)
+
+    # -- closing -----------------------------------------------------------------------------
+
+    async def _finish(self, seg: OpenSegment) -> None:
+        loop = asyncio.get_running_loop()
+        stats = await loop.run_in_executor(self.recorder.executor, seg.close_blocking)
+        if stats is None:
+            if seg.error:
+                self.fail(seg.error)
+            return
+        try:
+            stored = await loop.run_in_executor(
+                self.recorder.executor, store_blocking, seg.path,
+                storage_key(self.cid, seg.role, seg.seq), self.recorder.storage,
+                self.recorder.keys)
+        except OSError as exc:
+            self.fail(f"{type(exc).__name__}: {exc}")
+            return
+        async with self._order:
+            await self.recorder.index_segment(self.cid, self.epoch_at, seg.role, seg.seq,
+                                              seg.t_start_ms, stats, stored, "closed")
+            self.closed_segments += 1
+
+    async def stop(self) -> None:
+        """Close every participant's open segment and wait until all are stored and indexed."""
+        if self.stopped:
+            return
+        self.stopped = True
+        for participant in self.participants.values():
+            await participant.stop()
+        while self._pending:
+            for result in await asyncio.gather(*list(self._pending), return_exceptions=True):
+                if isinstance(result, Exception):
+                    log.error("recorder: %s: closing a segment failed", self.cid,
+                              exc_info=result)
+
+
+def segment_values(cid: str, epoch_at: datetime, role: str, seq: int, t_start_ms: int,
+                   stats: MuxStats, stored: Stored, state: str) -> dict[str, Any]:
+    started = epoch_at + timedelta(milliseconds=t_start_ms)
+    return {
+        "consultation_id": cid, "role": role, "seq": seq, "state": state,
+        "storage_key": stored.storage_key, "key_id": stored.key_id,
+        "t_start_ms": t_start_ms, "duration_ms": stats.duration_ms,
+        "started_at": started, "ended_at": started + timedelta(milliseconds=stats.duration_ms),
+        "video_packets": stats.video_packets, "audio_packets": stats.audio_packets,
+        "size": stored.size, "sha256": stored.sha256, "plain_size": stored.plain_size,
+    }
+

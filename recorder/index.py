@@ -1,0 +1,98 @@
+"""Reading and writing the recordings index (server/store/recordings.py) in short transactions."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from sqlalchemy import select, update
+
+from server.store import Database
+from server.store.recordings import Recording, RecordingSegment
+
+
+def add_years(at: datetime, years: int) -> datetime:
+    """The same instant `years` later on the calendar (29 February becomes 28 February)."""
+    try:
+        return at.replace(year=at.year + years)
+    except ValueError:
+        return (at - timedelta(days=1)).replace(year=at.year + years)
+
+
+async def start_recording(db: Database, cid: str, epoch_at: datetime) -> Recording:
+    """The recording's row, created at the first `active`; a restart keeps the first epoch."""
+    async with db.session() as session, session.begin():
+        row = await session.get(Recording, cid)
+        if row is None:
+            row = Recording(consultation_id=cid, status="recording", epoch_at=epoch_at)
+            session.add(row)
+        else:
+            row.status = "recording"
+        return row
+
+
+async def get_recording(db: Database, cid: str) -> Recording | None:
+    async with db.session() as session:
+        return await session.get(Recording, cid)
+
+
+async def update_recording(db: Database, cid: str, **values: Any) -> None:
+    async with db.session() as session, session.begin():
+        await session.execute(update(Recording).where(Recording.consultation_id == cid)
+                              .values(**values))
+
+
+async def recordings_in(db: Database, status: str) -> list[Recording]:
+    async with db.session() as session:
+        return list(await session.scalars(select(Recording).where(Recording.status == status)))
+
+
+async def save_segment(db: Database, values: dict[str, Any]) -> RecordingSegment:
+    """Insert the closed segment, or (a recovery re-run) replace the row with the same seq."""
+    async with db.session() as session, session.begin():
+        row = await session.scalar(select(RecordingSegment).where(
+            RecordingSegment.consultation_id == values["consultation_id"],
+            RecordingSegment.role == values["role"], RecordingSegment.seq == values["seq"]))
+        if row is None:
+            row = RecordingSegment(**values)
+            session.add(row)
+        else:
+            for k, v in values.items():
+                setattr(row, k, v)
+        return row
+
+
+async def segments(db: Database, cid: str) -> list[RecordingSegment]:
+    async with db.session() as session:
+        return list(await session.scalars(
+            select(RecordingSegment).where(RecordingSegment.consultation_id == cid)
+            .order_by(RecordingSegment.t_start_ms, RecordingSegment.role)))
+
+
+async def get_segment(db: Database, segment_id: str) -> RecordingSegment | None:
+    async with db.session() as session:
+        return await session.get(RecordingSegment, segment_id)
+
+
+async def max_seq(db: Database, cid: str, role: str) -> int:
+    rows = [s.seq for s in await segments(db, cid) if s.role == role]
+    return max(rows, default=-1)
+
+
+async def expired(db: Database, now: datetime | None = None) -> list[tuple[Recording,
+                                                                      RecordingSegment]]:
+    """Segments past their recording's retain_until, not purged, with the recording's hold."""
+    now = now or datetime.now(UTC)
+    async with db.session() as session:
+        rows = await session.execute(
+            select(Recording, RecordingSegment)
+            .join(RecordingSegment, RecordingSegment.consultation_id == Recording.consultation_id)
+            .where(Recording.retain_until.is_not(None), Recording.retain_until < now,
+                   RecordingSegment.state != "purged"))
+        return [(r, s) for r, s in rows.all()]
+
+
+async def mark_purged(db: Database, segment_id: str, at: datetime) -> None:
+    async with db.session() as session, session.begin():
+        await session.execute(update(RecordingSegment).where(RecordingSegment.id == segment_id)
+                              .values(state="purged", purged_at=at))

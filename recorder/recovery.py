@@ -1,0 +1,76 @@
+"""Start-up recovery: segments a killed process left open, and recordings it never closed.
+
+A spool file is a segment that was being written when the process died. Its name says whose and
+which it is; `salvage` keeps every readable packet (the torn tail of at most about a second is
+lost), and the result is encrypted, stored and indexed as `recovered`. A file with nothing
+readable is recorded as lost. Either way the consultation's event log says what happened, and a
+recording still marked `recording` with no live owner becomes `interrupted`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from . import index
+from .segment import SPOOL_NAME, storage_key, store_blocking
+from .webm import salvage
+
+if TYPE_CHECKING:
+    from .service import Recorder
+
+log = logging.getLogger(__name__)
+
+
+def _spool_files(spool: Path) -> list[Path]:
+    if not spool.exists():
+        return []
+    return sorted(p for p in spool.glob("*/*") if p.is_file())
+
+
+async def recover_spool(recorder: Recorder) -> None:
+    db = recorder.ctx.db
+    for path in await asyncio.to_thread(_spool_files, recorder.spool):
+        cid = path.parent.name
+        match = SPOOL_NAME.match(path.name)
+        recording = await index.get_recording(db, cid)
+        if match is None or recording is None:
+            if path.suffix in (".enc", ".tmp"):  # half-finished encryption of a closed file
+                await asyncio.to_thread(path.unlink)
+                continue
+            log.warning("recorder: unknown file in the spool, left alone: %s", path)
+            continue
+        await _recover_file(recorder, cid, recording.epoch_at, path, match)
+    for recording in await index.recordings_in(db, "recording"):
+        cid = recording.consultation_id
+        if cid in recorder.active or await recorder.ctx.live.owner(cid) is not None:
+            continue
+        segments = [s for s in await index.segments(db, cid) if s.state != "purged"]
+        recorded_until = max((s.t_start_ms + s.duration_ms for s in segments), default=0)
+        await index.update_recording(db, cid, status="interrupted")
+        await recorder.event(cid, "recording.interrupted", {
+            "reason": "the node stopped without closing the recording (killed or crashed)",
+            "segments": len(segments), "recorded_until_ms": recorded_until,
+            "segment_s": recorder.settings.recording_segment_s})
+
+
+async def _recover_file(recorder: Recorder, cid: str, epoch_at, path: Path, match) -> None:
+    role, seq, t_start = match["role"], int(match["seq"]), int(match["t"])
+    repaired = path.with_name(path.stem + ".repaired.webm")
+    loop = asyncio.get_running_loop()
+    size = (await asyncio.to_thread(path.stat)).st_size
+    stats = await loop.run_in_executor(recorder.executor, salvage, path, repaired)
+    if stats is None:
+        await asyncio.to_thread(path.unlink)
+        repaired.unlink(missing_ok=True)
+        await recorder.event(cid, "recording.lost", {
+            "role": role, "seq": seq, "t_start_ms": t_start, "bytes": size,
+            "reason": "an unfinished segment held no readable packet"})
+        return
+    stored = await loop.run_in_executor(recorder.executor, store_blocking, repaired,
+                                        storage_key(cid, role, seq), recorder.storage,
+                                        recorder.keys)
+    await asyncio.to_thread(path.unlink)
+    await recorder.index_segment(cid, epoch_at, role, seq, t_start, stats, stored, "recovered")

@@ -1,0 +1,91 @@
+"""One open segment as the event loop sees it, and the blocking work of closing it.
+
+The loop only hands packets to the writer thread (`executor.submit`, no waiting); a write error
+is kept on the segment and noticed by the loop at the next packet, so a full disk stops the
+recording of that consultation without ever blocking or breaking the call.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from concurrent.futures import Executor
+from dataclasses import dataclass
+from pathlib import Path
+
+from .crypto import KeyRing, encrypt_file
+from .storage import Storage
+from .webm import MuxStats, SegmentMuxer
+
+SPOOL_NAME = re.compile(r"^(?P<role>[a-z]+)-(?P<seq>\d{5})-(?P<t>\d+)\.webm$")
+
+
+def spool_name(role: str, seq: int, t_start_ms: int) -> str:
+    """Self-describing, so that recovery needs nothing but the file (and the recording's row)."""
+    return f"{role}-{seq:05d}-{t_start_ms}.webm"
+
+
+def storage_key(cid: str, role: str, seq: int) -> str:
+    return f"{cid}/{role}-{seq:05d}.webm.enc"
+
+
+class OpenSegment:
+    def __init__(self, executor: Executor, spool: Path, cid: str, role: str, seq: int,
+                 t_start_ms: int, boundary_ms: int) -> None:
+        self.cid, self.role, self.seq = cid, role, seq
+        self.t_start_ms = t_start_ms
+        self.boundary_ms = boundary_ms
+        self.path = spool / cid / spool_name(role, seq, t_start_ms)
+        self.error: str | None = None
+        self.last_ms = t_start_ms
+        self._executor = executor
+        self._muxer = SegmentMuxer(self.path)
+
+    def write(self, kind: str, data: bytes, t_ms: int) -> None:
+        self.last_ms = max(self.last_ms, t_ms)
+        self._executor.submit(self._write, kind, data, t_ms - self.t_start_ms)
+
+    def _write(self, kind: str, data: bytes, ms: int) -> None:
+        if self.error is not None:
+            return
+        try:
+            self._muxer.write(kind, data, ms)
+        except Exception as exc:
+            self.error = f"{type(exc).__name__}: {exc}"
+            self._muxer.abort()
+
+    def close_blocking(self) -> MuxStats | None:
+        """In the writer thread, after every queued write: the trailer, or None on error."""
+        if self.error is not None:
+            return None
+        try:
+            return self._muxer.close()
+        except Exception as exc:
+            self.error = f"{type(exc).__name__}: {exc}"
+            self._muxer.abort()
+            return None
+
+
+@dataclass(frozen=True)
+class Stored:
+    storage_key: str
+    key_id: str
+    size: int
+    sha256: str
+    plain_size: int
+
+
+def store_blocking(path: Path, key: str, storage: Storage, keys: KeyRing) -> Stored:
+    """Encrypt the closed plaintext file, hash what will be stored, store it, drop the plaintext."""
+    sealed = path.with_name(path.name + ".enc")
+    encrypt_file(path, sealed, keys)
+    digest = hashlib.sha256()
+    with open(sealed, "rb") as f:
+        while block := f.read(1 << 20):
+            digest.update(block)
+    size = sealed.stat().st_size
+    plain_size = path.stat().st_size
+    storage.put_file(key, sealed)
+    sealed.unlink(missing_ok=True)
+    path.unlink()
+    return Stored(key, keys.current_id, size, digest.hexdigest(), plain_size)

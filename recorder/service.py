@@ -1,0 +1,263 @@
+"""The node's recorder: starts and stops consultation recordings, recovers after a crash,
+purges expired segments, verifies integrity and opens segments for playback.
+
+Muxing, encryption, hashing and file I/O all run in one writer thread (`executor`), in order;
+the event loop only hands packets over. The lifecycle tells the recorder when a consultation
+becomes `active` and when it ends (`on_transition`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from server.lifecycle import State, Transition
+from server.store.recordings import Recording, RecordingSegment
+from signaling.context import NodeContext
+
+from . import index
+from .consultation import ACTOR, ConsultationRecording, segment_values
+from .crypto import Decryptor, KeyRing
+from .playback import PlaybackTokens
+from .recovery import recover_spool
+from .segment import Stored
+from .storage import LocalStorage, Storage
+from .webm import MuxStats
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class VerifyReport:
+    consultation_id: str
+    ok: bool
+    checked: int = 0
+    missing: list[str] = field(default_factory=list)
+    altered: list[str] = field(default_factory=list)
+    extra: list[str] = field(default_factory=list)
+    purged: int = 0
+
+    def public(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+class Recorder:
+    def __init__(self, ctx: NodeContext, storage: Storage | None = None) -> None:
+        self.ctx = ctx
+        self.settings = ctx.settings
+        self.keys = KeyRing(self.settings.recording_key, self.settings.recording_old_keys)
+        root = self.settings.recordings_dir
+        self.spool = root / "spool"
+        self.storage: Storage = storage or LocalStorage(root / "store")
+        self.executor = ThreadPoolExecutor(1, thread_name_prefix="recorder")
+        self.active: dict[str, ConsultationRecording] = {}
+        self._purger: asyncio.Task[None] | None = None
+        self._stopping: set[asyncio.Task[None]] = set()
+        self.playback = PlaybackTokens(self.settings.token_secret)
+
+    async def event(self, cid: str, kind: str, data: dict[str, Any],
+                    actor: str = ACTOR) -> None:
+        await self.ctx.events.append(cid, kind, actor, data)
+
+    # -- lifecycle ---------------------------------------------------------------------------
+
+    async def on_transition(self, change: Transition) -> None:
+        try:
+            if change.state == State.ACTIVE and self.settings.recording_enabled:
+                await self.start(change.consultation_id)
+            elif change.state.final:
+                # In its own task: the caller (a socket's handler) may be cancelled as the
+                # room closes, and closing the last segments must not be cut short by that.
+                task = asyncio.create_task(self.stop(change.consultation_id, str(change.state)))
+                self._stopping.add(task)
+                task.add_done_callback(self._stopping.discard)
+        except Exception:  # the call must go on even if recording cannot
+            log.exception("recorder: %s of %s", change.state, change.consultation_id)
+
+    async def wait_stopped(self) -> None:
+        """Until every recording that is stopping has stored its last segments."""
+        while self._stopping:
+            await asyncio.gather(*list(self._stopping), return_exceptions=True)
+
+    async def start(self, cid: str) -> ConsultationRecording | None:
+        room = self.ctx.rooms.get(cid)
+        if room is None or cid in self.active:
+            return self.active.get(cid)
+        row = await index.start_recording(self.ctx.db, cid, datetime.now(UTC))
+        rec = ConsultationRecording(self, cid, row.epoch_at)
+        for role, participant in room.participants.items():
+            rec.attach(role, participant.sources,
+                       await index.max_seq(self.ctx.db, cid, str(role)) + 1)
+        self.active[cid] = rec
+        await self.event(cid, "recording.started", {
+            "epoch": row.epoch_at.isoformat(), "segment_s": self.settings.recording_segment_s,
+            "key_id": self.keys.current_id, "participants": sorted(rec.participants)})
+        return rec
+
+    async def stop(self, cid: str, why: str) -> None:
+        try:
+            await self._stop(cid, why)
+        except Exception:
+            log.exception("recorder: stopping %s", cid)
+
+    async def _stop(self, cid: str, why: str) -> None:
+        rec = self.active.pop(cid, None)
+        if rec is not None:
+            await rec.stop()
+            if rec.failed is None:
+                await self.event(cid, "recording.stopped", {
+                    "reason": why, "segments": rec.closed_segments})
+        row = await index.get_recording(self.ctx.db, cid)
+        if row is None:
+            return
+        consultation = await self.ctx.lifecycle.state(cid)
+        values: dict[str, Any] = {}
+        if rec is not None and rec.failed is None:
+            values["status"] = "complete" if consultation.final else "interrupted"
+        if consultation.final:
+            ended = datetime.now(UTC)
+            values["ended_at"] = ended
+            values["retain_until"] = index.add_years(ended, max(3, self.settings.retention_years))
+        if values:
+            await index.update_recording(self.ctx.db, cid, **values)
+
+    async def recording_failed(self, rec: ConsultationRecording, error: str) -> None:
+        """Stop this consultation's recording cleanly, tell ops and the event log."""
+        self.active.pop(rec.cid, None)
+        await index.update_recording(self.ctx.db, rec.cid, status="failed", error=error[:500])
+        await self.event(rec.cid, "recording.failed", {"error": error,
+                                                       "segments": rec.closed_segments})
+        with contextlib.suppress(Exception):
+            await self.ctx.live.put_consultation(rec.cid, {"recording": "failed"})
+            await self.ctx.live.publish("alerts", {
+                "consultation": rec.cid, "code": "recording_failed", "error": error})
+        room = self.ctx.rooms.get(rec.cid)
+        if room is not None:
+            await room.broadcast({"type": "notice", "code": "recording_failed",
+                                  "zh": "录像写入失败，已通知运维；问诊继续",
+                                  "en": "Recording failed; operations alerted. The call goes on."})
+        rec.stopped = True
+        for participant in rec.participants.values():
+            await participant.stop()
+
+    async def index_segment(self, cid: str, epoch_at: datetime, role: str, seq: int,
+                            t_start_ms: int, stats: MuxStats, stored: Stored,
+                            state: str) -> RecordingSegment:
+        values = segment_values(cid, epoch_at, role, seq, t_start_ms, stats, stored, state)
+        row = await index.save_segment(self.ctx.db, values)
+        await self.event(cid, "recording.segment" if state == "closed"
+                         else "recording.recovered", {
+            "segment": row.id, "role": role, "seq": seq, "state": state,
+            "sha256": stored.sha256, "size": stored.size, "key_id": stored.key_id,
+            "duration_ms": stats.duration_ms, "t_start_ms": t_start_ms,
+            "started_at": values["started_at"].isoformat(),
+            "ended_at": values["ended_at"].isoformat(),
+            "video_packets": stats.video_packets, "audio_packets": stats.audio_packets})
+        return row
+
+    # -- start-up and shutdown ---------------------------------------------------------------
+
+    async def open(self) -> None:
+        """Recover what a previous run left unfinished, then start the purge job."""
+        await recover_spool(self)
+        if self.settings.purge_interval_s > 0:
+            self._purger = asyncio.create_task(self._purge_loop(), name="recording-purge")
+
+    async def _purge_loop(self) -> None:
+        while True:
+            try:
+                await self.purge()
+            except Exception:
+                log.exception("recording purge failed; retrying at the next interval")
+            await asyncio.sleep(self.settings.purge_interval_s)
+
+    async def close(self) -> None:
+        if self._purger is not None:
+            self._purger.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._purger
+        await self.wait_stopped()
+        for cid in list(self.active):
+            await self.stop(cid, "node shutting down")
+        self.executor.shutdown(wait=True)
+
+    # -- retention ---------------------------------------------------------------------------
+
+    async def purge(self, now: datetime | None = None) -> list[dict[str, Any]]:
+        """Delete segments past retain_until, except under legal hold; each deletion an event."""
+        now = now or datetime.now(UTC)
+        done: list[dict[str, Any]] = []
+        for recording, seg in await index.expired(self.ctx.db, now):
+            if recording.legal_hold:
+                continue
+            existed = await asyncio.to_thread(self.storage.delete, seg.storage_key)
+            await index.mark_purged(self.ctx.db, seg.id, now)
+            item = {"segment": seg.id, "role": seg.role, "seq": seg.seq, "sha256": seg.sha256,
+                    "retain_until": recording.retain_until.isoformat()
+                    if recording.retain_until else None, "file_existed": existed}
+            await self.event(seg.consultation_id, "recording.purged", item,
+                             actor="system:retention")
+            done.append(item)
+        return done
+
+    async def set_hold(self, cid: str, actor: str, reason: str, hold: bool) -> Recording:
+        row = await index.get_recording(self.ctx.db, cid)
+        if row is None:
+            raise LookupError(cid)
+        now = datetime.now(UTC)
+        await index.update_recording(self.ctx.db, cid, legal_hold=hold, hold_reason=reason,
+                                     hold_by=actor, hold_at=now)
+        await self.event(cid, "recording.hold.set" if hold else "recording.hold.lifted",
+                         {"reason": reason}, actor=actor)
+        updated = await index.get_recording(self.ctx.db, cid)
+        assert updated is not None
+        return updated
+
+    # -- integrity and playback --------------------------------------------------------------
+
+    async def verify(self, cid: str) -> VerifyReport:
+        """Re-hash every stored segment against the index; list missing, altered, extra."""
+        rows = await index.segments(self.ctx.db, cid)
+        report = await asyncio.to_thread(self._verify_blocking, cid, rows)
+        return report
+
+    def _verify_blocking(self, cid: str, rows: list[RecordingSegment]) -> VerifyReport:
+        import hashlib
+
+        report = VerifyReport(cid, ok=True)
+        expected = set()
+        for seg in rows:
+            if seg.state == "purged":
+                report.purged += 1
+                continue
+            expected.add(seg.storage_key)
+            report.checked += 1
+            size = self.storage.size(seg.storage_key)
+            if size is None:
+                report.missing.append(seg.storage_key)
+                continue
+            digest, offset = hashlib.sha256(), 0
+            while offset < size:
+                block = self.storage.read_at(seg.storage_key, offset, 1 << 20)
+                if not block:
+                    break
+                digest.update(block)
+                offset += len(block)
+            if size != seg.size or digest.hexdigest() != seg.sha256:
+                report.altered.append(seg.storage_key)
+        report.extra = [k for k in self.storage.keys(f"{cid}/") if k not in expected]
+        report.ok = not (report.missing or report.altered or report.extra)
+        return report
+
+    def decryptor(self, seg: RecordingSegment) -> Decryptor:
+        """Blocking: the plaintext view of a stored segment (call in a thread)."""
+        size = self.storage.size(seg.storage_key)
+        if size is None:
+            raise FileNotFoundError(seg.storage_key)
+        return Decryptor(lambda o, n: self.storage.read_at(seg.storage_key, o, n), size,
+                         self.keys)

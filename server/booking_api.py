@@ -1,0 +1,267 @@
+"""HTTP routes for issue 6: booking (admin), the records a booking needs, consent text, the
+referral by link, and the regulator export.
+
+Every refusal is JSON `{"error": {"code", "message", ...}}` like the rest of the API, with the
+offending `field`, or for a policy refusal the failed `rule` in zh and en and the whole decision.
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, date, datetime, timedelta
+from typing import Any
+
+from aiohttp import web
+
+from server import consent, export
+from server.auth import CLAIMS_KEY, TOKENS_KEY, Role, requires
+from server.booking import BookingRefused, BookingRequest, UnknownRecord, book
+from server.demo import join_link
+from server.policy import Policy, load_policy
+from server.referral import get_referral, referral_json
+from server.store import records
+from server.store.clinical import PriorDiagnosis
+from server.store.models import VISIT_TYPES
+from signaling.handler import CONTEXT_KEY
+
+POLICY_KEY = web.AppKey("policy", Policy)
+_NO_STORE = {"Cache-Control": "no-store", "Referrer-Policy": "no-referrer"}
+# A booking a little in the past is a clock skew; more is a mistake.
+PAST_TOLERANCE = timedelta(hours=1)
+
+
+def add_routes(app: web.Application, policy: Policy | None = None) -> None:
+    app[POLICY_KEY] = policy or load_policy()
+    app.router.add_post("/api/consultations", create_consultation)
+    app.router.add_post("/api/patients", create_patient)
+    app.router.add_post("/api/guardians", create_guardian)
+    app.router.add_post("/api/prior-diagnoses", create_prior_diagnosis)
+    app.router.add_get("/api/consent", consent_text)
+    app.router.add_get("/api/consultations/{cid}/referral", consultation_referral)
+    app.router.add_get("/api/export/consultations", export.consultations)
+
+
+def error(status: int, code: str, message: str, **extra: Any) -> web.HTTPException:
+    body = json.dumps({"error": {"code": code, "message": message, **extra}},
+                      ensure_ascii=False)
+    kinds: dict[int, type[web.HTTPException]] = {
+        400: web.HTTPBadRequest, 404: web.HTTPNotFound, 409: web.HTTPConflict,
+        422: web.HTTPUnprocessableEntity}
+    return kinds[status](text=body, content_type="application/json")
+
+
+# -- field validation ----------------------------------------------------------------------------
+
+async def _json(request: web.Request) -> dict[str, Any]:
+    try:
+        body = await request.json()
+    except (ValueError, UnicodeDecodeError):
+        raise error(400, "bad_json", "the body must be a JSON object") from None
+    if not isinstance(body, dict):
+        raise error(400, "bad_json", "the body must be a JSON object")
+    return body
+
+
+def _str(body: dict[str, Any], name: str, limit: int = 200, required: bool = True) -> str | None:
+    value = body.get(name)
+    if value is None or (isinstance(value, str) and not value.strip()):
+        if required:
+            raise error(422, "bad_field", f"'{name}' is required", field=name)
+        return None
+    if not isinstance(value, str):
+        raise error(422, "bad_field", f"'{name}' must be a string", field=name)
+    if len(value) > limit:
+        raise error(422, "bad_field", f"'{name}' is longer than {limit}", field=name)
+    return value.strip()
+
+
+def _req(body: dict[str, Any], name: str, limit: int = 200) -> str:
+    return str(_str(body, name, limit))
+
+
+def _date(body: dict[str, Any], name: str) -> date:
+    raw = _req(body, name, 10)
+    try:
+        return date.fromisoformat(raw)
+    except ValueError:
+        raise error(422, "bad_field", f"'{name}' must be a date YYYY-MM-DD", field=name) from None
+
+
+def _instant(body: dict[str, Any], name: str) -> datetime:
+    raw = _req(body, name, 40)
+    try:
+        value = datetime.fromisoformat(raw)
+    except ValueError:
+        raise error(422, "bad_field", f"'{name}' must be an ISO 8601 date-time",
+                    field=name) from None
+    if value.tzinfo is None:
+        raise error(422, "bad_field", f"'{name}' needs a time zone offset (e.g. +08:00)",
+                    field=name)
+    return value
+
+
+def _actor(request: web.Request) -> str:
+    claims = request[CLAIMS_KEY]
+    return f"{claims.role}:{claims.subject}"
+
+
+# -- booking -------------------------------------------------------------------------------------
+
+@requires(Role.ADMIN)
+async def create_consultation(request: web.Request) -> web.Response:
+    """Book a consultation; 201 with the consultation and both join links, or why not."""
+    body = await _json(request)
+    visit_type = _req(body, "visit_type", 20)
+    if visit_type not in VISIT_TYPES:
+        raise error(422, "bad_field", f"'visit_type' must be one of {', '.join(VISIT_TYPES)}",
+                    field="visit_type")
+    req = BookingRequest(
+        hospital_id=_req(body, "hospital_id", 40), specialty=_req(body, "specialty", 100),
+        doctor_id=_req(body, "doctor_id", 40), patient_id=_req(body, "patient_id", 40),
+        guardian_id=_req(body, "guardian_id", 40), visit_type=visit_type,
+        scheduled_at=_instant(body, "scheduled_at"),
+        prior_diagnosis_id=_str(body, "prior_diagnosis_id", 40, required=False))
+    if req.scheduled_at < datetime.now(UTC) - PAST_TOLERANCE:
+        raise error(422, "bad_field", "'scheduled_at' is in the past", field="scheduled_at")
+    ctx = request.app[CONTEXT_KEY]
+    try:
+        consultation, decision = await book(ctx.db, ctx.events, request.app[POLICY_KEY], req,
+                                            _actor(request))
+    except UnknownRecord as exc:
+        raise error(422, "unknown_id", exc.message, field=exc.field) from None
+    except BookingRefused as exc:
+        failed = exc.decision.first_failure
+        assert failed is not None
+        raise error(422, "ineligible", failed.en, rule=failed.rule, zh=failed.zh,
+                    decision=exc.decision.to_dict()) from None
+    settings, tokens = ctx.settings, request.app[TOKENS_KEY]
+    cid = consultation.id
+    return web.json_response({
+        "consultation": {
+            "id": cid, "state": consultation.state, "hospital_id": consultation.hospital_id,
+            "specialty": consultation.specialty, "doctor_id": consultation.doctor_id,
+            "patient_id": consultation.patient_id, "guardian_id": consultation.guardian_id,
+            "visit_type": consultation.visit_type,
+            "scheduled_at": consultation.scheduled_at.isoformat(),
+            "prior_diagnosis_id": req.prior_diagnosis_id,
+        },
+        "eligibility": decision.to_dict(),
+        "links": {
+            "doctor": join_link(settings, tokens, Role.DOCTOR, req.doctor_id, cid),
+            "guardian": join_link(settings, tokens, Role.GUARDIAN, req.guardian_id, cid),
+        },
+    }, status=201, headers=_NO_STORE)
+
+
+# -- the records a booking needs (hospitals and doctors: the registry, issue 3) -------------------
+
+@requires(Role.ADMIN)
+async def create_patient(request: web.Request) -> web.Response:
+    body = await _json(request)
+    name = _req(body, "name", 100)
+    birth = _date(body, "birth_date")
+    if birth > date.today():
+        raise error(422, "bad_field", "'birth_date' is in the future", field="birth_date")
+    patient = await records.create_patient(
+        request.app[CONTEXT_KEY].db, name=name, birth_date=birth,
+        national_id_masked=_str(body, "national_id_masked", 32, required=False))
+    return web.json_response({"id": patient.id, "name": patient.name,
+                              "birth_date": patient.birth_date.isoformat()}, status=201)
+
+
+@requires(Role.ADMIN)
+async def create_guardian(request: web.Request) -> web.Response:
+    body = await _json(request)
+    db = request.app[CONTEXT_KEY].db
+    patient_id = _req(body, "patient_id", 40)
+    if await records.get_patient(db, patient_id) is None:
+        raise error(422, "unknown_id", f"no patient {patient_id!r}", field="patient_id")
+    guardian = await records.create_guardian(
+        db, patient_id=patient_id, name=_req(body, "name", 100),
+        relation=_req(body, "relation", 40),
+        national_id_masked=_str(body, "national_id_masked", 32, required=False))
+    return web.json_response({"id": guardian.id, "patient_id": patient_id,
+                              "name": guardian.name, "relation": guardian.relation}, status=201)
+
+
+@requires(Role.ADMIN)
+async def create_prior_diagnosis(request: web.Request) -> web.Response:
+    """A diagnosis made in person at a hospital: what a follow-up online visit needs on file."""
+    body = await _json(request)
+    db = request.app[CONTEXT_KEY].db
+    patient_id = _req(body, "patient_id", 40)
+    if await records.get_patient(db, patient_id) is None:
+        raise error(422, "unknown_id", f"no patient {patient_id!r}", field="patient_id")
+    hospital_id = _str(body, "institution_hospital_id", 40, required=False)
+    physical = body.get("institution_is_physical", True)
+    if not isinstance(physical, bool):
+        raise error(422, "bad_field", "'institution_is_physical' must be true or false",
+                    field="institution_is_physical")
+    if hospital_id is not None:
+        hospital = await records.get_hospital(db, hospital_id)
+        if hospital is None:
+            raise error(422, "unknown_id", f"no hospital {hospital_id!r}",
+                        field="institution_hospital_id")
+        physical = hospital.is_physical
+    diagnosed_on = _date(body, "diagnosed_on")
+    if diagnosed_on > date.today():
+        raise error(422, "bad_field", "'diagnosed_on' is in the future", field="diagnosed_on")
+    row = PriorDiagnosis(
+        patient_id=patient_id, institution=_req(body, "institution", 200),
+        institution_hospital_id=hospital_id, institution_is_physical=physical,
+        diagnosis=_req(body, "diagnosis", 500), diagnosed_on=diagnosed_on,
+        document_ref=_req(body, "document_ref", 200))
+    async with db.session() as session, session.begin():
+        session.add(row)
+    return web.json_response({
+        "id": row.id, "patient_id": patient_id, "institution": row.institution,
+        "institution_is_physical": row.institution_is_physical, "diagnosis": row.diagnosis,
+        "diagnosed_on": row.diagnosed_on.isoformat(), "document_ref": row.document_ref,
+    }, status=201)
+
+
+# -- consent and referral, for the call page -------------------------------------------------------
+
+@requires(Role.DOCTOR, Role.GUARDIAN)
+async def consent_text(request: web.Request) -> web.Response:
+    """The current consent text; for the guardian, showing it is an event (what was shown)."""
+    ctx = request.app[CONTEXT_KEY]
+    claims = request[CLAIMS_KEY]
+    cid = str(claims.consultation_id)
+    text = consent.consent_text()
+    given = await consent.consent_given(ctx.db, cid)
+    if claims.role == Role.GUARDIAN and given is None:
+        await ctx.events.append(cid, "consent.shown", _actor(request),
+                                {"version": text["version"]})
+    return web.json_response({
+        "text": text,
+        "given": given is not None,
+        "at": given.accepted_at.isoformat() if given else None,
+    }, headers=_NO_STORE)
+
+
+@requires(Role.DOCTOR, Role.GUARDIAN, Role.AUDITOR, Role.ADMIN)
+async def consultation_referral(request: web.Request) -> web.Response:
+    """The referral of a terminated consultation, to show or print again later."""
+    ctx = request.app[CONTEXT_KEY]
+    cid = request.match_info["cid"]
+    consultation = await records.get_consultation(ctx.db, cid)
+    if consultation is None:
+        raise error(404, "no_consultation", "no such consultation")
+    row = await get_referral(ctx.db, cid)
+    if row is None:
+        raise error(404, "no_referral", "this consultation has no referral",
+                    zh="本次问诊没有转诊信息")
+    await ctx.events.append(cid, "referral.read", _actor(request), {})
+    hospital = await records.get_hospital(ctx.db, consultation.hospital_id)
+    patient = await records.get_patient(ctx.db, consultation.patient_id)
+    return web.json_response({
+        "consultation": {
+            "id": cid, "state": consultation.state,
+            "hospital": hospital.name if hospital else None,
+            "specialty": consultation.specialty,
+            "patient": patient.name if patient else None,
+            "ended_at": consultation.ended_at.isoformat() if consultation.ended_at else None,
+        },
+        **referral_json(row),
+    }, headers=_NO_STORE)

@@ -1,0 +1,119 @@
+"""The regulator's export (管理办法 §24, Tianjin §26): consultations in a date range, as JSON lines.
+
+Least data: no names, no national ids, no clinical notes; the doctor by licence number, the
+outcome of each check, where a terminated consultation referred the patient. Outcomes of checks
+built by other issues (identity verification, guardian presence, recording integrity) are read
+from the event log by kind prefix and are null until those events exist. Each export is itself
+an event on the system chain.
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import date, datetime, time, timedelta
+from typing import Any
+
+from aiohttp import web
+from sqlalchemy import select
+
+from server.auth import CLAIMS_KEY, Role, json_error, requires
+from server.policy.dates import SHANGHAI
+from server.store import SYSTEM_CHAIN, Consultation, Doctor, Event, Hospital
+from server.store.clinical import Consent, Referral
+from signaling.handler import CONTEXT_KEY
+
+MAX_DAYS = 366
+# Event kinds whose latest occurrence is the outcome of a check (prefix → export field).
+OUTCOME_PREFIXES = {
+    "verification": ("identity.", "verification."),
+    "guardian": ("guardian.",),
+    "recording_integrity": ("recording.integrity",),
+}
+
+
+def _day(request: web.Request, name: str) -> date:
+    raw = request.query.get(name, "")
+    try:
+        return date.fromisoformat(raw)
+    except ValueError:
+        raise json_error(400, "bad_query", f"'{name}' must be a date YYYY-MM-DD") from None
+
+
+def _outcome(events: list[Event], prefixes: tuple[str, ...]) -> dict[str, Any] | None:
+    for ev in reversed(events):
+        if ev.kind.startswith(prefixes):
+            result = ev.data.get("result", ev.data.get("ok", ev.data.get("status")))
+            return {"event": ev.kind, "result": result, "at": ev.at.isoformat()}
+    return None
+
+
+def _eligibility(events: list[Event]) -> dict[str, Any] | None:
+    for ev in reversed(events):
+        if ev.kind == "eligibility.decision":
+            return {"stage": ev.data.get("stage"), "allowed": ev.data.get("allowed"),
+                    "failed": ev.data.get("failed"), "policy": ev.data.get("policy")}
+    return None
+
+
+def line(c: Consultation, hospital: Hospital | None, doctor: Doctor | None,
+         referral: Referral | None, consent: Consent | None, events: list[Event]) -> dict:
+    return {
+        "consultation_id": c.id,
+        "hospital": {"id": c.hospital_id, "name": hospital.name if hospital else None},
+        "specialty": c.specialty,
+        "doctor_licence": doctor.licence_no if doctor else None,
+        "visit_type": c.visit_type,
+        "scheduled_at": c.scheduled_at.isoformat(),
+        "started_at": c.started_at.isoformat() if c.started_at else None,
+        "ended_at": c.ended_at.isoformat() if c.ended_at else None,
+        "state": c.state,
+        "eligibility": _eligibility(events),
+        "consent": {"version": consent.version, "at": consent.accepted_at.isoformat()}
+        if consent else None,
+        "termination_reason": referral.reason if referral else None,
+        "referral_target": {"hospital": referral.hospital, "department": referral.department,
+                            "urgency": referral.urgency} if referral else None,
+        **{field: _outcome(events, prefixes) for field, prefixes in OUTCOME_PREFIXES.items()},
+        "event_count": len(events),
+    }
+
+
+@requires(Role.ADMIN, Role.REGULATOR)
+async def consultations(request: web.Request) -> web.StreamResponse:
+    """GET /api/export/consultations?from=YYYY-MM-DD&to=YYYY-MM-DD (Beijing dates, inclusive)."""
+    first, last = _day(request, "from"), _day(request, "to")
+    if last < first:
+        raise json_error(400, "bad_query", "'to' is before 'from'")
+    if (last - first).days >= MAX_DAYS:
+        raise json_error(400, "bad_query", f"at most {MAX_DAYS} days per export")
+    ctx = request.app[CONTEXT_KEY]
+    claims = request[CLAIMS_KEY]
+    start = datetime.combine(first, time(), SHANGHAI)
+    end = datetime.combine(last + timedelta(days=1), time(), SHANGHAI)
+    async with ctx.db.session() as session:
+        rows = list(await session.scalars(
+            select(Consultation).where(Consultation.scheduled_at >= start,
+                                       Consultation.scheduled_at < end)
+            .order_by(Consultation.scheduled_at, Consultation.id)))
+        ids = [c.id for c in rows]
+        hospitals = {h.id: h for h in await session.scalars(select(Hospital))}
+        doctors = {d.id: d for d in await session.scalars(
+            select(Doctor).where(Doctor.id.in_({c.doctor_id for c in rows})))}
+        referrals = {r.consultation_id: r for r in await session.scalars(
+            select(Referral).where(Referral.consultation_id.in_(ids)))}
+        consents = {k.consultation_id: k for k in await session.scalars(
+            select(Consent).where(Consent.consultation_id.in_(ids)))}
+    await ctx.events.append(SYSTEM_CHAIN, "export.consultations",
+                            f"{claims.role}:{claims.subject}",
+                            {"from": first.isoformat(), "to": last.isoformat(),
+                             "count": len(rows)})
+    response = web.StreamResponse(headers={
+        "Content-Type": "application/x-ndjson; charset=utf-8", "Cache-Control": "no-store"})
+    await response.prepare(request)
+    for c in rows:
+        events = await ctx.events.events(c.id)
+        record = line(c, hospitals.get(c.hospital_id), doctors.get(c.doctor_id),
+                      referrals.get(c.id), consents.get(c.id), events)
+        await response.write((json.dumps(record, ensure_ascii=False) + "\n").encode())
+    await response.write_eof()
+    return response

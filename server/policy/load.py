@@ -1,0 +1,109 @@
+"""Reading a policy file into a typed, validated `Policy` (a bad file fails at start, loudly)."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from datetime import date
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from server.store.models import TITLES
+
+POLICY_DIR = Path(__file__).resolve().parent
+DEFAULT_POLICY = POLICY_DIR / "beijing_pilot_2026.json"
+
+
+@dataclass(frozen=True)
+class PilotHospital:
+    id: str
+    name: str
+    city: str
+
+
+@dataclass(frozen=True)
+class Policy:
+    id: str
+    timezone: ZoneInfo
+    window_from: date
+    window_to: date  # inclusive
+    hospitals: tuple[PilotHospital, ...]
+    specialties: tuple[str, ...]
+    licensed: bool
+    min_clinical_years: int
+    registered_at_hospital: bool
+    whitelist_active: bool
+    min_title: str
+    min_online_years: int
+    training_passed: bool
+    follow_up_needs_prior_diagnosis: bool
+
+    @property
+    def hospital_ids(self) -> frozenset[str]:
+        return frozenset(h.id for h in self.hospitals)
+
+    def title_ok(self, title: str) -> bool:
+        """Titles rank resident < attending < associate chief < chief (models.TITLES order)."""
+        return title in TITLES and TITLES.index(title) >= TITLES.index(self.min_title)
+
+
+class PolicyError(ValueError):
+    """The policy file is missing something or holds a value of the wrong kind."""
+
+
+def _get(obj: dict[str, Any], key: str, kind: type, where: str) -> Any:
+    if key not in obj or not isinstance(obj[key], kind) or (
+            isinstance(obj[key], bool) and kind is int):
+        raise PolicyError(f"{where}.{key} must be a {kind.__name__}")
+    return obj[key]
+
+
+def parse_policy(raw: dict[str, Any]) -> Policy:
+    window = _get(raw, "window", dict, "policy")
+    doctor = _get(raw, "doctor", dict, "policy")
+    every = _get(doctor, "all_visits", dict, "doctor")
+    first = _get(doctor, "first_visit", dict, "doctor")
+    follow = _get(raw, "follow_up", dict, "policy")
+    try:
+        start = date.fromisoformat(_get(window, "from", str, "window"))
+        end = date.fromisoformat(_get(window, "to", str, "window"))
+        tz = ZoneInfo(_get(raw, "timezone", str, "policy"))
+    except (ValueError, KeyError) as exc:
+        raise PolicyError(f"bad window or timezone: {exc}") from exc
+    if end < start:
+        raise PolicyError("window.to is before window.from")
+    min_title = _get(first, "min_title", str, "first_visit")
+    if min_title not in TITLES:
+        raise PolicyError(f"first_visit.min_title must be one of {', '.join(TITLES)}")
+    hospitals = tuple(
+        PilotHospital(_get(h, "id", str, "hospital"), _get(h, "name", str, "hospital"),
+                      str(h.get("city", "")))
+        for h in _get(raw, "hospitals", list, "policy"))
+    return Policy(
+        id=_get(raw, "id", str, "policy"), timezone=tz, window_from=start, window_to=end,
+        hospitals=hospitals,
+        specialties=tuple(str(s) for s in _get(raw, "specialties", list, "policy")),
+        licensed=_get(every, "licensed", bool, "all_visits"),
+        min_clinical_years=_get(every, "min_clinical_practice_years", int, "all_visits"),
+        registered_at_hospital=_get(every, "registered_at_hospital", bool, "all_visits"),
+        whitelist_active=_get(every, "whitelist_active", bool, "all_visits"),
+        min_title=min_title,
+        min_online_years=_get(first, "min_online_practice_years", int, "first_visit"),
+        training_passed=_get(first, "training_passed", bool, "first_visit"),
+        follow_up_needs_prior_diagnosis=_get(
+            follow, "prior_diagnosis_from_physical_hospital", bool, "follow_up"),
+    )
+
+
+@lru_cache(maxsize=8)
+def load_policy(path: Path = DEFAULT_POLICY) -> Policy:
+    """Read and validate a policy file (cached: the file is part of the release)."""
+    try:
+        raw = json.loads(Path(path).read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise PolicyError(f"cannot read policy {path}: {exc}") from exc
+    if not isinstance(raw, dict):
+        raise PolicyError(f"{path}: a policy is a JSON object")
+    return parse_policy(raw)

@@ -1,0 +1,29 @@
+"""Helpers for issue 6 (consent, booking, referral) shared by the call tests."""
+
+from __future__ import annotations
+
+import asyncio
+
+from bench.client import CallClient
+from server.consent import CURRENT_VERSION
+from server.store import ChainReport, EventLog
+
+
+async def give_consent(guardian: CallClient, doctor: CallClient) -> None:
+    """The guardian accepts the current consent text; returns once the doctor's side knows."""
+    await guardian.send({"type": "consent", "version": CURRENT_VERSION})
+    await doctor.expect("consent", given=True)
+
+
+async def chain_verified(events: EventLog, cid: str, timeout: float = 5.0) -> ChainReport:
+    """The chain's report once no append is in flight (a closed call still logs its departures).
+
+    EventLog.verify reads the events and the recorded head in two statements; on SQLite an append
+    landing between them reads as "missing at the end". So wait (bounded) for a report that holds.
+    """
+    deadline = asyncio.get_running_loop().time() + timeout
+    while True:
+        report = await events.verify(cid)
+        if report.ok or asyncio.get_running_loop().time() > deadline:
+            return report
+        await asyncio.sleep(0.05)

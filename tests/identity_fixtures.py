@@ -1,0 +1,53 @@
+"""A node with face verification on (issue 3), and helpers to enroll a doctor from a real photo."""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+from aiohttp.test_utils import TestServer
+
+from identity import CONFIG_KEY, IdentityConfig
+from identity.registry_api import IDENTITY_KEY
+from identity.service import IdentityService
+from server.app import create_app
+from server.auth import Role
+from server.config import Settings
+
+from .node_fixtures import Node, node_settings
+
+
+class identity_node:
+    """`async with identity_node(tmp, challenge="turn_left") as node:` — verification required."""
+
+    def __init__(self, tmp: Path, settings: Settings | None = None, **config: Any) -> None:
+        self.settings = settings or node_settings(tmp / "node", rejoin_grace_s=3.0)
+        self.config = replace(IdentityConfig(), required=True, **config).checked()
+
+    async def __aenter__(self) -> Node:
+        app = create_app(self.settings)
+        app[CONFIG_KEY] = self.config
+        self.server = TestServer(app, host="127.0.0.1")
+        await self.server.start_server()
+        self.session = aiohttp.ClientSession()
+        return Node(app, self.server, self.session, self.settings)
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.session.close()
+        await self.server.close()
+
+
+def identity_service(node: Node) -> IdentityService:
+    return node.app[IDENTITY_KEY]
+
+
+async def enroll_photo(node: Node, doctor_id: str, photo: Path | bytes,
+                       content_type: str = "image/jpeg") -> aiohttp.ClientResponse:
+    data = photo if isinstance(photo, bytes) else await asyncio.to_thread(Path(photo).read_bytes)
+    token = node.token(Role.ADMIN, "admin-1")
+    return await node.session.put(
+        f"{node.url}/api/admin/doctors/{doctor_id}/face", data=data,
+        headers={"Authorization": f"Bearer {token}", "Content-Type": content_type})

@@ -1,0 +1,78 @@
+"""A node as a real process (`python -m server run`), for tests that must kill it."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+class NodeProcess:
+    def __init__(self, data_dir: Path, port: int, secret: str, **env: str) -> None:
+        self.data_dir, self.port, self.secret = data_dir, port, secret
+        self.env = env
+        self.proc: subprocess.Popen | None = None
+        self.log = data_dir / "node.log"
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def start(self, timeout: float = 30) -> None:
+        env = {k: v for k, v in os.environ.items()
+               if not k.startswith("TC_") and k not in ("DATABASE_URL", "REDIS_URL")}
+        env.update(TC_DATA_DIR=str(self.data_dir), TC_HOST="127.0.0.1", TC_PORT=str(self.port),
+                   TC_ICE_HOST_ADDRESSES="127.0.0.1", TC_TOKEN_SECRET=self.secret,
+                   TC_LOG_LEVEL="INFO", **self.env)
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        with open(self.log, "ab") as log:
+            self.proc = subprocess.Popen([sys.executable, "-m", "server", "run"], cwd=ROOT,
+                                         env=env, stdout=log, stderr=subprocess.STDOUT,
+                                         stdin=subprocess.DEVNULL)
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"node exited with {self.proc.returncode}:\n{self.tail()}")
+            try:
+                with urllib.request.urlopen(f"{self.url}/healthz", timeout=2) as response:
+                    if response.status == 200:
+                        return
+            except (OSError, urllib.error.URLError):
+                pass
+            time.sleep(0.1)  # polling the health check, with a deadline
+        raise TimeoutError(f"node not healthy within {timeout} s:\n{self.tail()}")
+
+    def kill(self) -> None:
+        """SIGKILL: no shutdown code runs, exactly like a crash or an OOM kill."""
+        assert self.proc is not None
+        self.proc.send_signal(signal.SIGKILL)
+        self.proc.wait(10)
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(15)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(5)
+
+    def tail(self, n: int = 40) -> str:
+        try:
+            return "\n".join(self.log.read_text(errors="replace").splitlines()[-n:])
+        except FileNotFoundError:
+            return "(no log)"

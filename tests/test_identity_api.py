@@ -1,0 +1,89 @@
+"""The doctor registry admin API and face enrollment over HTTP (issue 3)."""
+
+from __future__ import annotations
+
+import io
+from pathlib import Path
+
+from PIL import Image
+
+from server.auth import Role
+from server.store.models import SYSTEM_CHAIN
+from tests.browser import OBAMA, TWO_PEOPLE, empty_scene
+
+from .identity_fixtures import enroll_photo, identity_node
+
+
+def _auth(node, role: Role = Role.ADMIN) -> dict[str, str]:
+    return {"Authorization": f"Bearer {node.token(role, 'admin-1')}"}
+
+
+async def test_registry_create_update_and_events(tmp_path: Path) -> None:
+    async with identity_node(tmp_path) as node:
+        booking = await node.book()
+        doctor = await (await node.session.get(
+            f"{node.url}/api/admin/doctors/{booking.doctor_id}", headers=_auth(node))).json()
+        base = {"name": "张医生", "national_id_masked": "110***********5678",
+                "licence_no": "110110000099999", "hospital_id": doctor["hospital_id"],
+                "title": "attending", "clinical_practice_since": "2020-01-01",
+                "specialties": ["儿童营养"]}
+        url = f"{node.url}/api/admin/doctors"
+        r = await node.session.post(url, json=base, headers=_auth(node, Role.OPS))
+        assert r.status == 403
+        r = await node.session.post(url, json={**base, "national_id_masked": "110101199001015678"},
+                                    headers=_auth(node))
+        assert r.status == 422 and "masked" in (await r.json())["error"]["message"]
+        r = await node.session.post(url, json=base, headers=_auth(node))
+        assert r.status == 201, await r.text()
+        created = await r.json()
+        r = await node.session.patch(f"{url}/{created['id']}",
+                                     json={"whitelist_status": "suspended"}, headers=_auth(node))
+        assert r.status == 422  # a suspension needs a reason
+        r = await node.session.patch(f"{url}/{created['id']}", headers=_auth(node), json={
+            "whitelist_status": "suspended", "whitelist_reason": "licence under review"})
+        updated = await r.json()
+        assert updated["whitelist_status"] == "suspended" and updated["whitelist_changed_at"]
+        listing = await (await node.session.get(url, headers=_auth(node))).json()
+        assert {d["id"] for d in listing["doctors"]} >= {created["id"], booking.doctor_id}
+        r = await node.session.get(f"{url}/{created['id']}/eligibility?on=2026-06-01",
+                                   headers=_auth(node))
+        assert r.status == 200 and "rules" in await r.json()
+        kinds = [(e.kind, e.data.get("doctor")) for e in await node.ctx.events.events(SYSTEM_CHAIN)]
+        assert ("registry.doctor.created", created["id"]) in kinds
+        assert ("registry.doctor.updated", created["id"]) in kinds
+        page = await node.session.get(f"{node.url}/admin/doctors")
+        assert page.status == 200 and "医生" in await page.text()
+
+
+async def test_enrollment_over_http(tmp_path: Path) -> None:
+    async with identity_node(tmp_path, max_photo_bytes=2_000_000) as node:
+        booking = await node.book()
+        did = booking.doctor_id
+
+        def jpeg(img: Image.Image) -> bytes:
+            out = io.BytesIO()
+            img.save(out, "JPEG")
+            return out.getvalue()
+
+        cases = [(TWO_PEOPLE.read_bytes(), "several_faces"),
+                 (jpeg(empty_scene((640, 480))), "no_face"),
+                 (b"\xff\xd8\xff\xe0garbage", "unreadable_image")]
+        for data, code in cases:
+            r = await enroll_photo(node, did, data)
+            assert r.status == 422 and (await r.json())["error"]["code"] == code
+        r = await enroll_photo(node, did, OBAMA.read_bytes(), content_type="image/gif")
+        assert r.status == 422
+        r = await enroll_photo(node, did, b"\xff" * 2_000_001)
+        assert r.status == 413 and (await r.json())["error"]["code"] == "too_large"
+        r = await enroll_photo(node, did, OBAMA.read_bytes())
+        assert r.status == 200, await r.text()
+        face = (await r.json())["face"]
+        assert len(face["photo_sha256"]) == 64
+        stored = list((node.settings.data_dir / "identity" / "photos").rglob("*.jpg"))
+        assert len(stored) == 1 and stored[0].stat().st_mode & 0o077 == 0
+        r = await node.session.get(f"{node.url}/api/admin/doctors/{did}/face",
+                                   headers=_auth(node))
+        assert r.status == 200 and await r.read() == OBAMA.read_bytes()
+        kinds = [e.kind for e in await node.ctx.events.events(SYSTEM_CHAIN)]
+        assert kinds.count("identity.enroll.refused") == 3
+        assert "identity.enrolled" in kinds and "identity.photo.read" in kinds

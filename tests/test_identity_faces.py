@@ -1,0 +1,192 @@
+"""Face pipeline on the real photos (../shared/faces): thresholds, enrollment errors, liveness
+geometry. Runs the worker functions in-process (the pool runs the very same functions)."""
+
+from __future__ import annotations
+
+import io
+
+import numpy as np
+import pytest
+from PIL import Image, ImageOps
+
+from identity import worker
+from identity.config import IdentityConfig
+from identity.geometry import (
+    Pose,
+    blinked,
+    challenge_done,
+    eye_aspect_ratio,
+    pose_from_landmarks,
+    turned,
+)
+from tests.browser import (
+    ADULT_A,
+    ADULT_B,
+    BIDEN,
+    FACES,
+    OBAMA,
+    OBAMA_2,
+    TWO_PEOPLE,
+    empty_scene,
+    head_and_shoulders,
+    load_photo,
+)
+
+THRESHOLD = IdentityConfig().threshold
+OBAMA_480 = FACES / "obama" / "obama-480p.jpg"
+BIDEN_1 = FACES / "biden" / "biden.jpg"
+
+
+def _encoding(path) -> np.ndarray:
+    result = worker.enroll(path.read_bytes(), 80)
+    assert result.error is None, result.message
+    return np.asarray(result.encoding)
+
+
+def _jpeg(img: Image.Image) -> bytes:
+    out = io.BytesIO()
+    img.save(out, "JPEG", quality=90)
+    return out.getvalue()
+
+
+@pytest.fixture(scope="module")
+def encodings() -> dict[str, np.ndarray]:
+    paths = {"obama": OBAMA, "obama2": OBAMA_2, "obama480": OBAMA_480, "biden": BIDEN,
+             "biden1": BIDEN_1, "adult_a": ADULT_A, "adult_b": ADULT_B}
+    return {k: _encoding(p) for k, p in paths.items()}
+
+
+def test_default_threshold_is_stricter_than_face_recognition() -> None:
+    assert THRESHOLD < 0.6
+
+
+@pytest.mark.parametrize("a,b", [("obama", "obama2"), ("obama", "obama480"),
+                                 ("obama2", "obama480"), ("biden", "biden1")])
+def test_same_person_is_accepted(encodings, a: str, b: str) -> None:
+    assert np.linalg.norm(encodings[a] - encodings[b]) <= THRESHOLD
+
+
+@pytest.mark.parametrize("a,b", [("obama", "biden"), ("obama2", "biden1"), ("obama", "adult_a"),
+                                 ("obama2", "adult_b"), ("biden", "adult_a"),
+                                 ("adult_a", "adult_b")])
+def test_different_people_are_refused(encodings, a: str, b: str) -> None:
+    assert np.linalg.norm(encodings[a] - encodings[b]) > THRESHOLD
+
+
+def test_live_frame_analysis_matches_the_enrolled_doctor(encodings) -> None:
+    """A 640x480 camera-like frame: detection on a 320-wide copy, encoding on the full frame."""
+    for photo, known, match in ((OBAMA_2, "obama", True), (BIDEN, "obama", False)):
+        frame = np.asarray(head_and_shoulders(photo).resize((640, 480)))
+        result = worker.analyse(frame, known=list(encodings[known]), landmarks=True,
+                                thumbnail=True)
+        assert result.faces == 1
+        assert (result.distance <= THRESHOLD) is match, result.distance
+        assert result.landmarks and result.thumbnail and result.thumbnail[:2] == b"\xff\xd8"
+        with Image.open(io.BytesIO(result.thumbnail)) as thumb:
+            assert max(thumb.size) <= worker.THUMB_PX
+
+
+def test_mirrored_turned_photo_is_the_same_person_turned_the_other_way(encodings) -> None:
+    """obama2 has the head turned slightly; its mirror image turns the other way (the clip the
+    browser test uses for the turn challenge)."""
+    shot = head_and_shoulders(OBAMA_2).resize((640, 480))
+    a = worker.analyse(np.asarray(shot), known=list(encodings["obama"]), landmarks=True)
+    b = worker.analyse(np.asarray(ImageOps.mirror(shot)), known=list(encodings["obama"]),
+                       landmarks=True)
+    assert a.distance <= THRESHOLD and b.distance <= THRESHOLD
+    yaw_a = pose_from_landmarks(a.landmarks).yaw
+    yaw_b = pose_from_landmarks(b.landmarks).yaw
+    assert yaw_a < -0.1 < 0.1 < yaw_b
+    assert turned([yaw_a, yaw_b], "left") and not turned([yaw_a, yaw_b], "right")
+    assert turned([yaw_b, yaw_a], "right")
+
+
+def test_a_still_photo_under_pan_and_zoom_does_not_turn() -> None:
+    """The test clips' pan/zoom of one still: the yaw ratio barely moves, so no turn is seen."""
+    shot = head_and_shoulders(OBAMA)
+    yaws = []
+    for zoom, dx in ((1.0, 0), (1.08, 12), (1.04, -10), (1.1, 5)):
+        w, h = shot.width / zoom, shot.height / zoom
+        x0 = (shot.width - w) / 2 + dx
+        frame = shot.resize((640, 480), box=(x0, (shot.height - h) / 2, x0 + w,
+                                             (shot.height + h) / 2))
+        result = worker.analyse(np.asarray(frame), landmarks=True)
+        yaws.append(pose_from_landmarks(result.landmarks).yaw)
+    assert max(yaws) - min(yaws) < 0.05
+    poses = [Pose(0.3, y) for y in yaws]
+    assert not challenge_done("turn_left", poses) and not challenge_done("turn_right", poses)
+    assert not challenge_done("blink", poses)
+
+
+# -- enrollment errors ------------------------------------------------------------------------
+
+
+def test_enrollment_accepts_one_clear_face() -> None:
+    result = worker.enroll(OBAMA.read_bytes(), 80)
+    assert result.error is None and result.faces == 1 and len(result.encoding) == 128
+
+
+def test_enrollment_accepts_png() -> None:
+    out = io.BytesIO()
+    load_photo(OBAMA).save(out, "PNG")
+    assert worker.enroll(out.getvalue(), 80).error is None
+
+
+def test_enrollment_refuses_a_photo_without_a_face() -> None:
+    result = worker.enroll(_jpeg(empty_scene((640, 480))), 80)
+    assert result.error == "no_face" and result.encoding is None
+
+
+def test_enrollment_refuses_several_faces() -> None:
+    result = worker.enroll(TWO_PEOPLE.read_bytes(), 80)
+    assert result.error == "several_faces" and result.faces == 2
+
+
+def test_enrollment_refuses_a_face_too_small() -> None:
+    small = ImageOps.contain(load_photo(OBAMA), (200, 250))
+    result = worker.enroll(_jpeg(small), 80)
+    assert result.error == "face_too_small" and 0 < result.face_px < 80
+
+
+def test_enrollment_refuses_unreadable_and_unsupported_images() -> None:
+    assert worker.enroll(b"\xff\xd8\xff\xe0 not really a jpeg", 80).error == "unreadable_image"
+    assert worker.enroll(b"", 80).error == "unreadable_image"
+    out = io.BytesIO()
+    load_photo(OBAMA).save(out, "GIF")
+    assert worker.enroll(out.getvalue(), 80).error == "unsupported_format"
+
+
+# -- liveness geometry ------------------------------------------------------------------------
+
+
+def _eye(height: float) -> list[tuple[float, float]]:
+    """Six landmarks of an eye 30 px wide whose lids are `height` px apart."""
+    return [(0, 0), (10, -height / 2), (20, -height / 2), (30, 0), (20, height / 2),
+            (10, height / 2)]
+
+
+def test_eye_aspect_ratio() -> None:
+    assert eye_aspect_ratio(_eye(9)) == pytest.approx(0.3)
+    assert eye_aspect_ratio(_eye(3)) == pytest.approx(0.1)
+    assert eye_aspect_ratio([(0, 0)] * 6) == 0.0
+
+
+def test_blink_needs_open_closed_open() -> None:
+    ears = [eye_aspect_ratio(_eye(h)) for h in (9, 9, 3, 2, 9)]
+    assert blinked(ears)
+    assert not blinked([0.3, 0.3, 0.3, 0.3])  # eyes open throughout: a still photo
+    assert not blinked([0.3, 0.1, 0.1])  # closed and never reopened
+    assert not blinked([0.1, 0.1, 0.3])  # starts closed: no open → closed transition
+    assert not blinked([0.3, 0.22, 0.3])  # a squint is not a blink
+    assert blinked([0.3, 0.2, 0.24])  # exactly at both thresholds
+
+
+def test_turn_direction_and_threshold() -> None:
+    assert turned([0.0, 0.1, 0.2], "left")
+    assert not turned([0.0, 0.1, 0.19], "left")
+    assert not turned([0.0, 0.1, 0.2], "right")
+    assert turned([0.1, -0.1], "right")
+    assert not turned([0.3, 0.0, 0.15], "left")  # must move AFTER the low point by 0.2
+    assert challenge_done("turn_right", [Pose(0.3, 0.1), Pose(0.3, -0.12)])
+    with pytest.raises(ValueError):
+        challenge_done("nod", [])

@@ -1,0 +1,178 @@
+"""The recordings API: who may open them, playback with Range, access logged, integrity
+(tampered, missing, extra files), retention purge and legal hold."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+import aiohttp
+import pytest
+from cryptography.exceptions import InvalidTag
+
+from recorder import index
+from server.auth import Role
+
+from .node_fixtures import Node, node_settings, start_node
+from .recording_helpers import closed_segments, recorded_call, recorder_of
+
+
+@pytest.fixture
+async def rec_node(tmp_path):
+    async with start_node(node_settings(tmp_path / "node", recording_segment_s=2.0)) as n:
+        yield n
+
+
+def _auth(node: Node, role: Role, subject: str = "someone") -> dict[str, str]:
+    return {"Authorization": f"Bearer {node.token(role, subject)}"}
+
+
+async def test_only_auditors_and_admins_open_recordings_and_every_access_is_logged(
+        rec_node: Node, clips) -> None:
+    node = rec_node
+    cid = await recorded_call(node, clips)
+    booking_doctor = next(e["actor"] for e in await node.events(cid)
+                          if e["actor"].startswith("doctor:"))
+    async with aiohttp.ClientSession(node.url) as http:
+        for role in (Role.OPS,):
+            async with http.get(f"/api/recordings/{cid}", headers=_auth(node, role)) as r:
+                assert r.status == 403
+                assert (await r.json())["error"]["code"] == "wrong_role"
+        doctor_token = node.token(Role.DOCTOR, booking_doctor.split(":")[1], cid)
+        async with http.get(f"/api/recordings/{cid}",
+                            headers={"Authorization": f"Bearer {doctor_token}"}) as r:
+            assert r.status == 403
+        async with http.get(f"/api/recordings/{cid}") as r:
+            assert r.status == 401
+        guardian = node.token(Role.GUARDIAN, "g", cid)
+        async with http.get("/api/recordings",
+                            headers={"Authorization": f"Bearer {guardian}"}) as r:
+            assert r.status == 403
+
+        auditor = _auth(node, Role.AUDITOR, "audit-7")
+        async with http.get("/api/recordings", params={"state": "ended", "doctor": "王"},
+                            headers=auditor) as r:
+            found = (await r.json())["consultations"]
+            assert [c["id"] for c in found] == [cid] and found[0]["recording"] == "complete"
+        async with http.get(f"/api/recordings/{cid}", headers=auditor) as r:
+            detail = await r.json()
+        seg = detail["segments"][0]
+        assert detail["recording"]["retain_until"]
+        async with http.post(f"/api/recordings/{cid}/segments/{seg['id']}/access",
+                             headers=auditor) as r:
+            url = (await r.json())["url"]
+
+        # A playback URL works without a header, for one segment only, and a token that is
+        # not a playback token is refused.
+        async with http.get(url) as r:
+            assert r.status == 200 and r.headers["Accept-Ranges"] == "bytes"
+            whole = await r.read()
+        assert whole[:4] == b"\x1a\x45\xdf\xa3"  # an EBML (WebM) header: decrypted on the fly
+        assert len(whole) == int(r.headers["Content-Length"])
+        async with http.get(url, headers={"Range": "bytes=100-1099"}) as r:
+            assert r.status == 206
+            assert r.headers["Content-Range"] == f"bytes 100-1099/{len(whole)}"
+            assert await r.read() == whole[100:1100]
+        async with http.get(url, headers={"Range": f"bytes={len(whole) - 10}-"}) as r:
+            assert r.status == 206 and await r.read() == whole[-10:]
+        async with http.get(url, headers={"Range": "bytes=70000-70100"}) as r:
+            assert await r.read() == whole[70000:70101]  # across an encryption chunk edge
+        async with http.get(url, headers={"Range": f"bytes={len(whole)}-"}) as r:
+            assert r.status == 416
+        other = detail["segments"][1]["id"]
+        async with http.get(url.replace(seg["id"], other, 1)) as r:
+            assert r.status == 403
+        async with http.get(f"/media/recordings/{seg['id']}",
+                            params={"pt": node.token(Role.AUDITOR, "x")}) as r:
+            assert r.status == 401
+
+    events = [e for e in await node.events(cid) if e["actor"] == "auditor:audit-7"]
+    kinds = [e["kind"] for e in events]
+    assert kinds[:3] == ["recording.opened", "recording.play", "recording.access"]
+    assert kinds.count("recording.access") == 1  # one per playback, not per Range request
+    assert events[1]["data"]["segment"] == seg["id"]
+    assert (await node.ctx.events.verify(cid)).ok
+
+
+async def test_verify_reports_tampered_missing_and_extra_segments(rec_node: Node,
+                                                                  clips) -> None:
+    node = rec_node
+    cid = await recorded_call(node, clips)
+    recorder = recorder_of(node)
+    segs = await closed_segments(node, cid)
+    assert len(segs) >= 4
+    assert (await recorder.verify(cid)).ok
+    root = node.settings.recordings_dir / "store"
+    tampered = root / segs[0].storage_key
+    data = bytearray(tampered.read_bytes())
+    data[len(data) // 2] ^= 0x01
+    tampered.write_bytes(bytes(data))
+    (root / segs[1].storage_key).unlink()
+    (root / cid / "guardian-00099.webm.enc").write_bytes(b"not ours")
+
+    async with aiohttp.ClientSession(node.url) as http:
+        async with http.get(f"/api/recordings/{cid}/verify",
+                            headers=_auth(node, Role.AUDITOR)) as r:
+            report = await r.json()
+    assert report["ok"] is False
+    assert report["altered"] == [segs[0].storage_key]
+    assert report["missing"] == [segs[1].storage_key]
+    assert report["extra"] == [f"{cid}/guardian-00099.webm.enc"]
+    verified = [e for e in await node.events(cid) if e["kind"] == "recording.verified"]
+    assert verified[-1]["data"]["ok"] is False
+
+    # The tampered segment is refused on playback too (AES-GCM tag), never served altered.
+    dec = recorder.decryptor(segs[0])
+    with pytest.raises(InvalidTag):
+        b"".join(dec.read())
+
+
+async def test_purge_deletes_expired_segments_unless_on_legal_hold(rec_node: Node,
+                                                                   clips) -> None:
+    node = rec_node
+    recorder = recorder_of(node)
+    held = await recorded_call(node, clips, 2.0)
+    free = await recorded_call(node, clips, 2.0)
+    row = await index.get_recording(node.ctx.db, free)
+    assert row is not None and row.retain_until is not None
+    assert row.retain_until - row.ended_at >= timedelta(days=3 * 365)  # the 3-year rule
+
+    admin = _auth(node, Role.ADMIN, "admin-1")
+    async with aiohttp.ClientSession(node.url) as http:
+        async with http.put(f"/api/recordings/{held}/hold", json={"reason": ""},
+                            headers=admin) as r:
+            assert r.status == 422
+        async with http.put(f"/api/recordings/{held}/hold", json={"reason": "x"},
+                            headers=_auth(node, Role.AUDITOR)) as r:
+            assert r.status == 403
+        async with http.put(f"/api/recordings/{held}/hold",
+                            json={"reason": "投诉调查 complaint #12"}, headers=admin) as r:
+            assert r.status == 200 and (await r.json())["legal_hold"] is True
+
+    # Both recordings expire; only the one without a hold goes.
+    past = datetime.now(UTC) - timedelta(days=1)
+    for cid in (held, free):
+        await index.update_recording(node.ctx.db, cid, retain_until=past)
+    purged = await recorder.purge()
+    free_segs = [s for s in await index.segments(node.ctx.db, free)]
+    assert {p["segment"] for p in purged} == {s.id for s in free_segs}
+    assert all(s.state == "purged" and s.purged_at for s in free_segs)
+    root = node.settings.recordings_dir / "store"
+    assert not any((root / s.storage_key).exists() for s in free_segs)
+    assert all((root / s.storage_key).exists() for s in await closed_segments(node, held))
+    assert [e["kind"] for e in await node.events(free)].count("recording.purged") == len(
+        free_segs)
+    report = await recorder.verify(free)
+    assert report.ok and report.purged == len(free_segs) and report.checked == 0
+
+    # Lifting the hold (with a reason) lets the next purge delete the rest.
+    async with aiohttp.ClientSession(node.url) as http:
+        async with http.delete(f"/api/recordings/{held}/hold",
+                               json={"reason": "investigation closed"}, headers=admin) as r:
+            assert r.status == 200 and (await r.json())["legal_hold"] is False
+        async with http.post("/api/recordings/purge", headers=admin) as r:
+            assert len((await r.json())["purged"]) > 0
+    assert await closed_segments(node, held) == []
+    kinds = [(e["kind"], e["actor"]) for e in await node.events(held)]
+    assert ("recording.hold.set", "admin:admin-1") in kinds
+    assert ("recording.hold.lifted", "admin:admin-1") in kinds
+    assert (await node.ctx.events.verify(held)).ok
