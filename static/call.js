@@ -513,9 +513,12 @@ function setMicMuted(muted) {
 // ------------------------------------------------------------------------------------------
 // One connection: a WebSocket, then (after `joined`) one RTCPeerConnection
 
+// Several nodes (issue 7): the node hosting the consultation may differ from the one that served
+// the page (`redirect`), and after a node dies any live node can take over (`joined.nodes`).
 function wsUrl() {
   const scheme = location.protocol === 'https:' ? 'wss' : 'ws';
-  return `${scheme}://${location.host}/ws?token=${encodeURIComponent(app.token)}`;
+  const host = app.nodeHost || location.host;
+  return `${scheme}://${host}/ws?token=${encodeURIComponent(app.token)}`;
 }
 
 function send(conn, msg) {
@@ -605,7 +608,11 @@ function teardown(conn) {
 
 async function handleMessage(conn, msg) {
   switch (msg.type) {
+    case 'redirect': // the socket closes with 4002 next; join again there
+      app.nodeHost = new URL(msg.url).host;
+      break;
     case 'joined':
+      app.nodes = (msg.nodes || []).map((url) => new URL(url).host);
       return onJoined(conn, msg);
     case 'answer':
       return onAnswer(conn, msg);
@@ -729,6 +736,10 @@ function onError(conn, msg) {
   if (about === 'end') app.pending.end = false;
   if (about === 'terminate') app.pending.terminate = false;
   updateControls();
+  if (!conn.joined && msg.code === 'unavailable') {
+    startReconnect('the node cannot host the consultation yet');
+    return;
+  }
   // A refused join cannot be fixed by retrying (wrong protocol, consultation over, not allowed).
   if (!conn.joined && (about === 'join' || ['bad_protocol', 'bad_state', 'forbidden'].includes(msg.code))) {
     stopRetrying();
@@ -744,6 +755,11 @@ async function onSocketClose(conn, ev) {
   // Messages still queued (a final `state` behind an offer being made) come first.
   await conn.queue;
   if (app.conn !== conn || app.final) return;
+  if (ev.code === 4002) {
+    teardown(conn);
+    connect();
+    return;
+  }
   if (ev.code === 4001) {
     // `replaced`: the same person joined from another tab or device; that one wins.
     teardown(conn);
@@ -795,6 +811,9 @@ function startReconnect(reason) {
   app.retry.attempt += 1;
   clearTimeout(app.retry.timer);
   app.retry.timer = setTimeout(() => {
+    // Try the live nodes in turn: the one we were on may be the one that died.
+    const nodes = app.nodes || [];
+    if (nodes.length) app.nodeHost = nodes[app.retry.attempt % nodes.length];
     if (app.phase === 'reconnecting') connect();
   }, Math.min(delay, left));
 }
