@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Awaitable, Callable
 
 from server import metrics
-from server.lifecycle import Transition
+from server.lifecycle import State, Transition
 from server.live import LiveStateUnavailable
 
 from .context import NodeContext
@@ -16,6 +17,9 @@ class Rooms:
     def __init__(self) -> None:
         self.ctx: NodeContext | None = None
         self._rooms: dict[str, Room] = {}
+        # Called when this node starts hosting a consultation that is already under way (after
+        # a failover): the recorder and the identity re-checks resume on the new node.
+        self.on_resumed: list[Callable[[Room, State], Awaitable[None]]] = []
         self._lock = asyncio.Lock()
 
     def bind(self, ctx: NodeContext) -> None:
@@ -45,6 +49,9 @@ class Rooms:
                         "from": previous_node, "to": ctx.settings.node_id, "state": str(state)})
                 room = self._rooms[consultation_id] = Room(consultation_id, ctx)
                 metrics.LIVE_CONSULTATIONS.set(len(self._rooms))
+                if state == State.ACTIVE:
+                    for resume in self.on_resumed:
+                        await resume(room, state)
             return room
 
     async def discard(self, room: Room) -> None:
