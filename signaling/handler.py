@@ -77,6 +77,7 @@ class Connection:
 
     async def handle(self, raw: str | bytes) -> None:
         ref = None
+        message: Message | None = None
         try:
             message = parse(raw, self.ctx.settings.max_message_bytes)
             ref = message.id
@@ -86,6 +87,13 @@ class Connection:
             return
         except TransitionError as exc:
             await self.refuse(ProtocolError("bad_state", str(exc), ref=ref))
+            return
+        except Exception:
+            # A fault of ours must not cost the participant the call: report it, keep going.
+            log.exception("handling a %s message from %s failed", type(message).__name__,
+                          self.actor)
+            await self.refuse(ProtocolError("internal", "the node could not handle this "
+                                            "message; it was logged", ref=ref))
             return
         if reply is not None:
             if ref is not None:
