@@ -145,11 +145,15 @@ class EventLog:
     async def verify(self, chain: str) -> ChainReport:
         """Recompute the chain and compare it with what is stored; problems in plain words."""
         async with self.db.session() as session:
-            events = list(await session.scalars(
-                select(Event).where(Event.chain == chain).order_by(Event.seq)))
+            # The head first, then only the events it covers: events appended between the two
+            # reads (the call goes on while an auditor checks) are not mistaken for damage.
             consultation = None
+            query = select(Event).where(Event.chain == chain).order_by(Event.seq)
             if chain != SYSTEM_CHAIN:
                 consultation = await session.get(Consultation, chain)
+                if consultation is not None:
+                    query = query.where(Event.seq <= consultation.event_seq)
+            events = list(await session.scalars(query))
         problems: list[str] = []
         expected_seq, prev_hash = 1, GENESIS_HASH
         for ev in events:
