@@ -40,6 +40,23 @@ function participant(p) {
     ` · ICE ${p.ice || "—"}`, el("br"), quality(p));
 }
 
+// Identity, guardian presence and recording, as the services report them into the live state.
+const CHECKS = {
+  identity: { verified: "已核验 verified", verifying: "核验中 verifying", failed: "未通过 failed",
+    locked: "已锁定 locked", mismatch: "非本人 mismatch" },
+  guardian: { present: "在镜头前 present", absent: "不在镜头前 absent" },
+  recording: { on: "录制中 recording", off: "未录制 off", error: "录制故障 error" },
+};
+const LABELS = { identity: "医生核验 Identity", guardian: "监护人 Guardian", recording: "录制 Recording" };
+const BAD = new Set(["failed", "locked", "mismatch", "absent", "error"]);
+
+function checks(c) {
+  const items = Object.keys(CHECKS).filter((k) => c[k]).map((k) =>
+    el("div", { class: BAD.has(c[k]) ? "q poor" : "q" },
+      `${LABELS[k]}: ${CHECKS[k][c[k]] || c[k]}`));
+  return items.length ? el("div", { class: "who" }, ...items) : el("span", { class: "q" }, "—");
+}
+
 function render(snapshot) {
   const nodes = Object.entries(snapshot.nodes || {});
   $("nodes").replaceChildren(...nodes.map(([name, info]) =>
@@ -51,7 +68,7 @@ function render(snapshot) {
   document.body.dataset.phase = "live";
   document.body.dataset.count = String(rows.length);
   if (!rows.length) {
-    $("rows").replaceChildren(el("tr", {}, el("td", { colspan: "6", class: "empty" }, "暂无 None")));
+    $("rows").replaceChildren(el("tr", {}, el("td", { colspan: "7", class: "empty" }, "暂无 None")));
     return;
   }
   $("rows").replaceChildren(...rows.map(([cid, c]) => {
@@ -66,6 +83,7 @@ function render(snapshot) {
       el("td", {}, c.node || "—"),
       el("td", {}, participant(parts.doctor)),
       el("td", {}, participant(parts.guardian)),
+      el("td", {}, checks(c)),
       el("td", {}, end));
   }));
 }
