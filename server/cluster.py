@@ -52,6 +52,7 @@ class Cluster:
         self.hosted = hosted  # the consultations this node hosts now
         self.on_remote_transition: list[Callable[[Transition], Awaitable[None]]] = []
         self.on_reclaimed: list[Callable[[str], Awaitable[None]]] = []
+        self.draining = False  # hosts what it has, takes nothing new (before a shutdown)
         self._tasks: list[asyncio.Task[None]] = []
 
     @property
@@ -90,7 +91,8 @@ class Cluster:
         # Ties go to this node: no redirect when it makes no difference.
         load = {name: (info.get("rooms", 0), 1, name) for name, info in nodes.items()
                 if not info.get("draining")}
-        load[self.me] = (len(self.hosted()), 0, self.me)
+        if not self.draining or not load:
+            load[self.me] = (len(self.hosted()), 0, self.me)
         return min(load, key=load.__getitem__)
 
     async def peer_urls(self) -> list[str]:
@@ -103,6 +105,7 @@ class Cluster:
         await self.live.heartbeat(self.me, {
             "url": self.settings.public_url,
             "rooms": len(self.hosted()),
+            "draining": self.draining,
             "cpu": metrics.NODE_CPU._value.get(),  # the gauge's last value
             "at": time.time(),
         }, self.ttl_s)

@@ -32,6 +32,7 @@ def add_routes(app: web.Application, static_dir: Path) -> None:
     app.router.add_get("/api/ops/live", live_view)
     app.router.add_get("/api/ops/stream", stream)
     app.router.add_post("/api/ops/consultations/{cid}/end", end_consultation)
+    app.router.add_post("/api/ops/drain", drain)
 
 
 async def snapshot(request: web.Request) -> dict[str, Any]:
@@ -112,3 +113,15 @@ async def end_consultation(request: web.Request) -> web.Response:
     except TransitionError as exc:
         raise json_error(409, "bad_state", str(exc)) from None
     return web.json_response({"consultation": cid, "state": str(change.state)})
+
+
+@requires(Role.OPS, Role.ADMIN)
+async def drain(request: web.Request) -> web.Response:
+    """Drain this node before a shutdown: its calls go on, new consultations go to the others."""
+    ctx = request.app[CONTEXT_KEY]
+    claims = request[CLAIMS_KEY]
+    ctx.cluster.draining = True
+    await ctx.events.append("system", "node.draining", f"{claims.role}:{claims.subject}",
+                            {"node": ctx.settings.node_id, "hosting": len(ctx.rooms)})
+    return web.json_response({"node": ctx.settings.node_id, "draining": True,
+                              "hosting": ctx.rooms.ids()})

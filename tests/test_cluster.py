@@ -150,3 +150,21 @@ async def test_node_killed_mid_call_fails_over(cluster: Cluster, tmp_path: Path,
     kinds = [(k, d) for k, d in await cluster.events(cid)]
     rehomed = [d for k, d in kinds if k == "consultation.rehomed"]
     assert rehomed and rehomed[0]["from"] == "node-b" and rehomed[0]["to"] == "node-a", kinds
+
+
+async def test_drained_node_sends_new_consultations_elsewhere(
+        cluster: Cluster, tmp_path: Path, clips) -> None:
+    import aiohttp
+
+    async with aiohttp.ClientSession() as session:
+        ops = cluster.tokens.issue(Role.OPS, "ops-1")
+        async with session.post(cluster.b.url + "/api/ops/drain",
+                                headers={"Authorization": f"Bearer {ops}"}) as r:
+            assert r.status == 200 and (await r.json())["draining"] is True
+        _, guardian_token, _ = await cluster.book(tmp_path)
+        guardian = CallClient(cluster.b.url, guardian_token, clips, session)
+        try:
+            await guardian.connect()
+            assert guardian.redirects == [cluster.a.url]
+        finally:
+            await guardian.close()
