@@ -78,6 +78,7 @@ class ConsultationRecording:
 
     async def _finish(self, seg: OpenSegment) -> None:
         loop = asyncio.get_running_loop()
+        seg.flush()
         stats = await loop.run_in_executor(self.recorder.executor, seg.close_blocking)
         if stats is None:
             if seg.error:

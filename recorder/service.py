@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
 import logging
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
@@ -227,32 +228,7 @@ class Recorder:
         return report
 
     def _verify_blocking(self, cid: str, rows: list[RecordingSegment]) -> VerifyReport:
-        import hashlib
-
-        report = VerifyReport(cid, ok=True)
-        expected = set()
-        for seg in rows:
-            if seg.state == "purged":
-                report.purged += 1
-                continue
-            expected.add(seg.storage_key)
-            report.checked += 1
-            size = self.storage.size(seg.storage_key)
-            if size is None:
-                report.missing.append(seg.storage_key)
-                continue
-            digest, offset = hashlib.sha256(), 0
-            while offset < size:
-                block = self.storage.read_at(seg.storage_key, offset, 1 << 20)
-                if not block:
-                    break
-                digest.update(block)
-                offset += len(block)
-            if size != seg.size or digest.hexdigest() != seg.sha256:
-                report.altered.append(seg.storage_key)
-        report.extra = [k for k in self.storage.keys(f"{cid}/") if k not in expected]
-        report.ok = not (report.missing or report.altered or report.extra)
-        return report
+        return verify_stored(self.storage, cid, rows)
 
     def decryptor(self, seg: RecordingSegment) -> Decryptor:
         """Blocking: the plaintext view of a stored segment (call in a thread)."""
@@ -261,3 +237,31 @@ class Recorder:
             raise FileNotFoundError(seg.storage_key)
         return Decryptor(lambda o, n: self.storage.read_at(seg.storage_key, o, n), size,
                          self.keys)
+
+
+def verify_stored(storage: Storage, cid: str, rows: list[RecordingSegment]) -> VerifyReport:
+    """Blocking: compare the stored objects under `cid/` with the index rows."""
+    report = VerifyReport(cid, ok=True)
+    expected = set()
+    for seg in rows:
+        if seg.state == "purged":
+            report.purged += 1
+            continue
+        expected.add(seg.storage_key)
+        report.checked += 1
+        size = storage.size(seg.storage_key)
+        if size is None:
+            report.missing.append(seg.storage_key)
+            continue
+        digest, offset = hashlib.sha256(), 0
+        while offset < size:
+            block = storage.read_at(seg.storage_key, offset, 1 << 20)
+            if not block:
+                break
+            digest.update(block)
+            offset += len(block)
+        if size != seg.size or digest.hexdigest() != seg.sha256:
+            report.altered.append(seg.storage_key)
+    report.extra = [k for k in storage.keys(f"{cid}/") if k not in expected]
+    report.ok = not (report.missing or report.altered or report.extra)
+    return report

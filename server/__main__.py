@@ -1,4 +1,4 @@
-"""Command line: `python -m server run|seed-demo|token|verify-chain`."""
+"""Command line: `python -m server run|seed-demo|token|verify-chain|verify-recordings`."""
 
 from __future__ import annotations
 
@@ -55,6 +55,9 @@ def main(argv: list[str] | None = None) -> int:
     token.add_argument("--subject", required=True)
     token.add_argument("--consultation")
     token.add_argument("--ttl", type=int, help="seconds (default TC_TOKEN_TTL)")
+    recordings = sub.add_parser("verify-recordings",
+                                help="re-hash a consultation's recording segments (issue 5)")
+    recordings.add_argument("consultation")
     verify = sub.add_parser("verify-chain", help="check a consultation's audit hash chain")
     verify.add_argument("chain", help="consultation id, or 'system'")
     args = parser.parse_args(argv)
@@ -67,6 +70,10 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "seed-demo":
         asyncio.run(_seed(settings))
         return 0
+    if args.command == "verify-recordings":
+        from recorder.cli import verify_recordings
+
+        return asyncio.run(verify_recordings(settings, args.consultation))
     if args.command == "verify-chain":
         return asyncio.run(_verify(settings, args.chain))
     if args.demo:

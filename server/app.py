@@ -10,6 +10,7 @@ from pathlib import Path
 from aiohttp import web
 
 import identity
+from identity import guardians, presence  # issue 4
 from recorder import Recorder
 from recorder import http as recorder_http
 from server import api, booking_api, metrics, ops_api
@@ -45,6 +46,7 @@ def create_app(settings: Settings) -> web.Application:
     booking_api.add_routes(app)  # issue 6: booking, consent, referral, export
     recorder_http.add_routes(app)  # issue 5: recordings and the auditor's replay
     identity.install(app)  # issue 3: doctor registry, face enrollment, verification settings
+    guardians.add_routes(app)  # issue 4: guardian photo enrollment, presence settings
     return app
 
 
@@ -79,12 +81,18 @@ async def _node(app: web.Application) -> AsyncIterator[None]:
     lifecycle.listeners.insert(0, recorder.on_transition)  # before the room closes
     # Issue 3: face verification with liveness (accept gate "identity") and re-checks.
     identity_service = await identity.start(app, ctx)
+    # Issue 4: guardian on camera in pediatric consultations (accept gate "guardian_present").
+    presence_service = await presence.start(ctx, app[guardians.PRESENCE_CONFIG_KEY],
+                                            identity_service)
+    app[presence.PRESENCE_KEY] = presence_service
     log.info("node %s ready on %s", settings.node_id, settings.public_url)
     try:
         yield
     finally:
         watcher.cancel()
         await cluster.close()
+        if presence_service is not None:  # issue 4
+            await presence_service.close()
         await identity_service.close()
         await recorder.close()
         await rooms.close_all()

@@ -27,6 +27,7 @@ from .protocol import (
     Message,
     Offer,
     Ping,
+    Prescribe,
     ProtocolError,
     Terminate,
     parse,
@@ -155,6 +156,10 @@ class Connection:
             except ValueError as exc:
                 raise ProtocolError("bad_field", str(exc), ref=message.id) from None
             return None
+        if isinstance(message, Prescribe):  # issue 4: refused for under-6s without the guardian
+            from identity.prescribing import prescribe
+
+            return await prescribe(self.ctx, room, self.cid, self.actor, message)
         raise ProtocolError("unknown_type", f"'{message.type}' is not handled", "type", message.id)
 
     async def consent(self, room: Room, message: Consent) -> dict[str, Any] | None:

@@ -100,6 +100,39 @@ class Terminate(Message):
 
 
 @dataclass(frozen=True)
+class Prescribe(Message):
+    """The doctor issues a prescription (issue 4: refused for a child under 6 unless the guardian
+    and the doctor are present)."""
+
+    type: ClassVar[str] = "prescribe"
+    items: tuple[dict[str, str], ...]
+
+
+MAX_PRESCRIPTION_ITEMS = 20
+PRESCRIPTION_FIELDS = {"drug": 200, "dose": 100, "route": 50, "frequency": 100, "days": 10,
+                       "note": 500}
+
+
+def _prescribe(obj: dict[str, Any], ref: Any) -> Prescribe:  # issue 4
+    items = _field(obj, "items", list, ref)
+    if not 0 < len(items) <= MAX_PRESCRIPTION_ITEMS:
+        raise ProtocolError("bad_field", f"'items' must hold 1-{MAX_PRESCRIPTION_ITEMS} items",
+                            "items", ref)
+    parsed = []
+    for i, item in enumerate(items):
+        if not isinstance(item, dict):
+            raise ProtocolError("bad_field", f"'items[{i}]' must be an object", "items", ref)
+        unknown = set(item) - set(PRESCRIPTION_FIELDS)
+        if unknown:
+            raise ProtocolError("bad_field", f"'items[{i}]' has unknown fields: "
+                                + ", ".join(sorted(unknown)[:5]), "items", ref)
+        parsed.append({k: v for k in PRESCRIPTION_FIELDS if (v := _text(
+            item, k, ref, PRESCRIPTION_FIELDS[k], f"items[{i}].",
+            required=k in ("drug", "dose"))) is not None})
+    return Prescribe(ref, tuple(parsed))
+
+
+@dataclass(frozen=True)
 class Leave(Message):
     type: ClassVar[str] = "leave"
 
@@ -212,6 +245,8 @@ def parse(raw: str | bytes, max_bytes: int) -> Message:
         return Consent(ref, version)
     if kind == "terminate":
         return _terminate(obj, ref)
+    if kind == "prescribe":  # issue 4
+        return _prescribe(obj, ref)
     if kind == "leave":
         return Leave(ref)
     if kind == "ping":

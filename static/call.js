@@ -14,6 +14,7 @@
 //   referral  after a termination: loading | shown | none
 
 import { handleVerify } from './verify.js'; // issue 3: the identity check panel
+import { handlePresence } from './presence.js'; // issue 4: the guardian-absent banner
 
 import {
   loadConsent,
@@ -639,6 +640,8 @@ async function handleMessage(conn, msg) {
       return;
     case 'verify': // issue 3
       return handleVerify(msg);
+    case 'presence': // issue 4
+      return handlePresence(msg);
     default:
       console.debug('ignored message type', msg.type); // a newer node: unknown types are fine
   }

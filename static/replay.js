@@ -155,7 +155,7 @@ function drawEvents() {
     const tone = BAD.test(e.kind + detail) ? 'bad' : (WARN.test(e.kind) ? 'warn' : '');
     list.append(el('li', { dataset: { t: String(at), tone, kind: e.kind } },
       el('button', { type: 'button', onclick: () => seek(at).catch(showError) },
-        el('span', { class: 't' }, e.t_ms === null ? '' : (e.t_ms < 0 ? `-${fmt(-e.t_ms / 1000)}` : fmt(at))),
+        el('span', { class: 't' }, e.t_ms === null ? '' : (e.t_ms < 0 ? '录像前' : fmt(at))),
         el('span', {}, el('span', { class: 'k' }, zh, ' ', el('span', { lang: 'en' }, en)),
           detail ? ` ${detail}` : '', el('span', { class: 'actor' }, `${e.actor} · ${new Date(e.at).toLocaleTimeString('zh-CN')}`)))));
   }

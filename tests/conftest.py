@@ -5,3 +5,6 @@ pytest_plugins = ["tests.db_fixtures", "tests.live_fixtures", "tests.node_fixtur
 import os  # noqa: E402
 
 os.environ.setdefault("TC_IDENTITY_REQUIRED", "0")
+# Issue 4: likewise guardian presence detection (the demo patient is a child); the presence tests
+# turn it on for their own node (tests/presence_fixtures.py).
+os.environ.setdefault("TC_GUARDIAN_PRESENCE", "0")

@@ -33,8 +33,8 @@ class NodeProcess:
         return f"http://127.0.0.1:{self.port}"
 
     def start(self, timeout: float = 30) -> None:
-        env = {k: v for k, v in os.environ.items()
-               if not k.startswith("TC_") and k not in ("DATABASE_URL", "REDIS_URL")}
+        # TC_* settings the suite sets (conftest: gates that are not under test) pass through.
+        env = {k: v for k, v in os.environ.items() if k not in ("DATABASE_URL", "REDIS_URL")}
         env.update(TC_DATA_DIR=str(self.data_dir), TC_HOST="127.0.0.1", TC_PORT=str(self.port),
                    TC_ICE_HOST_ADDRESSES="127.0.0.1", TC_TOKEN_SECRET=self.secret,
                    TC_LOG_LEVEL="INFO", **self.env)

@@ -94,6 +94,10 @@ async def test_different_person_is_refused_and_stays_verifying(tmp_path: Path) -
             await record_consent(node.ctx.db, node.ctx.events, cid, "guardian:test",
                                  CURRENT_VERSION)
             await page.click("#accept-btn")
+            # The node refuses the accept: the page shows the refusal naming the gate.
+            refusal = await page.wait_for_selector('#notices li[data-code="bad_state"]',
+                                                   timeout=10_000)
+            assert "identity" in await refusal.inner_text()
             await wait_for_body_data(page, "state", "verifying", timeout_s=5)
             alert = await alerts.get(timeout=5)
             assert alert["kind"] == "identity.locked" and alert["consultation"] == cid

@@ -10,6 +10,7 @@ import pytest
 from cryptography.exceptions import InvalidTag
 
 from recorder import index
+from recorder.cli import verify_recordings
 from server.auth import Role
 
 from .node_fixtures import Node, node_settings, start_node
@@ -119,6 +120,9 @@ async def test_verify_reports_tampered_missing_and_extra_segments(rec_node: Node
     assert report["extra"] == [f"{cid}/guardian-00099.webm.enc"]
     verified = [e for e in await node.events(cid) if e["kind"] == "recording.verified"]
     assert verified[-1]["data"]["ok"] is False
+    # The command line says the same (python -m server verify-recordings CID), exit status 1.
+    assert await verify_recordings(node.settings, cid) == 1
+    assert [e["actor"] for e in await node.events(cid)][-1] == "system:cli"
 
     # The tampered segment is refused on playback too (AES-GCM tag), never served altered.
     dec = recorder.decryptor(segs[0])

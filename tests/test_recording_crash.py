@@ -49,8 +49,7 @@ async def test_killed_node_recovers_its_recording(tmp_path: Path, clips) -> None
     settings = load_settings(data_dir=data, token_secret=SECRET, host="127.0.0.1", port=port)
     tokens = Tokens(SECRET, 3600)
     db = await Database.open(settings.database_url)
-    node = NodeProcess(data, port, SECRET, TC_RECORDING_SEGMENT_S=str(SEGMENT_S),
-                       TC_IDENTITY_REQUIRED="0")  # not about face checks
+    node = NodeProcess(data, port, SECRET, TC_RECORDING_SEGMENT_S=str(SEGMENT_S))
     try:
         booking = await seed(db, settings, tokens)
         cid = booking.consultation_id

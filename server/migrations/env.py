@@ -7,6 +7,7 @@ from __future__ import annotations
 from alembic import context
 
 # --- issue 3 (identity): register the identity tables on Base.metadata -----------------------
+import identity.guardian_models  # issue 4: guardian face enrollments
 import identity.models  # noqa: F401
 from server.store.models import Base
 

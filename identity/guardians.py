@@ -1,0 +1,129 @@
+"""Guardians' reference photos (issue 4): enrollment through the same checks as a doctor's photo
+(identity.worker.enroll in the face pool: a readable JPEG/PNG, exactly one face, big enough), the
+admin endpoint for it, and the lookups presence detection needs (whose faces count as the
+patient's guardian, and whether a consultation is pediatric).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+
+from aiohttp import web
+from sqlalchemy import select
+
+from server.auth import CLAIMS_KEY, Role, json_error, requires
+from server.policy.dates import consultation_date
+from server.store import Database, Guardian, records
+from server.store.models import SYSTEM_CHAIN
+from signaling.handler import CONTEXT_KEY
+
+from .enrollment import EnrollmentError
+from .guardian_models import GuardianFaceEnrollment
+from .presence_config import PresenceConfig
+from .presence_policy import is_under
+from .registry_api import IDENTITY_KEY, PHOTO_TYPES, _too_large
+from .service import IdentityService
+
+PRESENCE_CONFIG_KEY = web.AppKey("presence_config", PresenceConfig)
+_NO_STORE = {"Cache-Control": "no-store", "Referrer-Policy": "no-referrer"}
+
+
+@dataclass(frozen=True)
+class Ages:
+    """How the age rules apply to one consultation (its date in Asia/Shanghai)."""
+
+    pediatric: bool  # under `pediatric_age`: a guardian must be on camera
+    prescribe_needs_guardian: bool  # under `prescribe_guardian_age`
+
+
+async def consultation_ages(db: Database, cid: str, cfg: PresenceConfig,
+                            on: datetime | None = None) -> Ages | None:
+    """None when the consultation or its patient is unknown. `on` defaults to its scheduled time."""
+    consultation = await records.get_consultation(db, cid)
+    if consultation is None:
+        return None
+    patient = await records.get_patient(db, consultation.patient_id)
+    if patient is None:
+        return None
+    day = consultation_date(on or consultation.scheduled_at)
+    return Ages(is_under(patient.birth_date, cfg.pediatric_age, day),
+                is_under(patient.birth_date, cfg.prescribe_guardian_age, day))
+
+
+async def guardian_encodings(db: Database, patient_id: str) -> dict[str, list[float]]:
+    """Every enrolled guardian of the patient: guardian id → reference encoding."""
+    async with db.session() as session:
+        rows = await session.execute(
+            select(GuardianFaceEnrollment.guardian_id, GuardianFaceEnrollment.encoding)
+            .join(Guardian, Guardian.id == GuardianFaceEnrollment.guardian_id)
+            .where(Guardian.patient_id == patient_id))
+        return {gid: list(enc) for gid, enc in rows.all()}
+
+
+async def enroll_guardian(svc: IdentityService, cfg: PresenceConfig, guardian_id: str,
+                          photo: bytes, actor: str) -> GuardianFaceEnrollment:
+    """Check a guardian's photo in a face worker and store it; every outcome is an event."""
+    result = await svc.pool.enroll(photo, cfg.min_face_px)
+    if result.error is not None or result.encoding is None:
+        await svc.ctx.events.append(SYSTEM_CHAIN, "guardian.enroll.refused", actor, {
+            "guardian": guardian_id, "code": result.error, "faces": result.faces,
+            "face_px": result.face_px})
+        message = result.message
+        if result.error == "several_faces":
+            message = f"{result.faces} faces were found; the photo must show only the guardian"
+        raise EnrollmentError(result.error or "unreadable_image", message)
+    path, digest = svc.store.put(f"guardians/{guardian_id}", photo,
+                                 ".png" if photo[:4] == b"\x89PNG" else ".jpg")
+    async with svc.ctx.db.session() as session, session.begin():
+        row = await session.get(GuardianFaceEnrollment, guardian_id)
+        if row is None:
+            row = GuardianFaceEnrollment(guardian_id=guardian_id)
+            session.add(row)
+        row.encoding, row.photo_sha256, row.photo_path = result.encoding, digest, path
+        row.face_px, row.enrolled_by = result.face_px, actor
+    await svc.ctx.events.append(SYSTEM_CHAIN, "guardian.enrolled", actor, {
+        "guardian": guardian_id, "photo_sha256": digest, "face_px": result.face_px,
+        "width": result.width, "height": result.height})
+    return row
+
+
+def add_routes(app: web.Application) -> None:
+    app[PRESENCE_CONFIG_KEY] = PresenceConfig.from_env()
+    app.router.add_put("/api/admin/guardians/{guardian_id}/face", upload_guardian_face)
+
+
+@requires(Role.ADMIN)
+async def upload_guardian_face(request: web.Request) -> web.Response:
+    """PUT the guardian's reference photo as the raw body (image/jpeg or image/png).
+
+    413 above the size limit; 422 with a code (unsupported_format, unreadable_image, no_face,
+    several_faces, face_too_small) when the photo cannot be enrolled; 404 for an unknown guardian.
+    """
+    svc = request.app[IDENTITY_KEY]
+    cfg = request.app[PRESENCE_CONFIG_KEY]
+    guardian = await records.get_guardian(request.app[CONTEXT_KEY].db,
+                                          request.match_info["guardian_id"])
+    if guardian is None:
+        raise json_error(404, "no_guardian", "no such guardian")
+    if request.content_type not in PHOTO_TYPES:
+        raise json_error(422, "unsupported_format", "send a JPEG or PNG photo "
+                         "(Content-Type image/jpeg or image/png)")
+    limit = cfg.max_photo_bytes
+    if request.content_length is not None and request.content_length > limit:
+        raise _too_large(limit, request.content_length)
+    photo = await request.content.read(limit + 1)  # past the app's 1 MiB JSON limit on purpose
+    if len(photo) > limit:
+        raise _too_large(limit, len(photo))
+    claims = request[CLAIMS_KEY]
+    try:
+        row = await enroll_guardian(svc, cfg, guardian.id, photo,
+                                    f"{claims.role}:{claims.subject}")
+    except EnrollmentError as exc:
+        raise json_error(422, exc.code, exc.message) from None
+    return web.json_response({
+        "guardian": guardian.id, "patient_id": guardian.patient_id, "name": guardian.name,
+        "relation": guardian.relation, "national_id_masked": guardian.national_id_masked,
+        "face": {"photo_sha256": row.photo_sha256, "face_px": row.face_px,
+                 "enrolled_at": row.enrolled_at.isoformat() if row.enrolled_at else None},
+    }, headers=_NO_STORE)

@@ -1,0 +1,63 @@
+"""The doctor's `prescribe` message (issue 4): an online prescription for a child under 6 needs a
+guardian and a doctor present (管理办法 §19, pilot letter §3).
+
+"Present" is what the node itself observes, never what a page claims: the guardian is `present`
+in the presence state machine (a face matching an enrolled guardian seen recently, with
+hysteresis), and the doctor's connection and media are up in an active consultation. The issued
+prescription is a `prescription.issued` event in the consultation's hash-chained log, with the
+presence evidence it was issued under; a refusal is the handler's `signaling.refused` event.
+"""
+
+from __future__ import annotations
+
+import time
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any
+
+from server.auth import Role
+from server.lifecycle import State
+from server.store.models import new_id
+from signaling.context import NodeContext
+from signaling.protocol import Prescribe, ProtocolError
+
+from .guardians import consultation_ages
+from .presence import presence_for
+from .presence_config import PresenceConfig
+
+if TYPE_CHECKING:
+    from signaling.room import Room
+
+
+async def prescribe(ctx: NodeContext, room: Room, cid: str, actor: str,
+                    message: Prescribe) -> dict[str, Any]:
+    if await ctx.lifecycle.state(cid) != State.ACTIVE:
+        raise ProtocolError("bad_state", "a prescription is issued during the active call",
+                            ref=message.id)
+    doctor = room.participants[Role.DOCTOR]
+    if doctor.status != "connected" or doctor.ice not in ("connected", "completed"):
+        raise ProtocolError("doctor_absent", "the doctor's video is not connected",
+                            ref=message.id)
+    svc = presence_for(ctx)
+    cfg = svc.config if svc is not None else PresenceConfig()
+    ages = await consultation_ages(ctx.db, cid, cfg, on=datetime.now(UTC))
+    if ages is None:
+        raise ProtocolError("bad_state", "the consultation's patient is unknown", ref=message.id)
+    evidence: dict[str, Any] = {"under_age": ages.prescribe_needs_guardian,
+                                "age_limit": cfg.prescribe_guardian_age}
+    if ages.prescribe_needs_guardian:
+        monitor = svc.monitors.get(cid) if svc is not None else None
+        state = monitor.state if monitor is not None else "unchecked"
+        if state != "present":
+            raise ProtocolError(
+                "guardian_absent",
+                f"the patient is under {cfg.prescribe_guardian_age}: a prescription needs the "
+                f"guardian on camera (guardian: {state}) / 6岁以下患儿开具处方需监护人在场",
+                ref=message.id)
+        assert monitor is not None
+        unseen = monitor.machine.unseen_s(time.monotonic())
+        evidence |= {"guardian": state,
+                     "guardian_unseen_s": None if unseen is None else round(unseen, 2)}
+    rx = new_id("rx")
+    await ctx.events.append(cid, "prescription.issued", actor, {
+        "prescription": rx, "items": list(message.items), **evidence})
+    return {"type": "prescribed", "prescription": rx, "items": len(message.items)}

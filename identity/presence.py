@@ -1,0 +1,300 @@
+"""Guardian presence in pediatric consultations (issue 4): sampling, gate, alerts, timeline.
+
+For each pediatric consultation with its patient side connected, a `Monitor` keeps one VP8
+decoder fed from the guardian's encoded video (identity.frames.FrameTap: ~1 ms a frame, the only
+way to decode an arbitrary later frame without asking the sender for key frames) and once per
+`sample_interval_s` sends the newest frame to a face worker (identity's pool: dlib holds the GIL).
+The pure `PresenceMachine` turns samples into present/absent without flapping; every change is an
+event with its evidence (distance, face count, how long unseen), so the audit timeline shows the
+guardian's presence over the whole consultation.
+
+What a change does: the pages get a `presence` message (the banner), live state gets
+`{"guardian": "absent"|"present"}` for the ops page, an absence during the call is an ops alert,
+and an absence past `absent_limit_s` asks the doctor to decide or ends the consultation with a
+referral (TC_GUARDIAN_ABSENT_ACTION). The accept gate "guardian_present" waits for `present`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import TYPE_CHECKING, Any
+
+from aiohttp import web
+
+from server import referral
+from server.auth import Role
+from server.lifecycle import Gate, State, Transition, TransitionError
+from server.live import LiveStateUnavailable
+from server.store import records
+from signaling.context import NodeContext
+
+from . import presence_worker
+from .frames import FrameTap
+from .guardians import consultation_ages, guardian_encodings
+from .presence_config import PresenceConfig
+from .presence_policy import Change, Observation, PresenceMachine, Track
+from .service import ALERTS_CHANNEL, IdentityService
+
+if TYPE_CHECKING:
+    from signaling.room import Room
+
+log = logging.getLogger(__name__)
+
+TEXT = {
+    "absent": ("请监护人回到镜头前", "Guardian, please return to the camera"),
+    "present": ("监护人已在镜头前", "The guardian is on camera"),
+    "limit": ("监护人离开镜头过久，请医生决定是否继续或终止并转诊",
+              "The guardian has been away too long: continue, or terminate and refer"),
+}
+_SERVICES: dict[int, PresenceService] = {}
+
+
+PRESENCE_KEY = web.AppKey("presence", object)
+
+
+def presence_for(ctx: NodeContext) -> PresenceService | None:
+    """The presence service of the node whose context this is (None when presence is off)."""
+    return _SERVICES.get(id(ctx))
+
+
+@dataclass
+class Stats:
+    """Cost of presence detection on this node, for bench/presence.py."""
+
+    samples: int = 0
+    encoded: int = 0
+    worker_cpu_s: float = 0.0
+    decode_s: float = 0.0
+    no_video: int = 0
+
+
+class Monitor:
+    """The sampling loop of one consultation's patient-side video."""
+
+    def __init__(self, svc: PresenceService, room: Room, patient_id: str,
+                 guardians: dict[str, list[float]]) -> None:
+        cfg = svc.config
+        self.svc = svc
+        self.room = room
+        self.cid = room.consultation_id
+        self.patient_id = patient_id
+        self.guardians = guardians
+        self.machine = PresenceMachine(cfg.absent_after_s, cfg.present_after, cfg.absent_limit_s,
+                                       slack_s=min(0.2, cfg.sample_interval_s / 4))
+        self.tracks: list[Track] = []
+        self.changed = asyncio.Condition()
+        self.task = asyncio.create_task(self._run(), name=f"presence-{self.cid}")
+
+    @property
+    def state(self) -> str:
+        return self.machine.state
+
+    async def _run(self) -> None:
+        try:
+            await self._loop()
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            log.exception("guardian presence checks of %s stopped", self.cid)
+
+    async def _loop(self) -> None:
+        cfg = self.svc.config
+        threshold = self.svc.identity.config.threshold
+        encodings = list(self.guardians.values())
+        tap = FrameTap(self.room.participants[Role.GUARDIAN].sources["video"])
+        decoded = 0.0
+        try:
+            due = time.monotonic()
+            while not self.room.closed:
+                # The sampling cadence (not a synchronisation): one frame per interval at most.
+                await asyncio.sleep(max(0.0, due - time.monotonic()))
+                due = max(due + cfg.sample_interval_s, time.monotonic())
+                try:
+                    rgb, at = await tap.next_frame(cfg.sample_interval_s)
+                except TimeoutError:
+                    self.svc.stats.no_video += 1
+                    obs = Observation(time.monotonic(), False, 0, None, video=False)
+                else:
+                    result = await self.svc.identity.pool._run(
+                        presence_worker.sample, rgb, encodings, self.tracks, at, threshold,
+                        cfg.refresh_s)
+                    self.tracks = result.tracks
+                    stats = self.svc.stats
+                    stats.samples += 1
+                    stats.encoded += result.encoded
+                    stats.worker_cpu_s += result.cpu_s
+                    obs = Observation(at, result.matched, result.faces, result.distance)
+                self.svc.stats.decode_s += tap.decode_s - decoded
+                decoded = tap.decode_s
+                for change in self.machine.observe(obs):
+                    await self.svc.on_change(self, change)
+                async with self.changed:
+                    self.changed.notify_all()
+        finally:
+            await tap.close()
+
+    async def wait_for(self, state: str, timeout: float) -> None:
+        """Until the machine is in `state` (tests and the bench); TimeoutError."""
+        async with asyncio.timeout(timeout), self.changed:
+            await self.changed.wait_for(lambda: self.machine.state == state)
+
+    async def stop(self) -> None:
+        if asyncio.current_task() is self.task:
+            return
+        self.task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await self.task
+
+
+class PresenceService:
+    def __init__(self, config: PresenceConfig, ctx: NodeContext,
+                 identity: IdentityService) -> None:
+        self.config = config
+        self.ctx = ctx
+        self.identity = identity
+        self.monitors: dict[str, Monitor] = {}
+        self.stats = Stats()
+        # Wall-clock times of the changes, for the bench (leaving → alert latency).
+        self.alerts_at: dict[str, list[tuple[str, float]]] = {}
+
+    def start(self) -> None:
+        _SERVICES[id(self.ctx)] = self
+        self.ctx.lifecycle.listeners.append(self.on_transition)
+        self.ctx.lifecycle.accept_gates.append(("guardian_present", self.gate()))
+
+    async def close(self) -> None:
+        _SERVICES.pop(id(self.ctx), None)
+        for monitor in list(self.monitors.values()):
+            await monitor.stop()
+        self.monitors.clear()
+
+    def gate(self) -> Gate:
+        async def guardian_present(cid: str) -> str | None:
+            ages = await consultation_ages(self.ctx.db, cid, self.config)
+            if ages is None or not ages.pediatric:
+                return None
+            monitor = self.monitors.get(cid) or await self.ensure_monitor(cid)
+            if monitor is None:
+                return "no guardian of this child has an enrolled photo (or no patient video)"
+            if monitor.state != "present":
+                return "the guardian has not been seen on the patient's camera yet"
+            return None
+
+        return guardian_present
+
+    async def ensure_monitor(self, cid: str) -> Monitor | None:
+        """Start checking a pediatric consultation's patient video, if not already."""
+        if cid in self.monitors:
+            return self.monitors[cid]
+        room = self.ctx.rooms.get(cid)
+        consultation = await records.get_consultation(self.ctx.db, cid)
+        if room is None or consultation is None:
+            return None
+        ages = await consultation_ages(self.ctx.db, cid, self.config)
+        if ages is None or not ages.pediatric:
+            return None
+        guardians = await guardian_encodings(self.ctx.db, consultation.patient_id)
+        if cid in self.monitors:  # another caller started it while we read the database
+            return self.monitors[cid]
+        if not guardians:
+            await self.ctx.events.append(cid, "guardian.presence.unavailable", "system", {
+                "reason": "no enrolled guardian photo for this patient"})
+            return None
+        monitor = self.monitors[cid] = Monitor(self, room, consultation.patient_id, guardians)
+        await self.ctx.events.append(cid, "guardian.presence.started", "system", {
+            "guardians": sorted(guardians), "sample_interval_s": self.config.sample_interval_s,
+            "absent_after_s": self.config.absent_after_s,
+            "present_after": self.config.present_after,
+            "threshold": self.identity.config.threshold})
+        return monitor
+
+    async def on_transition(self, change: Transition) -> None:
+        cid = change.consultation_id
+        if change.state.final:
+            monitor = self.monitors.pop(cid, None)
+            if monitor is not None:
+                await monitor.stop()
+                await self.ctx.events.append(cid, "guardian.presence.stopped", "system", {
+                    "state": monitor.state})
+            return
+        if change.state in (State.WAITING, State.VERIFYING, State.ACTIVE):
+            await self.ensure_monitor(cid)
+
+    async def on_change(self, monitor: Monitor, change: Change) -> None:
+        """One presence change: timeline event, pages, live state, ops alert, limit action."""
+        cid = monitor.cid
+        at = datetime.now(UTC) - timedelta(seconds=max(0.0, time.monotonic() - change.at))
+        evidence = {"previous": change.previous, "unseen_s": change.unseen_s,
+                    "faces": change.faces, "distance": change.distance,
+                    "threshold": self.identity.config.threshold, "streak": change.streak,
+                    "at": at.isoformat()}
+        state = await self.ctx.lifecycle.state(cid)
+        active = state == State.ACTIVE
+        self.alerts_at.setdefault(cid, []).append((change.kind, time.time()))
+        if change.kind == "limit":
+            await self._limit(monitor, evidence, active)
+            return
+        await self.ctx.events.append(cid, "guardian.presence", "system",
+                                     {"state": change.kind, **evidence})
+        zh, en = TEXT[change.kind]
+        await monitor.room.broadcast({"type": "presence", "guardian": change.kind,
+                                      "faces": change.faces, "at": at.isoformat(),
+                                      "zh": zh, "en": en})
+        try:
+            await self.ctx.live.put_consultation(cid, {"guardian": change.kind})
+        except LiveStateUnavailable:
+            log.warning("live state unavailable: guardian %s of %s not published",
+                        change.kind, cid)
+        if active and (change.kind == "absent" or change.previous == "absent"):
+            await self._alert(cid, f"guardian.{change.kind}", evidence)
+
+    async def _alert(self, cid: str, kind: str, data: dict[str, Any]) -> None:
+        try:
+            await self.ctx.live.publish(ALERTS_CHANNEL, {
+                "kind": kind, "consultation": cid, "node": self.ctx.settings.node_id,
+                "at": datetime.now(UTC).isoformat(), **data})
+        except LiveStateUnavailable:
+            log.warning("live state unavailable: alert %s of %s not published", kind, cid)
+
+    async def _limit(self, monitor: Monitor, evidence: dict[str, Any], active: bool) -> None:
+        cid, action = monitor.cid, self.config.absent_action
+        await self.ctx.events.append(cid, "guardian.absent_limit", "system", {
+            "limit_s": self.config.absent_limit_s, "action": action if active else "none",
+            **evidence})
+        if not active:
+            return
+        await self._alert(cid, "guardian.absent_limit", {"action": action, **evidence})
+        if action == "ask_doctor":
+            zh, en = TEXT["limit"]
+            await monitor.room.send(Role.DOCTOR, {"type": "notice",
+                                                  "code": "guardian_absent_limit",
+                                                  "zh": zh, "en": en})
+            return
+        consultation = await records.get_consultation(self.ctx.db, cid)
+        hospital = (await records.get_hospital(self.ctx.db, consultation.hospital_id)
+                    if consultation is not None else None)
+        if consultation is None or hospital is None:
+            return
+        target = referral.ReferralTarget(
+            hospital.name, consultation.specialty, "routine",
+            f"监护人离开镜头超过 {self.config.absent_limit_s:.0f} 秒，问诊自动终止；请携带患儿"
+            f"由监护人陪同到院就诊。The guardian was off camera for over "
+            f"{self.config.absent_limit_s:.0f} s; please visit the hospital with the child.")
+        with contextlib.suppress(TransitionError):
+            await referral.terminate(self.ctx, cid, "system", "guardian_absent", target)
+
+
+async def start(ctx: NodeContext, config: PresenceConfig,
+                identity: IdentityService) -> PresenceService | None:
+    """Wire presence detection into the node; None when TC_GUARDIAN_PRESENCE=0."""
+    if not config.enabled:
+        log.warning("TC_GUARDIAN_PRESENCE=0: guardians of children are NOT checked on camera")
+        return None
+    svc = PresenceService(config, ctx, identity)
+    svc.start()
+    return svc

@@ -1,0 +1,60 @@
+"""What a face worker does for one presence sample (issue 4); runs in identity's process pool.
+
+One detection at 320 wide (identity.worker's `_detect`/`_people`: same detector, same rule for
+ignoring small false faces), then encodings only for faces that need one (presence_policy.reuse):
+a face that stayed where it was keeps its earlier distance until it is `refresh_s` old, and once
+a guardian is matched the other faces are only counted, never encoded (a child's face is not what
+we are looking for, and dlib cannot tell children apart anyway).
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from . import worker
+from .presence_policy import Box, Track, reuse
+
+
+@dataclass
+class SampleResult:
+    faces: int
+    matched: bool
+    distance: float | None  # best (smallest) distance to an enrolled guardian among the faces
+    tracks: list[Track] = field(default_factory=list)
+    encoded: int = 0
+    cpu_s: float = 0.0
+    boxes: list[Box] = field(default_factory=list)
+
+
+def sample(rgb: np.ndarray, guardians: list[list[float]], tracks: list[Track], now: float,
+           threshold: float, refresh_s: float) -> SampleResult:
+    started = time.process_time()
+    people = worker._people(worker._detect(rgb))
+    previous = reuse(people, tracks, now, refresh_s)
+    known = np.asarray(guardians, dtype=np.float64) if guardians else None
+    # Faces that continue an earlier track first: if one of them is the guardian, nothing new
+    # needs encoding this time.
+    out: list[Track | None] = [None if prev is None else Track(box, prev.distance, prev.encoded_at)
+                               for box, prev in zip(people, previous, strict=True)]
+    seen = [t.distance for t in out if t is not None and t.distance is not None]
+    best = min(seen, default=None)
+    encoded = 0
+    for i, box in enumerate(people):
+        if out[i] is not None:
+            continue
+        if known is not None and (best is None or best > threshold):
+            enc = worker._lib().face_encodings(rgb, [box])[0]
+            encoded += 1
+            distance = float(np.min(np.linalg.norm(known - enc, axis=1)))
+            out[i] = Track(box, distance, now)
+            best = distance if best is None else min(best, distance)
+        else:
+            out[i] = Track(box, None, now - refresh_s)  # counted only: stale, so never reused
+    tracks_out = [t for t in out if t is not None]
+    matched = best is not None and best <= threshold
+    return SampleResult(faces=len(people), matched=matched,
+                        distance=None if best is None else round(best, 4), tracks=tracks_out,
+                        encoded=encoded, cpu_s=time.process_time() - started, boxes=people)

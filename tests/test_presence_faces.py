@@ -1,0 +1,57 @@
+"""Presence samples on the real photos (issue 4), run in-process (the worker function itself).
+
+The guardian is enrolled from obama/obama.jpg and shown from a DIFFERENT photo (obama2.jpg) beside
+a child; a different adult (biden/) beside the same child must not count as the guardian.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from identity import presence_worker, worker
+from identity.config import IdentityConfig
+from tests.browser import BIDEN, CHILD_A, OBAMA, OBAMA_2, empty_scene, side_by_side
+
+THRESHOLD = IdentityConfig().threshold
+
+
+def frame(img: Image.Image) -> np.ndarray:
+    return np.asarray(img.convert("RGB").resize((640, 480)))
+
+
+@pytest.fixture(scope="module")
+def enrolled() -> list[list[float]]:
+    result = worker.enroll(OBAMA.read_bytes(), 80)
+    assert result.error is None and result.encoding is not None
+    return [result.encoding]
+
+
+def test_guardian_beside_child_matches_and_is_not_encoded_again(enrolled) -> None:
+    rgb = frame(side_by_side(OBAMA_2, CHILD_A))
+    first = presence_worker.sample(rgb, enrolled, [], 0.0, THRESHOLD, 5.0)
+    assert first.faces == 2 and first.matched, first
+    assert first.distance is not None and first.distance < THRESHOLD
+    assert first.encoded in (1, 2)
+    again = presence_worker.sample(rgb, enrolled, first.tracks, 1.0, THRESHOLD, 5.0)
+    assert again.matched and again.faces == 2 and again.encoded == 0
+    stale = presence_worker.sample(rgb, enrolled, again.tracks, 6.0, THRESHOLD, 5.0)
+    assert stale.matched and stale.encoded >= 1
+
+
+def test_a_different_adult_beside_the_child_is_not_the_guardian(enrolled) -> None:
+    rgb = frame(side_by_side(BIDEN, CHILD_A))
+    result = presence_worker.sample(rgb, enrolled, [], 0.0, THRESHOLD, 5.0)
+    assert result.faces == 2
+    assert not result.matched
+    assert result.distance is not None and result.distance > THRESHOLD + 0.1, result.distance
+    # Still, on the next sample: the faces did not move, so they are not encoded again.
+    again = presence_worker.sample(rgb, enrolled, result.tracks, 1.0, THRESHOLD, 5.0)
+    assert not again.matched and again.encoded == 0
+
+
+def test_child_alone_is_one_face_and_no_guardian(enrolled) -> None:
+    rgb = frame(side_by_side(empty_scene(), CHILD_A))
+    result = presence_worker.sample(rgb, enrolled, [], 0.0, THRESHOLD, 5.0)
+    assert result.faces == 1 and not result.matched
