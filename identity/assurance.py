@@ -103,6 +103,7 @@ class Assurance:
                     "for_s": round(now - bad_since, 1), "action": cfg.mismatch_action}
             await events.append(self.cid, "identity.alert", "system", data)
             await self.svc.alert(self.cid, "identity.alert", data)
+            await self.svc.status(self.cid, "mismatch")
             zh, en = ASSURANCE_TEXT[reason]
             await self.room.send(Role.DOCTOR, {"type": "notice", "code": f"identity_{reason}",
                                                "zh": zh, "en": en})

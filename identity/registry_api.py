@@ -242,11 +242,7 @@ async def upload_face(request: web.Request) -> web.Response:
 
 
 def _too_large(limit: int, size: int) -> web.HTTPException:
-    """413 with the JSON error body (aiohttp's 413 needs the sizes, so not via json_error)."""
-    body = json.dumps({"error": {"code": "too_large", "message":
-                                 f"the photo is larger than {limit} bytes"}})
-    return web.HTTPRequestEntityTooLarge(max_size=limit, actual_size=size, text=body,
-                                         content_type="application/json")
+    return json_error(413, "too_large", f"the photo is {size} bytes; the limit is {limit}")
 
 
 @requires(Role.ADMIN)

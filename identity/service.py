@@ -15,7 +15,9 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
+from server import metrics
 from server.lifecycle import Gate, State, Transition
+from server.live import LiveStateUnavailable
 from server.store import records
 from signaling.context import NodeContext
 
@@ -81,6 +83,13 @@ class IdentityService:
     async def enrollment(self, doctor_id: str) -> FaceEnrollment | None:
         async with self.ctx.db.session() as session:
             return await session.get(FaceEnrollment, doctor_id)
+
+    async def status(self, cid: str, status: str) -> None:
+        """The doctor's identity status in the live state, where the ops view reads it."""
+        try:
+            await self.ctx.live.put_consultation(cid, {"identity": status})
+        except LiveStateUnavailable:
+            metrics.LIVE_STATE_ERRORS.inc()
 
     async def alert(self, cid: str, kind: str, data: dict[str, Any]) -> None:
         """An ops alert in live state (fan-out to ops consoles on every node)."""

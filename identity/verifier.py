@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 from sqlalchemy import func, select
 
+from server import metrics
 from server.auth import Role
 
 from .frames import FrameTap
@@ -90,6 +91,10 @@ class Verification:
         return self.svc.config
 
     async def say(self, step: str, **fields: Any) -> None:
+        status = step if step in ("verified", "failed", "locked") else "verifying"
+        if status != "verifying":
+            metrics.VERIFICATIONS.labels(fields.get("reason") or status).inc()
+        await self.svc.status(self.cid, status)  # for the ops view
         zh, en = fields.pop("text", None) or STEP_TEXT.get(step, ("", ""))
         await self.room.send(Role.DOCTOR, {"type": "verify", "step": step, "zh": zh, "en": en,
                                            **fields})

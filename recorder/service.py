@@ -17,9 +17,12 @@ from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
+from server import metrics
 from server.lifecycle import State, Transition
+from server.live import LiveStateUnavailable
 from server.store.recordings import Recording, RecordingSegment
 from signaling.context import NodeContext
+from signaling.room import Room
 
 from . import index
 from .consultation import ACTOR, ConsultationRecording, segment_values
@@ -98,7 +101,13 @@ class Recorder:
         await self.event(cid, "recording.started", {
             "epoch": row.epoch_at.isoformat(), "segment_s": self.settings.recording_segment_s,
             "key_id": self.keys.current_id, "participants": sorted(rec.participants)})
+        with contextlib.suppress(LiveStateUnavailable):
+            await self.ctx.live.put_consultation(cid, {"recording": "on"})
         return rec
+
+    async def resume(self, room: Room, state: State) -> None:
+        """A consultation re-homed here while active: record on, in new segments."""
+        await self.start(room.consultation_id)
 
     async def stop(self, cid: str, why: str) -> None:
         try:
@@ -130,6 +139,7 @@ class Recorder:
     async def recording_failed(self, rec: ConsultationRecording, error: str) -> None:
         """Stop this consultation's recording cleanly, tell ops and the event log."""
         self.active.pop(rec.cid, None)
+        metrics.RECORDING_ERRORS.inc()
         await index.update_recording(self.ctx.db, rec.cid, status="failed", error=error[:500])
         await self.event(rec.cid, "recording.failed", {"error": error,
                                                        "segments": rec.closed_segments})
@@ -151,6 +161,7 @@ class Recorder:
                             state: str) -> RecordingSegment:
         values = segment_values(cid, epoch_at, role, seq, t_start_ms, stats, stored, state)
         row = await index.save_segment(self.ctx.db, values)
+        metrics.RECORDING_BYTES.inc(stored.size)
         await self.event(cid, "recording.segment" if state == "closed"
                          else "recording.recovered", {
             "segment": row.id, "role": role, "seq": seq, "state": state,

@@ -79,6 +79,7 @@ async def _node(app: web.Application) -> AsyncIterator[None]:
     recorder = app[recorder_http.RECORDER_KEY] = Recorder(ctx)  # issue 5
     await recorder.open()  # recovers what a killed process left unfinished
     lifecycle.listeners.insert(0, recorder.on_transition)  # before the room closes
+    rooms.on_resumed.append(recorder.resume)  # issue 7: recording continues after a failover
     # Issue 3: face verification with liveness (accept gate "identity") and re-checks.
     identity_service = await identity.start(app, ctx)
     # Issue 4: guardian on camera in pediatric consultations (accept gate "guardian_present").

@@ -91,6 +91,8 @@ class Tokens:
 def json_error(status: int, code: str, message: str) -> web.HTTPException:
     """An HTTP error whose JSON body says what went wrong, for people and programs alike."""
     body = json.dumps({"error": {"code": code, "message": message}}, ensure_ascii=False)
+    if status == 413:  # aiohttp's 413 wants the sizes, which the message already gives
+        return web.HTTPRequestEntityTooLarge(0, 0, text=body, content_type="application/json")
     return _ERRORS[status](text=body, content_type="application/json")
 
 

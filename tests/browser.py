@@ -31,6 +31,7 @@ import av
 import numpy as np
 from PIL import Image, ImageOps
 
+
 def _faces_dir() -> Path:
     """TC_FACES_DIR, else ../shared/faces beside the repository (as CI lays it out)."""
     if os.environ.get("TC_FACES_DIR"):

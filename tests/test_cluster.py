@@ -150,6 +150,9 @@ async def test_node_killed_mid_call_fails_over(cluster: Cluster, tmp_path: Path,
     kinds = [(k, d) for k, d in await cluster.events(cid)]
     rehomed = [d for k, d in kinds if k == "consultation.rehomed"]
     assert rehomed and rehomed[0]["from"] == "node-b" and rehomed[0]["to"] == "node-a", kinds
+    # Recording goes on, in new segments on the new node.
+    started = [k for k, _ in kinds if k == "recording.started"]
+    assert len(started) == 2, [k for k, _ in kinds]
 
 
 async def test_drained_node_sends_new_consultations_elsewhere(
