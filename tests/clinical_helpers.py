@@ -27,3 +27,19 @@ async def chain_verified(events: EventLog, cid: str, timeout: float = 5.0) -> Ch
         if report.ok or asyncio.get_running_loop().time() > deadline:
             return report
         await asyncio.sleep(0.05)
+
+
+async def active_call(node, clips):  # type: ignore[no-untyped-def]
+    """Book, join both sides with media, consent, accept: an active call with frames flowing."""
+    booking = await node.book()
+    guardian = node.client(booking.guardian_link.split("#token=")[1], clips)
+    doctor = node.client(booking.doctor_link.split("#token=")[1], clips)
+    for side in (guardian, doctor):
+        await side.connect()
+        await side.start_media()
+    await give_consent(guardian, doctor)
+    await doctor.send({"type": "accept"})
+    await guardian.expect("state", state="active")
+    for side in (guardian, doctor):
+        await side.wait_frames("video", 10)
+    return booking, guardian, doctor

@@ -6,10 +6,10 @@ import av
 import pytest
 from aiortc import RTCPeerConnection
 from aiortc import rtcrtpreceiver as aiortc_receiver
-from aiortc.codecs import opus, vpx
 
 from signaling import passthrough
 
+from .codec_counter import count_codecs
 from .node_fixtures import Node
 
 
@@ -71,20 +71,7 @@ async def test_no_codec_runs_in_a_relayed_call(node: Node, clips, monkeypatch) -
     (aiortc's sender builds an idle Opus encoder object even when it only packetizes; it never
     encodes, which the call counters show.)
     """
-    calls: list[str] = []
-    for cls in (vpx.Vp8Encoder, vpx.Vp8Decoder, opus.OpusEncoder, opus.OpusDecoder):
-        for name in ("encode", "decode"):
-            if hasattr(cls, name):
-                real = getattr(cls, name)
-                monkeypatch.setattr(cls, name, _counting(calls, f"{cls.__name__}.{name}", real))
-    opened: list[str] = []
-    real_create = av.CodecContext.create
-
-    def counting_create(codec, mode=None, *args, **kwargs):  # type: ignore[no-untyped-def]
-        opened.append(f"{codec}:{mode}")
-        return real_create(codec, mode, *args, **kwargs)
-
-    monkeypatch.setattr(av.CodecContext, "create", staticmethod(counting_create))
+    codecs = count_codecs(monkeypatch)
     booking = await node.book()
     guardian = node.client(booking.guardian_link.split("#token=")[1], clips)
     doctor = node.client(booking.doctor_link.split("#token=")[1], clips)
@@ -98,13 +85,6 @@ async def test_no_codec_runs_in_a_relayed_call(node: Node, clips, monkeypatch) -
     finally:
         await guardian.close()
         await doctor.close()
-    assert calls == []
-    assert [c for c in opened if not c.startswith("libopus")] == []
+    assert codecs.calls == []
+    assert codecs.video_contexts == []
 
-
-def _counting(calls: list[str], label: str, real):  # type: ignore[no-untyped-def]
-    def wrapper(*args, **kwargs):  # type: ignore[no-untyped-def]
-        calls.append(label)
-        return real(*args, **kwargs)
-
-    return wrapper

@@ -6,27 +6,12 @@ import time
 
 from server.lifecycle import State
 
-from .clinical_helpers import give_consent
+from .clinical_helpers import active_call
 from .node_fixtures import Node
 
 
-async def _active_call(node: Node, clips):
-    booking = await node.book()
-    guardian = node.client(booking.guardian_link.split("#token=")[1], clips)
-    doctor = node.client(booking.doctor_link.split("#token=")[1], clips)
-    for side in (guardian, doctor):
-        await side.connect()
-        await side.start_media()
-    await give_consent(guardian, doctor)
-    await doctor.send({"type": "accept"})
-    await guardian.expect("state", state="active")
-    for side in (guardian, doctor):
-        await side.wait_frames("video", 10)
-    return booking, guardian, doctor
-
-
 async def test_vanished_guardian_rejoins_within_grace(node: Node, clips) -> None:
-    booking, guardian, doctor = await _active_call(node, clips)
+    booking, guardian, doctor = await active_call(node, clips)
     cid = booking.consultation_id
     try:
         await guardian.drop()
@@ -59,7 +44,7 @@ async def test_vanished_guardian_rejoins_within_grace(node: Node, clips) -> None
 
 
 async def test_vanished_guardian_gone_after_grace_doctor_stays(node: Node, clips) -> None:
-    booking, guardian, doctor = await _active_call(node, clips)
+    booking, guardian, doctor = await active_call(node, clips)
     cid = booking.consultation_id
     try:
         await guardian.drop()
@@ -82,7 +67,7 @@ async def test_vanished_guardian_gone_after_grace_doctor_stays(node: Node, clips
 
 
 async def test_everyone_gone_aborts_active_consultation(node: Node, clips) -> None:
-    booking, guardian, doctor = await _active_call(node, clips)
+    booking, guardian, doctor = await active_call(node, clips)
     await guardian.drop()
     await doctor.send({"type": "leave"})
     await doctor.expect("closed")

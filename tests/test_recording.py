@@ -6,10 +6,9 @@ import asyncio
 import itertools
 import time
 
-import av
 import pytest
-from aiortc.codecs import opus, vpx
 
+from .codec_counter import count_codecs
 from .node_fixtures import Node, node_settings, start_node
 from .recording_helpers import (
     closed_segments,
@@ -33,20 +32,7 @@ async def rec_node(tmp_path):
 @pytest.mark.timeout(90)
 async def test_twenty_second_call_is_recorded_in_sync_without_any_codec(
         rec_node: Node, clips, monkeypatch) -> None:
-    calls: list[str] = []
-    for cls in (vpx.Vp8Encoder, vpx.Vp8Decoder, opus.OpusEncoder, opus.OpusDecoder):
-        for name in ("encode", "decode"):
-            if hasattr(cls, name):
-                real = getattr(cls, name)
-                monkeypatch.setattr(cls, name, _counting(calls, f"{cls.__name__}.{name}", real))
-    opened: list[str] = []
-    real_create = av.CodecContext.create
-
-    def counting_create(codec, mode=None, *args, **kwargs):  # type: ignore[no-untyped-def]
-        opened.append(f"{codec}:{mode}")
-        return real_create(codec, mode, *args, **kwargs)
-
-    monkeypatch.setattr(av.CodecContext, "create", staticmethod(counting_create))
+    codecs = count_codecs(monkeypatch)
 
     node = rec_node
     cid, guardian, doctor = await start_call(node, clips)
@@ -91,8 +77,8 @@ async def test_twenty_second_call_is_recorded_in_sync_without_any_codec(
              for role in ("doctor", "guardian")}
     assert abs(offset_s(sides["doctor"]) - offset_s(sides["guardian"])) < 0.1
 
-    assert calls == []
-    assert [c for c in opened if not c.startswith("libopus")] == []
+    assert codecs.calls == []
+    assert codecs.video_contexts == []
     kinds = [e["kind"] for e in await node.events(cid)]
     assert kinds.count("recording.segment") == len(segs)
     assert "recording.started" in kinds and "recording.stopped" in kinds
@@ -100,10 +86,3 @@ async def test_twenty_second_call_is_recorded_in_sync_without_any_codec(
     report = await recorder.verify(cid)
     assert report.ok and report.checked == len(segs), report
 
-
-def _counting(calls: list[str], label: str, real):  # type: ignore[no-untyped-def]
-    def wrapper(*args, **kwargs):  # type: ignore[no-untyped-def]
-        calls.append(label)
-        return real(*args, **kwargs)
-
-    return wrapper

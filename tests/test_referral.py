@@ -16,7 +16,7 @@ from server.referral import ReferralTarget, terminate
 from server.store import SYSTEM_CHAIN
 from server.store.clinical import Referral
 
-from .clinical_helpers import chain_verified, give_consent
+from .clinical_helpers import active_call, chain_verified, give_consent
 from .node_fixtures import Node
 
 REFERRAL = {"hospital": "首都医科大学附属北京儿童医院", "department": "急诊科",
@@ -40,23 +40,9 @@ async def _referrals(node: Node) -> int:
         return int(await s.scalar(select(func.count()).select_from(Referral)) or 0)
 
 
-async def _active(node: Node, clips):
-    booking = await node.book()
-    guardian = node.client(booking.guardian_link.split("#token=")[1], clips)
-    doctor = node.client(booking.doctor_link.split("#token=")[1], clips)
-    for side in (guardian, doctor):
-        await side.connect()
-        await side.start_media()
-    await give_consent(guardian, doctor)
-    await doctor.send({"type": "accept"})
-    await guardian.expect("state", state="active")
-    for side in (guardian, doctor):
-        await side.wait_frames("video", 10)
-    return booking, guardian, doctor
-
 
 async def test_doctor_terminates_with_referral(node: Node, clips) -> None:
-    booking, guardian, doctor = await _active(node, clips)
+    booking, guardian, doctor = await active_call(node, clips)
     cid = booking.consultation_id
     try:
         clicked = time.monotonic()
@@ -153,7 +139,7 @@ BAD_TERMINATIONS = [
 
 
 async def test_bad_terminations_change_nothing(node: Node, clips) -> None:
-    booking, guardian, doctor = await _active(node, clips)
+    booking, guardian, doctor = await active_call(node, clips)
     cid = booking.consultation_id
     try:
         for fields, field in BAD_TERMINATIONS:
