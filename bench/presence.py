@@ -23,7 +23,6 @@ import asyncio
 import json
 import logging
 import math
-import os
 import secrets
 import subprocess
 import sys
@@ -42,13 +41,12 @@ from bench.client import CallClient
 from bench.clip import Clip, encode_opus, encode_vp8
 from bench.relay import (
     NODE_START_TIMEOUT_S,
-    ROOT,
-    _die_with_parent,
     cpu_percent,
     cpu_seconds,
     free_port,
     machine,
     process_tree,
+    start_node,
     stop_node,
     wait_healthy,
 )
@@ -133,18 +131,11 @@ async def seed_pediatric(data_dir: Path, database_url: str, secret: str, port: i
         await db.close()
 
 
-def start_node(data_dir: Path, database_url: str, secret: str, port: int,
-               presence: bool) -> subprocess.Popen:
-    """Like bench.relay.start_node, with identity off and presence on or off."""
-    env = {k: v for k, v in os.environ.items()
-           if not k.startswith("TC_") and k not in ("DATABASE_URL", "REDIS_URL")}
-    env.update(TC_DATA_DIR=str(data_dir), TC_HOST="127.0.0.1", TC_PORT=str(port),
-               TC_ICE_HOST_ADDRESSES="127.0.0.1", TC_TOKEN_SECRET=secret,
-               TC_LOG_LEVEL="WARNING", DATABASE_URL=database_url,
-               TC_IDENTITY_REQUIRED="0", TC_GUARDIAN_PRESENCE="1" if presence else "0")
-    return subprocess.Popen([sys.executable, "-m", "server", "run"], cwd=ROOT, env=env,
-                            stdout=sys.stderr, stdin=subprocess.DEVNULL,
-                            preexec_fn=_die_with_parent)
+def start_presence_node(data_dir: Path, database_url: str, secret: str, port: int,
+                        presence: bool) -> subprocess.Popen:
+    """The relay node with recording on, identity off, and presence on or off."""
+    return start_node(data_dir, database_url, secret, port, TC_RECORDING="1",
+                      TC_GUARDIAN_PRESENCE="1" if presence else "0")
 
 
 async def measure(presence: bool, seconds: float, leaves: int,
@@ -156,7 +147,7 @@ async def measure(presence: bool, seconds: float, leaves: int,
         port, secret = free_port(), secrets.token_urlsafe(32)
         database_url = f"sqlite+aiosqlite:///{data_dir / 'node.db'}"
         _cid, g_token, d_token = await seed_pediatric(data_dir, database_url, secret, port)
-        node = start_node(data_dir, database_url, secret, port, presence)
+        node = start_presence_node(data_dir, database_url, secret, port, presence)
         base = f"http://127.0.0.1:{port}"
         try:
             await asyncio.to_thread(wait_healthy, node, base, NODE_START_TIMEOUT_S)

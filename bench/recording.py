@@ -16,7 +16,6 @@ import argparse
 import asyncio
 import json
 import logging
-import os
 import secrets
 import subprocess
 import sys
@@ -30,11 +29,11 @@ import aiohttp
 from bench.client import CallClient
 from bench.clip import Clip, encode_opus, encode_vp8
 from bench.relay import (
-    ROOT,
     cpu_seconds,
     free_port,
     process_tree,
     seed_consultations,
+    start_node,
     wait_healthy,
     wait_state,
 )
@@ -50,16 +49,7 @@ def _tree_size(path: Path) -> int:
 
 
 def _start(data: Path, port: int, secret: str, recording: bool) -> subprocess.Popen:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("TC_")
-           and k not in ("DATABASE_URL", "REDIS_URL")}
-    env.update(TC_DATA_DIR=str(data), TC_HOST="127.0.0.1", TC_PORT=str(port),
-               TC_ICE_HOST_ADDRESSES="127.0.0.1", TC_TOKEN_SECRET=secret,
-               TC_LOG_LEVEL="WARNING",
-               # Media cost only: no face verification or guardian-presence checks.
-               TC_IDENTITY_REQUIRED="0", TC_GUARDIAN_PRESENCE="0",
-               TC_RECORDING="1" if recording else "0")
-    return subprocess.Popen([sys.executable, "-m", "server", "run"], cwd=ROOT, env=env,
-                            stdout=sys.stderr, stdin=subprocess.DEVNULL)
+    return start_node(data, None, secret, port, TC_RECORDING="1" if recording else "0")
 
 
 async def _call(url: str, pair: tuple[str, str], clips: dict[str, Clip],

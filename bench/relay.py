@@ -373,12 +373,20 @@ async def seed_consultations(data_dir: Path, database_url: str, secret: str, por
         await db.close()
 
 
-def start_node(data_dir: Path, database_url: str, secret: str, port: int) -> subprocess.Popen:
+# The relay alone: no face checks (the clips have no faces) and no recording. Other benchmarks
+# turn on what they measure through `start_node(..., **settings)`.
+MEDIA_ONLY = {"TC_IDENTITY_REQUIRED": "0", "TC_GUARDIAN_PRESENCE": "0", "TC_RECORDING": "0"}
+
+
+def start_node(data_dir: Path, database_url: str | None, secret: str, port: int,
+               **settings: str) -> subprocess.Popen:
     env = {k: v for k, v in os.environ.items()
            if not k.startswith("TC_") and k not in ("DATABASE_URL", "REDIS_URL")}
     env.update(TC_DATA_DIR=str(data_dir), TC_HOST="127.0.0.1", TC_PORT=str(port),
                TC_ICE_HOST_ADDRESSES="127.0.0.1", TC_TOKEN_SECRET=secret,
-               TC_LOG_LEVEL="WARNING", DATABASE_URL=database_url)
+               TC_LOG_LEVEL="WARNING", **MEDIA_ONLY, **settings)
+    if database_url:
+        env["DATABASE_URL"] = database_url
     # The node's stdout ("listening on ...") goes to our stderr: stdout carries only the JSON.
     return subprocess.Popen([sys.executable, "-m", "server", "run"], cwd=ROOT, env=env,
                             stdout=sys.stderr, stdin=subprocess.DEVNULL,
