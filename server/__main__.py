@@ -28,9 +28,20 @@ async def _seed(settings: Settings) -> None:
         booking = await seed(db, settings, _tokens(settings))
     finally:
         await db.close()
+    tokens = _tokens(settings)
+    base = settings.public_url
+    admin = tokens.issue(Role.ADMIN, "demo-admin")
     print(f"demo consultation {booking.consultation_id}")
-    print(f"  doctor   (医生):   {booking.doctor_link}")
-    print(f"  guardian (监护人): {booking.guardian_link}")
+    print(f"  doctor   (医生):     {booking.doctor_link}")
+    print(f"  guardian (监护人):   {booking.guardian_link}")
+    print(f"  ops      (运维):     {base}/ops#token={tokens.issue(Role.OPS, 'demo-ops')}")
+    print(f"  auditor  (审计):     {base}/replay#token={tokens.issue(Role.AUDITOR, 'demo-audit')}")
+    print(f"  registry (医生注册): {base}/admin/doctors#token={admin}")
+    print("Before the doctor can accept: enroll the doctor's face photo on the registry page")
+    print("(identity check), and the guardian's, for this child's consultation:")
+    print(f"  curl -X PUT --data-binary @photo.jpg -H 'Authorization: Bearer {admin}' \\")
+    print(f"       {base}/api/admin/guardians/{booking.guardian_id}/face")
+    print("To look around without faces: TC_IDENTITY_REQUIRED=0 TC_GUARDIAN_PRESENCE=0 make run")
 
 
 async def _verify(settings: Settings, chain: str) -> int:
@@ -78,7 +89,6 @@ def main(argv: list[str] | None = None) -> int:
         return asyncio.run(_verify(settings, args.chain))
     if args.demo:
         asyncio.run(_seed(settings))
-        print("auditor/ops/admin token: python -m server token --role admin --subject you")
     web.run_app(create_app(settings), host=settings.host, port=settings.port,
                 access_log_class=RedactingAccessLogger,
                 print=lambda msg: print(f"teleconsult node listening on {settings.public_url}"))
