@@ -111,6 +111,7 @@ class IdentityNode:
 
     def __init__(self, data_dir: Path, **config: Any) -> None:
         from identity import CONFIG_KEY, IdentityConfig
+        from identity.guardians import PRESENCE_CONFIG_KEY
         from server.app import create_app
         from server.config import load_settings
 
@@ -120,6 +121,8 @@ class IdentityNode:
         self.settings = settings
         self.app = create_app(settings)
         self.app[CONFIG_KEY] = replace(IdentityConfig(), required=True, **config).checked()
+        # Identity alone: the demo patient is a child, and guardian presence is bench/presence.py.
+        self.app[PRESENCE_CONFIG_KEY] = self.app[PRESENCE_CONFIG_KEY].with_(enabled=False)
 
     async def __aenter__(self) -> IdentityNode:
         from signaling.handler import CONTEXT_KEY

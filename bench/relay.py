@@ -384,7 +384,8 @@ def start_node(data_dir: Path, database_url: str | None, secret: str, port: int,
            if not k.startswith("TC_") and k not in ("DATABASE_URL", "REDIS_URL")}
     env.update(TC_DATA_DIR=str(data_dir), TC_HOST="127.0.0.1", TC_PORT=str(port),
                TC_ICE_HOST_ADDRESSES="127.0.0.1", TC_TOKEN_SECRET=secret,
-               TC_LOG_LEVEL="WARNING", **MEDIA_ONLY, **settings)
+               TC_LOG_LEVEL="WARNING")
+    env.update({**MEDIA_ONLY, **settings})
     if database_url:
         env["DATABASE_URL"] = database_url
     # The node's stdout ("listening on ...") goes to our stderr: stdout carries only the JSON.
