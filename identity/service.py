@@ -20,6 +20,7 @@ from server.lifecycle import Gate, State, Transition
 from server.live import LiveStateUnavailable
 from server.store import records
 from signaling.context import NodeContext
+from signaling.room import Room
 
 from .assurance import Assurance
 from .config import IdentityConfig
@@ -128,11 +129,22 @@ class IdentityService:
             if consultation is not None:
                 self.verifications[cid] = Verification(self, room, consultation.doctor_id)
         elif change.state == State.ACTIVE:
-            consultation = await records.get_consultation(self.ctx.db, cid)
-            enrollment = (await self.enrollment(consultation.doctor_id)
-                          if consultation is not None else None)
-            if consultation is not None and enrollment is not None:
-                self.assurances[cid] = Assurance(self, room, consultation.doctor_id,
-                                                 list(enrollment.encoding))
-                async with self._started:
-                    self._started.notify_all()
+            await self._assure(room)
+
+    async def resume(self, room: Room, state: State) -> None:
+        """A consultation re-homed here while active (failover): the re-checks go on here."""
+        if self.config.required and state == State.ACTIVE and room.consultation_id not in \
+                self.assurances:
+            await self._assure(room)
+
+    async def _assure(self, room: Room) -> None:
+        """Start the periodic re-checks of the doctor's face for an active consultation."""
+        cid = room.consultation_id
+        consultation = await records.get_consultation(self.ctx.db, cid)
+        enrollment = (await self.enrollment(consultation.doctor_id)
+                      if consultation is not None else None)
+        if consultation is not None and enrollment is not None:
+            self.assurances[cid] = Assurance(self, room, consultation.doctor_id,
+                                             list(enrollment.encoding))
+            async with self._started:
+                self._started.notify_all()

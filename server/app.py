@@ -82,6 +82,7 @@ async def _node(app: web.Application) -> AsyncIterator[None]:
     rooms.on_resumed.append(recorder.resume)  # issue 7: recording continues after a failover
     # Issue 3: face verification with liveness (accept gate "identity") and re-checks.
     identity_service = await identity.start(app, ctx)
+    rooms.on_resumed.append(identity_service.resume)  # re-checks go on after a failover
     # Issue 4: guardian on camera in pediatric consultations (accept gate "guardian_present").
     presence_service = await presence.start(ctx, app[guardians.PRESENCE_CONFIG_KEY],
                                             identity_service)
