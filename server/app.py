@@ -66,7 +66,9 @@ async def _node(app: web.Application) -> AsyncIterator[None]:
     rooms.bind(ctx)
     lifecycle.listeners.append(rooms.on_transition)
     lifecycle.listeners.append(cluster.publish_transition)
-    cluster.on_remote_transition.append(rooms.on_transition)
+    # Ops ending a call through another node: the host's rooms, recorder, identity and presence
+    # must all hear it, exactly as for a transition made here.
+    cluster.on_remote_transition.append(lifecycle.notify)
     cluster.on_reclaimed.append(rooms.republish)
     await cluster.start()
     watcher = asyncio.create_task(metrics.watch_loop_and_cpu(), name="loop-watch")

@@ -125,6 +125,10 @@ class Cluster:
             except LiveStateUnavailable as exc:
                 metrics.LIVE_STATE_ERRORS.inc()
                 log.warning("live state unavailable, calls go on: %s", exc)
+            except Exception:
+                # A database error marking a lost node, say. Stopping the heartbeats would have
+                # the other nodes take this node's calls while it still hosts them: go on.
+                log.exception("heartbeat round failed; next one in %s s", self.settings.heartbeat_s)
 
     async def _mark_lost(self) -> None:
         nodes = await self.live.nodes()
@@ -145,6 +149,8 @@ class Cluster:
     # -- transitions made elsewhere ------------------------------------------------------------
 
     async def publish_transition(self, change: Transition) -> None:
+        if change.remote:  # heard from another node: publishing it again would echo forever
+            return
         try:
             await self.live.publish(TRANSITIONS, {
                 "origin": self.me, "consultation": change.consultation_id,
@@ -160,11 +166,21 @@ class Cluster:
                     async for message in sub:
                         if message.get("origin") == self.me:
                             continue
-                        change = Transition(message["consultation"], State(message["previous"]),
-                                            State(message["state"]), message["actor"],
-                                            message.get("reason"))
-                        for listener in self.on_remote_transition:
-                            await listener(change)
+                        await self._remote_transition(message)
             except LiveStateUnavailable:
                 metrics.LIVE_STATE_ERRORS.inc()
                 await asyncio.sleep(self.settings.heartbeat_s)
+            except Exception:  # this loop must outlive any one bad message or listener
+                log.exception("following transitions failed; resubscribing")
+                await asyncio.sleep(self.settings.heartbeat_s)
+
+    async def _remote_transition(self, message: dict[str, Any]) -> None:
+        try:
+            change = Transition(message["consultation"], State(message["previous"]),
+                                State(message["state"]), message["actor"],
+                                message.get("reason"), remote=True)
+        except (KeyError, ValueError, TypeError) as exc:
+            log.warning("ignoring a malformed transition message %r: %s", message, exc)
+            return
+        for listener in self.on_remote_transition:
+            await listener(change)

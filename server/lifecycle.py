@@ -11,6 +11,7 @@ consultation's hash-chained log.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -19,6 +20,7 @@ from typing import Any
 
 from server.store import Database, EventLog, records
 
+log = logging.getLogger(__name__)
 
 class State(StrEnum):
     SCHEDULED = "scheduled"
@@ -67,6 +69,7 @@ class Transition:
     state: State
     actor: str
     reason: str | None
+    remote: bool = False  # made on another node and heard through the cluster's pub/sub
 
 
 # A gate is asked before `verifying → active`; it returns None to pass or a refusal reason.
@@ -118,9 +121,18 @@ class Lifecycle:
             {"from": str(current), "to": str(target), "reason": reason, **(data or {})},
         )
         change = Transition(consultation_id, current, target, actor, reason)
-        for listener in self.listeners:
-            await listener(change)
+        await self.notify(change)
         return change
+
+    async def notify(self, change: Transition) -> None:
+        """Tell every listener, in order. The transition is already stored and audited, so one
+        failing listener (recorder, identity, ...) must not keep the others from hearing it."""
+        for listener in self.listeners:
+            try:
+                await listener(change)
+            except Exception:
+                log.exception("listener %s failed on %s -> %s of %s", _name(listener),
+                              change.previous, change.state, change.consultation_id)
 
     async def accept(self, consultation_id: str, actor: str) -> Transition:
         """The doctor starts the consultation, if every gate passes; a refusal names the gate."""
@@ -141,3 +153,7 @@ class Lifecycle:
             consultation_id, State.ACTIVE, actor, "accepted",
             {"gates": [name for name, _ in self.accept_gates]}, expected=current,
         )
+
+
+def _name(listener: Listener) -> str:
+    return getattr(listener, "__qualname__", repr(listener))

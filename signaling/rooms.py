@@ -6,6 +6,7 @@ import asyncio
 from collections.abc import Awaitable, Callable
 
 from server import metrics
+from server.auth import Role
 from server.lifecycle import State, Transition
 from server.live import LiveStateUnavailable
 
@@ -24,6 +25,9 @@ class Rooms:
 
     def bind(self, ctx: NodeContext) -> None:
         self.ctx = ctx
+        for role in (Role.DOCTOR, Role.GUARDIAN):  # read at each scrape, never out of date
+            metrics.PARTICIPANTS.labels(str(role)).set_function(
+                lambda role=role: self.participants(role))
 
     def __len__(self) -> int:
         return len(self._rooms)

@@ -155,6 +155,38 @@ async def test_node_killed_mid_call_fails_over(cluster: Cluster, tmp_path: Path,
     assert len(started) == 2, [k for k, _ in kinds]
 
 
+async def test_ops_ending_a_call_through_another_node_stops_it_on_its_host(
+        cluster: Cluster, tmp_path: Path, clips) -> None:
+    """The host hears the remote transition: room closed, recording closed and indexed."""
+    import aiohttp
+
+    async with aiohttp.ClientSession() as session:
+        cid, guardian, doctor = await _call(cluster, session, tmp_path, clips)
+        try:
+            await give_consent(guardian, doctor)
+            await doctor.send({"type": "accept"})
+            await guardian.expect("state", state="active")
+            await guardian.wait_frames("video", 10)
+            ops = cluster.tokens.issue(Role.OPS, "ops-1")
+            async with session.post(f"{cluster.a.url}/api/ops/consultations/{cid}/end",
+                                    json={"reason": "drill"},
+                                    headers={"Authorization": f"Bearer {ops}"}) as r:
+                assert r.status == 200, await r.text()
+            await guardian.expect("state", state="aborted", timeout=5)
+            await doctor.expect("state", state="aborted", timeout=5)
+        finally:
+            await guardian.close()
+            await doctor.close()
+    deadline = time.monotonic() + 10
+    while True:  # the host closes the last segments in the background: poll, bounded
+        kinds = [k for k, _ in await cluster.events(cid)]
+        if "recording.stopped" in kinds or time.monotonic() > deadline:
+            break
+        await asyncio.sleep(0.2)
+    assert "recording.stopped" in kinds, kinds
+    assert kinds.count("recording.segment") >= 2, kinds  # both sides' last segments stored
+
+
 async def test_drained_node_sends_new_consultations_elsewhere(
         cluster: Cluster, tmp_path: Path, clips) -> None:
     import aiohttp

@@ -30,18 +30,29 @@ async def test_metrics_parse_and_carry_the_listed_metrics(node: Node, clips) -> 
         await guardian.ws.send_str("garbage")  # type: ignore[union-attr]
         await guardian.expect("error")
         async with node.session.get(node.url + "/metrics") as r:
+            assert r.status == 401  # no token
+        doctor_token = doctor.token
+        async with node.session.get(node.url + "/metrics",
+                                    headers={"Authorization": f"Bearer {doctor_token}"}) as r:
+            assert r.status == 403
+        ops = node.tokens.issue(Role.OPS, "prometheus")
+        async with node.session.get(node.url + "/metrics",
+                                    headers={"Authorization": f"Bearer {ops}"}) as r:
             assert r.status == 200
             text = await r.text()
     finally:
         await guardian.close()
         await doctor.close()
     families = {f.name: f for f in text_string_to_metric_families(text)}
-    for name in ("tc_live_consultations", "tc_join_latency_seconds", "tc_verifications",
-                 "tc_recording_bytes", "tc_recording_errors", "tc_event_loop_lag_seconds",
-                 "tc_node_cpu_percent", "process_cpu_seconds", "tc_signaling_refused"):
+    for name in ("tc_live_consultations", "tc_participants", "tc_join_latency_seconds",
+                 "tc_verifications", "tc_recording_bytes", "tc_recording_errors",
+                 "tc_event_loop_lag_seconds", "tc_node_cpu_percent",
+                 "process_cpu_seconds", "tc_signaling_refused"):
         assert name in families, sorted(families)
     live = families["tc_live_consultations"].samples[0].value
     assert live >= 1
+    connected = {s.labels["role"]: s.value for s in families["tc_participants"].samples}
+    assert connected == {"doctor": 1, "guardian": 1}, connected
     joins = [s for s in families["tc_join_latency_seconds"].samples if s.name.endswith("_count")]
     assert joins[0].value >= 2  # both participants' media connected
     refused = {s.labels.get("code"): s.value for s in families["tc_signaling_refused"].samples
