@@ -5,7 +5,8 @@ decode, no decoder kept running) and checked with one detection and one encoding
 worker): under 1% of a core per consultation. While something is wrong the cadence shortens to
 `grace_recheck_s`; once it has been wrong for `grace_s` the doctor (notice) and ops (alert) are
 told and it is recorded; `mismatch_action` decides what else happens: "alert" (default) or "end"
-(the consultation is aborted, with the reason). Every check is an event.
+(the consultation is terminated with a referral to the booking hospital, reason
+`doctor_identity_lost`). Every check is an event.
 """
 
 from __future__ import annotations
@@ -16,8 +17,8 @@ import logging
 import time
 from typing import TYPE_CHECKING
 
+from server import referral
 from server.auth import Role
-from server.lifecycle import State, TransitionError
 
 from .frames import grab_frame
 from .texts import ASSURANCE_TEXT
@@ -31,6 +32,9 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 GRAB_TIMEOUT_S = 5.0
+IDENTITY_LOST_NOTE = ("接诊医生身份无法确认，本次问诊已终止，请到院就诊。"
+                      "The doctor's identity could not be confirmed, so this consultation was "
+                      "ended: please visit the hospital.")
 
 
 class Assurance:
@@ -108,10 +112,9 @@ class Assurance:
             await self.room.send(Role.DOCTOR, {"type": "notice", "code": f"identity_{reason}",
                                                "zh": zh, "en": en})
             if cfg.mismatch_action == "end":
-                with contextlib.suppress(TransitionError):
-                    await self.svc.ctx.lifecycle.transition(
-                        self.cid, State.ABORTED, "system",
-                        f"doctor identity not confirmed during the call: {reason}")
+                # The same termination-and-referral flow as the doctor's own, system reason.
+                await referral.refer_to_own_hospital(self.svc.ctx, self.cid,
+                                                     "doctor_identity_lost", IDENTITY_LOST_NOTE)
                 return
 
     async def stop(self) -> None:

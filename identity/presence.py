@@ -28,7 +28,7 @@ from aiohttp import web
 
 from server import referral
 from server.auth import Role
-from server.lifecycle import Gate, State, Transition, TransitionError
+from server.lifecycle import Gate, State, Transition
 from server.live import LiveStateUnavailable
 from server.store import records
 from signaling.context import NodeContext
@@ -275,18 +275,11 @@ class PresenceService:
                                                   "code": "guardian_absent_limit",
                                                   "zh": zh, "en": en})
             return
-        consultation = await records.get_consultation(self.ctx.db, cid)
-        hospital = (await records.get_hospital(self.ctx.db, consultation.hospital_id)
-                    if consultation is not None else None)
-        if consultation is None or hospital is None:
-            return
-        target = referral.ReferralTarget(
-            hospital.name, consultation.specialty, "routine",
+        await referral.refer_to_own_hospital(
+            self.ctx, cid, "guardian_absent",
             f"监护人离开镜头超过 {self.config.absent_limit_s:.0f} 秒，问诊自动终止；请携带患儿"
             f"由监护人陪同到院就诊。The guardian was off camera for over "
             f"{self.config.absent_limit_s:.0f} s; please visit the hospital with the child.")
-        with contextlib.suppress(TransitionError):
-            await referral.terminate(self.ctx, cid, "system", "guardian_absent", target)
 
 
 async def start(ctx: NodeContext, config: PresenceConfig,

@@ -1,10 +1,10 @@
 """The regulator's export (管理办法 §24, Tianjin §26): consultations in a date range, as JSON lines.
 
 Least data: no names, no national ids, no clinical notes; the doctor by licence number, the
-outcome of each check, where a terminated consultation referred the patient. Outcomes of checks
-built by other issues (identity verification, guardian presence, recording integrity) are read
-from the event log by kind prefix and are null until those events exist. Each export is itself
-an event on the system chain.
+outcome of each check, where a terminated consultation referred the patient. The outcomes of
+identity verification, guardian presence and recording are summarised from the consultation's
+event log (null where that check did not run). Each export is itself an event on the system
+chain.
 """
 
 from __future__ import annotations
@@ -23,12 +23,6 @@ from server.store.clinical import Consent, Referral
 from signaling.handler import CONTEXT_KEY
 
 MAX_DAYS = 366
-# Event kinds whose latest occurrence is the outcome of a check (prefix → export field).
-OUTCOME_PREFIXES = {
-    "verification": ("identity.", "verification."),
-    "guardian": ("guardian.",),
-    "recording_integrity": ("recording.integrity",),
-}
 
 
 def _day(request: web.Request, name: str) -> date:
@@ -39,12 +33,60 @@ def _day(request: web.Request, name: str) -> date:
         raise json_error(400, "bad_query", f"'{name}' must be a date YYYY-MM-DD") from None
 
 
-def _outcome(events: list[Event], prefixes: tuple[str, ...]) -> dict[str, Any] | None:
-    for ev in reversed(events):
-        if ev.kind.startswith(prefixes):
-            result = ev.data.get("result", ev.data.get("ok", ev.data.get("status")))
-            return {"event": ev.kind, "result": result, "at": ev.at.isoformat()}
-    return None
+def _of(events: list[Event], *kinds: str) -> list[Event]:
+    return [ev for ev in events if ev.kind in kinds]
+
+
+def _verification(events: list[Event]) -> dict[str, Any] | None:
+    """The doctor's identity: verified before accepting, then held (re-checks) or not."""
+    attempts = _of(events, "identity.attempt")
+    rechecks = _of(events, "identity.recheck")
+    if not attempts and not rechecks:
+        return None  # identity checks were off for this consultation
+    passed = next((ev for ev in attempts if ev.data.get("outcome") == "verified"), None)
+    return {
+        "verified": passed is not None,
+        "distance": passed.data.get("distance") if passed else None,
+        "attempts": len(attempts),
+        "failures": sorted({str(ev.data.get("outcome")) for ev in attempts} - {"verified"}),
+        "locked": bool(_of(events, "identity.locked")),
+        "rechecks": len(rechecks),
+        "recheck_failures": sum(not ev.data.get("ok") for ev in rechecks),
+        "alerts": len(_of(events, "identity.alert")),
+    }
+
+
+def _guardian(events: list[Event]) -> dict[str, Any] | None:
+    """The guardian on camera (pediatric consultations): seen, absences, how it ended."""
+    changes = _of(events, "guardian.presence")
+    if not changes and not _of(events, "guardian.presence.started",
+                               "guardian.presence.unavailable"):
+        return None  # not pediatric, or presence checks were off
+    states = [ev.data.get("state") for ev in changes]
+    return {
+        "monitored": not _of(events, "guardian.presence.unavailable"),
+        "seen": "present" in states,
+        "absences": states.count("absent"),
+        "absent_limit_reached": bool(_of(events, "guardian.absent_limit")),
+        "last": states[-1] if states else None,
+    }
+
+
+def _recording(events: list[Event]) -> dict[str, Any] | None:
+    """Recorded or not, failures and gaps, and the latest integrity check of the files."""
+    if not _of(events, "recording.started"):
+        return None
+    checks = _of(events, "recording.verified")
+    last = checks[-1] if checks else None
+    return {
+        "segments": len(_of(events, "recording.segment", "recording.recovered")),
+        "failed": bool(_of(events, "recording.failed")),
+        "gaps": len(_of(events, "recording.gap")),
+        "purged_segments": len(_of(events, "recording.purged")),
+        "last_verification": None if last is None else {
+            "ok": last.data.get("ok"), "checked": last.data.get("checked"),
+            "at": last.at.isoformat()},
+    }
 
 
 def _eligibility(events: list[Event]) -> dict[str, Any] | None:
@@ -73,7 +115,9 @@ def line(c: Consultation, hospital: Hospital | None, doctor: Doctor | None,
         "termination_reason": referral.reason if referral else None,
         "referral_target": {"hospital": referral.hospital, "department": referral.department,
                             "urgency": referral.urgency} if referral else None,
-        **{field: _outcome(events, prefixes) for field, prefixes in OUTCOME_PREFIXES.items()},
+        "verification": _verification(events),
+        "guardian": _guardian(events),
+        "recording_integrity": _recording(events),
         "event_count": len(events),
     }
 

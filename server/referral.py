@@ -15,7 +15,7 @@ from sqlalchemy import delete, select
 from sqlalchemy.exc import IntegrityError
 
 from server.lifecycle import State, Transition, TransitionError, check_transition
-from server.store import Database
+from server.store import Database, records
 from server.store.clinical import TERMINATION_REASONS, URGENCIES, Referral
 
 if TYPE_CHECKING:
@@ -88,6 +88,23 @@ async def terminate(ctx: NodeContext, cid: str, actor: str, reason: str,
         async with ctx.db.session() as session, session.begin():
             await session.execute(delete(Referral).where(Referral.id == row.id))
         raise
+
+
+async def refer_to_own_hospital(ctx: NodeContext, cid: str, reason: str,
+                                note: str) -> Transition | None:
+    """An automatic trigger: terminate and send the patient to the booking hospital's
+    department for a routine visit (the doctor is not there to choose); None when the
+    consultation is already over or another termination won."""
+    consultation = await records.get_consultation(ctx.db, cid)
+    hospital = (await records.get_hospital(ctx.db, consultation.hospital_id)
+                if consultation is not None else None)
+    if consultation is None or hospital is None:
+        return None
+    target = ReferralTarget(hospital.name, consultation.specialty, "routine", note)
+    try:
+        return await terminate(ctx, cid, "system", reason, target)
+    except TransitionError:
+        return None
 
 
 async def get_referral(db: Database, cid: str) -> Referral | None:

@@ -3,6 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import json
+from typing import Any
+
+import aiohttp
 
 from bench.client import CallClient
 from server.consent import CURRENT_VERSION
@@ -43,3 +47,13 @@ async def active_call(node, clips):  # type: ignore[no-untyped-def]
     for side in (guardian, doctor):
         await side.wait_frames("video", 10)
     return booking, guardian, doctor
+
+
+async def exported(session: aiohttp.ClientSession, url: str, token: str,
+                   days: str = "from=2026-01-01&to=2026-12-31") -> dict[str, dict[str, Any]]:
+    """The regulator's export over HTTP, by consultation id."""
+    async with session.get(f"{url}/api/export/consultations?{days}",
+                           headers={"Authorization": f"Bearer {token}"}) as r:
+        assert r.status == 200, await r.text()
+        return {row["consultation_id"]: row for row in map(json.loads,
+                                                           (await r.text()).splitlines())}

@@ -9,7 +9,10 @@ import pytest
 
 from bench.client import Clip
 from bench.identity import IdentityNode, LoopLag, camera_shots, show, verified_call
+from server.auth import TOKENS_KEY, Role
 from server.consent import CURRENT_VERSION, record_consent
+
+from .clinical_helpers import exported
 
 
 @pytest.fixture(scope="module")
@@ -52,7 +55,7 @@ async def test_verified_then_another_person_raises_an_alert(tmp_path: Path, shot
         await guardian.close()
 
 
-async def test_mismatch_policy_end_aborts_the_call(tmp_path: Path, shots) -> None:
+async def test_mismatch_policy_end_terminates_with_a_referral(tmp_path: Path, shots) -> None:
     async with IdentityNode(tmp_path, challenge="turn_left", recheck_s=0.5, grace_s=0.5,
                             grace_recheck_s=0.3, mismatch_action="end") as node:
         call = await verified_call(node, shots)
@@ -62,7 +65,19 @@ async def test_mismatch_policy_end_aborts_the_call(tmp_path: Path, shots) -> Non
         await doctor.send({"type": "accept"})
         await doctor.expect("state", timeout=10, state="active")
         show(doctor, shots["biden"])
-        ended = await doctor.expect("state", timeout=20, state="aborted")
-        assert "not_registered" in ended["reason"]
+        ended = await guardian.expect("state", timeout=20, state="terminated")
+        assert "doctor_identity_lost" in ended["reason"]
         await doctor.close()
         await guardian.close()
+        last = [e for e in await node.ctx.events.events(cid) if e.kind == "state"][-1]
+        assert last.actor == "system"
+        assert last.data["termination"]["reason"] == "doctor_identity_lost"
+        assert last.data["referral"]["urgency"] == "routine"
+        # The regulator's export says how the identity checks went.
+        regulator = node.app[TOKENS_KEY].issue(Role.REGULATOR, "supervision-platform")
+        row = (await exported(node.session, node.url, regulator))[cid]
+        assert row["termination_reason"] == "doctor_identity_lost"
+        verification = row["verification"]
+        assert verification["verified"] is True and verification["distance"] < 0.5
+        assert verification["locked"] is False and verification["alerts"] == 1
+        assert verification["recheck_failures"] >= 1, verification

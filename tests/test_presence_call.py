@@ -9,8 +9,10 @@ import time
 from pathlib import Path
 
 from bench.identity import show
+from server.auth import Role
 from tests.browser import OBAMA, TWO_PEOPLE, empty_scene
 
+from .clinical_helpers import exported
 from .node_fixtures import Node
 from .presence_fixtures import (
     enroll_guardian_photo,
@@ -137,6 +139,10 @@ async def test_absence_past_the_limit_terminates_with_a_referral(tmp_path: Path,
         assert last["data"]["referral"]["department"] == "儿童生长发育"
         assert last["data"]["referral"]["urgency"] == "routine"
         assert "guardian.absent_limit" in [e["kind"] for e in events]
+        row = (await exported(node.session, node.url, node.token(Role.REGULATOR, "r")))[cid]
+        assert row["termination_reason"] == "guardian_absent"
+        assert row["guardian"] == {"monitored": True, "seen": True, "absences": 1,
+                                   "absent_limit_reached": True, "last": "absent"}, row
 
 
 async def test_guardian_photo_enrollment_errors(tmp_path: Path) -> None:
