@@ -18,8 +18,10 @@ from server.store import (
     Database,
     Event,
     EventLog,
+    event_hash,
     models,
 )
+from server.store.models import utcnow
 from server.store.records import (
     create_consultation,
     create_doctor,
@@ -230,6 +232,22 @@ async def test_verify_detects_a_deleted_last_event(database: Database) -> None:
     # Appending afterwards does not paper over the hole.
     await log.append(chain, "step", "system", {"i": "after"})
     assert "events 4–5 are missing" in (await log.verify(chain)).problems
+
+
+async def test_verify_detects_an_event_added_behind_the_logs_back(database: Database) -> None:
+    """A forger who links and hashes a new last event correctly still cannot move the head."""
+    log, chain = await _chain_of(database, 3)
+    last = (await log.events(chain))[-1]
+    at = utcnow()
+    data = {"i": "forged"}
+    async with database.session() as s, s.begin():
+        s.add(Event(chain=chain, seq=4, at=at, kind="step", actor="system", data=data,
+                    prev_hash=last.hash,
+                    hash=event_hash(last.hash, chain, 4, at, "step", "system", data)))
+    report = await log.verify(chain)
+    assert not report.ok and report.count == 3
+    assert report.problems == [
+        "event 4: after the last event the consultation records (written outside the log)"]
 
 
 async def test_concurrent_appends_make_a_gapless_chain(database: Database) -> None:
