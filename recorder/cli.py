@@ -1,15 +1,13 @@
-"""`python -m server verify-recordings CID`: re-hash a consultation's stored segments offline."""
+"""`python -m server verify-recordings CID`: check a consultation's recording offline."""
 
 from __future__ import annotations
 
-import asyncio
 import json
 
 from server.config import Settings
 from server.store import Database, EventLog
 
-from . import index
-from .service import verify_stored
+from . import integrity
 from .storage import LocalStorage
 
 
@@ -17,12 +15,10 @@ async def verify_recordings(settings: Settings, cid: str) -> int:
     """Print the report as JSON, log it as an event; exit status 0 only when all is intact."""
     db = await Database.open(settings.database_url)
     try:
-        rows = await index.segments(db, cid)
+        events = EventLog(db)
         storage = LocalStorage(settings.recordings_dir / "store")
-        report = await asyncio.to_thread(verify_stored, storage, cid, rows)
-        await EventLog(db).append(cid, "recording.verified", "system:cli", {
-            "ok": report.ok, "checked": report.checked, "missing": report.missing,
-            "altered": report.altered, "extra": report.extra})
+        report = await integrity.verify(db, events, storage, cid)
+        await events.append(cid, "recording.verified", "system:cli", report.event_data())
     finally:
         await db.close()
     print(json.dumps(report.public(), ensure_ascii=False, indent=2))

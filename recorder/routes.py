@@ -167,9 +167,7 @@ async def verify(request: web.Request) -> web.Response:
     ctx = request.app[CONTEXT_KEY]
     c = await _consultation(request)
     report = await _recorder(request).verify(c.id)
-    await ctx.events.append(c.id, "recording.verified", _actor(request), {
-        "ok": report.ok, "checked": report.checked, "missing": report.missing,
-        "altered": report.altered, "extra": report.extra})
+    await ctx.events.append(c.id, "recording.verified", _actor(request), report.event_data())
     return web.json_response(report.public(), headers=_NO_STORE)
 
 

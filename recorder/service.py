@@ -10,10 +10,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import hashlib
 import logging
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
@@ -24,9 +22,10 @@ from server.store.recordings import Recording, RecordingSegment
 from signaling.context import NodeContext
 from signaling.room import Room
 
-from . import index
+from . import index, integrity
 from .consultation import ACTOR, ConsultationRecording, segment_values
 from .crypto import Decryptor, KeyRing
+from .integrity import VerifyReport
 from .playback import PlaybackTokens
 from .recovery import recover_spool
 from .segment import Stored
@@ -34,20 +33,6 @@ from .storage import LocalStorage, Storage
 from .webm import MuxStats
 
 log = logging.getLogger(__name__)
-
-
-@dataclass
-class VerifyReport:
-    consultation_id: str
-    ok: bool
-    checked: int = 0
-    missing: list[str] = field(default_factory=list)
-    altered: list[str] = field(default_factory=list)
-    extra: list[str] = field(default_factory=list)
-    purged: int = 0
-
-    def public(self) -> dict[str, Any]:
-        return asdict(self)
 
 
 class Recorder:
@@ -62,6 +47,7 @@ class Recorder:
         self.active: dict[str, ConsultationRecording] = {}
         self._purger: asyncio.Task[None] | None = None
         self._stopping: set[asyncio.Task[None]] = set()
+        self._being_logged: set[str] = set()  # segments indexed, their event not yet appended
         self.playback = PlaybackTokens(self.settings.token_secret)
 
     async def event(self, cid: str, kind: str, data: dict[str, Any],
@@ -162,14 +148,18 @@ class Recorder:
         values = segment_values(cid, epoch_at, role, seq, t_start_ms, stats, stored, state)
         row = await index.save_segment(self.ctx.db, values)
         metrics.RECORDING_BYTES.inc(stored.size)
-        await self.event(cid, "recording.segment" if state == "closed"
-                         else "recording.recovered", {
-            "segment": row.id, "role": role, "seq": seq, "state": state,
-            "sha256": stored.sha256, "size": stored.size, "key_id": stored.key_id,
-            "duration_ms": stats.duration_ms, "t_start_ms": t_start_ms,
-            "started_at": values["started_at"].isoformat(),
-            "ended_at": values["ended_at"].isoformat(),
-            "video_packets": stats.video_packets, "audio_packets": stats.audio_packets})
+        self._being_logged.add(row.id)
+        try:
+            await self.event(cid, "recording.segment" if state == "closed"
+                             else "recording.recovered", {
+                "segment": row.id, "role": role, "seq": seq, "state": state,
+                "sha256": stored.sha256, "size": stored.size, "key_id": stored.key_id,
+                "duration_ms": stats.duration_ms, "t_start_ms": t_start_ms,
+                "started_at": values["started_at"].isoformat(),
+                "ended_at": values["ended_at"].isoformat(),
+                "video_packets": stats.video_packets, "audio_packets": stats.audio_packets})
+        finally:
+            self._being_logged.discard(row.id)
         return row
 
     # -- start-up and shutdown ---------------------------------------------------------------
@@ -233,13 +223,9 @@ class Recorder:
     # -- integrity and playback --------------------------------------------------------------
 
     async def verify(self, cid: str) -> VerifyReport:
-        """Re-hash every stored segment against the index; list missing, altered, extra."""
-        rows = await index.segments(self.ctx.db, cid)
-        report = await asyncio.to_thread(self._verify_blocking, cid, rows)
-        return report
-
-    def _verify_blocking(self, cid: str, rows: list[RecordingSegment]) -> VerifyReport:
-        return verify_stored(self.storage, cid, rows)
+        """Re-hash every stored segment; check the index against the event log."""
+        return await integrity.verify(self.ctx.db, self.ctx.events, self.storage, cid,
+                                      frozenset(self._being_logged))
 
     def decryptor(self, seg: RecordingSegment) -> Decryptor:
         """Blocking: the plaintext view of a stored segment (call in a thread)."""
@@ -249,30 +235,3 @@ class Recorder:
         return Decryptor(lambda o, n: self.storage.read_at(seg.storage_key, o, n), size,
                          self.keys)
 
-
-def verify_stored(storage: Storage, cid: str, rows: list[RecordingSegment]) -> VerifyReport:
-    """Blocking: compare the stored objects under `cid/` with the index rows."""
-    report = VerifyReport(cid, ok=True)
-    expected = set()
-    for seg in rows:
-        if seg.state == "purged":
-            report.purged += 1
-            continue
-        expected.add(seg.storage_key)
-        report.checked += 1
-        size = storage.size(seg.storage_key)
-        if size is None:
-            report.missing.append(seg.storage_key)
-            continue
-        digest, offset = hashlib.sha256(), 0
-        while offset < size:
-            block = storage.read_at(seg.storage_key, offset, 1 << 20)
-            if not block:
-                break
-            digest.update(block)
-            offset += len(block)
-        if size != seg.size or digest.hexdigest() != seg.sha256:
-            report.altered.append(seg.storage_key)
-    report.extra = [k for k in storage.keys(f"{cid}/") if k not in expected]
-    report.ok = not (report.missing or report.altered or report.extra)
-    return report

@@ -3,15 +3,18 @@
 
 from __future__ import annotations
 
+import hashlib
 from datetime import UTC, datetime, timedelta
 
 import aiohttp
 import pytest
 from cryptography.exceptions import InvalidTag
+from sqlalchemy import delete, update
 
 from recorder import index
 from recorder.cli import verify_recordings
 from server.auth import Role
+from server.store.recordings import RecordingSegment
 
 from .node_fixtures import Node, node_settings, start_node
 from .recording_helpers import closed_segments, recorded_call, recorder_of
@@ -128,6 +131,39 @@ async def test_verify_reports_tampered_missing_and_extra_segments(rec_node: Node
     dec = recorder.decryptor(segs[0])
     with pytest.raises(InvalidTag):
         b"".join(dec.read())
+
+
+async def test_verify_checks_the_index_against_the_event_log(rec_node: Node, clips) -> None:
+    """Whoever can write the database and the files still cannot hide a segment or swap one."""
+    node = rec_node
+    cid = await recorded_call(node, clips)
+    recorder = recorder_of(node)
+    segs = await closed_segments(node, cid)
+    root = node.settings.recordings_dir / "store"
+    # Remove a segment completely: its file and its index row.
+    gone = segs[0]
+    (root / gone.storage_key).unlink()
+    async with node.ctx.db.session() as s, s.begin():
+        await s.execute(delete(RecordingSegment).where(RecordingSegment.id == gone.id))
+    # Swap another for other bytes, with the index row rewritten to match them.
+    swapped = segs[1]
+    (root / swapped.storage_key).write_bytes(b"other media")
+    async with node.ctx.db.session() as s, s.begin():
+        await s.execute(update(RecordingSegment).where(RecordingSegment.id == swapped.id)
+                        .values(size=11, sha256=hashlib.sha256(b"other media").hexdigest()))
+    # And mark a third purged in the index, without deleting or logging anything.
+    await index.mark_purged(node.ctx.db, segs[2].id, datetime.now(UTC))
+
+    report = await recorder.verify(cid)
+    assert not report.ok
+    assert report.missing == report.altered == []  # files and index agree...
+    assert report.extra == [segs[2].storage_key]  # (the index says this one is gone)
+    assert report.chain == []
+    assert sorted(report.index) == sorted([  # ...but not with the log
+        f"segment {gone.id} ({gone.role} #{gone.seq}) is in the event log but not in the index",
+        f"segment {swapped.id}: the index's hash or size differs from the event log",
+        f"segment {segs[2].id}: marked purged with no purge event",
+    ])
 
 
 async def test_purge_deletes_expired_segments_unless_on_legal_hold(rec_node: Node,
