@@ -22,8 +22,10 @@ def free_port() -> int:
 
 
 class NodeProcess:
-    def __init__(self, data_dir: Path, port: int, secret: str, **env: str) -> None:
+    def __init__(self, data_dir: Path, port: int, secret: str, prefix: tuple[str, ...] = (),
+                 **env: str) -> None:
         self.data_dir, self.port, self.secret = data_dir, port, secret
+        self.prefix = prefix  # a command the node runs under (a mount namespace, say)
         self.env = env
         self.proc: subprocess.Popen | None = None
         self.log = data_dir / "node.log"
@@ -40,7 +42,8 @@ class NodeProcess:
                    TC_LOG_LEVEL="INFO", **self.env)
         self.data_dir.mkdir(parents=True, exist_ok=True)
         with open(self.log, "ab") as log:
-            self.proc = subprocess.Popen([sys.executable, "-m", "server", "run"], cwd=ROOT,
+            self.proc = subprocess.Popen([*self.prefix, sys.executable, "-m", "server", "run"],
+                                         cwd=ROOT,
                                          env=env, stdout=log, stderr=subprocess.STDOUT,
                                          stdin=subprocess.DEVNULL)
         deadline = time.monotonic() + timeout

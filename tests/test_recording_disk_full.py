@@ -1,0 +1,102 @@
+"""The recordings disk fills up mid-call: recording stops cleanly, ops are told, the call goes on.
+
+A real full disk, not an injected exception: the node runs in its own mount namespace with a
+small tmpfs over its recordings folder, so the writes fail with ENOSPC exactly as on a full
+volume (the database stays on the ordinary disk).
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import aiohttp
+import pytest
+from prometheus_client.parser import text_string_to_metric_families
+
+from bench.client import CallClient
+from server.auth import Role, Tokens
+from server.config import load_settings
+from server.demo import seed
+from server.store import Database, EventLog
+from signaling import ice
+
+from .clinical_helpers import give_consent
+from .node_fixtures import SECRET
+from .node_process import NodeProcess, free_port
+
+DISK = "1500k"  # a few seconds of both sides' media
+
+
+def _on_small_disk(folder: Path) -> tuple[str, ...]:
+    script = (f'mkdir -p "{folder}" && mount -t tmpfs -o size={DISK} tmpfs "{folder}" '
+              '&& exec "$0" "$@"')
+    return ("unshare", "-m", "sh", "-c", script)
+
+
+@pytest.mark.timeout(120)
+async def test_full_disk_stops_recording_and_the_call_goes_on(tmp_path: Path, clips) -> None:
+    ice.use_host_addresses(["127.0.0.1"])
+    data = tmp_path / "data"
+    port = free_port()
+    settings = load_settings(data_dir=data, token_secret=SECRET, host="127.0.0.1", port=port)
+    tokens = Tokens(SECRET, 3600)
+    db = await Database.open(settings.database_url)
+    node = NodeProcess(data, port, SECRET, prefix=_on_small_disk(data / "recordings"),
+                       TC_RECORDING_SEGMENT_S="2")
+    ops = {"Authorization": f"Bearer {tokens.issue(Role.OPS, 'ops-1')}"}
+    try:
+        booking = await seed(db, settings, tokens)
+        cid = booking.consultation_id
+        node.start()
+        async with aiohttp.ClientSession() as session:
+            guardian = CallClient(node.url, booking.guardian_link.split("#token=")[1], clips,
+                                  session)
+            doctor = CallClient(node.url, booking.doctor_link.split("#token=")[1], clips,
+                                session)
+            try:
+                for side in (guardian, doctor):
+                    await side.connect()
+                    await side.start_media()
+                await give_consent(guardian, doctor)
+                await doctor.send({"type": "accept"})
+                await doctor.expect("state", state="active")
+                # Both pages are told; nobody is thrown out.
+                for side in (guardian, doctor):
+                    notice = await side.expect("notice", timeout=60, code="recording_failed")
+                    assert "call goes on" in notice["en"]
+                failed_at = time.monotonic()
+                for side in (guardian, doctor):
+                    await side.wait_frames("video", 60, timeout=15)
+                    await side.wait_frames("audio", 100, timeout=15)
+                assert time.monotonic() - failed_at < 15
+                async with session.get(f"{node.url}/api/ops/live", headers=ops) as r:
+                    live = (await r.json())["consultations"][cid]
+                assert live["recording"] == "failed" and live["state"] == "active", live
+                async with session.get(f"{node.url}/metrics", headers=ops) as r:
+                    families = {f.name: f for f in text_string_to_metric_families(await r.text())}
+                errors = [s.value for s in families["tc_recording_errors"].samples
+                          if s.name.endswith("_total")]
+                assert errors == [1.0]
+                await doctor.send({"type": "end"})
+                await guardian.expect("state", state="ended")
+            finally:
+                await guardian.close()
+                await doctor.close()
+        events = await EventLog(db).events(cid)
+        failed = [e.data for e in events if e.kind == "recording.failed"]
+        assert len(failed) == 1 and "No space left on device" in failed[0]["error"], failed
+        assert (await EventLog(db).verify(cid)).ok
+        assert node.proc is not None and node.proc.poll() is None  # the node stayed up
+        auditor = {"Authorization": f"Bearer {tokens.issue(Role.AUDITOR, 'audit-1')}"}
+        async with aiohttp.ClientSession(node.url, headers=auditor) as http:
+            async with http.get(f"/api/recordings/{cid}") as r:
+                recording = (await r.json())["recording"]
+            assert recording["status"] == "failed" and recording["retain_until"], recording
+            async with http.get(f"/api/recordings/{cid}/verify") as r:
+                report = await r.json()
+            # What was stored before the disk filled is whole; nothing half-written is indexed.
+            assert report["ok"] and report["checked"] >= 1, report
+    finally:
+        node.stop()
+        await db.close()
