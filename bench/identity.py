@@ -141,7 +141,7 @@ class IdentityNode:
 
 async def verified_call(node: IdentityNode, shots: dict[str, Clip]) -> dict[str, Any]:
     """Book, enroll obama.jpg, join both sides, pass the turn challenge; return timings."""
-    from identity.enrollment import enroll
+    from identity.enrollment import Whose, enroll
     from identity.registry_api import IDENTITY_KEY
     from server.auth import TOKENS_KEY
     from server.demo import seed
@@ -149,7 +149,8 @@ async def verified_call(node: IdentityNode, shots: dict[str, Clip]) -> dict[str,
     svc = node.app[IDENTITY_KEY]
     await svc.pool.warm()
     booking = await seed(node.ctx.db, node.settings, node.app[TOKENS_KEY])
-    await enroll(svc, booking.doctor_id, OBAMA.read_bytes(), "admin:bench")
+    await enroll(svc, Whose.doctor(booking.doctor_id), OBAMA.read_bytes(),
+                 svc.config.min_face_px, "admin:bench")
     guardian = CallClient(node.url, booking.guardian_link.split("#token=")[1], {}, node.session)
     doctor = CallClient(node.url, booking.doctor_link.split("#token=")[1],
                         {"video": shots["obama2"]}, node.session)

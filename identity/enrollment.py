@@ -1,14 +1,21 @@
-"""Enrolling a doctor's reference photo: checked in a worker (exactly one face, big enough),
-stored in protected storage, its encoding and SHA-256 in the database, the change an event."""
+"""Enrolling a reference photo (a doctor's or a guardian's): read the upload within its size
+limit, check it in a face worker (exactly one face, big enough), keep the photo in protected
+storage and its encoding and SHA-256 in the database; every outcome is an event."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
+from aiohttp import web
+
+from server.auth import json_error
 from server.store.models import SYSTEM_CHAIN
 
+from .guardian_models import GuardianFaceEnrollment
 from .models import FaceEnrollment
 from .service import IdentityService
+
+PHOTO_TYPES = ("image/jpeg", "image/png")
 
 
 @dataclass
@@ -19,24 +26,80 @@ class EnrollmentError(Exception):
     message: str
 
 
-async def enroll(svc: IdentityService, doctor_id: str, photo: bytes, actor: str
-                 ) -> FaceEnrollment:
-    result = await svc.pool.enroll(photo, svc.config.min_face_px)
+@dataclass(frozen=True)
+class Whose:
+    """Whose face: the event names, the database row, the storage folder differ; nothing else."""
+
+    kind: str  # "doctor" | "guardian"
+    id: str
+    events: str  # event prefix: identity.enrolled, guardian.enrolled, ...
+    model: type[FaceEnrollment] | type[GuardianFaceEnrollment]
+    folder: str
+
+    @classmethod
+    def doctor(cls, doctor_id: str) -> Whose:
+        return cls("doctor", doctor_id, "identity", FaceEnrollment, f"photos/{doctor_id}")
+
+    @classmethod
+    def guardian(cls, guardian_id: str) -> Whose:
+        return cls("guardian", guardian_id, "guardian", GuardianFaceEnrollment,
+                   f"guardians/{guardian_id}")
+
+
+async def read_photo(request: web.Request, limit: int) -> bytes:
+    """The raw JPEG/PNG body, refused (413) past `limit` whether or not a length was sent."""
+    if request.content_type not in PHOTO_TYPES:
+        raise json_error(422, "unsupported_format", "send a JPEG or PNG photo "
+                         "(Content-Type image/jpeg or image/png)")
+    if request.content_length is not None and request.content_length > limit:
+        raise _too_large(limit, request.content_length)
+    # Read the stream ourselves: the app's 1 MiB client_max_size is for JSON, not photos.
+    # `read(n)` returns what has arrived so far, so gather until the end or past the limit.
+    photo = bytearray()
+    while len(photo) <= limit:
+        chunk = await request.content.read(limit + 1 - len(photo))
+        if not chunk:
+            return bytes(photo)
+        photo += chunk
+    raise _too_large(limit, len(photo))
+
+
+def _too_large(limit: int, size: int) -> web.HTTPException:
+    return json_error(413, "too_large", f"the photo is {size} bytes or more; the limit is {limit}")
+
+
+async def enroll(svc: IdentityService, whose: Whose, photo: bytes, min_face_px: int,
+                 actor: str) -> FaceEnrollment | GuardianFaceEnrollment:
+    result = await svc.pool.enroll(photo, min_face_px)
     if result.error is not None or result.encoding is None:
-        await svc.ctx.events.append(SYSTEM_CHAIN, "identity.enroll.refused", actor, {
-            "doctor": doctor_id, "code": result.error, "faces": result.faces,
+        await svc.ctx.events.append(SYSTEM_CHAIN, f"{whose.events}.enroll.refused", actor, {
+            whose.kind: whose.id, "code": result.error, "faces": result.faces,
             "face_px": result.face_px})
-        raise EnrollmentError(result.error or "unreadable_image", result.message)
-    path, digest = svc.store.put(f"photos/{doctor_id}", photo,
-                                 ".png" if photo[:4] == b"\x89PNG" else ".jpg")
+        message = result.message
+        if result.error == "several_faces":
+            message = f"{result.faces} faces were found; the photo must show only the {whose.kind}"
+        raise EnrollmentError(result.error or "unreadable_image", message)
+    try:
+        path, digest = await svc.store.put(whose.folder, photo,
+                                           ".png" if photo[:4] == b"\x89PNG" else ".jpg")
+    except OSError as exc:  # a full or failing disk: nothing changes, the admin may retry
+        await svc.ctx.events.append(SYSTEM_CHAIN, f"{whose.events}.enroll.failed", actor, {
+            whose.kind: whose.id, "error": str(exc)})
+        raise EnrollmentError("storage_unavailable",
+                              "the photo could not be stored; nothing was changed") from exc
     async with svc.ctx.db.session() as session, session.begin():
-        row = await session.get(FaceEnrollment, doctor_id)
+        row = await session.get(whose.model, whose.id)
         if row is None:
-            row = FaceEnrollment(doctor_id=doctor_id)
+            row = whose.model(**{f"{whose.kind}_id": whose.id})
             session.add(row)
         row.encoding, row.photo_sha256, row.photo_path = result.encoding, digest, path
         row.face_px, row.enrolled_by = result.face_px, actor
-    await svc.ctx.events.append(SYSTEM_CHAIN, "identity.enrolled", actor, {
-        "doctor": doctor_id, "photo_sha256": digest, "face_px": result.face_px,
+    await svc.ctx.events.append(SYSTEM_CHAIN, f"{whose.events}.enrolled", actor, {
+        whose.kind: whose.id, "photo_sha256": digest, "face_px": result.face_px,
         "width": result.width, "height": result.height})
     return row
+
+
+def enrollment_error(exc: EnrollmentError) -> web.HTTPException:
+    """422 for a photo that cannot be enrolled, 503 when it could not be stored."""
+    return json_error(503 if exc.code == "storage_unavailable" else 422, exc.code, exc.message)

@@ -15,15 +15,13 @@ from sqlalchemy import select
 from server.auth import CLAIMS_KEY, Role, json_error, requires
 from server.policy.dates import consultation_date
 from server.store import Database, Guardian, records
-from server.store.models import SYSTEM_CHAIN
 from signaling.handler import CONTEXT_KEY
 
-from .enrollment import EnrollmentError
+from .enrollment import EnrollmentError, Whose, enroll, enrollment_error, read_photo
 from .guardian_models import GuardianFaceEnrollment
 from .presence_config import PresenceConfig
 from .presence_policy import is_under
-from .registry_api import IDENTITY_KEY, PHOTO_TYPES, _too_large
-from .service import IdentityService
+from .registry_api import IDENTITY_KEY
 
 PRESENCE_CONFIG_KEY = web.AppKey("presence_config", PresenceConfig)
 _NO_STORE = {"Cache-Control": "no-store", "Referrer-Policy": "no-referrer"}
@@ -61,33 +59,6 @@ async def guardian_encodings(db: Database, patient_id: str) -> dict[str, list[fl
         return {gid: list(enc) for gid, enc in rows.all()}
 
 
-async def enroll_guardian(svc: IdentityService, cfg: PresenceConfig, guardian_id: str,
-                          photo: bytes, actor: str) -> GuardianFaceEnrollment:
-    """Check a guardian's photo in a face worker and store it; every outcome is an event."""
-    result = await svc.pool.enroll(photo, cfg.min_face_px)
-    if result.error is not None or result.encoding is None:
-        await svc.ctx.events.append(SYSTEM_CHAIN, "guardian.enroll.refused", actor, {
-            "guardian": guardian_id, "code": result.error, "faces": result.faces,
-            "face_px": result.face_px})
-        message = result.message
-        if result.error == "several_faces":
-            message = f"{result.faces} faces were found; the photo must show only the guardian"
-        raise EnrollmentError(result.error or "unreadable_image", message)
-    path, digest = svc.store.put(f"guardians/{guardian_id}", photo,
-                                 ".png" if photo[:4] == b"\x89PNG" else ".jpg")
-    async with svc.ctx.db.session() as session, session.begin():
-        row = await session.get(GuardianFaceEnrollment, guardian_id)
-        if row is None:
-            row = GuardianFaceEnrollment(guardian_id=guardian_id)
-            session.add(row)
-        row.encoding, row.photo_sha256, row.photo_path = result.encoding, digest, path
-        row.face_px, row.enrolled_by = result.face_px, actor
-    await svc.ctx.events.append(SYSTEM_CHAIN, "guardian.enrolled", actor, {
-        "guardian": guardian_id, "photo_sha256": digest, "face_px": result.face_px,
-        "width": result.width, "height": result.height})
-    return row
-
-
 def add_routes(app: web.Application) -> None:
     app[PRESENCE_CONFIG_KEY] = PresenceConfig.from_env()
     app.router.add_put("/api/admin/guardians/{guardian_id}/face", upload_guardian_face)
@@ -106,21 +77,13 @@ async def upload_guardian_face(request: web.Request) -> web.Response:
                                           request.match_info["guardian_id"])
     if guardian is None:
         raise json_error(404, "no_guardian", "no such guardian")
-    if request.content_type not in PHOTO_TYPES:
-        raise json_error(422, "unsupported_format", "send a JPEG or PNG photo "
-                         "(Content-Type image/jpeg or image/png)")
-    limit = cfg.max_photo_bytes
-    if request.content_length is not None and request.content_length > limit:
-        raise _too_large(limit, request.content_length)
-    photo = await request.content.read(limit + 1)  # past the app's 1 MiB JSON limit on purpose
-    if len(photo) > limit:
-        raise _too_large(limit, len(photo))
+    photo = await read_photo(request, cfg.max_photo_bytes)
     claims = request[CLAIMS_KEY]
     try:
-        row = await enroll_guardian(svc, cfg, guardian.id, photo,
-                                    f"{claims.role}:{claims.subject}")
+        row = await enroll(svc, Whose.guardian(guardian.id), photo, cfg.min_face_px,
+                           f"{claims.role}:{claims.subject}")
     except EnrollmentError as exc:
-        raise json_error(422, exc.code, exc.message) from None
+        raise enrollment_error(exc) from None
     return web.json_response({
         "guardian": guardian.id, "patient_id": guardian.patient_id, "name": guardian.name,
         "relation": guardian.relation, "national_id_masked": guardian.national_id_masked,

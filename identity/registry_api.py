@@ -20,13 +20,12 @@ from server.store import Doctor, records
 from server.store.models import SYSTEM_CHAIN, TITLES, WHITELIST_STATUSES
 from signaling.handler import CONTEXT_KEY
 
-from .enrollment import EnrollmentError, enroll
+from .enrollment import EnrollmentError, Whose, enroll, enrollment_error, read_photo
 from .models import FaceEnrollment, FaceVerification
 from .service import IdentityService
 
 IDENTITY_KEY = web.AppKey("identity", IdentityService)
 STATIC_DIR = Path(__file__).resolve().parent.parent / "static"
-PHOTO_TYPES = ("image/jpeg", "image/png")
 _NO_STORE = {"Cache-Control": "no-store", "Referrer-Policy": "no-referrer"}
 
 
@@ -224,25 +223,13 @@ async def upload_face(request: web.Request) -> web.Response:
     """PUT the photo as the raw body (image/jpeg or image/png), at most TC_FACE_MAX_PHOTO_BYTES."""
     svc = request.app[IDENTITY_KEY]
     doctor = await _doctor_or_404(request)
-    limit = svc.config.max_photo_bytes
-    if request.content_type not in PHOTO_TYPES:
-        raise json_error(422, "unsupported_format", "send a JPEG or PNG photo "
-                         "(Content-Type image/jpeg or image/png)")
-    if request.content_length is not None and request.content_length > limit:
-        raise _too_large(limit, request.content_length)
-    # Read the stream ourselves: the app's 1 MiB client_max_size is for JSON, not photos.
-    photo = await request.content.read(limit + 1)
-    if len(photo) > limit:
-        raise _too_large(limit, len(photo))
+    photo = await read_photo(request, svc.config.max_photo_bytes)
     try:
-        row = await enroll(svc, doctor.id, photo, _actor(request))
+        row = await enroll(svc, Whose.doctor(doctor.id), photo, svc.config.min_face_px,
+                           _actor(request))
     except EnrollmentError as exc:
-        raise json_error(422, exc.code, exc.message) from None
+        raise enrollment_error(exc) from None
     return web.json_response(_public(doctor, row))
-
-
-def _too_large(limit: int, size: int) -> web.HTTPException:
-    return json_error(413, "too_large", f"the photo is {size} bytes; the limit is {limit}")
 
 
 @requires(Role.ADMIN)
@@ -255,7 +242,7 @@ async def read_face(request: web.Request) -> web.Response:
         raise json_error(404, "not_enrolled", "no enrolled photo")
     await svc.ctx.events.append(SYSTEM_CHAIN, "identity.photo.read", _actor(request),
                                 {"doctor": doctor.id, "photo_sha256": enrollment.photo_sha256})
-    data = svc.store.read(enrollment.photo_path)
+    data = await svc.store.read(enrollment.photo_path)
     kind = "image/png" if enrollment.photo_path.endswith(".png") else "image/jpeg"
     return web.Response(body=data, content_type=kind, headers=_NO_STORE)
 
@@ -305,5 +292,5 @@ async def read_evidence(request: web.Request) -> web.Response:
         raise json_error(404, "no_evidence", "no evidence for this attempt")
     await svc.ctx.events.append(cid, "identity.evidence.read", _actor(request),
                                 {"verification": vid, "sha256": row.thumbnail_sha256})
-    return web.Response(body=svc.store.read(row.thumbnail_path), content_type="image/jpeg",
+    return web.Response(body=await svc.store.read(row.thumbnail_path), content_type="image/jpeg",
                         headers=_NO_STORE)

@@ -1,12 +1,14 @@
 """Protected storage for face photos and evidence thumbnails (personal data).
 
 Files live under <data dir>/identity, directories 0700 and files 0600, named by content hash so
-nothing about the person is in a path. Reading goes through `read`, which callers pair with an
+nothing about the person is in a path; disk work runs off the event loop. Reading goes through
+`read`, which callers pair with an
 audit event (who read which file): the HTTP routes do.
 """
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import os
 from pathlib import Path
@@ -22,8 +24,14 @@ class ProtectedStore:
         os.chmod(self.root, 0o700)
         return path
 
-    def put(self, folder: str, data: bytes, suffix: str) -> tuple[str, str]:
-        """Store bytes; return (path relative to the root, SHA-256)."""
+    async def put(self, folder: str, data: bytes, suffix: str) -> tuple[str, str]:
+        """Store bytes; return (path relative to the root, SHA-256). Raises OSError."""
+        return await asyncio.to_thread(self._put, folder, data, suffix)
+
+    async def read(self, relative: str) -> bytes:
+        return await asyncio.to_thread(self._read, relative)
+
+    def _put(self, folder: str, data: bytes, suffix: str) -> tuple[str, str]:
         digest = hashlib.sha256(data).hexdigest()
         directory = self._dir(*folder.split("/"))
         path = directory / f"{digest}{suffix}"
@@ -34,7 +42,7 @@ class ProtectedStore:
         tmp.replace(path)
         return str(path.relative_to(self.root)), digest
 
-    def read(self, relative: str) -> bytes:
+    def _read(self, relative: str) -> bytes:
         path = (self.root / relative).resolve()
         if self.root.resolve() not in path.parents:
             raise PermissionError(f"{relative!r} is outside the protected store")

@@ -226,8 +226,11 @@ class Verification:
         """The attempt as an event (the audit trail) and a row (the index), with its evidence."""
         thumb_path = thumb_sha = None
         if attempt.thumbnail is not None:
-            thumb_path, thumb_sha = self.svc.store.put(f"evidence/{self.cid}",
-                                                       attempt.thumbnail, ".jpg")
+            try:
+                thumb_path, thumb_sha = await self.svc.store.put(f"evidence/{self.cid}",
+                                                                 attempt.thumbnail, ".jpg")
+            except OSError as exc:  # a full disk costs the thumbnail, never the attempt's record
+                log.error("evidence thumbnail of %s not stored: %s", self.cid, exc)
         seconds = time.monotonic() - attempt.started
         await self.svc.ctx.events.append(self.cid, "identity.attempt", "system", {
             "doctor": self.doctor_id, "attempt": attempt.number, "outcome": attempt.outcome,

@@ -75,7 +75,22 @@ async def test_enrollment_over_http(tmp_path: Path) -> None:
         assert r.status == 422
         r = await enroll_photo(node, did, b"\xff" * 2_000_001)
         assert r.status == 413 and (await r.json())["error"]["code"] == "too_large"
-        r = await enroll_photo(node, did, OBAMA.read_bytes())
+
+        async def chunks():  # no Content-Length: the limit holds on the bytes read
+            for _ in range(40):
+                yield b"\xff" * 64_000
+
+        r = await node.session.put(f"{node.url}/api/admin/doctors/{did}/face", data=chunks(),
+                                   headers={**_auth(node), "Content-Type": "image/jpeg"})
+        assert r.status == 413 and (await r.json())["error"]["code"] == "too_large"
+        async def photo_in_chunks():  # a chunked upload arrives whole
+            data = OBAMA.read_bytes()
+            for at in range(0, len(data), 16_000):
+                yield data[at:at + 16_000]
+
+        r = await node.session.put(f"{node.url}/api/admin/doctors/{did}/face",
+                                   data=photo_in_chunks(),
+                                   headers={**_auth(node), "Content-Type": "image/jpeg"})
         assert r.status == 200, await r.text()
         face = (await r.json())["face"]
         assert len(face["photo_sha256"]) == 64
