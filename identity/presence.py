@@ -213,6 +213,10 @@ class PresenceService:
             "threshold": self.identity.config.threshold})
         return monitor
 
+    async def resume(self, room: Room, state: State) -> None:
+        """A consultation re-homed here (failover): watch the patient's video here now."""
+        await self.ensure_monitor(room.consultation_id)
+
     async def on_transition(self, change: Transition) -> None:
         cid = change.consultation_id
         if change.state.final:

@@ -89,6 +89,8 @@ async def _node(app: web.Application) -> AsyncIterator[None]:
     presence_service = await presence.start(ctx, app[guardians.PRESENCE_CONFIG_KEY],
                                             identity_service)
     app[presence.PRESENCE_KEY] = presence_service
+    if presence_service is not None:
+        rooms.on_resumed.append(presence_service.resume)  # presence goes on after a failover
     log.info("node %s ready on %s", settings.node_id, settings.public_url)
     try:
         yield
