@@ -144,9 +144,13 @@ class Room:
         if self.closed or p.ws is not ws or p.status != "connected":
             return
         p.ws = None
+        await self._lose(p, why)
+
+    async def _lose(self, p: Participant, why: str) -> None:
+        # The timer first: should the audit write fail, the place is still freed in time.
+        p.grace = asyncio.create_task(self._grace_expired(p))
         await self._set_status(p, "reconnecting", "participant.lost", reason=why,
                                grace_s=self.ctx.settings.rejoin_grace_s)
-        p.grace = asyncio.create_task(self._grace_expired(p))
 
     async def _grace_expired(self, p: Participant) -> None:
         await asyncio.sleep(self.ctx.settings.rejoin_grace_s)
@@ -210,14 +214,32 @@ class Room:
         if state == "connected" and p.joined_at:
             metrics.JOIN_LATENCY.observe(time.monotonic() - p.joined_at)
             p.joined_at = 0.0
-        if state in ("connected", "failed"):
+        if state in ("connected", "failed", "closed"):
             await self.ctx.events.append(self.consultation_id, f"media.{state}", p.actor, {})
         await self.send(OTHER[p.role], {"type": "participant", **p.public()})
         await self._publish_participant(p)
-        if state == "failed" and p.ws is not None:
+        if state in ("failed", "closed"):
+            # ICE failed (consent checks unanswered) or the far end closed its peer connection
+            # while its socket stayed: the same grace period as a dropped socket.
+            await self._media_lost(p, f"media connection {state}")
+        elif state == "connected" and p.status == "reconnecting" and p.ws is not None:
+            await self._media_restored(p)
+
+    async def _media_lost(self, p: Participant, why: str) -> None:
+        if p.status != "connected":
+            return
+        if p.ws is not None:
             await self.send(p.role, {"type": "notice", "code": "ice_failed",
-                                     "zh": "网络连接中断，正在重新连接", "en":
-                                     "Media connection lost, reconnecting"})
+                                     "zh": "网络连接中断，正在重新连接",
+                                     "en": "Media connection lost, reconnecting"})
+        await self._lose(p, why)
+
+    async def _media_restored(self, p: Participant) -> None:
+        """A new peer connection from a participant whose socket never went away."""
+        if p.grace is not None:
+            p.grace.cancel()
+            p.grace = None
+        await self._set_status(p, "connected", "participant.media_restored")
 
     async def add_candidate(self, role: Role, candidate: IceCandidate | None) -> None:
         peer = self.participants[role].peer

@@ -43,6 +43,32 @@ async def test_vanished_guardian_rejoins_within_grace(node: Node, clips) -> None
     assert await node.ctx.lifecycle.state(cid) != State.ENDED
 
 
+async def test_media_lost_with_the_socket_up_is_a_reconnect(node: Node, clips) -> None:
+    """The guardian's peer connection goes away but its socket stays: same grace period; a new
+    offer on the same socket restores the media and the participant."""
+    booking, guardian, doctor = await active_call(node, clips)
+    cid = booking.consultation_id
+    try:
+        assert guardian.pc is not None
+        await guardian.pc.close()  # the page's RTCPeerConnection is gone, its socket is not
+        await guardian.expect("notice", code="ice_failed")
+        await doctor.expect("participant", role="guardian", status="reconnecting")
+        assert await node.ctx.lifecycle.state(cid) == State.ACTIVE
+        await guardian.start_media()  # a new offer on the same socket
+        await doctor.expect("participant", role="guardian", status="connected")
+        await guardian.wait_frames("video", 15)
+        await doctor.wait_frames("video", 15)
+    finally:
+        await guardian.close()
+        await doctor.close()
+    events = await node.events(cid)
+    kinds = [e["kind"] for e in events]
+    assert kinds.index("participant.lost") < kinds.index("participant.media_restored"), kinds
+    lost = next(e for e in events if e["kind"] == "participant.lost")
+    assert lost["data"]["reason"] == "media connection closed"
+    assert "participant.rejoined" not in kinds
+
+
 async def test_vanished_guardian_gone_after_grace_doctor_stays(node: Node, clips) -> None:
     booking, guardian, doctor = await active_call(node, clips)
     cid = booking.consultation_id
