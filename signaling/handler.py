@@ -9,6 +9,7 @@ from aiohttp import WSMsgType, web
 
 from server import consent, metrics, referral
 from server.auth import CALL_ROLES, Claims, Role, authenticate, json_error
+from server.cluster import Home
 from server.lifecycle import State, TransitionError
 from server.live import LiveStateUnavailable
 from server.logs import consultation_var
@@ -187,9 +188,13 @@ class Connection:
             home = await self.ctx.cluster.home(self.cid)
             peers = await self.ctx.cluster.peer_urls()
         except LiveStateUnavailable:
-            raise ProtocolError("unavailable", "the live-state store is unavailable; "
-                                "calls in progress go on, new joins must retry shortly",
-                                ref=message.id) from None
+            if self.ctx.rooms.get(self.cid) is None:
+                raise ProtocolError("unavailable", "the live-state store is unavailable; "
+                                    "calls in progress go on, new joins must retry shortly",
+                                    ref=message.id) from None
+            # A participant of a call hosted here comes back (a socket blip): its place is here,
+            # and no other node can take the consultation while the store is away.
+            home, peers = Home(here=True), []
         if home.url:
             await self.ws.send_json({"type": "redirect", "url": home.url, "re": message.id})
             close_soon(self.ws, 4002, "hosted on another node")

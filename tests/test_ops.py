@@ -111,8 +111,9 @@ async def test_redis_outage_mid_call(tmp_path, redis_server, clips) -> None:
             await doctor.expect("pong")
             async with node.session.get(node.url + "/readyz") as r:
                 assert r.status == 503 and (await r.json())["live_state"] is False
-            # A new join gets a clear error while the live state is away.
-            late = node.client(guardian.token)
+            # Joining another consultation gets a clear error while the live state is away...
+            other = await node.book()
+            late = node.client(other.guardian_link.split("#token=")[1])
             try:
                 await late.connect(timeout=10)
                 raise AssertionError("a join succeeded while Redis was down")
@@ -120,6 +121,14 @@ async def test_redis_outage_mid_call(tmp_path, redis_server, clips) -> None:
                 assert "unavailable" in str(exc)
             finally:
                 await late.close()
+            # ...but a participant of the call hosted here gets its place back.
+            await guardian.drop()
+            await doctor.expect("participant", role="guardian", status="reconnecting")
+            guardian = node.client(guardian.token, clips)
+            assert (await guardian.connect())["rejoined"] is True
+            await guardian.start_media()
+            await doctor.expect("participant", role="guardian", status="connected")
+            await guardian.wait_frames("video", 15)
             redis_server.start()
             deadline = time.monotonic() + 15
             while True:  # the node reconnects by itself
