@@ -18,6 +18,8 @@ from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Any
 
+from sqlalchemy.ext.asyncio import AsyncSession
+
 from server.store import Database, EventLog, records
 
 log = logging.getLogger(__name__)
@@ -110,16 +112,18 @@ class Lifecycle:
         if target.final:
             fields["ended_at"] = now
             fields["end_reason"] = reason
-        if not await records.set_consultation_state(
-            self.db, consultation_id, current, target, **fields
-        ):
-            raise TransitionError(f"consultation changed state while moving to {target}")
+
+
+        async def change_state(session: AsyncSession) -> None:
+            if not await records.set_state_in(session, consultation_id, current, target,
+                                              **fields):
+                raise TransitionError(f"consultation changed state while moving to {target}")
+
+        # The state and its event in one transaction: never one without the other.
         await self.events.append(
-            consultation_id,
-            "state",
-            actor,
+            consultation_id, "state", actor,
             {"from": str(current), "to": str(target), "reason": reason, **(data or {})},
-        )
+            with_change=change_state)
         change = Transition(consultation_id, current, target, actor, reason)
         await self.notify(change)
         return change

@@ -86,3 +86,27 @@ async def test_gates_refuse_accept_and_name_the_gate(node: Node) -> None:
     assert await lifecycle.state(cid) == State.VERIFYING
     refused = [e for e in await node.ctx.events.events(cid) if e.kind == "accept.refused"]
     assert refused and refused[0].data["identity"] == "doctor not verified"
+
+
+async def test_a_transition_whose_event_cannot_be_stored_changes_nothing(node: Node) -> None:
+    """The state and its event are one transaction: the database refusing the event (here a
+    trigger, as a failing disk would) leaves the consultation where it was."""
+    from sqlalchemy import text
+
+    booking = await node.book()
+    cid = booking.consultation_id
+    before = len(await node.ctx.events.events(cid))
+    async with node.ctx.db.session() as s, s.begin():
+        await s.execute(text("CREATE TRIGGER refuse_events BEFORE INSERT ON events "
+                             "BEGIN SELECT RAISE(ABORT, 'refused'); END"))
+    try:
+        with pytest.raises(Exception, match="refused"):
+            await node.ctx.lifecycle.transition(cid, State.WAITING, "system", "test")
+        assert await node.ctx.lifecycle.state(cid) == State.SCHEDULED
+    finally:
+        async with node.ctx.db.session() as s, s.begin():
+            await s.execute(text("DROP TRIGGER refuse_events"))
+    assert len(await node.ctx.events.events(cid)) == before
+    await node.ctx.lifecycle.transition(cid, State.WAITING, "system", "test")
+    assert await node.ctx.lifecycle.state(cid) == State.WAITING
+    assert (await node.ctx.events.verify(cid)).ok

@@ -14,6 +14,7 @@ import hashlib
 import json
 import random
 import weakref
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -62,6 +63,9 @@ class ChainReport:
     problems: list[str] = field(default_factory=list)
 
 
+Change = Callable[[AsyncSession], Awaitable[None]]
+
+
 class _LostRace(Exception):
     """Another writer took the sequence number first; try again."""
 
@@ -81,9 +85,12 @@ class EventLog:
             lock = self._locks[chain] = asyncio.Lock()
         return lock
 
-    async def append(self, chain: str, kind: str, actor: str, data: dict[str, Any]) -> Event:
+    async def append(self, chain: str, kind: str, actor: str, data: dict[str, Any],
+                     with_change: Change | None = None) -> Event:
         """Add one event at the end of `chain`.
 
+        `with_change(session)` runs in the same transaction first (a state change, say), so the
+        change and its event are stored together or not at all; whatever it raises aborts both.
         Appends within this process are serialised per chain by a lock; between processes
         (several nodes on one PostgreSQL) the unique (chain, seq) constraint and the row lock on
         the consultation decide, and the loser retries.
@@ -93,6 +100,8 @@ class EventLog:
             for attempt in range(self.retries):
                 try:
                     async with self.db.session() as session, session.begin():
+                        if with_change is not None:
+                            await with_change(session)
                         return await self._append(session, chain, kind, actor, data)
                 except (IntegrityError, _LostRace):
                     if attempt == self.retries - 1:

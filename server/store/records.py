@@ -11,6 +11,7 @@ from datetime import date, datetime
 from typing import Any, TypeVar
 
 from sqlalchemy import select, update
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from server.store.db import Database
 from server.store.models import Base, Consultation, Doctor, Guardian, Hospital, Patient, new_id
@@ -120,14 +121,20 @@ async def set_consultation_state(db: Database, consultation_id: str, expected_st
     A compare-and-set UPDATE, so that two nodes (or two handlers) racing on one consultation
     cannot both win. `fields` may set started_at, ended_at, end_reason and node_id.
     """
+    async with db.session() as session, session.begin():
+        return await set_state_in(session, consultation_id, expected_state, new_state, **fields)
+
+
+async def set_state_in(session: AsyncSession, consultation_id: str, expected_state: str,
+                       new_state: str, **fields: Any) -> bool:
+    """`set_consultation_state` inside the caller's transaction."""
     unknown = set(fields) - STATE_FIELDS
     if unknown:
         raise TypeError(f"set_consultation_state cannot set {sorted(unknown)}; "
                         f"only {sorted(STATE_FIELDS)}")
-    async with db.session() as session, session.begin():
-        result = await session.execute(
-            update(Consultation)
-            .where(Consultation.id == consultation_id, Consultation.state == expected_state)
-            .values(state=new_state, **fields)
-            .execution_options(synchronize_session=False))
-        return result.rowcount == 1  # type: ignore[attr-defined]
+    result = await session.execute(
+        update(Consultation)
+        .where(Consultation.id == consultation_id, Consultation.state == expected_state)
+        .values(state=new_state, **fields)
+        .execution_options(synchronize_session=False))
+    return result.rowcount == 1  # type: ignore[attr-defined]
