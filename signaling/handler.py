@@ -106,9 +106,12 @@ class Connection:
         metrics.SIGNALING_ERRORS.labels(error.code).inc()
         self.errors += 1
         if self.errors <= AUDITED_ERRORS_PER_CONNECTION:
-            await self.ctx.events.append(self.cid, "signaling.refused", self.actor,
-                                         {"code": error.code, "message": error.message,
-                                          "field": error.field})
+            try:
+                await self.ctx.events.append(self.cid, "signaling.refused", self.actor,
+                                             {"code": error.code, "message": error.message,
+                                              "field": error.field})
+            except Exception:  # the client still gets its answer; the socket stays up
+                log.exception("could not audit a refused message of %s", self.cid)
         if not self.ws.closed:
             await self.ws.send_json(error.to_message())
 
