@@ -6,8 +6,11 @@ Head turn: the horizontal offset of the nose tip from the midpoint of the eyes, 
 distance between the eyes ("yaw ratio"). It is ~0 facing the camera and changes sign with the
 direction; it does not depend on distance to the camera or on the picture's scale, so a pan/zoom
 of a still photo leaves it unchanged (measured: still photos vary by < 0.02 under the test clips'
-pan/zoom) and a still photo cannot pass. In camera image coordinates, a person turning to THEIR
-left moves the nose towards the image's right: the ratio increases.
+pan/zoom, and a photo tilted strongly away from the camera by ~0.03), so a still photo cannot
+pass. A turn must also go through the poses in between, so swapping one photo for another (or
+for its mirror image) cannot pass either; a replayed video of the doctor could (see README).
+In camera image coordinates, a person turning to THEIR left moves the nose towards the image's
+right: the ratio increases.
 """
 
 from __future__ import annotations
@@ -21,6 +24,7 @@ Point = tuple[float, float]
 EAR_CLOSED = 0.20
 EAR_OPEN = 0.24
 TURN_DELTA = 0.20
+MAX_STEP_SHARE = 0.75  # of a turn's travel, between two analysed frames
 
 
 def _dist(a: Point, b: Point) -> float:
@@ -77,18 +81,27 @@ def blinked(ears: Sequence[float], closed: float = EAR_CLOSED, open_: float = EA
     return False
 
 
-def turned(yaws: Sequence[float], direction: str, delta: float = TURN_DELTA) -> bool:
-    """True when the yaw ratio moved by ≥ delta in `direction` from an earlier frame to a later.
+def turned(yaws: Sequence[float], direction: str, delta: float = TURN_DELTA,
+           max_step: float = MAX_STEP_SHARE) -> bool:
+    """True when the yaw ratio moved by ≥ delta in `direction` from its lowest point, in steps
+    none of which covers more than `max_step` of that travel.
 
-    "left"/"right" are the person's own left/right (yaw increases for a turn to their left).
+    A head turns through the poses in between; a photo swapped for another (or for its mirror
+    image) jumps from one pose to the other in a single step and does not count. "left"/"right"
+    are the person's own left/right (yaw increases for a turn to their left).
     """
     sign = 1.0 if direction == "left" else -1.0
-    lowest = math.inf
+    lowest, biggest_step, previous = math.inf, 0.0, math.inf
     for yaw in yaws:
         value = sign * yaw
-        if value - lowest >= delta:
-            return True
-        lowest = min(lowest, value)
+        if value < lowest:
+            lowest, biggest_step = value, 0.0
+        else:
+            biggest_step = max(biggest_step, value - previous)
+            travel = value - lowest
+            if travel >= delta and biggest_step <= max_step * travel:
+                return True
+        previous = value
     return False
 
 

@@ -82,6 +82,7 @@ class Verification:
         self.doctor_id = doctor_id
         self.state = "running"  # running | verified | locked | not_enrolled | stopped
         self.joined_at = time.monotonic()
+        self.poses_seen = 0  # challenge frames judged so far (the bench paces a turn by it)
         self.verified_at: float | None = None
         self.last: Attempt | None = None
         self.task = asyncio.create_task(self._run(), name=f"verify-{self.cid}")
@@ -200,6 +201,7 @@ class Verification:
                 if result.faces != 1 or result.landmarks is None:
                     continue
                 poses.append(pose_from_landmarks(result.landmarks))
+                self.poses_seen += 1
                 if challenge_done(challenge, poses):
                     attempt.challenge_seen_at = arrived
                     # 3. The frame showing the action is the registered doctor's face.

@@ -1,9 +1,10 @@
 """Doctor verification through the real page in headless Chromium (issue 3).
 
-The doctor's fake camera loops a clip built from real photos: obama2 (head slightly turned) and
-its mirror image (turned the other way) make a head turn; a single still with only pan/zoom is a
-photo held up to the camera. The doctor is enrolled with obama.jpg. The guardian is a scripted
-client (only its presence matters to the gates).
+The doctor's fake camera loops a clip built from real photos of the doctor: obama2 (head turned
+to one side), obama.jpg (facing the camera), obama2's mirror image (turned to the other side) make
+a head turn through its middle pose; a single still with only pan/zoom is a photo held up to the
+camera, and obama2 cut straight to its mirror image is one photo swapped for another. The doctor
+is enrolled with obama.jpg. The guardian is a scripted client (only its presence matters).
 """
 
 from __future__ import annotations
@@ -33,7 +34,13 @@ ARTIFACTS = Path(__file__).resolve().parent.parent / "test-artifacts" / "identit
 pytestmark = pytest.mark.browser
 
 
-def turning_clip(path: Path, photo: Path) -> Path:
+def turning_clip(path: Path) -> Path:
+    side = head_and_shoulders(OBAMA_2)
+    return make_y4m(path, [Segment(side, 2.5), Segment(head_and_shoulders(OBAMA), 1.0),
+                           Segment(ImageOps.mirror(side), 2.5)])
+
+
+def swapped_photos_clip(path: Path, photo: Path) -> Path:
     shot = head_and_shoulders(photo)
     return make_y4m(path, [Segment(shot, 2.5), Segment(ImageOps.mirror(shot), 2.5)])
 
@@ -54,7 +61,7 @@ async def _attempts(node: Node, cid: str) -> list[dict]:
 
 async def test_registered_doctor_turns_head_passes_and_starts(tmp_path: Path) -> None:
     async with identity_node(tmp_path, challenge="turn_left", challenge_time_s=12) as node:
-        camera = turning_clip(tmp_path / "obama-turn.y4m", OBAMA_2)
+        camera = turning_clip(tmp_path / "obama-turn.y4m")
         booking, guardian, link = await _doctor_joins(node)
         cid = booking.consultation_id
         async with launch_chromium(camera, ARTIFACTS / "registered") as browser:
@@ -79,7 +86,7 @@ async def test_registered_doctor_turns_head_passes_and_starts(tmp_path: Path) ->
 
 async def test_different_person_is_refused_and_stays_verifying(tmp_path: Path) -> None:
     async with identity_node(tmp_path, challenge="turn_left", retry_pause_s=0.5) as node:
-        camera = turning_clip(tmp_path / "biden-turn.y4m", BIDEN)
+        camera = swapped_photos_clip(tmp_path / "biden.y4m", BIDEN)
         booking, guardian, link = await _doctor_joins(node)
         cid = booking.consultation_id
         alerts = await node.ctx.live.subscribe("alerts")
@@ -111,13 +118,17 @@ async def test_different_person_is_refused_and_stays_verifying(tmp_path: Path) -
         assert "active" not in await node.states(cid)
 
 
-async def test_still_photo_fails_the_liveness_challenge(tmp_path: Path) -> None:
+@pytest.mark.parametrize("attack", ["still_photo", "swapped_photos"])
+async def test_photos_fail_the_liveness_challenge(tmp_path: Path, attack: str) -> None:
     async with identity_node(tmp_path, challenge="turn_left", challenge_time_s=6,
                              max_attempts=1) as node:
-        camera = make_y4m(tmp_path / "still.y4m", head_and_shoulders(OBAMA), seconds=6)
+        if attack == "still_photo":
+            camera = make_y4m(tmp_path / "still.y4m", head_and_shoulders(OBAMA), seconds=6)
+        else:  # the doctor's photo, then its mirror image: "turned" without turning
+            camera = swapped_photos_clip(tmp_path / "swapped.y4m", OBAMA_2)
         booking, guardian, link = await _doctor_joins(node)
         cid = booking.consultation_id
-        async with launch_chromium(camera, ARTIFACTS / "still") as browser:
+        async with launch_chromium(camera, ARTIFACTS / attack) as browser:
             page = await browser.new_page("doctor")
             await page.goto(link)
             await page.click("#join-btn")
