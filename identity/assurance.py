@@ -1,11 +1,12 @@
 """Continuous assurance during the call: is the registered doctor still the one on camera?
 
-Every `recheck_s` (30 s) one frame is taken (a fresh subscription starts at a key frame, so one
-decode, no decoder kept running) and checked with one detection and one encoding (~0.25 s of a
-worker): under 1% of a core per consultation. While something is wrong the cadence shortens to
-`grace_recheck_s`; once it has been wrong for `grace_s` the doctor (notice) and ops (alert) are
-told and it is recorded; `mismatch_action` decides what else happens: "alert" (default) or "end"
-(the consultation is terminated with a referral to the booking hospital, reason
+As the call starts (nobody looked between `verified` and the accept), then every `recheck_s`
+(30 s), one frame is taken (a fresh subscription starts at a key frame, so one decode, no decoder
+kept running) and checked with one detection and one encoding (~0.25 s of a worker): under 1% of
+a core per consultation. While something is wrong the cadence shortens to `grace_recheck_s`;
+once it has been wrong for `grace_s` the doctor (notice) and ops (alert) are told and it is
+recorded; `mismatch_action` decides what else happens: "alert" (default) or "end" (the
+consultation is terminated with a referral to the booking hospital, reason
 `doctor_identity_lost`). Every check is an event.
 """
 
@@ -81,9 +82,13 @@ class Assurance:
         events = self.svc.ctx.events
         bad_since: float | None = None
         alerted = False
+        first = True
         while True:
-            # The cadence of the checks (not a synchronisation): shorter while something is wrong.
-            await asyncio.sleep(cfg.grace_recheck_s if bad_since is not None else cfg.recheck_s)
+            # The first check at once, then the cadence of the checks (not a synchronisation).
+            if not first:
+                await asyncio.sleep(cfg.grace_recheck_s if bad_since is not None
+                                    else cfg.recheck_s)
+            first = False
             reason, facts = await self.check_once()
             await events.append(self.cid, "identity.recheck", "system",
                                 {"ok": reason is None, "reason": reason, **facts})

@@ -55,6 +55,29 @@ async def test_verified_then_another_person_raises_an_alert(tmp_path: Path, shot
         await guardian.close()
 
 
+async def test_someone_else_sitting_down_before_the_accept_is_caught_at_once(
+        tmp_path: Path, shots) -> None:
+    """Verified, then another person takes the seat and accepts: the first re-check runs as the
+    call starts, not a cadence later."""
+    async with IdentityNode(tmp_path, challenge="turn_left", recheck_s=600, grace_s=1.0,
+                            grace_recheck_s=0.3) as node:
+        call = await verified_call(node, shots)
+        doctor, guardian = call["doctor"], call["guardian"]
+        cid = call["booking"].consultation_id
+        await record_consent(node.ctx.db, node.ctx.events, cid, "guardian:test", CURRENT_VERSION)
+        await guardian.start_media()  # receive-only: it watches what the node forwards
+        show(doctor, shots["biden"])
+        await guardian.wait_frames("video", 10)  # the new face has gone through the node
+        await doctor.send({"type": "accept"})
+        await doctor.expect("state", timeout=10, state="active")
+        await doctor.expect("notice", timeout=15, code="identity_not_registered")
+        await doctor.close()
+        await guardian.close()
+        rechecks = [e.data for e in await node.ctx.events.events(cid)
+                    if e.kind == "identity.recheck"]
+        assert rechecks[0]["reason"] == "not_registered", rechecks
+
+
 async def test_mismatch_policy_end_terminates_with_a_referral(tmp_path: Path, shots) -> None:
     async with IdentityNode(tmp_path, challenge="turn_left", recheck_s=0.5, grace_s=0.5,
                             grace_recheck_s=0.3, mismatch_action="end") as node:
