@@ -28,7 +28,7 @@ ARTIFACTS = Path(__file__).resolve().parent.parent / "test-artifacts" / "browser
 pytestmark = pytest.mark.browser
 
 
-async def test_guardian_and_doctor_see_each_other_then_doctor_ends(
+async def test_guardian_and_doctor_see_each_other_leave_rejoin_and_end(
         node: Node, tmp_path: Path) -> None:
     booking = await node.book()
     cid = booking.consultation_id
@@ -65,6 +65,18 @@ async def test_guardian_and_doctor_see_each_other_then_doctor_ends(
         await g_browser.screenshot(guardian, "guardian-in-call")
         await d_browser.screenshot(doctor, "doctor-in-call")
 
+        # The guardian leaves: the doctor's page says so and the consultation stays open; the
+        # guardian rejoins from the same page and the pictures come back.
+        await guardian.click("#leave-btn")
+        await wait_for_body_data(guardian, "phase", "left")
+        await wait_for_body_data(doctor, "peer", "left")
+        assert await doctor.evaluate("document.body.dataset.state") == "active"
+        await guardian.click("#rejoin-btn")
+        await wait_for_body_data(doctor, "peer", "connected")
+        await wait_for_body_data(guardian, "peer", "connected")
+        await remote_video_progress(doctor, timeout_s=20)
+        await remote_video_progress(guardian, timeout_s=20)
+
         await doctor.click("#end-btn")
         await doctor.click("#end-confirm-btn")
         await wait_for_body_data(doctor, "phase", "final")
@@ -74,6 +86,7 @@ async def test_guardian_and_doctor_see_each_other_then_doctor_ends(
 
     assert await node.states(cid) == ["waiting", "verifying", "active", "ended"]
     kinds = [e["kind"] for e in await node.events(cid)]
-    assert kinds.count("media.connected") >= 2
+    assert kinds.count("media.connected") >= 3  # both sides, then the guardian again
+    assert kinds.index("participant.left") < kinds.index("participant.rejoined")
     assert (await node.ctx.events.verify(cid)).ok
     assert node.ctx.rooms.get(cid) is None
