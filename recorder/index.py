@@ -74,6 +74,13 @@ async def get_segment(db: Database, segment_id: str) -> RecordingSegment | None:
         return await session.get(RecordingSegment, segment_id)
 
 
+async def segment_at(db: Database, cid: str, role: str, seq: int) -> RecordingSegment | None:
+    async with db.session() as session:
+        return await session.scalar(select(RecordingSegment).where(
+            RecordingSegment.consultation_id == cid, RecordingSegment.role == role,
+            RecordingSegment.seq == seq))
+
+
 async def max_seq(db: Database, cid: str, role: str) -> int:
     rows = [s.seq for s in await segments(db, cid) if s.role == role]
     return max(rows, default=-1)

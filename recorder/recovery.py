@@ -58,6 +58,11 @@ async def recover_spool(recorder: Recorder) -> None:
 
 async def _recover_file(recorder: Recorder, cid: str, epoch_at, path: Path, match) -> None:
     role, seq, t_start = match["role"], int(match["seq"]), int(match["t"])
+    taken = await index.segment_at(recorder.ctx.db, cid, role, seq)
+    if taken is not None and taken.state != "recovered":  # (recovered: a re-run, replace it)
+        # After a failover the node that took over numbered on from what was indexed, so it may
+        # have used this number for its own segment: never overwrite that, take the next one.
+        seq = await index.max_seq(recorder.ctx.db, cid, role) + 1
     repaired = path.with_name(path.stem + ".repaired.webm")
     loop = asyncio.get_running_loop()
     size = (await asyncio.to_thread(path.stat)).st_size

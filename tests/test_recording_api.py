@@ -216,3 +216,34 @@ async def test_purge_deletes_expired_segments_unless_on_legal_hold(rec_node: Nod
     assert ("recording.hold.set", "admin:admin-1") in kinds
     assert ("recording.hold.lifted", "admin:admin-1") in kinds
     assert (await node.ctx.events.verify(held)).ok
+
+
+async def test_recovery_never_overwrites_a_segment_another_node_stored(rec_node: Node,
+                                                                       clips) -> None:
+    """After a failover the new host numbers on from what was indexed; when the dead node comes
+    back and recovers its unfinished segment with the same number, both are kept."""
+    from recorder.recovery import recover_spool
+    from recorder.segment import spool_name
+
+    from .recording_helpers import decrypt_to
+
+    node = rec_node
+    cid = await recorded_call(node, clips)
+    recorder = recorder_of(node)
+    theirs = next(s for s in await closed_segments(node, cid) if s.role == "guardian")
+    # The dead node's spool still holds its own guardian segment with that number.
+    spool = recorder.spool / cid
+    spool.mkdir(parents=True, exist_ok=True)
+    decrypt_to(recorder, theirs, spool / spool_name("guardian", theirs.seq, theirs.t_start_ms))
+    before = {s.id: (s.seq, s.sha256) for s in await closed_segments(node, cid)}
+
+    await recover_spool(recorder)
+
+    after = await closed_segments(node, cid)
+    assert {s.id: (s.seq, s.sha256) for s in after if s.id in before} == before  # untouched
+    [recovered] = [s for s in after if s.id not in before]
+    assert recovered.state == "recovered" and recovered.role == "guardian"
+    assert recovered.seq == max(seq for seq, _ in before.values()) + 1
+    assert not list(spool.iterdir())
+    report = await recorder.verify(cid)
+    assert report.ok, report
