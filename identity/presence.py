@@ -55,6 +55,9 @@ _SERVICES: dict[int, PresenceService] = {}
 
 
 PRESENCE_KEY = web.AppKey("presence", object)
+# Every this many samples the whole picture is searched (new faces, the count of faces); in
+# between only around the guardian's face while it is matched (presence_worker).
+FULL_DETECTION_EVERY = 5
 
 
 def presence_for(ctx: NodeContext) -> PresenceService | None:
@@ -87,6 +90,7 @@ class Monitor:
         self.machine = PresenceMachine(cfg.absent_after_s, cfg.present_after, cfg.absent_limit_s,
                                        slack_s=min(0.2, cfg.sample_interval_s / 4))
         self.tracks: list[Track] = []
+        self.samples = 0
         self.changed = asyncio.Condition()
         self.task = asyncio.create_task(self._run(), name=f"presence-{self.cid}")
 
@@ -120,9 +124,11 @@ class Monitor:
                     self.svc.stats.no_video += 1
                     obs = Observation(time.monotonic(), False, 0, None, video=False)
                 else:
+                    full = self.samples % FULL_DETECTION_EVERY == 0
                     result = await self.svc.identity.pool._run(
                         presence_worker.sample, rgb, encodings, self.tracks, at, threshold,
-                        cfg.refresh_s)
+                        cfg.refresh_s, full)
+                    self.samples += 1
                     self.tracks = result.tracks
                     stats = self.svc.stats
                     stats.samples += 1

@@ -55,3 +55,25 @@ def test_child_alone_is_one_face_and_no_guardian(enrolled) -> None:
     rgb = frame(side_by_side(empty_scene(), CHILD_A))
     result = presence_worker.sample(rgb, enrolled, [], 0.0, THRESHOLD, 5.0)
     assert result.faces == 1 and not result.matched
+
+
+def test_following_the_guardian_between_whole_picture_searches(enrolled) -> None:
+    together = frame(side_by_side(OBAMA_2, CHILD_A))
+    first = presence_worker.sample(together, enrolled, [], 0.0, THRESHOLD, 5.0)
+    assert first.matched and first.faces == 2
+    # Found again around where they were: still matched, the child still counted, nothing encoded.
+    follow = presence_worker.sample(together, enrolled, first.tracks, 1.0, THRESHOLD, 5.0,
+                                    full=False)
+    assert follow.matched and follow.faces == 2 and follow.encoded == 0, follow
+    assert follow.cpu_s < first.cpu_s
+    # The guardian leaves: not there any more, so the whole picture is searched at once.
+    alone = frame(side_by_side(empty_scene(), CHILD_A))
+    gone = presence_worker.sample(alone, enrolled, follow.tracks, 2.0, THRESHOLD, 5.0,
+                                  full=False)
+    assert not gone.matched and gone.faces == 1, gone
+    # Someone else takes the guardian's exact seat: followed like the guardian until the face's
+    # encoding is refreshed (refresh_s, README), then no longer the guardian.
+    other = frame(side_by_side(BIDEN, CHILD_A))
+    swapped = presence_worker.sample(other, enrolled, follow.tracks, 5.5, THRESHOLD, 5.0,
+                                     full=False)
+    assert not swapped.matched and swapped.faces == 2 and swapped.encoded >= 1, swapped
