@@ -75,7 +75,7 @@ async def _node(app: web.Application) -> AsyncIterator[None]:
     lifecycle.accept_gates.append(("guardian_connected", _guardian_connected(rooms)))
     # Issue 6: the policy again on the day the consultation starts, and informed consent.
     lifecycle.accept_gates.append(
-        ("eligibility", eligibility_gate(db, events, app[booking_api.POLICY_KEY])))
+        ("eligibility", eligibility_gate(db, events, app[booking_api.POLICY_KEY], ctx.clock)))
     lifecycle.accept_gates.append(("consent", consent_gate(db)))
     app[CONTEXT_KEY] = ctx
     recorder = app[recorder_http.RECORDER_KEY] = Recorder(ctx)  # issue 5

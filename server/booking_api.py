@@ -8,7 +8,7 @@ offending `field`, or for a policy refusal the failed `rule` in zh and en and th
 from __future__ import annotations
 
 import json
-from datetime import UTC, date, datetime, timedelta
+from datetime import date, datetime, timedelta
 from typing import Any
 
 from aiohttp import web
@@ -121,9 +121,9 @@ async def create_consultation(request: web.Request) -> web.Response:
         guardian_id=_req(body, "guardian_id", 40), visit_type=visit_type,
         scheduled_at=_instant(body, "scheduled_at"),
         prior_diagnosis_id=_str(body, "prior_diagnosis_id", 40, required=False))
-    if req.scheduled_at < datetime.now(UTC) - PAST_TOLERANCE:
-        raise error(422, "bad_field", "'scheduled_at' is in the past", field="scheduled_at")
     ctx = request.app[CONTEXT_KEY]
+    if req.scheduled_at < ctx.clock.now() - PAST_TOLERANCE:
+        raise error(422, "bad_field", "'scheduled_at' is in the past", field="scheduled_at")
     try:
         consultation, decision = await book(ctx.db, ctx.events, request.app[POLICY_KEY], req,
                                             _actor(request))

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
+from server.clock import Clock
 from server.cluster import Cluster
 from server.config import Settings
 from server.lifecycle import Lifecycle
@@ -24,3 +25,4 @@ class NodeContext:
     live: LiveState
     rooms: Rooms
     cluster: Cluster
+    clock: Clock = field(default_factory=Clock)

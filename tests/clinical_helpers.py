@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import asyncio
 import json
+from datetime import datetime, timedelta
 from typing import Any
 
 import aiohttp
 
 from bench.client import CallClient
 from server.consent import CURRENT_VERSION
+from server.policy.dates import SHANGHAI
 from server.store import ChainReport, EventLog
 
 
@@ -49,10 +51,16 @@ async def active_call(node, clips):  # type: ignore[no-untyped-def]
     return booking, guardian, doctor
 
 
+def around_today() -> str:
+    """An export range holding consultations booked in a test (Beijing dates)."""
+    today = datetime.now(SHANGHAI).date()
+    return f"from={today - timedelta(days=1)}&to={today + timedelta(days=1)}"
+
+
 async def exported(session: aiohttp.ClientSession, url: str, token: str,
-                   days: str = "from=2026-01-01&to=2026-12-31") -> dict[str, dict[str, Any]]:
+                   days: str | None = None) -> dict[str, dict[str, Any]]:
     """The regulator's export over HTTP, by consultation id."""
-    async with session.get(f"{url}/api/export/consultations?{days}",
+    async with session.get(f"{url}/api/export/consultations?{days or around_today()}",
                            headers={"Authorization": f"Bearer {token}"}) as r:
         assert r.status == 200, await r.text()
         return {row["consultation_id"]: row for row in map(json.loads,

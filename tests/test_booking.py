@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import date
+from datetime import UTC, date, datetime
 from typing import Any
 
 import pytest
@@ -20,8 +20,14 @@ from .node_fixtures import Node
 SPECIALTY = "儿童营养"
 
 
+# The booking tests' "today": inside the pilot, before its last day. The node's clock is fixed so
+# that these dates stay in the future whatever the calendar says.
+TODAY = datetime(2026, 6, 1, 2, 0, tzinfo=UTC)
+
+
 async def _setup(node: Node) -> dict[str, str]:
     """A pilot hospital with an eligible doctor, a patient and guardian (through the API)."""
+    node.ctx.clock.fixed = TODAY
     hospitals = await pilot_hospitals(node.ctx.db, load_policy())
     hospital = hospitals[1]
     doctor = await records.create_doctor(

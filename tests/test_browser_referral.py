@@ -24,7 +24,7 @@ from tests.browser import (
     wait_for_body_data,
 )
 
-from .clinical_helpers import chain_verified
+from .clinical_helpers import around_today, chain_verified
 from .node_fixtures import Node
 
 ARTIFACTS = Path(__file__).resolve().parent.parent / "test-artifacts" / "browser_referral"
@@ -149,7 +149,7 @@ async def test_consent_then_doctor_terminates_with_referral(node: Node, tmp_path
 
     token = node.token(Role.REGULATOR, "supervision")
     async with node.session.get(
-            node.url + "/api/export/consultations?from=2026-01-01&to=2026-12-31",
+            f"{node.url}/api/export/consultations?{around_today()}",
             headers={"Authorization": f"Bearer {token}"}) as resp:
         assert resp.status == 200
         rows = [json.loads(line) for line in (await resp.text()).splitlines()]

@@ -16,7 +16,7 @@ from server.referral import ReferralTarget, terminate
 from server.store import SYSTEM_CHAIN
 from server.store.clinical import Referral
 
-from .clinical_helpers import active_call, chain_verified, give_consent
+from .clinical_helpers import active_call, around_today, chain_verified, give_consent
 from .node_fixtures import Node
 
 REFERRAL = {"hospital": "首都医科大学附属北京儿童医院", "department": "急诊科",
@@ -87,8 +87,8 @@ async def test_doctor_terminates_with_referral(node: Node, clips) -> None:
 
     # The regulator's export carries it; the export is itself an event.
     regulator = node.token(Role.REGULATOR, "supervision-platform")
-    status, text, kind = await _get(node, "/api/export/consultations?from=2026-01-01"
-                                    "&to=2026-12-31", regulator)
+    status, text, kind = await _get(node, f"/api/export/consultations?{around_today()}",
+                                    regulator)
     assert status == 200 and kind.startswith("application/x-ndjson")
     lines = {r["consultation_id"]: r for r in map(json.loads, text.splitlines())}
     row = lines[cid]

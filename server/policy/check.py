@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from datetime import UTC, date, datetime
 
+from server.clock import Clock
 from server.lifecycle import Gate
 from server.policy.dates import consultation_date
 from server.policy.engine import Decision, DoctorFacts, Facts, PriorDiagnosisFacts, evaluate
@@ -66,11 +67,12 @@ async def check_consultation(db: Database, events: EventLog, policy: Policy, cid
     return decision
 
 
-def eligibility_gate(db: Database, events: EventLog, policy: Policy) -> Gate:
+def eligibility_gate(db: Database, events: EventLog, policy: Policy, clock: Clock) -> Gate:
     """The accept gate: the policy again, on the day the consultation starts."""
 
     async def gate(cid: str) -> str | None:
-        decision = await check_consultation(db, events, policy, cid, "start", "system")
+        decision = await check_consultation(db, events, policy, cid, "start", "system",
+                                            clock.now())
         failure = decision.first_failure
         return None if failure is None else f"{failure.rule}: {failure.en}"
 
