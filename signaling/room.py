@@ -18,11 +18,12 @@ from aiohttp import web
 
 from server import metrics
 from server.auth import Role
+from server.cluster import ALERTS
 from server.lifecycle import State, Transition
 from server.live import LiveStateUnavailable
 
 from .background import spawn
-from .call_stats import RateMeter, network, summarise
+from .call_stats import NetworkWatch, RateMeter, network, poor_network, summarise
 from .context import NodeContext
 from .media import MediaSource
 from .peer import KINDS, Peer
@@ -70,6 +71,7 @@ class Room:
 
     async def _report_stats(self) -> None:
         meters: dict[Role, dict[str, RateMeter]] = {role: {} for role in self.participants}
+        watches = {role: NetworkWatch() for role in self.participants}
         while not self.closed:
             await asyncio.sleep(self.ctx.settings.stats_interval_s)
             for role, p in self.participants.items():
@@ -78,6 +80,20 @@ class Room:
                     if p.peer is not None:
                         stats["network"] = await network(p.peer.pc)
                     await self._publish_participant(p, stats=stats)
+                    problems = poor_network(stats)
+                    change = watches[role].observe(problems)
+                    if change is not None:
+                        await self._network_changed(p, change, problems)
+
+    async def _network_changed(self, p: Participant, change: str, problems: list[str]) -> None:
+        await self.ctx.events.append(self.consultation_id, f"network.{change}", p.actor,
+                                     {"problems": problems})
+        try:
+            await self.ctx.live.publish(ALERTS, {
+                "kind": f"network.{change}", "consultation": self.consultation_id,
+                "role": str(p.role), "problems": problems, "node": self.ctx.settings.node_id})
+        except LiveStateUnavailable:
+            metrics.LIVE_STATE_ERRORS.inc()
 
     # -- messages ---------------------------------------------------------------------------
 

@@ -24,7 +24,7 @@ function quality(p) {
   const net = ((p.stats || {}).network || {}).video || {};
   const rtt = net.rtt_ms ?? null;
   const loss = net.loss_percent ?? null;
-  const poor = video.fps < 15 || (loss !== null && loss > 5) || (rtt !== null && rtt > 400);
+  const poor = video.fps < 10 || (loss !== null && loss > 5) || (rtt !== null && rtt > 400);
   const parts = [`${video.fps} fps`, `${video.kbps} kbit/s`];
   if (rtt !== null) parts.push(`RTT ${rtt} ms`);
   if (loss !== null) parts.push(`丢包 loss ${loss}%`);
