@@ -104,7 +104,8 @@ async def test_join_through_another_node_lands_on_one_node_and_ops_sees_it(
             camera = make_y4m(tmp_path / "cam.y4m", OBAMA, seconds=1)
             async with launch_chromium(camera, ARTIFACTS) as browser:
                 page = await browser.new_page("ops")
-                await page.goto(f"{cluster.b.url}/ops#token={ops}")
+                # On node A, which does not host the call: the view is the cluster's, via Redis.
+                await page.goto(f"{cluster.a.url}/ops#token={ops}")
                 row = page.locator(f'tr[data-cid="{cid}"]')
                 await row.wait_for(timeout=15_000)
                 await page.wait_for_function(
