@@ -2,12 +2,51 @@
 
 from __future__ import annotations
 
+import asyncio
+import sys
 import time
 
 from server.lifecycle import State
 
 from .clinical_helpers import active_call
 from .node_fixtures import Node
+from .node_process import ROOT
+
+
+async def test_guardian_process_killed_mid_call_the_doctor_stays(node: Node, clips) -> None:
+    """The guardian's browser dies (SIGKILL: no close frame, no DTLS close). The doctor's call
+    stays up, the guardian is `reconnecting` for the grace period, and the log says so."""
+    booking = await node.book()
+    cid = booking.consultation_id
+    doctor = node.client(booking.doctor_link.split("#token=")[1], clips)
+    guardian = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "tests.vanishing_client", node.url,
+        booking.guardian_link.split("#token=")[1],
+        cwd=ROOT, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT)
+    assert guardian.stdout is not None
+    try:
+        await doctor.connect()
+        await doctor.start_media()
+        await doctor.expect("consent", timeout=30, given=True)
+        ready = await asyncio.wait_for(guardian.stdout.readline(), 30)
+        assert ready.strip() == b"ready", ready
+        await doctor.send({"type": "accept"})
+        await doctor.expect("state", state="active")
+        guardian.kill()
+        await asyncio.wait_for(guardian.wait(), 5)
+        lost = await doctor.expect("participant", role="guardian", status="reconnecting")
+        assert lost["role"] == "guardian"
+        await doctor.send({"type": "ping", "id": 2})
+        await doctor.expect("pong")
+        assert doctor.pc is not None and doctor.pc.connectionState == "connected"
+        assert await node.ctx.lifecycle.state(cid) == State.ACTIVE
+    finally:
+        if guardian.returncode is None:
+            guardian.kill()
+            await asyncio.wait_for(guardian.wait(), 5)
+        await doctor.close()
+    kinds = [e["kind"] for e in await node.events(cid)]
+    assert "participant.lost" in kinds and "recording.started" in kinds, kinds
 
 
 async def test_vanished_guardian_rejoins_within_grace(node: Node, clips) -> None:
