@@ -16,6 +16,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from server import metrics
+from server.auth import Role
 from server.lifecycle import Gate, State, Transition
 from server.live import LiveStateUnavailable
 from server.store import records
@@ -58,6 +59,7 @@ class IdentityService:
     def start(self) -> None:
         """Hook into the lifecycle; load the face models in the background if checks are on."""
         self.ctx.lifecycle.listeners.append(self.on_transition)
+        self.ctx.rooms.on_joined.append(self.rejoined)
         if self.config.required:
             self.ctx.lifecycle.accept_gates.append(("identity", self.gate()))
             self._warm = asyncio.create_task(self.pool.warm(), name="face-pool-warm")
@@ -130,6 +132,12 @@ class IdentityService:
                 self.verifications[cid] = Verification(self, room, consultation.doctor_id)
         elif change.state == State.ACTIVE:
             await self._assure(room)
+
+    async def rejoined(self, room: Room, role: Role) -> None:
+        """A doctor's page that (re)joins mid-verification learns where it stands."""
+        verification = self.verifications.get(room.consultation_id)
+        if role == Role.DOCTOR and verification is not None and verification.said is not None:
+            await room.send(Role.DOCTOR, verification.said)
 
     async def resume(self, room: Room, state: State) -> None:
         """A consultation re-homed here while active (failover): the re-checks go on here."""

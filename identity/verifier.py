@@ -83,6 +83,7 @@ class Verification:
         self.state = "running"  # running | verified | locked | not_enrolled | stopped
         self.joined_at = time.monotonic()
         self.poses_seen = 0  # challenge frames judged so far (the bench paces a turn by it)
+        self.said: dict[str, Any] | None = None  # the last step told: again to a rejoining page
         self.verified_at: float | None = None
         self.last: Attempt | None = None
         self.task = asyncio.create_task(self._run(), name=f"verify-{self.cid}")
@@ -97,8 +98,8 @@ class Verification:
             metrics.VERIFICATIONS.labels(fields.get("reason") or status).inc()
         await self.svc.status(self.cid, status)  # for the ops view
         zh, en = fields.pop("text", None) or STEP_TEXT.get(step, ("", ""))
-        await self.room.send(Role.DOCTOR, {"type": "verify", "step": step, "zh": zh, "en": en,
-                                           **fields})
+        self.said = {"type": "verify", "step": step, "zh": zh, "en": en, **fields}
+        await self.room.send(Role.DOCTOR, self.said)
 
     async def _run(self) -> None:
         try:

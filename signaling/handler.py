@@ -101,6 +101,10 @@ class Connection:
             if ref is not None:
                 reply["re"] = ref
             await self.ws.send_json(reply)
+            if reply["type"] == "joined" and self.room is not None:
+                # After `joined`: what the services tell a (re)joining participant follows it.
+                for hook in self.ctx.rooms.on_joined:
+                    await hook(self.room, self.role)
 
     async def refuse(self, error: ProtocolError) -> None:
         metrics.SIGNALING_ERRORS.labels(error.code).inc()

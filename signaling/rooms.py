@@ -21,6 +21,9 @@ class Rooms:
         # Called when this node starts hosting a consultation that is already under way (after
         # a failover): the recorder and the identity re-checks resume on the new node.
         self.on_resumed: list[Callable[[Room, State], Awaitable[None]]] = []
+        # Called after a participant's `joined` (first join or rejoin): a service re-sends what
+        # that participant's page must show (the doctor's verification step, say).
+        self.on_joined: list[Callable[[Room, Role], Awaitable[None]]] = []
         self._lock = asyncio.Lock()
 
     def bind(self, ctx: NodeContext) -> None:

@@ -104,3 +104,55 @@ async def test_mismatch_policy_end_terminates_with_a_referral(tmp_path: Path, sh
         assert verification["verified"] is True and verification["distance"] < 0.5
         assert verification["locked"] is False and verification["alerts"] == 1
         assert verification["recheck_failures"] >= 1, verification
+
+
+async def test_each_failure_is_explained_and_the_lock_survives_a_rejoin(tmp_path: Path,
+                                                                        shots) -> None:
+    """Two people, then nobody, then someone else: three explained failures, then locked; a
+    doctor's page that reconnects is told it is locked, and accept stays refused."""
+    from bench.client import CallClient
+    from bench.identity import photo_clip
+    from identity.enrollment import Whose, enroll
+    from identity.registry_api import IDENTITY_KEY
+    from server.demo import seed
+    from tests.browser import OBAMA, TWO_PEOPLE, empty_scene, load_photo
+
+    async with IdentityNode(tmp_path, challenge="turn_left", attempt_time_s=3.0,
+                            retry_pause_s=0.3) as node:
+        svc = node.app[IDENTITY_KEY]
+        booking = await seed(node.ctx.db, node.settings, node.app[TOKENS_KEY])
+        cid = booking.consultation_id
+        await enroll(svc, Whose.doctor(booking.doctor_id), OBAMA.read_bytes(),
+                     svc.config.min_face_px, "admin:test")
+        await record_consent(node.ctx.db, node.ctx.events, cid, "guardian:test", CURRENT_VERSION)
+        guardian = CallClient(node.url, booking.guardian_link.split("#token=")[1], {},
+                              node.session)
+        await guardian.connect()
+        doctor_token = booking.doctor_link.split("#token=")[1]
+        doctor = CallClient(node.url, doctor_token,
+                            {"video": photo_clip(load_photo(TWO_PEOPLE))}, node.session)
+        await doctor.connect()
+        await doctor.start_media()
+        reasons = []
+        for next_shot in (photo_clip(empty_scene()), shots["biden"], None):
+            failed = await doctor.expect("verify", timeout=40, step="failed")
+            reasons.append(failed["reason"])
+            assert failed["en"] and failed["zh"], failed  # explained on the page
+            if next_shot is not None:
+                show(doctor, next_shot)
+        assert reasons == ["several_faces", "no_face", "not_registered"]
+        await doctor.expect("verify", timeout=10, step="locked")
+        # The doctor's connection drops and comes back (even with the right face now).
+        await doctor.drop()
+        again = CallClient(node.url, doctor_token, {"video": shots["obama2"]}, node.session)
+        assert (await again.connect())["rejoined"] is True
+        await again.expect("verify", timeout=10, step="locked")
+        await again.send({"type": "accept", "id": 1})
+        refused = await again.expect("error", timeout=10)
+        assert "identity" in refused["message"], refused
+        await again.close()
+        await guardian.close()
+        attempts = [e.data["outcome"] for e in await node.ctx.events.events(cid)
+                    if e.kind == "identity.attempt"]
+        assert attempts == ["several_faces", "no_face", "not_registered"]
+        assert await node.ctx.lifecycle.state(cid) == "verifying"
