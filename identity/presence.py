@@ -172,6 +172,15 @@ class PresenceService:
         _SERVICES[id(self.ctx)] = self
         self.ctx.lifecycle.listeners.append(self.on_transition)
         self.ctx.lifecycle.accept_gates.append(("guardian_present", self.gate()))
+        self.ctx.rooms.on_joined.append(self.rejoined)
+
+    async def rejoined(self, room: Room, role: Role) -> None:
+        """A page that (re)joins shows the guardian's current presence (the banner, say)."""
+        monitor = self.monitors.get(room.consultation_id)
+        if monitor is not None and monitor.state in ("present", "absent"):
+            zh, en = TEXT[monitor.state]
+            await room.send(role, {"type": "presence", "guardian": monitor.state,
+                                   "zh": zh, "en": en})
 
     async def close(self) -> None:
         _SERVICES.pop(id(self.ctx), None)

@@ -130,6 +130,10 @@ class Room:
         if p.grace is not None:
             p.grace.cancel()
             p.grace = None
+        if rejoined:
+            # A page makes a new peer connection after every join: the old one is dead weight,
+            # and its late "closed" must not count against the participant who is back.
+            await self._close_peer(p)
         p.subject, p.ws = subject, ws
         p.joins += 1
         p.joined_at = time.monotonic()
@@ -234,6 +238,8 @@ class Room:
             await self.ctx.events.append(self.consultation_id, f"media.{state}", p.actor, {})
         await self.send(OTHER[p.role], {"type": "participant", **p.public()})
         await self._publish_participant(p)
+        if p.peer is not peer:  # replaced while we were reporting (a rejoin, a new offer)
+            return
         if state in ("failed", "closed"):
             # ICE failed (consent checks unanswered) or the far end closed its peer connection
             # while its socket stayed: the same grace period as a dropped socket.

@@ -64,6 +64,12 @@ async def test_gate_absence_alert_prescribing_and_timeline(tmp_path: Path, clips
             await doctor.send({**RX, "id": 3})
             refused = await doctor.expect("error", timeout=10)
             assert refused["code"] == "guardian_absent" and refused["re"] == 3, refused
+            # The doctor's page reloads: it shows the banner again at once.
+            await doctor.drop()
+            doctor = call.doctor = node.client(doctor.token, {"video": clips["video"]})
+            assert (await doctor.connect())["rejoined"] is True
+            await doctor.expect("presence", timeout=5, guardian="absent")
+            await doctor.start_media()
 
             show(call.guardian, shots["guardian_child"])  # back
             await doctor.expect("presence", timeout=15, guardian="present")
