@@ -189,6 +189,7 @@ async function place(role) {
   const local = app.t - seg.t_start_ms / 1000;
   if (app.loaded[role] !== seg.id) {
     app.loaded[role] = seg.id;
+    video.dataset.start = String(seg.t_start_ms / 1000); // where its time 0 sits on the clock
     video.src = await urlFor(seg);
     video.currentTime = local;
   } else if (Math.abs(video.currentTime - local) > 0.35) {
