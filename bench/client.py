@@ -153,7 +153,7 @@ class CallClient:
             if kind in self.clips:
                 track = ClipTrack(self.clips[kind])
                 self.tracks.append(track)
-                pc.addTrack(track)
+                passthrough.on_keyframe_request(pc.addTrack(track), track.request_keyframe)
             else:
                 pc.addTransceiver(kind, direction="recvonly")
         await pc.setLocalDescription(await pc.createOffer())

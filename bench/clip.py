@@ -91,8 +91,17 @@ class ClipTrack(MediaStreamTrack):
         self.clip = clip
         self.stamp = stamp
         self.sent = 0
+        self.keyframe_requests = 0
+        self._skip = 0  # clip packets jumped over to answer key-frame requests
         self._start: float | None = None
         self._time_base = Fraction(1, clip.clock_rate)
+
+    def request_keyframe(self) -> None:
+        """A receiver asked for a key frame (RTCP PLI): go on from the clip's start, which is
+        one, as a camera's encoder would send one at once."""
+        self.keyframe_requests += 1
+        if self.kind == "video":
+            self._skip = -self.sent % len(self.clip.packets)
 
     async def recv(self) -> av.Packet:  # type: ignore[override]
         if self._start is None:
@@ -101,7 +110,7 @@ class ClipTrack(MediaStreamTrack):
         delay = due - time.monotonic()
         if delay > 0:
             await asyncio.sleep(delay)
-        data = self.clip.packets[self.sent % len(self.clip.packets)]
+        data = self.clip.packets[(self.sent + self._skip) % len(self.clip.packets)]
         if self.stamp:
             data += TRAILER.pack(time.time(), MAGIC)
         packet = av.Packet(data)

@@ -95,6 +95,7 @@ def is_vp8_keyframe(data: bytes) -> bool:
 
 def send_pli(receiver: RTCRtpReceiver) -> bool:
     """Ask the remote sender for a key frame (RTCP PLI) on each SSRC it is sending."""
+    _require(receiver, "_send_rtcp_pli")
     sources = receiver.getSynchronizationSources()
     if not sources:
         return False
@@ -105,4 +106,12 @@ def send_pli(receiver: RTCRtpReceiver) -> bool:
 
 def on_keyframe_request(sender: RTCRtpSender, callback: Callable[[], None]) -> None:
     """Route a browser's PLI/FIR for this sender to `callback` (there is no encoder here)."""
+    _require(sender, "_send_keyframe")
     sender._send_keyframe = callback  # type: ignore[method-assign]
+
+
+def _require(obj: object, attribute: str) -> None:
+    """Fail loudly, at once, if an aiortc upgrade renamed what this module hooks into."""
+    if not callable(getattr(obj, attribute, None)):
+        raise RuntimeError(f"aiortc's {type(obj).__name__} no longer has {attribute}; check "
+                           "signaling/passthrough.py against the installed aiortc")

@@ -59,6 +59,55 @@ def test_install_refuses_a_receiver_without_the_private_queue() -> None:
         passthrough.install(NotAReceiver(), lambda p: None)  # type: ignore[arg-type]
 
 
+def test_keyframe_hooks_refuse_objects_without_the_private_methods() -> None:
+    class Renamed:
+        pass
+
+    with pytest.raises(RuntimeError, match="no longer has _send_keyframe"):
+        passthrough.on_keyframe_request(Renamed(), lambda: None)  # type: ignore[arg-type]
+    with pytest.raises(RuntimeError, match="no longer has _send_rtcp_pli"):
+        passthrough.send_pli(Renamed())  # type: ignore[arg-type]
+
+
+async def test_a_late_viewer_gets_a_key_frame_asked_of_the_sender(node: Node, clips) -> None:
+    """The guardian's camera sends one key frame every 10 s. The doctor joins later: the node
+    holds the doctor's video until a key frame, asks the guardian for one (PLI) at once, and
+    the doctor sees a picture in well under the 10 s it would otherwise wait."""
+    import asyncio
+    import time
+
+    from bench.clip import encode_vp8
+    from server.auth import Role
+
+    long_gop = encode_vp8(320, 240, fps=30, seconds=10.0, bitrate=300_000, keyframe_every=300)
+    booking = await node.book()
+    guardian = node.client(booking.guardian_link.split("#token=")[1],
+                           {"video": long_gop, "audio": clips["audio"]})
+    doctor = node.client(booking.doctor_link.split("#token=")[1], clips)
+    try:
+        await guardian.connect()
+        await guardian.start_media()
+        source = node.ctx.rooms.get(booking.consultation_id).participants[
+            Role.GUARDIAN].sources["video"]
+        deadline = time.monotonic() + 15
+        while source.frames < 45:  # well past the guardian's first (and only) key frame
+            assert time.monotonic() < deadline, "the guardian's video did not reach the node"
+            await asyncio.sleep(0.05)
+        [camera] = [t for t in guardian.tracks if t.kind == "video"]
+        asked_before = camera.keyframe_requests
+        await doctor.connect()
+        started = time.monotonic()
+        await doctor.start_media()
+        await doctor.wait_frames("video", 5, timeout=8)
+        took = time.monotonic() - started
+        assert camera.keyframe_requests > asked_before
+        assert doctor.received["video"].keyframes >= 1
+        assert took < 5.0, f"first picture after {took:.1f} s"
+    finally:
+        await guardian.close()
+        await doctor.close()
+
+
 def test_vp8_keyframe_bit() -> None:
     assert passthrough.is_vp8_keyframe(b"\x10\x02\x00")  # low bit 0: key frame
     assert not passthrough.is_vp8_keyframe(b"\x11\x02\x00")
