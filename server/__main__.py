@@ -39,7 +39,8 @@ async def _seed(settings: Settings) -> None:
     print(f"  registry (医生注册): {base}/admin/doctors#token={admin}")
     print("Before the doctor can accept: enroll the doctor's face photo on the registry page")
     print("(identity check), and the guardian's, for this child's consultation:")
-    print(f"  curl -X PUT --data-binary @photo.jpg -H 'Authorization: Bearer {admin}' \\")
+    print(f"  curl -X PUT --data-binary @photo.jpg -H 'Content-Type: image/jpeg' \\\n"
+          f"       -H 'Authorization: Bearer {admin}' \\")
     print(f"       {base}/api/admin/guardians/{booking.guardian_id}/face")
     print("To look around without faces: TC_IDENTITY_REQUIRED=0 TC_GUARDIAN_PRESENCE=0 make run")
 
