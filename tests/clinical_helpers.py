@@ -35,17 +35,22 @@ async def chain_verified(events: EventLog, cid: str, timeout: float = 5.0) -> Ch
         await asyncio.sleep(0.05)
 
 
-async def active_call(node, clips):  # type: ignore[no-untyped-def]
-    """Book, join both sides with media, consent, accept: an active call with frames flowing."""
-    booking = await node.book()
-    guardian = node.client(booking.guardian_link.split("#token=")[1], clips)
-    doctor = node.client(booking.doctor_link.split("#token=")[1], clips)
+async def start_call(guardian: CallClient, doctor: CallClient) -> None:
+    """Join both sides with media, consent, accept: the consultation is active."""
     for side in (guardian, doctor):
         await side.connect()
         await side.start_media()
     await give_consent(guardian, doctor)
     await doctor.send({"type": "accept"})
     await guardian.expect("state", state="active")
+
+
+async def active_call(node, clips):  # type: ignore[no-untyped-def]
+    """Book, join both sides with media, consent, accept: an active call with frames flowing."""
+    booking = await node.book()
+    guardian = node.client(booking.guardian_link.split("#token=")[1], clips)
+    doctor = node.client(booking.doctor_link.split("#token=")[1], clips)
+    await start_call(guardian, doctor)
     for side in (guardian, doctor):
         await side.wait_frames("video", 10)
     return booking, guardian, doctor

@@ -10,7 +10,19 @@ import sys
 import time
 import urllib.error
 import urllib.request
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
 from pathlib import Path
+
+import aiohttp
+
+from bench.client import CallClient
+from server.auth import Tokens
+from server.config import load_settings
+from server.demo import Booking, seed
+from server.store import Database
+from signaling import ice
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -79,3 +91,36 @@ class NodeProcess:
             return "\n".join(self.log.read_text(errors="replace").splitlines()[-n:])
         except FileNotFoundError:
             return "(no log)"
+
+
+@dataclass
+class BookedNode:
+    """A node process, the database it uses (read directly by the test), tokens, a booking."""
+
+    node: NodeProcess
+    db: Database
+    tokens: Tokens
+    booking: Booking
+
+    def client(self, role: str, clips: dict, session: aiohttp.ClientSession) -> CallClient:
+        link = self.booking.guardian_link if role == "guardian" else self.booking.doctor_link
+        return CallClient(self.node.url, link.split("#token=")[1], clips, session)
+
+
+@asynccontextmanager
+async def booked_node(data_dir: Path, secret: str, prefix: tuple[str, ...] = (),
+                      **env: str) -> AsyncIterator[BookedNode]:
+    """Book the demo consultation in the node's SQLite, start the node; stop it afterwards."""
+    ice.use_host_addresses(["127.0.0.1"])  # this process's clients: loopback only
+    port = free_port()
+    settings = load_settings(data_dir=data_dir, token_secret=secret, host="127.0.0.1", port=port)
+    tokens = Tokens(secret, 3600)
+    db = await Database.open(settings.database_url)
+    node = NodeProcess(data_dir, port, secret, prefix, **env)
+    try:
+        booking = await seed(db, settings, tokens)
+        node.start()
+        yield BookedNode(node, db, tokens, booking)
+    finally:
+        node.stop()
+        await db.close()

@@ -87,6 +87,13 @@ async def _call(cluster: Cluster, session, tmp_path: Path, clips) -> tuple[str, 
     return cid, guardian, doctor
 
 
+async def _accepted(guardian: CallClient, doctor: CallClient) -> None:
+    await give_consent(guardian, doctor)
+    await doctor.send({"type": "accept"})
+    await guardian.expect("state", state="active")
+    await guardian.wait_frames("video", 10)
+
+
 async def test_join_through_another_node_lands_on_one_node_and_ops_sees_it(
         cluster: Cluster, tmp_path: Path, clips) -> None:
     import aiohttp
@@ -126,10 +133,7 @@ async def test_node_killed_mid_call_fails_over(cluster: Cluster, tmp_path: Path,
     async with aiohttp.ClientSession() as session:
         cid, guardian, doctor = await _call(cluster, session, tmp_path, clips)
         try:
-            await give_consent(guardian, doctor)
-            await doctor.send({"type": "accept"})
-            await guardian.expect("state", state="active")
-            await guardian.wait_frames("video", 10)
+            await _accepted(guardian, doctor)
             cluster.b.kill()
             killed = time.monotonic()
             await guardian.expect("closed", timeout=10)
@@ -164,10 +168,7 @@ async def test_ops_ending_a_call_through_another_node_stops_it_on_its_host(
     async with aiohttp.ClientSession() as session:
         cid, guardian, doctor = await _call(cluster, session, tmp_path, clips)
         try:
-            await give_consent(guardian, doctor)
-            await doctor.send({"type": "accept"})
-            await guardian.expect("state", state="active")
-            await guardian.wait_frames("video", 10)
+            await _accepted(guardian, doctor)
             ops = cluster.tokens.issue(Role.OPS, "ops-1")
             async with session.post(f"{cluster.a.url}/api/ops/consultations/{cid}/end",
                                     json={"reason": "drill"},

@@ -6,11 +6,21 @@ import asyncio
 import sys
 import time
 
+from bench.client import CallClient
 from server.lifecycle import State
 
 from .clinical_helpers import active_call
 from .node_fixtures import Node
 from .node_process import ROOT
+
+
+async def _guardian_lost_doctor_stays(node: Node, cid: str, doctor: CallClient) -> None:
+    """The guardian is `reconnecting`; the doctor's socket answers and its media is still up."""
+    await doctor.expect("participant", role="guardian", status="reconnecting")
+    await doctor.send({"type": "ping", "id": 1})
+    await doctor.expect("pong")
+    assert doctor.pc is not None and doctor.pc.connectionState == "connected"
+    assert await node.ctx.lifecycle.state(cid) == State.ACTIVE
 
 
 async def test_guardian_process_killed_mid_call_the_doctor_stays(node: Node, clips) -> None:
@@ -34,12 +44,7 @@ async def test_guardian_process_killed_mid_call_the_doctor_stays(node: Node, cli
         await doctor.expect("state", state="active")
         guardian.kill()
         await asyncio.wait_for(guardian.wait(), 5)
-        lost = await doctor.expect("participant", role="guardian", status="reconnecting")
-        assert lost["role"] == "guardian"
-        await doctor.send({"type": "ping", "id": 2})
-        await doctor.expect("pong")
-        assert doctor.pc is not None and doctor.pc.connectionState == "connected"
-        assert await node.ctx.lifecycle.state(cid) == State.ACTIVE
+        await _guardian_lost_doctor_stays(node, cid, doctor)
     finally:
         if guardian.returncode is None:
             guardian.kill()
@@ -54,13 +59,7 @@ async def test_vanished_guardian_rejoins_within_grace(node: Node, clips) -> None
     cid = booking.consultation_id
     try:
         await guardian.drop()
-        lost = await doctor.expect("participant", role="guardian", status="reconnecting")
-        assert lost["role"] == "guardian"
-        # The doctor stays connected: its socket answers and its peer connection is still up.
-        await doctor.send({"type": "ping", "id": 1})
-        await doctor.expect("pong")
-        assert doctor.pc is not None and doctor.pc.connectionState == "connected"
-        assert await node.ctx.lifecycle.state(cid) == State.ACTIVE
+        await _guardian_lost_doctor_stays(node, cid, doctor)
 
         again = node.client(guardian.token, clips)
         joined = await again.connect()

@@ -12,16 +12,12 @@ import aiohttp
 import av
 import pytest
 
-from bench.client import CallClient
-from server.auth import Role, Tokens
-from server.config import load_settings
-from server.demo import seed
+from server.auth import Role
 from server.store import Database, EventLog
-from signaling import ice
 
-from .clinical_helpers import give_consent
+from .clinical_helpers import start_call
 from .node_fixtures import SECRET
-from .node_process import NodeProcess, free_port
+from .node_process import booked_node
 
 SEGMENT_S = 3.0
 
@@ -43,30 +39,15 @@ async def _until(db: Database, cid: str, test, timeout: float, what: str) -> lis
 
 @pytest.mark.timeout(120)
 async def test_killed_node_recovers_its_recording(tmp_path: Path, clips) -> None:
-    ice.use_host_addresses(["127.0.0.1"])
     data = tmp_path / "data"
-    port = free_port()
-    settings = load_settings(data_dir=data, token_secret=SECRET, host="127.0.0.1", port=port)
-    tokens = Tokens(SECRET, 3600)
-    db = await Database.open(settings.database_url)
-    node = NodeProcess(data, port, SECRET, TC_RECORDING_SEGMENT_S=str(SEGMENT_S))
-    try:
-        booking = await seed(db, settings, tokens)
-        cid = booking.consultation_id
-        node.start()
+    async with booked_node(data, SECRET, TC_RECORDING_SEGMENT_S=str(SEGMENT_S)) as booked:
+        node, db, tokens = booked.node, booked.db, booked.tokens
+        cid = booked.booking.consultation_id
         async with aiohttp.ClientSession() as session:
-            guardian = CallClient(node.url, booking.guardian_link.split("#token=")[1], clips,
-                                  session)
-            doctor = CallClient(node.url, booking.doctor_link.split("#token=")[1], clips,
-                                session)
+            guardian = booked.client("guardian", clips, session)
+            doctor = booked.client("doctor", clips, session)
             try:
-                for side in (guardian, doctor):
-                    await side.connect()
-                    await side.start_media()
-                await doctor.wait_frames("video", 10)
-                await give_consent(guardian, doctor)
-                await doctor.send({"type": "accept"})
-                await doctor.expect("state", state="active")
+                await start_call(guardian, doctor)
                 # Two closed segments per side, then a little into the third.
                 await _until(db, cid, lambda ev: sum(e.kind == "recording.segment"
                                                      for e in ev) >= 4, 30, "4 segments")
@@ -125,6 +106,3 @@ async def test_killed_node_recovers_its_recording(tmp_path: Path, clips) -> None
                             if packet.size:
                                 got[packet.stream.type] += 1
                     assert got["video"] > 0 and got["audio"] > 0, (seg, got)
-    finally:
-        node.stop()
-        await db.close()

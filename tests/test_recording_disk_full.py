@@ -14,16 +14,12 @@ import aiohttp
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from bench.client import CallClient
-from server.auth import Role, Tokens
-from server.config import load_settings
-from server.demo import seed
-from server.store import Database, EventLog
-from signaling import ice
+from server.auth import Role
+from server.store import EventLog
 
-from .clinical_helpers import give_consent
+from .clinical_helpers import start_call
 from .node_fixtures import SECRET
-from .node_process import NodeProcess, free_port
+from .node_process import booked_node
 
 DISK = "1500k"  # a few seconds of both sides' media
 
@@ -36,31 +32,16 @@ def _on_small_disk(folder: Path) -> tuple[str, ...]:
 
 @pytest.mark.timeout(120)
 async def test_full_disk_stops_recording_and_the_call_goes_on(tmp_path: Path, clips) -> None:
-    ice.use_host_addresses(["127.0.0.1"])
     data = tmp_path / "data"
-    port = free_port()
-    settings = load_settings(data_dir=data, token_secret=SECRET, host="127.0.0.1", port=port)
-    tokens = Tokens(SECRET, 3600)
-    db = await Database.open(settings.database_url)
-    node = NodeProcess(data, port, SECRET, prefix=_on_small_disk(data / "recordings"),
-                       TC_RECORDING_SEGMENT_S="2")
-    ops = {"Authorization": f"Bearer {tokens.issue(Role.OPS, 'ops-1')}"}
-    try:
-        booking = await seed(db, settings, tokens)
-        cid = booking.consultation_id
-        node.start()
+    async with booked_node(data, SECRET, _on_small_disk(data / "recordings"),
+                           TC_RECORDING_SEGMENT_S="2") as booked:
+        node, cid = booked.node, booked.booking.consultation_id
+        ops = {"Authorization": f"Bearer {booked.tokens.issue(Role.OPS, 'ops-1')}"}
         async with aiohttp.ClientSession() as session:
-            guardian = CallClient(node.url, booking.guardian_link.split("#token=")[1], clips,
-                                  session)
-            doctor = CallClient(node.url, booking.doctor_link.split("#token=")[1], clips,
-                                session)
+            guardian = booked.client("guardian", clips, session)
+            doctor = booked.client("doctor", clips, session)
             try:
-                for side in (guardian, doctor):
-                    await side.connect()
-                    await side.start_media()
-                await give_consent(guardian, doctor)
-                await doctor.send({"type": "accept"})
-                await doctor.expect("state", state="active")
+                await start_call(guardian, doctor)
                 # Both pages are told; nobody is thrown out.
                 for side in (guardian, doctor):
                     notice = await side.expect("notice", timeout=60, code="recording_failed")
@@ -83,12 +64,12 @@ async def test_full_disk_stops_recording_and_the_call_goes_on(tmp_path: Path, cl
             finally:
                 await guardian.close()
                 await doctor.close()
-        events = await EventLog(db).events(cid)
+        events = await EventLog(booked.db).events(cid)
         failed = [e.data for e in events if e.kind == "recording.failed"]
         assert len(failed) == 1 and "No space left on device" in failed[0]["error"], failed
-        assert (await EventLog(db).verify(cid)).ok
+        assert (await EventLog(booked.db).verify(cid)).ok
         assert node.proc is not None and node.proc.poll() is None  # the node stayed up
-        auditor = {"Authorization": f"Bearer {tokens.issue(Role.AUDITOR, 'audit-1')}"}
+        auditor = {"Authorization": f"Bearer {booked.tokens.issue(Role.AUDITOR, 'audit-1')}"}
         async with aiohttp.ClientSession(node.url, headers=auditor) as http:
             async with http.get(f"/api/recordings/{cid}") as r:
                 recording = (await r.json())["recording"]
@@ -97,6 +78,3 @@ async def test_full_disk_stops_recording_and_the_call_goes_on(tmp_path: Path, cl
                 report = await r.json()
             # What was stored before the disk filled is whole; nothing half-written is indexed.
             assert report["ok"] and report["checked"] >= 1, report
-    finally:
-        node.stop()
-        await db.close()
