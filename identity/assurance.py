@@ -5,8 +5,9 @@ As the call starts (nobody looked between `verified` and the accept), then every
 kept running) and checked with one detection and one encoding (~0.25 s of a worker): under 1% of
 a core per consultation. While something is wrong the cadence shortens to `grace_recheck_s`;
 once it has been wrong for `grace_s` the doctor (notice) and ops (alert) are told and it is
-recorded; `mismatch_action` decides what else happens: "alert" (default) or "end" (the
-consultation is terminated with a referral to the booking hospital, reason
+recorded; `mismatch_action` decides what else happens: "alert" (default), "pause" (the patient
+side stops receiving the doctor's picture and sound until the registered doctor is back) or
+"end" (the consultation is terminated with a referral to the booking hospital, reason
 `doctor_identity_lost`). Every check is an event.
 """
 
@@ -22,7 +23,7 @@ from server import referral
 from server.auth import Role
 
 from .frames import grab_frame
-from .texts import ASSURANCE_TEXT
+from .texts import ASSURANCE_TEXT, PAUSED_TEXT, RESUMED_TEXT
 from .verifier import classify
 
 if TYPE_CHECKING:
@@ -100,6 +101,7 @@ class Assurance:
                         "type": "notice", "code": "identity_recovered",
                         "zh": "已重新确认医生本人",
                         "en": "The registered doctor is back on camera"})
+                    await self._hold(False)
                 bad_since, alerted = None, False
                 continue
             if bad_since is None:
@@ -116,11 +118,27 @@ class Assurance:
             zh, en = ASSURANCE_TEXT[reason]
             await self.room.send(Role.DOCTOR, {"type": "notice", "code": f"identity_{reason}",
                                                "zh": zh, "en": en})
-            if cfg.mismatch_action == "end":
+            if cfg.mismatch_action == "pause":
+                await self._hold(True)
+            elif cfg.mismatch_action == "end":
                 # The same termination-and-referral flow as the doctor's own, system reason.
                 await referral.refer_to_own_hospital(self.svc.ctx, self.cid,
                                                      "doctor_identity_lost", IDENTITY_LOST_NOTE)
                 return
+
+    async def _hold(self, on: bool) -> None:
+        """`pause`: the patient neither sees nor hears who is on the doctor's camera until the
+        registered doctor is back; recording and these checks still get the doctor's media."""
+        sources = self.room.participants[Role.DOCTOR].sources.values()
+        if all(source.held == on for source in sources):
+            return
+        for source in sources:
+            source.held = on
+        await self.svc.ctx.events.append(self.cid, "identity.paused" if on else
+                                         "identity.resumed", "system", {})
+        zh, en = PAUSED_TEXT if on else RESUMED_TEXT
+        await self.room.broadcast({"type": "notice", "code": "doctor_paused" if on
+                                   else "doctor_resumed", "zh": zh, "en": en})
 
     async def stop(self) -> None:
         if asyncio.current_task() is self.task:  # ending the call from inside the check loop

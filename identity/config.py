@@ -16,7 +16,7 @@ import os
 from dataclasses import dataclass, replace
 
 CHALLENGES = ("blink", "turn_left", "turn_right")
-ACTIONS = ("alert", "end")
+ACTIONS = ("alert", "pause", "end")
 
 
 def _env(name: str, default: str) -> str:

@@ -31,6 +31,10 @@ FAILURE_TEXT: dict[str, tuple[str, str]] = {
     "no_video": ("没有收到视频画面", "No video received"),
 }
 
+PAUSED_TEXT = ("医生身份待重新确认，医生画面和声音已暂停",
+               "The doctor's identity is being re-checked: their picture and sound are paused")
+RESUMED_TEXT = ("已重新确认医生本人，问诊继续", "The doctor is confirmed again: the call goes on")
+
 ASSURANCE_TEXT: dict[str, tuple[str, str]] = {
     "no_face": ("问诊中未检测到医生本人，请回到镜头前", "Doctor not seen on camera: please return"),
     "several_faces": ("问诊中画面出现多人", "Several people seen on the doctor's camera"),

@@ -31,6 +31,7 @@ class MediaSource:
         self.bytes = 0
         self.keyframes = 0
         self._subscribers: set[Subscription] = set()
+        self.held = False  # relays to the other participant paused (recorder, checks go on)
         self._requester: Callable[[], bool] | None = None
         self._last_request = 0.0
         self._offset: int | None = None
@@ -65,6 +66,10 @@ class MediaSource:
         if keyframe:
             self.keyframes += 1
         for subscriber in self._subscribers:
+            if self.held and subscriber.relay:
+                subscriber.dropped += 1
+                subscriber._need_keyframe = self.kind == "video"  # resume on a whole picture
+                continue
             subscriber._offer(packet, keyframe)
 
     def request_keyframe(self) -> None:
@@ -75,8 +80,8 @@ class MediaSource:
         if now - self._last_request >= KEYFRAME_REQUEST_INTERVAL_S and self._requester():
             self._last_request = now
 
-    def subscribe(self, maxsize: int = 64) -> Subscription:
-        subscription = Subscription(self, maxsize)
+    def subscribe(self, maxsize: int = 64, relay: bool = False) -> Subscription:
+        subscription = Subscription(self, maxsize, relay)
         self._subscribers.add(subscription)
         self.request_keyframe()
         return subscription
@@ -88,9 +93,10 @@ class MediaSource:
 class Subscription:
     """A subscriber's view of a source: `await get()` returns the next encoded packet."""
 
-    def __init__(self, source: MediaSource, maxsize: int) -> None:
+    def __init__(self, source: MediaSource, maxsize: int, relay: bool = False) -> None:
         self.source = source
         self.maxsize = maxsize
+        self.relay = relay  # to the other participant (held while `source.held`)
         self.dropped = 0
         self._queue: deque[av.Packet] = deque()
         self._waiter: asyncio.Future[None] | None = None
@@ -143,7 +149,7 @@ class RelayTrack(MediaStreamTrack):
     def __init__(self, source: MediaSource) -> None:
         super().__init__()
         self.kind = source.kind
-        self.subscription = source.subscribe()
+        self.subscription = source.subscribe(relay=True)
 
     async def recv(self) -> av.Packet:  # type: ignore[override]
         if self.readyState != "live":

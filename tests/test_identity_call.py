@@ -3,6 +3,7 @@ from real photos (bench/identity.py): fast, no browser. The face work stays off 
 
 from __future__ import annotations
 
+import asyncio
 from pathlib import Path
 
 import pytest
@@ -156,3 +157,42 @@ async def test_each_failure_is_explained_and_the_lock_survives_a_rejoin(tmp_path
                     if e.kind == "identity.attempt"]
         assert attempts == ["several_faces", "no_face", "not_registered"]
         assert await node.ctx.lifecycle.state(cid) == "verifying"
+
+
+async def test_mismatch_policy_pause_holds_the_doctors_media_until_confirmed(
+        tmp_path: Path, shots) -> None:
+    """`pause`: while someone else is on the doctor's camera the patient side neither sees nor
+    hears them; the node still receives (records, re-checks) and resumes once it is the doctor."""
+    import time
+
+    from server.auth import Role as R
+
+    async with IdentityNode(tmp_path, challenge="turn_left", recheck_s=0.5, grace_s=0.5,
+                            grace_recheck_s=0.3, mismatch_action="pause") as node:
+        call = await verified_call(node, shots)
+        doctor, guardian = call["doctor"], call["guardian"]
+        cid = call["booking"].consultation_id
+        await record_consent(node.ctx.db, node.ctx.events, cid, "guardian:test", CURRENT_VERSION)
+        await guardian.start_media()  # receive-only: what the patient side gets
+        await doctor.send({"type": "accept"})
+        await doctor.expect("state", timeout=10, state="active")
+        await guardian.wait_frames("video", 10)
+        show(doctor, shots["biden"])
+        paused = await guardian.expect("notice", timeout=20, code="doctor_paused")
+        assert "paused" in paused["en"]
+        # The doctor's camera goes on reaching the node; none of it reaches the patient side.
+        source = node.ctx.rooms.get(cid).participants[R.DOCTOR].sources["video"]
+        node_before, patient_before = source.frames, guardian.received["video"].frames
+        deadline = time.monotonic() + 10
+        while source.frames < node_before + 30:
+            assert time.monotonic() < deadline, "the doctor's video stopped reaching the node"
+            await asyncio.sleep(0.05)
+        assert guardian.received["video"].frames <= patient_before + 3  # at most what was in flight
+        show(doctor, shots["obama2"])
+        await guardian.expect("notice", timeout=20, code="doctor_resumed")
+        await guardian.wait_frames("video", 10)
+        assert await node.ctx.lifecycle.state(cid) == "active"
+        await doctor.close()
+        await guardian.close()
+        kinds = [e.kind for e in await node.ctx.events.events(cid)]
+        assert kinds.index("identity.paused") < kinds.index("identity.resumed"), kinds
