@@ -14,6 +14,7 @@ from typing import Any
 
 import jwt
 from aiohttp import web
+from cryptography.exceptions import InvalidTag
 from sqlalchemy import select
 
 from server.auth import CLAIMS_KEY, Role, json_error, requires
@@ -210,7 +211,15 @@ async def media(request: web.Request) -> web.StreamResponse:
         dec = await asyncio.to_thread(recorder.decryptor, seg)
     except FileNotFoundError:
         raise json_error(404, "missing_file", "the segment's file is missing") from None
+    except KeyError as exc:  # written under a key this node no longer has (rotation)
+        raise json_error(500, "recording_key_missing", str(exc.args[0])) from None
     start, end = _range(request.headers.get("Range"), dec.size)
+    pieces = dec.read(start, end)
+    try:  # the first piece before any header goes out: an altered file is a clear error
+        first = await asyncio.to_thread(next, pieces, None)
+    except InvalidTag:
+        raise json_error(409, "altered_segment", "the segment's file does not match what was "
+                         "recorded (integrity check failed); it is not served") from None
     if tokens.first_use(grant):
         await ctx.events.append(seg.consultation_id, "recording.access", grant.actor, {
             "segment": seg.id, "purpose": grant.purpose, "token": grant.token_id})
@@ -225,12 +234,10 @@ async def media(request: web.Request) -> web.StreamResponse:
         headers["Content-Range"] = f"bytes {start}-{end - 1}/{dec.size}"
     response = web.StreamResponse(status=status, headers=headers)
     await response.prepare(request)
-    pieces = dec.read(start, end)
-    while True:
-        piece = await asyncio.to_thread(next, pieces, None)
-        if piece is None:
-            break
+    piece = first
+    while piece is not None:
         await response.write(piece)
+        piece = await asyncio.to_thread(next, pieces, None)
     await response.write_eof()
     return response
 

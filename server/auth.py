@@ -104,6 +104,7 @@ _ERRORS: dict[int, type[web.HTTPException]] = {
     409: web.HTTPConflict,
     413: web.HTTPRequestEntityTooLarge,
     422: web.HTTPUnprocessableEntity,
+    500: web.HTTPInternalServerError,
     503: web.HTTPServiceUnavailable,
 }
 

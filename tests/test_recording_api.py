@@ -82,6 +82,16 @@ async def test_only_auditors_and_admins_open_recordings_and_every_access_is_logg
             assert await r.read() == whole[70000:70101]  # across an encryption chunk edge
         async with http.get(url, headers={"Range": f"bytes={len(whole)}-"}) as r:
             assert r.status == 416
+            assert r.headers["Content-Range"] == f"bytes */{len(whole)}"
+        async with http.get(url, headers={"Range": "bytes=-500"}) as r:  # the last 500 bytes
+            assert r.status == 206 and await r.read() == whole[-500:]
+            assert r.headers["Content-Range"] == f"bytes {len(whole) - 500}-{len(whole) - 1}/"\
+                f"{len(whole)}"
+        async with http.get(url, headers={"Range": f"bytes=0-{len(whole) + 999}"}) as r:
+            assert r.status == 206 and await r.read() == whole  # an end past the size is cut
+        for bad in ("bytes=-0", "bytes=500-100", "bytes=abc", "items=0-10", "bytes=0-1,5-6"):
+            async with http.get(url, headers={"Range": bad}) as r:
+                assert r.status == 416, bad
         other = detail["segments"][1]["id"]
         async with http.get(url.replace(seg["id"], other, 1)) as r:
             assert r.status == 403
@@ -247,3 +257,40 @@ async def test_recovery_never_overwrites_a_segment_another_node_stored(rec_node:
     assert not list(spool.iterdir())
     report = await recorder.verify(cid)
     assert report.ok, report
+
+
+async def test_key_rotation_old_segments_still_play_a_forgotten_key_is_a_clear_error(
+        tmp_path, clips) -> None:
+    """Rotate: a new current key, the old one in TC_RECORDING_OLD_KEYS (recorder/crypto.py)."""
+    import base64
+    import os
+
+    from recorder.crypto import key_id
+
+    from .recording_helpers import play
+
+    key_a, key_b = (base64.b64encode(os.urandom(32)).decode() for _ in range(2))
+    data = tmp_path / "node"
+    async with start_node(node_settings(data, recording_segment_s=2.0,
+                                        recording_key=key_a)) as node:
+        old = await recorded_call(node, clips)
+    async with start_node(node_settings(data, recording_segment_s=2.0, recording_key=key_b,
+                                        recording_old_keys=[key_a])) as node:
+        new = await recorded_call(node, clips)
+        recorder = recorder_of(node)
+        for cid, key in ((old, key_a), (new, key_b)):
+            segs = await closed_segments(node, cid)
+            assert {s.key_id for s in segs} == {key_id(base64.b64decode(key))}
+            for seg in segs:
+                assert play(recorder, seg).packets.get("video", 0) > 0
+            assert (await recorder.verify(cid)).ok
+    async with start_node(node_settings(data, recording_key=key_b)) as node:  # A forgotten
+        seg = (await closed_segments(node, old))[0]
+        async with aiohttp.ClientSession(node.url) as http:
+            async with http.post(f"/api/recordings/{old}/segments/{seg.id}/access",
+                                 headers=_auth(node, Role.AUDITOR)) as r:
+                url = (await r.json())["url"]
+            async with http.get(url) as r:
+                body = await r.json()
+        assert r.status == 500 and body["error"]["code"] == "recording_key_missing"
+        assert "TC_RECORDING_OLD_KEYS" in body["error"]["message"]
