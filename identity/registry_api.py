@@ -16,7 +16,7 @@ from aiohttp import web
 from sqlalchemy import select
 
 from server.auth import CLAIMS_KEY, Role, json_error, requires
-from server.store import Doctor, records
+from server.store import Doctor, Hospital, records
 from server.store.models import SYSTEM_CHAIN, TITLES, WHITELIST_STATUSES
 from signaling.handler import CONTEXT_KEY
 
@@ -170,10 +170,9 @@ async def list_doctors(request: web.Request) -> web.Response:
     async with request.app[CONTEXT_KEY].db.session() as session:
         doctors = list(await session.scalars(select(Doctor).order_by(Doctor.created_at)))
         faces = {f.doctor_id: f for f in await session.scalars(select(FaceEnrollment))}
-    hospitals = {}
-    async with request.app[CONTEXT_KEY].db.session() as session:
-        from server.store import Hospital
         hospitals = {h.id: h.name for h in await session.scalars(select(Hospital))}
+    await request.app[CONTEXT_KEY].events.append(  # personal data read: who, which
+        SYSTEM_CHAIN, "registry.read", _actor(request), {"doctors": len(doctors)})
     return web.json_response({"doctors": [_public(d, faces.get(d.id)) for d in doctors],
                               "hospitals": hospitals}, headers=_NO_STORE)
 
@@ -182,6 +181,8 @@ async def list_doctors(request: web.Request) -> web.Response:
 async def get_doctor(request: web.Request) -> web.Response:
     doctor = await _doctor_or_404(request)
     enrollment = await request.app[IDENTITY_KEY].enrollment(doctor.id)
+    await request.app[CONTEXT_KEY].events.append(SYSTEM_CHAIN, "registry.read", _actor(request),
+                                                 {"doctor": doctor.id})
     return web.json_response(_public(doctor, enrollment), headers=_NO_STORE)
 
 
@@ -275,6 +276,8 @@ async def consultation_identity(request: web.Request) -> web.Response:
     async with request.app[CONTEXT_KEY].db.session() as session:
         rows = list(await session.scalars(select(FaceVerification).where(
             FaceVerification.consultation_id == cid).order_by(FaceVerification.at)))
+    if rows:  # (a consultation id that exists: the chain is the consultation's)
+        await request.app[CONTEXT_KEY].events.append(cid, "identity.read", _actor(request), {})
     return web.json_response({"consultation": cid, "attempts": [
         {"id": r.id, "attempt": r.attempt, "outcome": r.outcome, "challenge": r.challenge,
          "distance": r.distance, "frames": r.frames, "at": r.at.isoformat(),

@@ -18,7 +18,7 @@ from cryptography.exceptions import InvalidTag
 from sqlalchemy import select
 
 from server.auth import CLAIMS_KEY, Role, json_error, requires
-from server.store.models import Consultation, Doctor, Hospital
+from server.store.models import SYSTEM_CHAIN, Consultation, Doctor, Hospital
 from server.store.recordings import Recording, RecordingSegment
 from signaling.handler import CONTEXT_KEY
 
@@ -89,6 +89,9 @@ async def search(request: web.Request) -> web.Response:
     query = query.order_by(Consultation.scheduled_at.desc()).limit(200)
     async with request.app[CONTEXT_KEY].db.session() as session:
         rows = (await session.execute(query)).all()
+    await request.app[CONTEXT_KEY].events.append(SYSTEM_CHAIN, "recordings.search",
+                                                 _actor(request),
+                                                 {"query": dict(q), "found": len(rows)})
     return web.json_response({"consultations": [{
         "id": c.id, "hospital": hospital, "doctor": doctor, "state": c.state,
         "specialty": c.specialty, "scheduled_at": c.scheduled_at.isoformat(),

@@ -51,6 +51,8 @@ async def test_registry_create_update_and_events(tmp_path: Path) -> None:
         kinds = [(e.kind, e.data.get("doctor")) for e in await node.ctx.events.events(SYSTEM_CHAIN)]
         assert ("registry.doctor.created", created["id"]) in kinds
         assert ("registry.doctor.updated", created["id"]) in kinds
+        assert ("registry.read", booking.doctor_id) in kinds  # personal data read: logged
+        assert [k for k, _ in kinds].count("registry.read") == 2  # the record and the list
         page = await node.session.get(f"{node.url}/admin/doctors")
         assert page.status == 200 and "医生" in await page.text()
 

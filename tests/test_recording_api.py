@@ -14,6 +14,7 @@ from sqlalchemy import delete, update
 from recorder import index
 from recorder.cli import verify_recordings
 from server.auth import Role
+from server.store import SYSTEM_CHAIN
 from server.store.recordings import RecordingSegment
 
 from .node_fixtures import Node, node_settings, start_node
@@ -57,6 +58,10 @@ async def test_only_auditors_and_admins_open_recordings_and_every_access_is_logg
                             headers=auditor) as r:
             found = (await r.json())["consultations"]
             assert [c["id"] for c in found] == [cid] and found[0]["recording"] == "complete"
+        searches = [e for e in await node.ctx.events.events(SYSTEM_CHAIN)
+                    if e.kind == "recordings.search"]
+        assert searches[-1].actor == "auditor:audit-7"
+        assert searches[-1].data == {"query": {"state": "ended", "doctor": "王"}, "found": 1}
         async with http.get(f"/api/recordings/{cid}", headers=auditor) as r:
             detail = await r.json()
         seg = detail["segments"][0]
