@@ -1,5 +1,5 @@
 """Identity: doctor face enrollment and verification with liveness, continuous assurance, and the
-doctor registry admin API (issue 3). `install(app)` wires it into the node."""
+doctor registry admin API (issue 3). `install(app, config)` wires it into the node."""
 
 from __future__ import annotations
 
@@ -17,11 +17,11 @@ if TYPE_CHECKING:
 CONFIG_KEY = web.AppKey("identity_config", IdentityConfig)
 
 
-def install(app: web.Application) -> None:
+def install(app: web.Application, config: IdentityConfig) -> None:
     """Routes now; the service (which needs the node context) starts with the node."""
     from .registry_api import add_routes
 
-    app[CONFIG_KEY] = IdentityConfig.from_env()
+    app[CONFIG_KEY] = config
     add_routes(app)
 
 

@@ -1,5 +1,5 @@
-"""Identity settings, read once from the environment (kept apart from server/config.py so the
-identity work does not touch the shared Settings).
+"""The identity checks' settings and their rules; server/config.py reads them from the
+environment with everything else (TC_IDENTITY_REQUIRED, TC_FACE_*).
 
 The face distance threshold, TC_FACE_THRESHOLD = 0.5, was measured on ../shared/faces with
 face_recognition 1.3 (HOG, one jitter): same-adult pairs of stills 0.06–0.40 (biden/biden2 0.40,
@@ -12,16 +12,10 @@ real photos.
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass, replace
 
 CHALLENGES = ("blink", "turn_left", "turn_right")
 ACTIONS = ("alert", "pause", "end")
-
-
-def _env(name: str, default: str) -> str:
-    value = os.environ.get(name)
-    return default if value is None or value == "" else value
 
 
 @dataclass(frozen=True)
@@ -52,21 +46,6 @@ class IdentityConfig:
     max_photo_bytes: int = 5 * 1024 * 1024
     min_face_px: int = 80
     workers: int = 1
-
-    @classmethod
-    def from_env(cls) -> IdentityConfig:
-        cfg = cls(
-            required=_env("TC_IDENTITY_REQUIRED", "1") not in ("0", "false", "no"),
-            threshold=float(_env("TC_FACE_THRESHOLD", "0.5")),
-            challenge=_env("TC_FACE_CHALLENGE", "random"),
-            challenge_time_s=float(_env("TC_FACE_CHALLENGE_S", "15")),
-            recheck_s=float(_env("TC_FACE_RECHECK_S", "30")),
-            grace_s=float(_env("TC_FACE_GRACE_S", "10")),
-            mismatch_action=_env("TC_FACE_MISMATCH_ACTION", "alert"),
-            max_photo_bytes=int(_env("TC_FACE_MAX_PHOTO_BYTES", str(5 * 1024 * 1024))),
-            workers=int(_env("TC_FACE_WORKERS", "1")),
-        )
-        return cfg.checked()
 
     def checked(self) -> IdentityConfig:
         if not 0.0 < self.threshold < 0.6:

@@ -59,8 +59,8 @@ async def guardian_encodings(db: Database, patient_id: str) -> dict[str, list[fl
         return {gid: list(enc) for gid, enc in rows.all()}
 
 
-def add_routes(app: web.Application) -> None:
-    app[PRESENCE_CONFIG_KEY] = PresenceConfig.from_env()
+def add_routes(app: web.Application, config: PresenceConfig) -> None:
+    app[PRESENCE_CONFIG_KEY] = config
     app.router.add_put("/api/admin/guardians/{guardian_id}/face", upload_guardian_face)
 
 

@@ -1,4 +1,5 @@
-"""Guardian presence settings (issue 4), read once from the environment like identity/config.py.
+"""Guardian presence settings (issue 4) and their rules; server/config.py reads them from the
+environment with everything else (TC_GUARDIAN_*, TC_PEDIATRIC_AGE, TC_PRESCRIBE_GUARDIAN_AGE).
 
 Defaults follow the rules and the measured costs: one sample a second (HOG at 320 wide is ~59 ms
 of a worker, so ~6% of a core), absent after 5 s unseen (a sample interval plus the hysteresis
@@ -8,15 +9,9 @@ asks the doctor to decide (or terminates with a referral when TC_GUARDIAN_ABSENT
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass, replace
 
 ABSENT_ACTIONS = ("ask_doctor", "terminate")
-
-
-def _env(name: str, default: str) -> str:
-    value = os.environ.get(name)
-    return default if value is None or value == "" else value
 
 
 @dataclass(frozen=True)
@@ -34,20 +29,6 @@ class PresenceConfig:
     refresh_s: float = 5.0
     max_photo_bytes: int = 5 * 1024 * 1024
     min_face_px: int = 80
-
-    @classmethod
-    def from_env(cls) -> PresenceConfig:
-        return cls(
-            enabled=_env("TC_GUARDIAN_PRESENCE", "1") not in ("0", "false", "no"),
-            pediatric_age=int(_env("TC_PEDIATRIC_AGE", "18")),
-            prescribe_guardian_age=int(_env("TC_PRESCRIBE_GUARDIAN_AGE", "6")),
-            sample_interval_s=1.0 / float(_env("TC_GUARDIAN_SAMPLE_FPS", "1")),
-            absent_after_s=float(_env("TC_GUARDIAN_ABSENT_S", "5")),
-            present_after=int(_env("TC_GUARDIAN_PRESENT_N", "2")),
-            absent_limit_s=float(_env("TC_GUARDIAN_ABSENT_LIMIT_S", "60")),
-            absent_action=_env("TC_GUARDIAN_ABSENT_ACTION", "ask_doctor"),
-            refresh_s=float(_env("TC_GUARDIAN_REFRESH_S", "5")),
-        ).checked()
 
     def checked(self) -> PresenceConfig:
         if self.absent_action not in ABSENT_ACTIONS:

@@ -45,8 +45,8 @@ def create_app(settings: Settings) -> web.Application:
     api.add_routes(app, STATIC_DIR)
     booking_api.add_routes(app)  # issue 6: booking, consent, referral, export
     recorder_http.add_routes(app)  # issue 5: recordings and the auditor's replay
-    identity.install(app)  # issue 3: doctor registry, face enrollment, verification settings
-    guardians.add_routes(app)  # issue 4: guardian photo enrollment, presence settings
+    identity.install(app, settings.identity)  # issue 3: registry, face enrollment, verification
+    guardians.add_routes(app, settings.presence)  # issue 4: guardian photos, presence
     return app
 
 

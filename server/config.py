@@ -17,6 +17,9 @@ from pathlib import Path
 
 from aiortc import RTCIceServer
 
+from identity.config import IdentityConfig
+from identity.presence_config import PresenceConfig
+
 
 def _env(name: str, default: str) -> str:
     value = os.environ.get(name)
@@ -58,6 +61,8 @@ class Settings:
     json_logs: bool = True
     max_message_bytes: int = 64 * 1024
     retention_years: int = 3
+    identity: IdentityConfig = field(default_factory=IdentityConfig)  # issue 3
+    presence: PresenceConfig = field(default_factory=PresenceConfig)  # issue 4
     log_level: str = "INFO"
     recording_enabled: bool = True
     recording_segment_s: float = 60.0
@@ -92,6 +97,40 @@ def _token_secret(data_dir: Path) -> str:
     path.write_text(secret)
     path.chmod(0o600)
     return secret
+
+
+def _off(raw: str) -> bool:
+    return raw.lower() in ("0", "false", "no", "off")
+
+
+def _identity() -> IdentityConfig:
+    """TC_IDENTITY_REQUIRED and TC_FACE_*: the doctor's face verification (identity/config.py)."""
+    return IdentityConfig(
+        required=not _off(_env("TC_IDENTITY_REQUIRED", "1")),
+        threshold=float(_env("TC_FACE_THRESHOLD", "0.5")),
+        challenge=_env("TC_FACE_CHALLENGE", "random"),
+        challenge_time_s=float(_env("TC_FACE_CHALLENGE_S", "15")),
+        recheck_s=float(_env("TC_FACE_RECHECK_S", "30")),
+        grace_s=float(_env("TC_FACE_GRACE_S", "10")),
+        mismatch_action=_env("TC_FACE_MISMATCH_ACTION", "alert"),
+        max_photo_bytes=int(_env("TC_FACE_MAX_PHOTO_BYTES", str(5 * 1024 * 1024))),
+        workers=int(_env("TC_FACE_WORKERS", "1")),
+    ).checked()
+
+
+def _presence() -> PresenceConfig:
+    """TC_GUARDIAN_*: the guardian on camera in pediatric consultations (presence_config.py)."""
+    return PresenceConfig(
+        enabled=not _off(_env("TC_GUARDIAN_PRESENCE", "1")),
+        pediatric_age=int(_env("TC_PEDIATRIC_AGE", "18")),
+        prescribe_guardian_age=int(_env("TC_PRESCRIBE_GUARDIAN_AGE", "6")),
+        sample_interval_s=1.0 / float(_env("TC_GUARDIAN_SAMPLE_FPS", "1")),
+        absent_after_s=float(_env("TC_GUARDIAN_ABSENT_S", "5")),
+        present_after=int(_env("TC_GUARDIAN_PRESENT_N", "2")),
+        absent_limit_s=float(_env("TC_GUARDIAN_ABSENT_LIMIT_S", "60")),
+        absent_action=_env("TC_GUARDIAN_ABSENT_ACTION", "ask_doctor"),
+        refresh_s=float(_env("TC_GUARDIAN_REFRESH_S", "5")),
+    ).checked()
 
 
 def _recording_key(data_dir: Path) -> str:
@@ -133,11 +172,15 @@ def load_settings(**overrides: object) -> Settings:
         max_message_bytes=int(_env("TC_MAX_MESSAGE_BYTES", str(64 * 1024))),
         retention_years=max(3, int(_env("TC_RETENTION_YEARS", "3"))),
         log_level=_env("TC_LOG_LEVEL", "INFO"),
-        recording_enabled=_env("TC_RECORDING", "1") not in ("0", "false", "no", "off"),
+        recording_enabled=not _off(_env("TC_RECORDING", "1")),
         recording_segment_s=float(_env("TC_RECORDING_SEGMENT_S", "60")),
         recording_old_keys=_split(_env("TC_RECORDING_OLD_KEYS", "")),
         purge_interval_s=float(_env("TC_PURGE_INTERVAL_S", "3600")),
     )
+    if "identity" not in overrides:
+        values["identity"] = _identity()
+    if "presence" not in overrides:
+        values["presence"] = _presence()
     values.update(overrides)
     if "token_secret" not in values:
         values["token_secret"] = _token_secret(data_dir)
