@@ -20,6 +20,7 @@ from server.config import Settings
 from server.consent import consent_gate
 from server.lifecycle import Gate, Lifecycle
 from server.live import make_live_state
+from server.orphans import OrphanSweeper
 from server.policy.check import eligibility_gate
 from server.store import Database, EventLog
 from signaling import ice
@@ -91,11 +92,14 @@ async def _node(app: web.Application) -> AsyncIterator[None]:
     app[presence.PRESENCE_KEY] = presence_service
     if presence_service is not None:
         rooms.on_resumed.append(presence_service.resume)  # presence goes on after a failover
+    orphans = OrphanSweeper(ctx)  # calls a dead node left under way, that nobody came back to
+    orphans.start()
     log.info("node %s ready on %s", settings.node_id, settings.public_url)
     try:
         yield
     finally:
         watcher.cancel()
+        await orphans.close()
         await cluster.close()
         if presence_service is not None:  # issue 4
             await presence_service.close()

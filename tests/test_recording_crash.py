@@ -20,6 +20,7 @@ from .node_fixtures import SECRET
 from .node_process import booked_node
 
 SEGMENT_S = 3.0
+GRACE_S = 2.0
 
 
 async def _events(db: Database, cid: str) -> list:
@@ -40,7 +41,8 @@ async def _until(db: Database, cid: str, test, timeout: float, what: str) -> lis
 @pytest.mark.timeout(120)
 async def test_killed_node_recovers_its_recording(tmp_path: Path, clips) -> None:
     data = tmp_path / "data"
-    async with booked_node(data, SECRET, TC_RECORDING_SEGMENT_S=str(SEGMENT_S)) as booked:
+    async with booked_node(data, SECRET, TC_RECORDING_SEGMENT_S=str(SEGMENT_S),
+                           TC_REJOIN_GRACE=str(GRACE_S)) as booked:
         node, db, tokens = booked.node, booked.db, booked.tokens
         cid = booked.booking.consultation_id
         async with aiohttp.ClientSession() as session:
@@ -106,3 +108,20 @@ async def test_killed_node_recovers_its_recording(tmp_path: Path, clips) -> None
                             if packet.size:
                                 got[packet.stream.type] += 1
                     assert got["video"] > 0 and got["audio"] > 0, (seg, got)
+
+        # Nobody came back: after the grace period the consultation is no longer "under way",
+        # and so the recording gets its retention date.
+        events = await _until(db, cid, lambda ev: any(
+            e.kind == "state" and e.data["to"] == "aborted" for e in ev), 5 * GRACE_S + 10,
+            "the abandoned consultation aborted")
+        aborted = next(e for e in events if e.kind == "state" and e.data["to"] == "aborted")
+        assert aborted.actor == "system" and "nobody rejoined" in aborted.data["reason"]
+        deadline = time.monotonic() + 10
+        async with aiohttp.ClientSession(node.url, headers=auditor) as http:
+            while True:  # the recorder closes the recording just after the transition
+                async with http.get(f"/api/recordings/{cid}") as r:
+                    recording = (await r.json())["recording"]
+                if recording["retain_until"] or time.monotonic() > deadline:
+                    break
+                await asyncio.sleep(0.2)
+        assert recording["retain_until"] and recording["status"] == "interrupted", recording
