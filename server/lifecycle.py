@@ -24,6 +24,7 @@ from server.store import Database, EventLog, records
 
 log = logging.getLogger(__name__)
 
+
 class State(StrEnum):
     SCHEDULED = "scheduled"
     WAITING = "waiting"
@@ -112,7 +113,6 @@ class Lifecycle:
         if target.final:
             fields["ended_at"] = now
             fields["end_reason"] = reason
-
 
         async def change_state(session: AsyncSession) -> None:
             if not await records.set_state_in(session, consultation_id, current, target,
