@@ -37,8 +37,7 @@ class RateMeter:
 
 
 def summarise(sources: dict[str, MediaSource], meters: dict[str, RateMeter]) -> dict[str, object]:
-    return {kind: meters.setdefault(kind, RateMeter()).read(source)
-            for kind, source in sources.items()}
+    return {kind: meters[kind].read(source) for kind, source in sources.items()}
 
 
 async def network(pc: RTCPeerConnection) -> dict[str, dict[str, float | None]]:

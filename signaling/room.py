@@ -70,13 +70,16 @@ class Room:
         self._stats_task = spawn(self._report_stats(), f"stats-{self.consultation_id}")
 
     async def _report_stats(self) -> None:
-        meters: dict[Role, dict[str, RateMeter]] = {role: {} for role in self.participants}
+        # Read every interval, connected or not, so each rate covers one interval (a meter made
+        # at its first reading would divide by almost no time: millions of fps).
+        meters = {role: {kind: RateMeter() for kind in p.sources}
+                  for role, p in self.participants.items()}
         watches = {role: NetworkWatch() for role in self.participants}
         while not self.closed:
             await asyncio.sleep(self.ctx.settings.stats_interval_s)
             for role, p in self.participants.items():
+                stats = summarise(p.sources, meters[role])
                 if p.status == "connected":
-                    stats = summarise(p.sources, meters[role])
                     if p.peer is not None:
                         stats["network"] = await network(p.peer.pc)
                     await self._publish_participant(p, stats=stats)
