@@ -146,6 +146,16 @@ async def test_verify_reports_tampered_missing_and_extra_segments(rec_node: Node
     dec = recorder.decryptor(segs[0])
     with pytest.raises(InvalidTag):
         b"".join(dec.read())
+    # Over HTTP, a request starting in the altered chunk is a clear 409 before anything is sent.
+    step = dec.header.chunk + 16  # each chunk is sealed with a 16-byte GCM tag
+    altered_chunk = (len(data) // 2 - len(dec.header.raw)) // step
+    async with aiohttp.ClientSession(node.url) as http:
+        async with http.post(f"/api/recordings/{cid}/segments/{segs[0].id}/access",
+                             headers=_auth(node, Role.AUDITOR)) as r:
+            url = (await r.json())["url"]
+        async with http.get(url, headers={"Range": f"bytes={altered_chunk * dec.header.chunk}-"}
+                            ) as r:
+            assert r.status == 409 and (await r.json())["error"]["code"] == "altered_segment"
 
 
 async def test_verify_checks_the_index_against_the_event_log(rec_node: Node, clips) -> None:
