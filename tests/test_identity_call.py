@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from bench.client import Clip
+from bench.client import CallClient, Clip
 from bench.identity import IdentityNode, LoopLag, camera_shots, show, verified_call
 from server.auth import TOKENS_KEY, Role
 from server.consent import CURRENT_VERSION, record_consent
@@ -21,15 +21,20 @@ def shots() -> dict[str, Clip]:
     return camera_shots()
 
 
+async def _consented(node: IdentityNode, call: dict) -> tuple[CallClient, CallClient, str]:
+    """The verified call's doctor and guardian, and its id, with the guardian's consent given."""
+    cid = call["booking"].consultation_id
+    await record_consent(node.ctx.db, node.ctx.events, cid, "guardian:test", CURRENT_VERSION)
+    return call["doctor"], call["guardian"], cid
+
+
 async def test_verified_then_another_person_raises_an_alert(tmp_path: Path, shots) -> None:
     async with IdentityNode(tmp_path, challenge="turn_left", recheck_s=0.5, grace_s=1.0,
                             grace_recheck_s=0.3) as node:
         lag = LoopLag()
         call = await verified_call(node, shots)
         assert call["after_challenge_s"] < 3.0
-        doctor, guardian = call["doctor"], call["guardian"]
-        cid = call["booking"].consultation_id
-        await record_consent(node.ctx.db, node.ctx.events, cid, "guardian:test", CURRENT_VERSION)
+        doctor, guardian, cid = await _consented(node, call)
         alerts = await node.ctx.live.subscribe("alerts")
         await doctor.send({"type": "accept"})
         await doctor.expect("state", timeout=10, state="active")
@@ -63,9 +68,7 @@ async def test_someone_else_sitting_down_before_the_accept_is_caught_at_once(
     async with IdentityNode(tmp_path, challenge="turn_left", recheck_s=600, grace_s=1.0,
                             grace_recheck_s=0.3) as node:
         call = await verified_call(node, shots)
-        doctor, guardian = call["doctor"], call["guardian"]
-        cid = call["booking"].consultation_id
-        await record_consent(node.ctx.db, node.ctx.events, cid, "guardian:test", CURRENT_VERSION)
+        doctor, guardian, cid = await _consented(node, call)
         await guardian.start_media()  # receive-only: it watches what the node forwards
         show(doctor, shots["biden"])
         await guardian.wait_frames("video", 10)  # the new face has gone through the node
@@ -83,9 +86,7 @@ async def test_mismatch_policy_end_terminates_with_a_referral(tmp_path: Path, sh
     async with IdentityNode(tmp_path, challenge="turn_left", recheck_s=0.5, grace_s=0.5,
                             grace_recheck_s=0.3, mismatch_action="end") as node:
         call = await verified_call(node, shots)
-        doctor, guardian = call["doctor"], call["guardian"]
-        cid = call["booking"].consultation_id
-        await record_consent(node.ctx.db, node.ctx.events, cid, "guardian:test", CURRENT_VERSION)
+        doctor, guardian, cid = await _consented(node, call)
         await doctor.send({"type": "accept"})
         await doctor.expect("state", timeout=10, state="active")
         show(doctor, shots["biden"])
@@ -111,7 +112,6 @@ async def test_each_failure_is_explained_and_the_lock_survives_a_rejoin(tmp_path
                                                                         shots) -> None:
     """Two people, then nobody, then someone else: three explained failures, then locked; a
     doctor's page that reconnects is told it is locked, and accept stays refused."""
-    from bench.client import CallClient
     from bench.identity import photo_clip
     from identity.enrollment import Whose, enroll
     from identity.registry_api import IDENTITY_KEY
@@ -165,14 +165,10 @@ async def test_mismatch_policy_pause_holds_the_doctors_media_until_confirmed(
     hears them; the node still receives (records, re-checks) and resumes once it is the doctor."""
     import time
 
-    from server.auth import Role as R
-
     async with IdentityNode(tmp_path, challenge="turn_left", recheck_s=0.5, grace_s=0.5,
                             grace_recheck_s=0.3, mismatch_action="pause") as node:
         call = await verified_call(node, shots)
-        doctor, guardian = call["doctor"], call["guardian"]
-        cid = call["booking"].consultation_id
-        await record_consent(node.ctx.db, node.ctx.events, cid, "guardian:test", CURRENT_VERSION)
+        doctor, guardian, cid = await _consented(node, call)
         await guardian.start_media()  # receive-only: what the patient side gets
         await doctor.send({"type": "accept"})
         await doctor.expect("state", timeout=10, state="active")
@@ -181,7 +177,7 @@ async def test_mismatch_policy_pause_holds_the_doctors_media_until_confirmed(
         paused = await guardian.expect("notice", timeout=20, code="doctor_paused")
         assert "paused" in paused["en"]
         # The doctor's camera goes on reaching the node; none of it reaches the patient side.
-        source = node.ctx.rooms.get(cid).participants[R.DOCTOR].sources["video"]
+        source = node.ctx.rooms.get(cid).participants[Role.DOCTOR].sources["video"]
         node_before, patient_before = source.frames, guardian.received["video"].frames
         deadline = time.monotonic() + 10
         while source.frames < node_before + 30:
