@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import select, update
+from sqlalchemy import Select, select, update
 
 from server.store import Database
 from server.store.recordings import Recording, RecordingSegment
@@ -50,9 +50,8 @@ async def recordings_in(db: Database, status: str) -> list[Recording]:
 async def save_segment(db: Database, values: dict[str, Any]) -> RecordingSegment:
     """Insert the closed segment, or (a recovery re-run) replace the row with the same seq."""
     async with db.session() as session, session.begin():
-        row = await session.scalar(select(RecordingSegment).where(
-            RecordingSegment.consultation_id == values["consultation_id"],
-            RecordingSegment.role == values["role"], RecordingSegment.seq == values["seq"]))
+        row = await session.scalar(_numbered(values["consultation_id"], values["role"],
+                                             values["seq"]))
         if row is None:
             row = RecordingSegment(**values)
             session.add(row)
@@ -74,11 +73,15 @@ async def get_segment(db: Database, segment_id: str) -> RecordingSegment | None:
         return await session.get(RecordingSegment, segment_id)
 
 
+def _numbered(cid: str, role: str, seq: int) -> Select[tuple[RecordingSegment]]:
+    return select(RecordingSegment).where(RecordingSegment.consultation_id == cid,
+                                          RecordingSegment.role == role,
+                                          RecordingSegment.seq == seq)
+
+
 async def segment_at(db: Database, cid: str, role: str, seq: int) -> RecordingSegment | None:
     async with db.session() as session:
-        return await session.scalar(select(RecordingSegment).where(
-            RecordingSegment.consultation_id == cid, RecordingSegment.role == role,
-            RecordingSegment.seq == seq))
+        return await session.scalar(_numbered(cid, role, seq))
 
 
 async def max_seq(db: Database, cid: str, role: str) -> int:

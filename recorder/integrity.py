@@ -49,8 +49,8 @@ async def verify(db: Database, events: EventLog, storage: Storage, cid: str,
                  being_logged: frozenset[str] = frozenset()) -> VerifyReport:
     """`being_logged`: segments indexed whose event is being appended right now (a live call).
     The log is read before the index, so every logged segment is already indexed."""
-    chain = await events.verify(cid)
-    logged = [(ev.kind, ev.data) for ev in await events.events(cid)
+    chain = await events.verify(cid)  # reads the log once: checked, then compared
+    logged = [(ev.kind, ev.data) for ev in chain.events
               if ev.kind in SEGMENT_EVENTS or ev.kind == "recording.purged"]
     rows = await index.segments(db, cid)
     report = await asyncio.to_thread(verify_stored, storage, cid, rows)

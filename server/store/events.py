@@ -61,6 +61,8 @@ class ChainReport:
     ok: bool
     count: int
     problems: list[str] = field(default_factory=list)
+    # The events checked, in order: a caller that reads them too need not read them again.
+    events: list[Event] = field(default_factory=list, repr=False)
 
 
 Change = Callable[[AsyncSession], Awaitable[None]]
@@ -187,7 +189,8 @@ class EventLog:
         if consultation is not None:
             problems += [f"event {ev.seq}: after the last event the consultation records "
                          f"(written outside the log)" for ev in forged]
-        return ChainReport(ok=not problems, count=len(events), problems=problems)
+        return ChainReport(ok=not problems, count=len(events), problems=problems,
+                           events=events)
 
 
 def _missing(first: int, last: int) -> str:
