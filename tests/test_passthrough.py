@@ -73,10 +73,10 @@ async def test_a_late_viewer_gets_a_key_frame_asked_of_the_sender(node: Node, cl
     """The guardian's camera sends one key frame every 10 s. The doctor joins later: the node
     holds the doctor's video until a key frame, asks the guardian for one (PLI) at once, and
     the doctor sees a picture in well under the 10 s it would otherwise wait."""
-    import asyncio
     import time
 
     from bench.clip import encode_vp8
+    from bench.identity import until
     from server.auth import Role
 
     long_gop = encode_vp8(320, 240, fps=30, seconds=10.0, bitrate=300_000, keyframe_every=300)
@@ -89,10 +89,8 @@ async def test_a_late_viewer_gets_a_key_frame_asked_of_the_sender(node: Node, cl
         await guardian.start_media()
         source = node.ctx.rooms.get(booking.consultation_id).participants[
             Role.GUARDIAN].sources["video"]
-        deadline = time.monotonic() + 15
-        while source.frames < 45:  # well past the guardian's first (and only) key frame
-            assert time.monotonic() < deadline, "the guardian's video did not reach the node"
-            await asyncio.sleep(0.05)
+        # Well past the guardian's first (and only) key frame:
+        await until(lambda: source.frames >= 45, 15, "the guardian's video reaching the node")
         [camera] = [t for t in guardian.tracks if t.kind == "video"]
         asked_before = camera.keyframe_requests
         await doctor.connect()
