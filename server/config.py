@@ -56,6 +56,7 @@ class Settings:
     ice_host_addresses: list[str] = field(default_factory=list)
     rejoin_grace_s: float = 60.0
     stats_interval_s: float = 5.0
+    video_max_kbps: int = 1700
     heartbeat_s: float = 2.0
     node_ttl_s: float = 6.0
     json_logs: bool = True
@@ -166,6 +167,7 @@ def load_settings(**overrides: object) -> Settings:
         ice_host_addresses=_split(_env("TC_ICE_HOST_ADDRESSES", "")),
         rejoin_grace_s=float(_env("TC_REJOIN_GRACE", "60")),
         stats_interval_s=float(_env("TC_STATS_INTERVAL", "5")),
+        video_max_kbps=max(100, int(_env("TC_VIDEO_MAX_KBPS", "1700"))),
         heartbeat_s=float(_env("TC_HEARTBEAT", "2")),
         node_ttl_s=float(_env("TC_NODE_TTL", "6")),
         json_logs=_env("TC_LOG_FORMAT", "json") == "json",

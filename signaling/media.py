@@ -18,9 +18,10 @@ from fractions import Fraction
 import av
 from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
 
+from .budget import SendBudget
 from .passthrough import is_vp8_keyframe
 
-KEYFRAME_REQUEST_INTERVAL_S = 0.25
+KEYFRAME_REQUEST_INTERVAL_S = 1.0
 
 
 class MediaSource:
@@ -34,6 +35,9 @@ class MediaSource:
         self.held = False  # relays to the other participant paused (recorder, checks go on)
         self._requester: Callable[[], bool] | None = None
         self._last_request = 0.0
+        self._last_keyframe = 0.0
+        self.requests_sent = 0
+        self.requests_coalesced = 0
         self._offset: int | None = None
         self._last_pts = 0
         self._last_wall = 0.0
@@ -43,7 +47,7 @@ class MediaSource:
         """A new upstream (receiver) feeds this source from now on; rebase its timestamps."""
         self._requester = requester
         self._offset = None
-        self._last_request = 0.0
+        self._last_request = self._last_keyframe = 0.0
 
     def detach(self) -> None:
         self._requester = None
@@ -65,6 +69,7 @@ class MediaSource:
         keyframe = self.kind == "video" and is_vp8_keyframe(bytes(packet)[:1])
         if keyframe:
             self.keyframes += 1
+            self._last_keyframe = now
         for subscriber in self._subscribers:
             if self.held and subscriber.relay:
                 subscriber.dropped += 1
@@ -73,12 +78,22 @@ class MediaSource:
             subscriber._offer(packet, keyframe)
 
     def request_keyframe(self) -> None:
-        """Ask upstream for a key frame, at most every KEYFRAME_REQUEST_INTERVAL_S."""
+        """Ask upstream for a key frame, coalescing requests.
+
+        Every subscriber that lost a picture asks, and a receiver on a lossy link asks often; each
+        key frame is several times a normal frame and sent into the same congested path. So one
+        request stands until KEYFRAME_REQUEST_INTERVAL_S has passed since it, or since the last
+        key frame went out (a receiver that asks just after one is usually still repairing it).
+        """
         if self.kind != "video" or self._requester is None:
             return
         now = time.monotonic()
-        if now - self._last_request >= KEYFRAME_REQUEST_INTERVAL_S and self._requester():
+        if now - max(self._last_request, self._last_keyframe) < KEYFRAME_REQUEST_INTERVAL_S:
+            self.requests_coalesced += 1
+            return
+        if self._requester():
             self._last_request = now
+            self.requests_sent += 1
 
     def subscribe(self, maxsize: int = 64, relay: bool = False) -> Subscription:
         subscription = Subscription(self, maxsize, relay)
@@ -133,6 +148,14 @@ class Subscription:
                 self._waiter = None
         return self._queue.popleft()
 
+    def resync(self) -> None:
+        """Drop what is queued and wait for the next key frame (asked for once)."""
+        self.dropped += len(self._queue) + 1
+        self._queue.clear()
+        if self.source.kind == "video":
+            self._need_keyframe = True
+            self.source.request_keyframe()
+
     def close(self) -> None:
         self._closed = True
         self.source._unsubscribe(self)
@@ -143,22 +166,35 @@ class Subscription:
 class RelayTrack(MediaStreamTrack):
     """What the node sends a participant: the other participant's encoded frames, as av.Packet.
 
-    aiortc's sender packetizes an av.Packet without encoding it.
+    aiortc's sender packetizes an av.Packet without encoding it. With a `budget` (video), a frame
+    the participant's downlink cannot take in time is dropped here, with the frames that depend
+    on it, rather than queued in the network or the node's socket.
     """
 
-    def __init__(self, source: MediaSource) -> None:
+    def __init__(self, source: MediaSource, budget: SendBudget | None = None) -> None:
         super().__init__()
         self.kind = source.kind
         self.subscription = source.subscribe(relay=True)
+        self.budget = budget
+        self.frames = 0
+        self.bytes = 0
 
     async def recv(self) -> av.Packet:  # type: ignore[override]
         if self.readyState != "live":
             raise MediaStreamError
         try:
-            return await self.subscription.get()
+            while True:
+                packet = await self.subscription.get()
+                if self.budget is None or self.budget.admit(
+                        packet.size, is_vp8_keyframe(bytes(packet)[:1])):
+                    break
+                self.subscription.resync()
         except MediaStreamError:
             self.stop()
             raise
+        self.frames += 1
+        self.bytes += packet.size
+        return packet
 
     def stop(self) -> None:
         self.subscription.close()

@@ -6,10 +6,17 @@ turns the frame into an `av.Packet` and gives it straight to a sink, on the loop
 thread hop, no per-frame `run_coroutine_threadsafe`. The decoder thread aiortc still starts exits
 at once (see `_decoder_worker`).
 
+Bandwidth feedback needs two more hooks, because a relay must carry what a direct call gets for
+free: the REMB a receiving browser sends about the node's stream to it (aiortc gives it only to an
+encoder the pass-through never has) and the REMB the node sends a browser about its stream
+(aiortc's own estimate of that one leg, which ramps up at ~8 % a second and knows nothing of the
+far side). See signaling/bandwidth.py for what the node does with both.
+
 This leans on private details of aiortc (pinned in pyproject.toml): the receiver's
-`__decoder_queue` and `__jitter_buffer` attributes and the module-level `decoder_worker`.
-`install` checks them and raises if one is gone, and tests/test_passthrough.py fails loudly
-after an upgrade that breaks them.
+`__decoder_queue`, `__jitter_buffer`, `__remote_bitrate_estimator` and `__rtcp_ssrc`
+attributes, the module-level `decoder_worker`, the sender's `_handle_rtcp_packet`, and aioice's
+nominated pair. Each hook checks what it needs and raises if it is gone, and
+tests/test_passthrough.py fails loudly after an upgrade that breaks them.
 """
 
 from __future__ import annotations
@@ -24,6 +31,7 @@ from aiortc import rtcrtpreceiver
 from aiortc.jitterbuffer import JitterBuffer
 from aiortc.rtcrtpreceiver import RTCRtpReceiver
 from aiortc.rtcrtpsender import RTCRtpSender
+from aiortc.rtp import RTCP_PSFB_APP, RtcpPsfbPacket, pack_remb_fci, unpack_remb_fci
 
 from .background import spawn
 
@@ -31,6 +39,8 @@ Sink = Callable[[av.Packet | None], None]
 
 _QUEUE_ATTR = "_RTCRtpReceiver__decoder_queue"
 _JITTER_ATTR = "_RTCRtpReceiver__jitter_buffer"
+_ESTIMATOR_ATTR = "_RTCRtpReceiver__remote_bitrate_estimator"
+_RTCP_SSRC_ATTR = "_RTCRtpReceiver__rtcp_ssrc"
 _original_worker = rtcrtpreceiver.decoder_worker
 
 
@@ -115,3 +125,84 @@ def _require(obj: object, attribute: str) -> None:
     if not callable(getattr(obj, attribute, None)):
         raise RuntimeError(f"aiortc's {type(obj).__name__} no longer has {attribute}; check "
                            "signaling/passthrough.py against the installed aiortc")
+
+
+class UplinkEstimate:
+    """Stands in for a receiver's bitrate estimator: aiortc's estimate is kept, never sent.
+
+    `congested` turns true once the estimator has seen the sender's packets queue up (a real
+    bottleneck on that leg); until then its figure is only a slow ramp from the first seconds'
+    throughput, and bounding the sender by it is what made every relayed call start blurry.
+    """
+
+    def __init__(self, estimator: Any) -> None:
+        self._estimator = estimator
+        self.bitrate: int | None = None
+        self.congested = False
+
+    def add(self, **kwargs: Any) -> None:
+        result = self._estimator.add(**kwargs)
+        if result is not None:
+            if self.bitrate is not None and result[0] < self.bitrate:
+                self.congested = True
+            self.bitrate = result[0]
+        return None  # aiortc sends no REMB of its own: signaling/bandwidth.py sends one
+
+
+def take_over_remb(receiver: RTCRtpReceiver) -> UplinkEstimate | None:
+    """Keep aiortc's estimate of this receiver's incoming leg, and stop it sending REMB itself.
+
+    Returns None for an audio receiver (aiortc estimates video only)."""
+    if not hasattr(receiver, _ESTIMATOR_ATTR):
+        raise RuntimeError("aiortc's RTCRtpReceiver no longer has its remote bitrate estimator")
+    estimator = getattr(receiver, _ESTIMATOR_ATTR)
+    if estimator is None:
+        return None
+    uplink = UplinkEstimate(estimator)
+    setattr(receiver, _ESTIMATOR_ATTR, uplink)
+    return uplink
+
+
+def send_remb(receiver: RTCRtpReceiver, bitrate: int) -> bool:
+    """Tell the remote sender the most it should send on this receiver's SSRCs (RTCP REMB)."""
+    _require(receiver, "_send_rtcp")
+    if not hasattr(receiver, _RTCP_SSRC_ATTR):
+        raise RuntimeError("aiortc's RTCRtpReceiver no longer has its RTCP SSRC")
+    rtcp_ssrc = getattr(receiver, _RTCP_SSRC_ATTR)
+    ssrcs = [s.source for s in receiver.getSynchronizationSources()]
+    if rtcp_ssrc is None or not ssrcs:
+        return False
+    packet = RtcpPsfbPacket(fmt=RTCP_PSFB_APP, ssrc=rtcp_ssrc, media_ssrc=0,
+                            fci=pack_remb_fci(bitrate, ssrcs))
+    spawn(receiver._send_rtcp(packet), "remb")
+    return True
+
+
+def on_remb(sender: RTCRtpSender, callback: Callable[[int], None]) -> None:
+    """Route the REMB a browser sends about this sender's stream to `callback` (bit/s)."""
+    _require(sender, "_handle_rtcp_packet")
+    original = sender._handle_rtcp_packet
+
+    async def handle(packet: Any) -> None:
+        if isinstance(packet, RtcpPsfbPacket) and packet.fmt == RTCP_PSFB_APP:
+            try:
+                bitrate, _ = unpack_remb_fci(packet.fci)
+            except ValueError:
+                pass
+            else:
+                callback(bitrate)
+        await original(packet)
+
+    sender._handle_rtcp_packet = handle  # type: ignore[method-assign]
+
+
+def send_backlog(sender: RTCRtpSender) -> int:
+    """Bytes waiting in the local UDP socket's buffer on this sender's path (0 if unknown).
+
+    asyncio's datagram transport buffers without limit once `sendto` would block; a relay that
+    keeps writing there builds seconds of delay in front of the ICE consent checks."""
+    connection = getattr(sender.transport.transport, "_connection", None)
+    pair = getattr(connection, "_nominated", {}).get(1)
+    transport = getattr(getattr(pair, "protocol", None), "transport", None)
+    size = getattr(transport, "get_write_buffer_size", None)
+    return size() if callable(size) else 0

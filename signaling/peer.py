@@ -2,8 +2,11 @@
 
 The browser offers one audio and one video transceiver; the node answers sending the other
 participant's media on them (RelayTrack) and feeding what it receives, still encoded, into this
-participant's MediaSources. VP8 and Opus only: the relay forwards frames as they are, so both
-sides must speak the same codecs, and VP8 key frames are what the relay waits for.
+participant's MediaSources. Bandwidth feedback crosses the node with the media: this participant's
+REMB about the video it receives is kept on its `Link`, and the REMB the node sends it about the
+video it sends is bounded by the other participant's `Link` (signaling/bandwidth.py).
+VP8 and Opus only: the relay forwards frames as they are, so both sides must speak the same
+codecs, and VP8 key frames are what the relay waits for.
 """
 
 from __future__ import annotations
@@ -20,6 +23,8 @@ from aiortc import (
 from aiortc.sdp import candidate_from_sdp
 
 from . import passthrough
+from .bandwidth import Link, RembSender
+from .budget import SendBudget
 from .media import MediaSource, RelayTrack
 from .protocol import IceCandidate
 
@@ -34,11 +39,16 @@ class Peer:
         incoming: dict[str, MediaSource],
         outgoing: dict[str, MediaSource],
         on_state: Callable[[str], None],
+        links: tuple[Link, Link],
+        video_cap_bps: int,
     ) -> None:
         self.pc = RTCPeerConnection(RTCConfiguration(iceServers=ice_servers))
         self._incoming = incoming
         self._outgoing = outgoing
-        self._relays: list[RelayTrack] = []
+        self.link, self._other_link = links  # this participant's, the other participant's
+        self._video_cap = video_cap_bps
+        self.relays: dict[str, RelayTrack] = {}
+        self._remb: RembSender | None = None
         self.pc.on("track", self._on_track)
         self.pc.on("connectionstatechange", lambda: on_state(self.pc.connectionState))
 
@@ -47,11 +57,12 @@ class Peer:
             if transceiver.receiver.track is track:
                 self._feed(transceiver.receiver, self._incoming[transceiver.kind])
 
-    @staticmethod
-    def _feed(receiver: RTCRtpReceiver, source: MediaSource) -> None:
+    def _feed(self, receiver: RTCRtpReceiver, source: MediaSource) -> None:
         passthrough.install(receiver, source.publish)
         if source.kind == "audio":
             passthrough.release_audio_promptly(receiver)
+        else:
+            self._remb = RembSender(receiver, self.link, self._other_link, self._video_cap)
         source.attach(lambda: passthrough.send_pli(receiver))
 
     async def answer(self, offer_sdp: str) -> str:
@@ -64,10 +75,13 @@ class Peer:
             capabilities = RTCRtpReceiver.getCapabilities(kind)
             preferred = [c for c in capabilities.codecs if c.mimeType in CODECS[kind]]
             transceiver.setCodecPreferences(preferred)
-            relay = RelayTrack(self._outgoing[kind])
-            self._relays.append(relay)
+            budget = SendBudget(self.link, self._video_cap) if kind == "video" else None
+            relay = self.relays[kind] = RelayTrack(self._outgoing[kind], budget)
             sender = self.pc.addTrack(relay)
             passthrough.on_keyframe_request(sender, self._outgoing[kind].request_keyframe)
+            if budget is not None:
+                budget.socket_backlog = lambda sender=sender: passthrough.send_backlog(sender)
+                passthrough.on_remb(sender, self.link.report_downlink)
         answer = await self.pc.createAnswer()
         await self.pc.setLocalDescription(answer)
         return self.pc.localDescription.sdp
@@ -83,7 +97,9 @@ class Peer:
         await self.pc.addIceCandidate(parsed)
 
     async def close(self) -> None:
-        for relay in self._relays:
+        if self._remb is not None:
+            self._remb.stop()
+        for relay in self.relays.values():
             relay.stop()
         for kind in KINDS:
             self._incoming[kind].detach()

@@ -23,6 +23,7 @@ from server.lifecycle import State, Transition
 from server.live import LiveStateUnavailable
 
 from .background import spawn
+from .bandwidth import Link
 from .call_stats import NetworkWatch, RateMeter, network, poor_network, summarise
 from .context import NodeContext
 from .media import MediaSource
@@ -46,6 +47,7 @@ class Participant:
     grace: asyncio.Task[None] | None = None
     joins: int = 0
     joined_at: float = 0.0
+    link: Link = field(default_factory=Link)
 
     @property
     def actor(self) -> str:
@@ -215,7 +217,8 @@ class Room:
         await self._close_peer(p)
         other = self.participants[OTHER[role]]
         peer = Peer(self.ctx.settings.ice_servers, p.sources, other.sources,
-                    lambda state: self._on_ice(p, peer, state))
+                    lambda state: self._on_ice(p, peer, state), (p.link, other.link),
+                    self.ctx.settings.video_max_kbps * 1000)
         p.peer = peer
         try:
             answer = await peer.answer(sdp)

@@ -1,0 +1,56 @@
+"""How much video the node may send one participant right now: a bounded queue, modelled.
+
+The relay forwards frames as they come; the queue that forms when they come faster than a
+participant's downlink takes them sits in the network (a router's buffer, then loss) or, when the
+node's own link is the bottleneck, in the node's UDP socket, where asyncio buffers without limit
+and the ICE consent checks wait behind it. Either way the picture freezes seconds late.
+
+So the node keeps, per outgoing video stream, the queue it would build at the participant's
+downlink rate (their REMB, or the cap until they send one) and refuses a frame that would take
+that queue past MAX_QUEUE_S (plus room for one key frame, which a low-rate link needs more than
+MAX_QUEUE_S to carry). A refused frame makes the relay drop to the next key frame: every frame
+after it references it. Key frames are never refused. Audio is never limited here: it is small
+and what a call needs most.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from .bandwidth import Link
+
+MAX_QUEUE_S = 0.5
+KEYFRAME_ROOM = 1.5  # times the last key frame's size
+MAX_SOCKET_BACKLOG = 64 * 1024  # bytes already stuck in the local socket: send no more video
+
+
+@dataclass
+class SendBudget:
+    link: Link
+    cap_bps: int
+    socket_backlog: Callable[[], int] = lambda: 0
+    queued: float = 0.0  # bytes, in the modelled queue
+    at: float = field(default_factory=time.monotonic)
+    last_keyframe: int = 0
+    refused: int = 0
+
+    def rate_bps(self) -> int:
+        downlink = self.link.downlink()
+        return self.cap_bps if downlink is None else min(self.cap_bps, downlink)
+
+    def admit(self, size: int, keyframe: bool) -> bool:
+        now = time.monotonic()
+        rate = self.rate_bps() / 8
+        self.queued = max(0.0, self.queued - rate * (now - self.at))
+        self.at = now
+        if keyframe:
+            self.last_keyframe = size
+        else:
+            limit = rate * MAX_QUEUE_S + KEYFRAME_ROOM * self.last_keyframe
+            if self.queued + size > limit or self.socket_backlog() > MAX_SOCKET_BACKLOG:
+                self.refused += 1
+                return False
+        self.queued += size
+        return True
