@@ -40,8 +40,8 @@ class SendBudget:
         downlink = self.link.downlink()
         return self.cap_bps if downlink is None else min(self.cap_bps, downlink)
 
-    def admit(self, size: int, keyframe: bool) -> bool:
-        now = time.monotonic()
+    def admit(self, size: int, keyframe: bool, now: float | None = None) -> bool:
+        now = time.monotonic() if now is None else now
         rate = self.rate_bps() / 8
         self.queued = max(0.0, self.queued - rate * (now - self.at))
         self.at = now

@@ -1,43 +1,61 @@
 """Live call statistics for ops.
 
-Every few seconds each participant's incoming media is summarised from counters the relay keeps
-anyway (frames per second and kbit/s per kind), plus round trip, loss and jitter from aiortc's
-RTCP-based getStats, and written to the live state, where the ops view and other nodes read it.
-A participant whose link stays poor (`NetworkWatch`) is an ops alert and an event, and so is its
+Every few seconds each participant is summarised both ways: what the node receives from them
+(`video`, `audio`: fps and kbit/s from counters the relay keeps anyway) and what the node sends
+them (`sent`: fps, kbit/s and frames dropped because their downlink could not take them), the
+bandwidth the node learned of their link (`bandwidth`: their downlink estimate, what they are asked
+to send), and round trip, loss and jitter from aiortc's RTCP-based getStats (`network`). A
+participant whose link stays poor (`NetworkWatch`) is an ops alert and an event, and so is its
 recovery: a call an auditor replays shows why the picture froze.
 """
 
 from __future__ import annotations
 
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass, field
+from typing import Protocol
 
 from aiortc import RTCPeerConnection
 
-from .media import MediaSource
+from .bandwidth import Link
+
+
+class Counted(Protocol):
+    frames: int
+    bytes: int
 
 
 @dataclass
 class RateMeter:
-    """Turns a source's cumulative counters into rates between two readings."""
+    """Turns cumulative counters into rates between two readings."""
 
     frames: int = 0
     bytes: int = 0
     at: float = field(default_factory=time.monotonic)
 
-    def read(self, source: MediaSource) -> dict[str, float]:
+    def read(self, counted: Counted) -> dict[str, float]:
         now = time.monotonic()
         span = max(now - self.at, 1e-6)
+        if counted.frames < self.frames:  # a new peer connection counts from zero again
+            self.frames = self.bytes = 0
         rates = {
-            "fps": round((source.frames - self.frames) / span, 1),
-            "kbps": round((source.bytes - self.bytes) * 8 / span / 1000, 1),
+            "fps": round((counted.frames - self.frames) / span, 1),
+            "kbps": round((counted.bytes - self.bytes) * 8 / span / 1000, 1),
         }
-        self.frames, self.bytes, self.at = source.frames, source.bytes, now
+        self.frames, self.bytes, self.at = counted.frames, counted.bytes, now
         return rates
 
 
-def summarise(sources: dict[str, MediaSource], meters: dict[str, RateMeter]) -> dict[str, object]:
-    return {kind: meters[kind].read(source) for kind, source in sources.items()}
+def summarise(counters: Mapping[str, Counted],
+              meters: dict[str, RateMeter]) -> dict[str, dict[str, float]]:
+    return {kind: meters[kind].read(counted) for kind, counted in counters.items()}
+
+
+def bandwidth(link: Link) -> dict[str, float | None]:
+    downlink = link.downlink()
+    return {"downlink_kbps": None if downlink is None else round(downlink / 1000, 1),
+            "asked_kbps": None if link.asked_bps is None else round(link.asked_bps / 1000, 1)}
 
 
 async def network(pc: RTCPeerConnection) -> dict[str, dict[str, float | None]]:
@@ -47,7 +65,8 @@ async def network(pc: RTCPeerConnection) -> dict[str, dict[str, float | None]]:
         if stat.type == "remote-inbound-rtp":  # what the browser reports of what we send it
             entry = out.setdefault(stat.kind, {})
             entry["rtt_ms"] = round(stat.roundTripTime * 1000, 1)
-            entry["loss_percent"] = round(stat.fractionLost * 100, 1)
+            # RTCP's fraction lost is a fixed-point fraction of 256 (RFC 3550 §6.4.1).
+            entry["loss_percent"] = round(stat.fractionLost * 100 / 256, 1)
         elif stat.type == "inbound-rtp":  # what we receive from the browser
             entry = out.setdefault(stat.kind, {})
             clock = 90000 if stat.kind == "video" else 48000
@@ -63,10 +82,14 @@ POOR_FPS, POOR_LOSS_PERCENT, POOR_RTT_MS = 10.0, 5.0, 400.0
 def poor_network(stats: dict[str, object]) -> list[str]:
     """What is poor in one participant's summary (empty when all is well)."""
     video = stats.get("video")
+    sent = (stats.get("sent") or {}).get("video")  # type: ignore[attr-defined]
     net = stats.get("network")
     problems = []
     if isinstance(video, dict) and video.get("fps", POOR_FPS) < POOR_FPS:
         problems.append(f"video {video['fps']} fps")
+    # What the node sends them falls short of what it has for them: their downlink is the limit.
+    if isinstance(sent, dict) and sent.get("fps", 0) < POOR_FPS <= sent.get("source_fps", 0):
+        problems.append(f"receives video {sent['fps']} fps")
     for kind, entry in (net.items() if isinstance(net, dict) else ()):
         loss, rtt = entry.get("loss_percent"), entry.get("rtt_ms")
         if loss is not None and loss > POOR_LOSS_PERCENT:

@@ -24,7 +24,14 @@ from server.live import LiveStateUnavailable
 
 from .background import spawn
 from .bandwidth import Link
-from .call_stats import NetworkWatch, RateMeter, network, poor_network, summarise
+from .call_stats import (
+    NetworkWatch,
+    RateMeter,
+    bandwidth,
+    network,
+    poor_network,
+    summarise,
+)
 from .context import NodeContext
 from .media import MediaSource
 from .peer import KINDS, Peer
@@ -76,14 +83,25 @@ class Room:
         # at its first reading would divide by almost no time: millions of fps).
         meters = {role: {kind: RateMeter() for kind in p.sources}
                   for role, p in self.participants.items()}
+        sent_meters = {role: {kind: RateMeter() for kind in KINDS} for role in self.participants}
         watches = {role: NetworkWatch() for role in self.participants}
         while not self.closed:
             await asyncio.sleep(self.ctx.settings.stats_interval_s)
+            received = {role: summarise(p.sources, meters[role])
+                        for role, p in self.participants.items()}
             for role, p in self.participants.items():
-                stats = summarise(p.sources, meters[role])
+                stats: dict[str, object] = dict(received[role])
                 if p.status == "connected":
                     if p.peer is not None:
+                        relays = p.peer.relays
+                        if relays:
+                            sent = summarise(relays, sent_meters[role])
+                            for kind, entry in sent.items():
+                                entry["dropped"] = relays[kind].subscription.dropped
+                            sent["video"]["source_fps"] = received[OTHER[role]]["video"]["fps"]
+                            stats["sent"] = sent
                         stats["network"] = await network(p.peer.pc)
+                    stats["bandwidth"] = bandwidth(p.link)
                     await self._publish_participant(p, stats=stats)
                     problems = poor_network(stats)
                     change = watches[role].observe(problems)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from signaling.call_stats import NetworkWatch, poor_network
+from signaling.call_stats import NetworkWatch, network, poor_network
 
 GOOD = {"video": {"fps": 30.0, "kbps": 900.0}, "audio": {"fps": 50.0, "kbps": 40.0},
         "network": {"video": {"rtt_ms": 40.0, "loss_percent": 0.0, "jitter_ms": 3.0},
@@ -27,3 +27,30 @@ def test_one_bad_reading_is_no_alert_two_are() -> None:
     assert watch.observe(["loss"]) is None  # still poor: said once
     assert watch.observe([]) is None and watch.observe(["loss"]) is None  # one good reading
     assert watch.observe([]) is None and watch.observe([]) == "recovered"
+
+
+def test_a_participant_who_gets_fewer_frames_than_there_are_is_poor() -> None:
+    sent = {"video": {"fps": 3.0, "kbps": 90.0, "source_fps": 15.0}}
+    assert poor_network({**GOOD, "sent": sent}) == ["receives video 3.0 fps"]
+    # Nothing to send them (the other side's camera is off or absent): not their link's fault.
+    idle = {"video": {"fps": 0.0, "kbps": 0.0, "source_fps": 0.0}}
+    assert poor_network({**GOOD, "sent": idle}) == []
+
+
+async def test_loss_is_a_percentage_of_rtcp_fraction_lost() -> None:
+    """RTCP carries loss as a fraction of 256: 64 is 25 %, not 6400 %."""
+    from datetime import datetime
+
+    from aiortc.stats import RTCRemoteInboundRtpStreamStats, RTCStatsReport
+
+    report = RTCStatsReport()
+    report.add(RTCRemoteInboundRtpStreamStats(
+        timestamp=datetime.now(), type="remote-inbound-rtp", id="r", ssrc=1, kind="video",
+        transportId="t", packetsReceived=300, packetsLost=100, jitter=0,
+        roundTripTime=0.08, fractionLost=64))
+
+    class Peer:
+        async def getStats(self) -> RTCStatsReport:
+            return report
+
+    assert (await network(Peer()))["video"] == {"rtt_ms": 80.0, "loss_percent": 25.0}

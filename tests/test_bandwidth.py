@@ -1,0 +1,145 @@
+"""Bandwidth adaptation through the relay: what the receiver can take bounds what the sender is
+asked to send, a downlink that cannot keep up costs whole frames rather than a growing queue, and
+key-frame requests towards a sender are coalesced."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+from aiortc import RTCRtpSender
+
+from signaling import passthrough
+from signaling.bandwidth import Link, target
+from signaling.budget import MAX_QUEUE_S, SendBudget
+from signaling.media import KEYFRAME_REQUEST_INTERVAL_S, MediaSource
+
+from .node_fixtures import Node
+
+CAP = 1_700_000
+
+
+def test_target_is_the_cap_until_a_leg_says_less() -> None:
+    receiver = Link()
+    uplink = passthrough.UplinkEstimate(estimator=None)
+    assert target(CAP, receiver, None) == CAP
+    receiver.report_downlink(400_000)
+    assert target(CAP, receiver, uplink) == 400_000
+    # The node's own estimate of the sender's leg counts only once it has seen congestion.
+    uplink.bitrate = 250_000
+    assert target(CAP, receiver, uplink) == 400_000
+    uplink.congested = True
+    assert target(CAP, receiver, uplink) == 250_000
+    receiver.report_downlink(5_000_000)
+    uplink.bitrate = 3_000_000
+    assert target(CAP, receiver, uplink) == CAP
+
+
+def test_a_stale_downlink_estimate_is_not_trusted() -> None:
+    link = Link()
+    link.report_downlink(300_000)
+    assert link.downlink() == 300_000
+    link.downlink_at -= 6
+    assert link.downlink() is None
+
+
+def test_budget_refuses_what_the_downlink_cannot_take_in_time_never_a_key_frame() -> None:
+    link = Link()
+    link.report_downlink(400_000)  # 50 kB/s
+    budget = SendBudget(link, CAP, at=0.0)
+    t, refused, sent = 0.0, 0, 0
+    assert budget.admit(20_000, keyframe=True, now=t)  # a key frame: always
+    for _ in range(150):  # 10 s of 15 fps frames of 6 kB: 720 kbit/s into 400
+        t += 1 / 15
+        if budget.admit(6_000, keyframe=False, now=t):
+            sent += 6_000
+        else:
+            refused += 1
+    assert refused > 0
+    # What went out is what the link carries, plus at most the bounded queue and one key frame.
+    assert sent <= 50_000 * t + 50_000 * MAX_QUEUE_S + 1.5 * 20_000
+    assert sent >= 50_000 * t * 0.8
+    # Within the downlink nothing is refused.
+    link.report_downlink(1_000_000)
+    calm = SendBudget(link, CAP, at=t)
+    assert all(calm.admit(6_000, keyframe=False, now=t + i / 15) for i in range(1, 150))
+
+
+def test_a_socket_backlog_stops_video_at_once() -> None:
+    budget = SendBudget(Link(), CAP, socket_backlog=lambda: 10**6)
+    assert not budget.admit(1_000, keyframe=False)
+    assert budget.admit(1_000, keyframe=True)
+
+
+def test_key_frame_requests_are_coalesced() -> None:
+    source = MediaSource("video", "guardian/video")
+    asked: list[float] = []
+    source.attach(lambda: asked.append(time.monotonic()) or True)
+    for _ in range(20):  # a lossy receiver and every subscriber asking at once
+        source.request_keyframe()
+    assert len(asked) == 1 and source.requests_coalesced == 19
+    source._last_request -= KEYFRAME_REQUEST_INTERVAL_S  # the request went unanswered
+    source.request_keyframe()
+    assert len(asked) == 2
+
+
+async def _remb_seen(sender: RTCRtpSender) -> list[int]:
+    seen: list[int] = []
+    passthrough.on_remb(sender, seen.append)
+    return seen
+
+
+async def _until(what: str, check, timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    while not check():
+        assert time.monotonic() < deadline, f"{what} not within {timeout} s"
+        await asyncio.sleep(0.05)
+
+
+async def test_the_receivers_downlink_bounds_what_the_sender_is_asked(node: Node, clips) -> None:
+    booking = await node.book()
+    guardian = node.client(booking.guardian_link.split("#token=")[1], clips)
+    doctor = node.client(booking.doctor_link.split("#token=")[1], clips)
+    try:
+        for side in (guardian, doctor):
+            await side.connect()
+            await side.start_media()
+        video_sender = next(s for s in guardian.pc.getSenders() if s.track.kind == "video")
+        asked = await _remb_seen(video_sender)
+        await doctor.wait_frames("video", 15)
+        # Nothing known of the doctor's downlink yet: the guardian may start at the cap.
+        await _until("a first REMB to the guardian", lambda: asked, 5)
+        assert asked[0] == node.settings.video_max_kbps * 1000
+        # The doctor's browser says its downlink takes 60 kbit/s (the clip is ~300).
+        downlink = 60_000
+        receiver = next(t.receiver for t in doctor.pc.getTransceivers() if t.kind == "video")
+        reporter = asyncio.create_task(_keep_reporting(receiver, downlink))
+        try:
+            await _until("the doctor's downlink reaching the guardian",
+                         lambda: asked[-1] <= downlink, 3)
+            # The guardian's clip does not adapt: the node drops whole frames to the doctor
+            # rather than queueing them, asks the guardian for a key frame to resume on, and
+            # coalesces those requests.
+            room = node.ctx.rooms.get(booking.consultation_id)
+            relay = room.participants["doctor"].peer.relays["video"]
+            await _until("frames dropped for the doctor",
+                         lambda: relay.subscription.dropped > 30, 5)
+            requests = guardian.tracks[1].keyframe_requests
+            before, since = doctor.received["video"].frames, time.monotonic()
+            await asyncio.sleep(3)  # a window to count in: ~90 frames offered
+            got = doctor.received["video"].frames - before
+            asked_for = guardian.tracks[1].keyframe_requests - requests
+            assert 0 < got < 60, got  # pictures still arrive, at what the link takes
+            assert asked_for <= (time.monotonic() - since) / KEYFRAME_REQUEST_INTERVAL_S + 1
+        finally:
+            reporter.cancel()
+    finally:
+        await guardian.close()
+        await doctor.close()
+
+
+async def _keep_reporting(receiver, bitrate: int) -> None:
+    """A browser sends its REMB about once a second."""
+    while True:
+        passthrough.send_remb(receiver, bitrate)
+        await asyncio.sleep(0.5)
