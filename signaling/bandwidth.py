@@ -1,12 +1,13 @@
 """Bandwidth adaptation through the relay: what a receiving browser can take bounds what the
 sending browser is asked to send.
 
-A direct call gets this for free: the receiver's estimate goes straight back to the sender. Here
-each participant has a leg to the node, so the node joins the two: the REMB it sends the sender
-is min(the receiver's own REMB for its leg, the node's estimate of the sender's leg once that leg
-has shown congestion, the configured cap). Until the receiver has an estimate the cap stands, so
-a call starts at full rate: Chromium takes a REMB above its start rate as its target while it has
-seen no loss in its first two seconds, instead of climbing ~8 % a second from 300 kbit/s.
+A direct call gets this for free: the receiver's feedback goes straight back to the sender. Here
+each participant has a leg to the node, so the node joins the two. The sender's own leg is judged
+by the sender's congestion controller from the node's transport-wide feedback (signaling/twcc.py);
+the far side's leg reaches it as the node's REMB: min(the receiver's own REMB for its leg, the
+configured cap), which the browser takes as a ceiling. Until the receiver has an estimate the cap
+stands, so a call starts at full rate: Chromium takes a REMB above its start rate as its target
+while it has seen no loss in its first two seconds.
 """
 
 from __future__ import annotations
@@ -45,15 +46,10 @@ class Link:
         return self.downlink_bps
 
 
-def target(cap_bps: int, receiver_link: Link, uplink: passthrough.UplinkEstimate | None) -> int:
-    """The most a sender should send: the cap, bounded by both legs where they are known."""
-    bound = cap_bps
+def target(cap_bps: int, receiver_link: Link) -> int:
+    """The most a sender should send: the cap, bounded by the receiver's downlink if known."""
     downlink = receiver_link.downlink()
-    if downlink is not None:
-        bound = min(bound, downlink)
-    if uplink is not None and uplink.congested and uplink.bitrate is not None:
-        bound = min(bound, uplink.bitrate)
-    return bound
+    return cap_bps if downlink is None else min(cap_bps, downlink)
 
 
 class RembSender:
@@ -62,7 +58,7 @@ class RembSender:
     def __init__(self, receiver: RTCRtpReceiver, sender_link: Link, receiver_link: Link,
                  cap_bps: int) -> None:
         self._receiver = receiver
-        self._uplink = passthrough.take_over_remb(receiver)
+        passthrough.stop_own_remb(receiver)
         self._sender_link = sender_link
         self._receiver_link = receiver_link
         self._cap = cap_bps
@@ -71,7 +67,7 @@ class RembSender:
     async def _run(self) -> None:
         sent_at = 0.0
         while True:
-            bitrate = target(self._cap, self._receiver_link, self._uplink)
+            bitrate = target(self._cap, self._receiver_link)
             last = self._sender_link.asked_bps
             now = time.monotonic()
             changed = last is None or abs(bitrate - last) > CHANGE * last

@@ -6,17 +6,17 @@ turns the frame into an `av.Packet` and gives it straight to a sink, on the loop
 thread hop, no per-frame `run_coroutine_threadsafe`. The decoder thread aiortc still starts exits
 at once (see `_decoder_worker`).
 
-Bandwidth feedback needs two more hooks, because a relay must carry what a direct call gets for
-free: the REMB a receiving browser sends about the node's stream to it (aiortc gives it only to an
-encoder the pass-through never has) and the REMB the node sends a browser about its stream
-(aiortc's own estimate of that one leg, which ramps up at ~8 % a second and knows nothing of the
-far side). See signaling/bandwidth.py for what the node does with both.
+Bandwidth feedback needs more hooks, because a relay must carry what a direct call gets for free:
+the REMB a receiving browser sends about the node's stream to it (aiortc gives it only to an
+encoder the pass-through never has), the REMB the node sends a browser about its stream (in place
+of aiortc's own, see `stop_own_remb`), and transport-wide feedback (signaling/twcc.py).
 
 This leans on private details of aiortc (pinned in pyproject.toml): the receiver's
 `__decoder_queue`, `__jitter_buffer`, `__remote_bitrate_estimator` and `__rtcp_ssrc`
-attributes, the module-level `decoder_worker`, the sender's `_handle_rtcp_packet`, and aioice's
-nominated pair. Each hook checks what it needs and raises if it is gone, and
-tests/test_passthrough.py fails loudly after an upgrade that breaks them.
+attributes and its `_handle_rtp_packet` and `_send_rtcp`, the module-level `decoder_worker`,
+aiortc's codec tables, the sender's `_handle_rtcp_packet`, and aioice's nominated pair. Each
+hook checks what it needs and raises if it is gone, and tests/test_passthrough.py fails loudly
+after an upgrade that breaks them.
 """
 
 from __future__ import annotations
@@ -127,54 +127,72 @@ def _require(obj: object, attribute: str) -> None:
                            "signaling/passthrough.py against the installed aiortc")
 
 
-class UplinkEstimate:
-    """Stands in for a receiver's bitrate estimator: aiortc's estimate is kept, never sent.
+def stop_own_remb(receiver: RTCRtpReceiver) -> None:
+    """Stop aiortc estimating this receiver's incoming leg and sending that as REMB.
 
-    `congested` turns true once the estimator has seen the sender's packets queue up (a real
-    bottleneck on that leg); until then its figure is only a slow ramp from the first seconds'
-    throughput, and bounding the sender by it is what made every relayed call start blurry.
+    Its arrival times are taken on the event loop, so on a busy node a loop stall reads as
+    queueing: measured here with two browsers on two cores it drove a clean loopback call down to
+    110 kbit/s. The sender's own controller, fed by transport-wide feedback (signaling/twcc.py),
+    judges that leg; the node's REMB (signaling/bandwidth.py) carries only the far side's limit.
     """
-
-    def __init__(self, estimator: Any) -> None:
-        self._estimator = estimator
-        self.bitrate: int | None = None
-        self.congested = False
-
-    def add(self, **kwargs: Any) -> None:
-        result = self._estimator.add(**kwargs)
-        if result is not None:
-            if self.bitrate is not None and result[0] < self.bitrate:
-                self.congested = True
-            self.bitrate = result[0]
-        return None  # aiortc sends no REMB of its own: signaling/bandwidth.py sends one
-
-
-def take_over_remb(receiver: RTCRtpReceiver) -> UplinkEstimate | None:
-    """Keep aiortc's estimate of this receiver's incoming leg, and stop it sending REMB itself.
-
-    Returns None for an audio receiver (aiortc estimates video only)."""
     if not hasattr(receiver, _ESTIMATOR_ATTR):
         raise RuntimeError("aiortc's RTCRtpReceiver no longer has its remote bitrate estimator")
-    estimator = getattr(receiver, _ESTIMATOR_ATTR)
-    if estimator is None:
-        return None
-    uplink = UplinkEstimate(estimator)
-    setattr(receiver, _ESTIMATOR_ATTR, uplink)
-    return uplink
+    setattr(receiver, _ESTIMATOR_ATTR, None)
+
+
+def rtcp_ssrc(receiver: RTCRtpReceiver) -> int | None:
+    if not hasattr(receiver, _RTCP_SSRC_ATTR):
+        raise RuntimeError("aiortc's RTCRtpReceiver no longer has its RTCP SSRC")
+    return getattr(receiver, _RTCP_SSRC_ATTR)
+
+
+def send_rtcp(receiver: RTCRtpReceiver, packet: Any) -> None:
+    """Send an RTCP packet (anything bytes() turns into one) on the receiver's transport."""
+    _require(receiver, "_send_rtcp")
+    spawn(receiver._send_rtcp(packet), "rtcp")
+
+
+def on_rtp(receiver: RTCRtpReceiver, callback: Callable[[Any], None]) -> None:
+    """Show `callback` every RTP packet this receiver gets, before aiortc handles it."""
+    _require(receiver, "_handle_rtp_packet")
+    original = receiver._handle_rtp_packet
+
+    async def handle(packet: Any, arrival_time_ms: int) -> None:
+        callback(packet)
+        await original(packet, arrival_time_ms)
+
+    receiver._handle_rtp_packet = handle  # type: ignore[method-assign]
+
+
+def negotiate_transport_cc() -> None:
+    """Offer transport-wide congestion control for video in every answer aiortc makes.
+
+    aiortc answers only the header extensions and RTCP feedback its tables list; a browser's
+    sender uses its transport-wide controller only when both are in the answer. Process-wide,
+    like the tables; idempotent."""
+    from aiortc import codecs
+    from aiortc.rtcrtpparameters import RTCRtcpFeedback, RTCRtpHeaderExtensionParameters
+
+    extensions = codecs.HEADER_EXTENSIONS["video"]
+    if not any(e.uri == TRANSPORT_CC_URI for e in extensions):
+        extensions.append(RTCRtpHeaderExtensionParameters(id=5, uri=TRANSPORT_CC_URI))
+    for codec in codecs.CODECS["video"]:
+        if codec.mimeType == "video/VP8" and not any(
+                f.type == "transport-cc" for f in codec.rtcpFeedback):
+            codec.rtcpFeedback.append(RTCRtcpFeedback(type="transport-cc"))
+
+
+TRANSPORT_CC_URI = "http://www.ietf.org/id/draft-holmer-rmcat-transport-wide-cc-extensions-01"
 
 
 def send_remb(receiver: RTCRtpReceiver, bitrate: int) -> bool:
     """Tell the remote sender the most it should send on this receiver's SSRCs (RTCP REMB)."""
-    _require(receiver, "_send_rtcp")
-    if not hasattr(receiver, _RTCP_SSRC_ATTR):
-        raise RuntimeError("aiortc's RTCRtpReceiver no longer has its RTCP SSRC")
-    rtcp_ssrc = getattr(receiver, _RTCP_SSRC_ATTR)
+    ssrc = rtcp_ssrc(receiver)
     ssrcs = [s.source for s in receiver.getSynchronizationSources()]
-    if rtcp_ssrc is None or not ssrcs:
+    if ssrc is None or not ssrcs:
         return False
-    packet = RtcpPsfbPacket(fmt=RTCP_PSFB_APP, ssrc=rtcp_ssrc, media_ssrc=0,
-                            fci=pack_remb_fci(bitrate, ssrcs))
-    spawn(receiver._send_rtcp(packet), "remb")
+    send_rtcp(receiver, RtcpPsfbPacket(fmt=RTCP_PSFB_APP, ssrc=ssrc, media_ssrc=0,
+                                       fci=pack_remb_fci(bitrate, ssrcs)))
     return True
 
 

@@ -27,8 +27,10 @@ from .bandwidth import Link, RembSender
 from .budget import SendBudget
 from .media import MediaSource, RelayTrack
 from .protocol import IceCandidate
+from .twcc import FeedbackSender
 
 KINDS = ("audio", "video")
+passthrough.negotiate_transport_cc()
 CODECS = {"audio": ("audio/opus",), "video": ("video/VP8", "video/rtx")}
 
 
@@ -49,6 +51,7 @@ class Peer:
         self._video_cap = video_cap_bps
         self.relays: dict[str, RelayTrack] = {}
         self._remb: RembSender | None = None
+        self._twcc: FeedbackSender | None = None
         self.pc.on("track", self._on_track)
         self.pc.on("connectionstatechange", lambda: on_state(self.pc.connectionState))
 
@@ -63,6 +66,7 @@ class Peer:
             passthrough.release_audio_promptly(receiver)
         else:
             self._remb = RembSender(receiver, self.link, self._other_link, self._video_cap)
+            self._twcc = FeedbackSender(receiver)
         source.attach(lambda: passthrough.send_pli(receiver))
 
     async def answer(self, offer_sdp: str) -> str:
@@ -97,8 +101,9 @@ class Peer:
         await self.pc.addIceCandidate(parsed)
 
     async def close(self) -> None:
-        if self._remb is not None:
-            self._remb.stop()
+        for feedback in (self._remb, self._twcc):
+            if feedback is not None:
+                feedback.stop()
         for relay in self.relays.values():
             relay.stop()
         for kind in KINDS:

@@ -19,20 +19,13 @@ from .node_fixtures import Node
 CAP = 1_700_000
 
 
-def test_target_is_the_cap_until_a_leg_says_less() -> None:
+def test_target_is_the_cap_until_the_receiver_says_less() -> None:
     receiver = Link()
-    uplink = passthrough.UplinkEstimate(estimator=None)
-    assert target(CAP, receiver, None) == CAP
+    assert target(CAP, receiver) == CAP
     receiver.report_downlink(400_000)
-    assert target(CAP, receiver, uplink) == 400_000
-    # The node's own estimate of the sender's leg counts only once it has seen congestion.
-    uplink.bitrate = 250_000
-    assert target(CAP, receiver, uplink) == 400_000
-    uplink.congested = True
-    assert target(CAP, receiver, uplink) == 250_000
+    assert target(CAP, receiver) == 400_000
     receiver.report_downlink(5_000_000)
-    uplink.bitrate = 3_000_000
-    assert target(CAP, receiver, uplink) == CAP
+    assert target(CAP, receiver) == CAP
 
 
 def test_a_stale_downlink_estimate_is_not_trusted() -> None:

@@ -1,0 +1,127 @@
+"""Transport-wide congestion control feedback from the node's receivers (draft-holmer-rmcat-
+transport-wide-cc-extensions-01), so that a browser's sender runs its own congestion controller
+on its leg to the node, as it does in a direct call.
+
+aiortc parses the transport-wide sequence number but neither negotiates it nor answers it. Its
+own receive-side estimate (REMB) takes arrival times on the event loop and rises ~8 % a second;
+Chromium's send-side controller, fed with per-packet arrival times, probes its way to the link's
+rate in a second or two and tells queueing from loss on its own. The node stays the one to cap
+that rate with the far side's downlink (REMB, signaling/bandwidth.py), which the browser honours
+alongside this feedback.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import struct
+import time
+
+from aiortc import RTCRtpReceiver
+
+from . import passthrough
+
+INTERVAL_S = 0.05  # Chromium's own feedback interval at video rates
+MAX_SPAN = 0x4000  # sequence numbers one feedback may cover
+_TICK_US = 250  # receive deltas are in multiples of 250 µs
+_REFERENCE_US = 64_000  # the reference time is in multiples of 64 ms
+_RTPFB, _FMT = 205, 15
+
+
+def feedback(sender_ssrc: int, media_ssrc: int, count: int, base: int,
+             arrivals: list[int | None]) -> bytes:
+    """One feedback packet: `arrivals[i]` is the arrival (µs) of sequence `base + i`, or None.
+
+    Every chunk is a two-bit status vector (7 packets), which can say anything; run-length
+    chunks would be shorter but a packet every 50 ms is small either way.
+    """
+    first = next(a for a in arrivals if a is not None)
+    reference = first // _REFERENCE_US
+    previous = reference * _REFERENCE_US
+    chunks, deltas = [], []
+    for start in range(0, len(arrivals), 7):
+        chunk = 0xC000
+        for i, arrival in enumerate(arrivals[start:start + 7]):
+            symbol = 0
+            if arrival is not None:
+                delta = round((arrival - previous) / _TICK_US)
+                previous += delta * _TICK_US
+                if 0 <= delta <= 0xFF:
+                    symbol = 1
+                    deltas.append(struct.pack("!B", delta))
+                else:
+                    symbol = 2
+                    deltas.append(struct.pack("!h", max(-0x8000, min(0x7FFF, delta))))
+            chunk |= symbol << (12 - 2 * i)
+        chunks.append(struct.pack("!H", chunk))
+    fci = struct.pack("!HHI", base & 0xFFFF, len(arrivals),
+                      ((reference & 0xFFFFFF) << 8) | (count & 0xFF))
+    body = struct.pack("!II", sender_ssrc, media_ssrc) + fci + b"".join(chunks + deltas)
+    body += b"\x00" * (-len(body) % 4)
+    return struct.pack("!BBH", 0x80 | _FMT, _RTPFB, len(body) // 4) + body
+
+
+class RawRtcp:
+    """An already-built RTCP packet, for aiortc's `_send_rtcp` (which calls bytes() on it)."""
+
+    def __init__(self, data: bytes) -> None:
+        self._data = data
+
+    def __bytes__(self) -> bytes:
+        return self._data
+
+
+class FeedbackSender:
+    """Collects one receiver's transport-wide sequence numbers and answers them every 50 ms."""
+
+    def __init__(self, receiver: RTCRtpReceiver) -> None:
+        self._receiver = receiver
+        self._arrivals: dict[int, int] = {}  # unwrapped sequence → arrival, µs
+        self._next: int | None = None  # first sequence not yet reported
+        self._last = 0  # highest unwrapped sequence seen
+        self._media_ssrc = 0
+        self._count = 0
+        self.sent = 0
+        passthrough.on_rtp(receiver, self._on_rtp)
+        self._task = asyncio.ensure_future(self._run())
+
+    def _on_rtp(self, packet: object) -> None:
+        sequence = packet.extensions.transport_sequence_number  # type: ignore[attr-defined]
+        if sequence is None:
+            return
+        unwrapped = self._unwrap(sequence)
+        if self._next is None or unwrapped - self._next > MAX_SPAN:
+            self._next = unwrapped  # the first packet, or a jump no feedback should span
+            self._arrivals.clear()
+        if unwrapped >= self._next:
+            self._arrivals[unwrapped] = time.monotonic_ns() // 1000
+        self._media_ssrc = packet.ssrc  # type: ignore[attr-defined]
+
+    def _unwrap(self, sequence: int) -> int:
+        delta = (sequence - self._last) & 0xFFFF
+        if delta >= 0x8000:
+            delta -= 0x10000
+        self._last += delta
+        return self._last
+
+    async def _run(self) -> None:
+        while True:
+            await asyncio.sleep(INTERVAL_S)
+            if self._arrivals:
+                self._send()
+
+    def _send(self) -> None:
+        assert self._next is not None
+        end = max(self._arrivals) + 1
+        base = self._next
+        arrivals = [self._arrivals.pop(s, None) for s in range(base, end)]
+        self._next = end
+        ssrc = passthrough.rtcp_ssrc(self._receiver)
+        if ssrc is None:
+            return
+        packet = feedback(ssrc, self._media_ssrc, self._count, base, arrivals)
+        self._count += 1
+        self.sent += 1
+        passthrough.send_rtcp(self._receiver, RawRtcp(packet))
+
+    def stop(self) -> None:
+        self._task.cancel()
