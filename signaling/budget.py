@@ -6,7 +6,7 @@ node's own link is the bottleneck, in the node's UDP socket, where asyncio buffe
 and the ICE consent checks wait behind it. Either way the picture freezes seconds late.
 
 So the node keeps, per outgoing video stream, the queue it would build at the participant's
-downlink rate (their REMB, or the cap until they send one) and refuses a frame that would take
+downlink rate (their REMB, or the cap until they send one, plus HEADROOM) and refuses a frame that would take
 that queue past MAX_QUEUE_S (plus room for one key frame, which a low-rate link needs more than
 MAX_QUEUE_S to carry). A refused frame makes the relay drop to the next key frame: every frame
 after it references it. Key frames are never refused. Audio is never limited here: it is small
@@ -22,6 +22,9 @@ from dataclasses import dataclass, field
 from .bandwidth import Link
 
 MAX_QUEUE_S = 0.5
+# The queue drains a little faster than the estimate: a receiver's REMB sits below what its link
+# carries (Chromium backs off to 85 % of what arrived), and an encoder overshoots its target.
+HEADROOM = 1.25
 KEYFRAME_ROOM = 1.5  # times the last key frame's size
 MAX_SOCKET_BACKLOG = 64 * 1024  # bytes already stuck in the local socket: send no more video
 
@@ -42,7 +45,7 @@ class SendBudget:
 
     def admit(self, size: int, keyframe: bool, now: float | None = None) -> bool:
         now = time.monotonic() if now is None else now
-        rate = self.rate_bps() / 8
+        rate = HEADROOM * self.rate_bps() / 8
         self.queued = max(0.0, self.queued - rate * (now - self.at))
         self.at = now
         if keyframe:

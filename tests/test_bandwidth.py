@@ -11,7 +11,7 @@ from aiortc import RTCRtpSender
 
 from signaling import passthrough
 from signaling.bandwidth import Link, target
-from signaling.budget import MAX_QUEUE_S, SendBudget
+from signaling.budget import HEADROOM, MAX_QUEUE_S, SendBudget
 from signaling.media import KEYFRAME_REQUEST_INTERVAL_S, MediaSource
 
 from .node_fixtures import Node
@@ -38,7 +38,7 @@ def test_a_stale_downlink_estimate_is_not_trusted() -> None:
 
 def test_budget_refuses_what_the_downlink_cannot_take_in_time_never_a_key_frame() -> None:
     link = Link()
-    link.report_downlink(400_000)  # 50 kB/s
+    link.report_downlink(400_000 / HEADROOM)  # drains at 50 kB/s
     budget = SendBudget(link, CAP, at=0.0)
     t, refused, sent = 0.0, 0, 0
     assert budget.admit(20_000, keyframe=True, now=t)  # a key frame: always
