@@ -215,12 +215,17 @@ def on_remb(sender: RTCRtpSender, callback: Callable[[int], None]) -> None:
 
 
 def send_backlog(sender: RTCRtpSender) -> int:
-    """Bytes waiting in the local UDP socket's buffer on this sender's path (0 if unknown).
+    """Bytes waiting in the local UDP socket's buffer on this sender's path (0 before ICE).
 
     asyncio's datagram transport buffers without limit once `sendto` would block; a relay that
     keeps writing there builds seconds of delay in front of the ICE consent checks."""
     connection = getattr(sender.transport.transport, "_connection", None)
-    pair = getattr(connection, "_nominated", {}).get(1)
-    transport = getattr(getattr(pair, "protocol", None), "transport", None)
-    size = getattr(transport, "get_write_buffer_size", None)
-    return size() if callable(size) else 0
+    nominated = getattr(connection, "_nominated", None)
+    if not isinstance(nominated, dict):
+        raise RuntimeError("aioice's Connection no longer has _nominated; check "
+                           "signaling/passthrough.py against the installed aiortc and aioice")
+    pair = nominated.get(1)
+    if pair is None:
+        return 0
+    transport = getattr(pair.protocol, "transport", None)  # a TURN relay has none of its own
+    return transport.get_write_buffer_size() if transport is not None else 0

@@ -114,7 +114,12 @@ async def test_the_receivers_downlink_bounds_what_the_sender_is_asked(node: Node
             # rather than queueing them, asks the guardian for a key frame to resume on, and
             # coalesces those requests.
             room = node.ctx.rooms.get(booking.consultation_id)
-            relay = room.participants["doctor"].peer.relays["video"]
+            peer = room.participants["doctor"].peer
+            relay = peer.relays["video"]
+            # The socket-backlog probe reaches the real UDP transport of the nominated pair.
+            node_sender = next(s for s in peer.pc.getSenders() if s.track is relay)
+            assert node_sender.transport.transport._connection._nominated.get(1) is not None
+            assert passthrough.send_backlog(node_sender) == 0
             await _until("frames dropped for the doctor",
                          lambda: relay.subscription.dropped > 30, 5)
             requests = guardian.tracks[1].keyframe_requests

@@ -6,6 +6,7 @@ import av
 import pytest
 from aiortc import RTCPeerConnection
 from aiortc import rtcrtpreceiver as aiortc_receiver
+from aiortc.rtp import RtpPacket
 
 from signaling import passthrough
 
@@ -135,3 +136,43 @@ async def test_no_codec_runs_in_a_relayed_call(node: Node, clips, monkeypatch) -
     assert codecs.calls == []
     assert codecs.video_contexts == []
 
+
+
+async def test_bandwidth_hooks_target_real_attributes() -> None:
+    """REMB in, REMB out, transport-wide feedback and the socket backlog, on real aiortc objects."""
+    pc = RTCPeerConnection()
+    try:
+        transceiver = pc.addTransceiver("video")
+        receiver, sender = transceiver.receiver, transceiver.sender
+        passthrough.stop_own_remb(receiver)
+        assert getattr(receiver, passthrough._ESTIMATOR_ATTR) is None
+        assert isinstance(passthrough.rtcp_ssrc(receiver), int)
+        assert passthrough.send_remb(receiver, 300_000) is False  # nothing received yet: no-op
+        seen: list[object] = []
+        passthrough.on_rtp(receiver, seen.append)
+        packet = RtpPacket(payload_type=96, sequence_number=1, timestamp=0, ssrc=5)
+        await receiver._handle_rtp_packet(packet, arrival_time_ms=0)  # as the transport calls it
+        assert seen == [packet]
+        assert passthrough.send_backlog(sender) == 0  # no nominated pair yet
+        passthrough.negotiate_transport_cc()
+        passthrough.negotiate_transport_cc()  # idempotent
+        from aiortc import codecs
+
+        assert sum(e.uri == passthrough.TRANSPORT_CC_URI
+                   for e in codecs.HEADER_EXTENSIONS["video"]) == 1
+    finally:
+        await pc.close()
+
+
+def test_bandwidth_hooks_refuse_objects_without_the_private_parts() -> None:
+    class Renamed:
+        pass
+
+    with pytest.raises(RuntimeError, match="remote bitrate estimator"):
+        passthrough.stop_own_remb(Renamed())  # type: ignore[arg-type]
+    with pytest.raises(RuntimeError, match="RTCP SSRC"):
+        passthrough.rtcp_ssrc(Renamed())  # type: ignore[arg-type]
+    with pytest.raises(RuntimeError, match="no longer has _handle_rtp_packet"):
+        passthrough.on_rtp(Renamed(), lambda p: None)  # type: ignore[arg-type]
+    with pytest.raises(RuntimeError, match="no longer has _handle_rtcp_packet"):
+        passthrough.on_remb(Renamed(), lambda b: None)  # type: ignore[arg-type]
