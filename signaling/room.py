@@ -98,7 +98,10 @@ class Room:
                             sent = summarise(relays, sent_meters[role])
                             for kind, entry in sent.items():
                                 entry["dropped"] = relays[kind].subscription.dropped
-                            sent["video"]["source_fps"] = received[OTHER[role]]["video"]["fps"]
+                            # Held back on purpose (identity pause) is not a poor link.
+                            held = relays["video"].subscription.source.held
+                            sent["video"]["source_fps"] = (
+                                0.0 if held else received[OTHER[role]]["video"]["fps"])
                             stats["sent"] = sent
                         stats["network"] = await network(p.peer.pc)
                     stats["bandwidth"] = bandwidth(p.link)
