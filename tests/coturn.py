@@ -21,6 +21,8 @@ class Coturn:
     ip: str = "127.0.0.1"
     port: int = 3478
     secret: str = field(default_factory=lambda: secrets.token_urlsafe(32), repr=False)
+    # Relay only to these peers (as README advises: the node's media addresses); () for any.
+    peers: tuple[str, ...] = ()
     proc: subprocess.Popen | None = None
 
     @property
@@ -41,6 +43,8 @@ class Coturn:
             f"--realm={REALM}", "--use-auth-secret", f"--static-auth-secret={self.secret}",
             "--fingerprint", "--no-tls", "--no-dtls", "--no-cli", "--no-rfc5780",
             "--allow-loopback-peers",  # the suite's peers may sit on 127.0.0.1
+            *(["--denied-peer-ip=0.0.0.0-255.255.255.255"] if self.peers else []),
+            *(f"--allowed-peer-ip={peer}" for peer in self.peers),
             f"--userdb={self.workdir / 'turndb'}", f"--pidfile={self.workdir / 'turnserver.pid'}",
             "--log-file=stdout", "--simple-log", "--verbose",
         ]

@@ -136,7 +136,8 @@ def turn_only_net(tmp_path: Path) -> Iterator[TurnOnlyNet]:
         guardian = stack.enter_context(namespace())
         stack.enter_context(veth("tcturn0", [f"{SIGNAL_IP}/24", f"{MEDIA_IP}/32"], guardian,
                                  "eth0", [f"{GUARDIAN_IP}/24"]))
-        coturn = stack.enter_context(Coturn(tmp_path / "coturn", ip=SIGNAL_IP))
+        coturn = stack.enter_context(Coturn(tmp_path / "coturn", ip=SIGNAL_IP,
+                                            peers=(MEDIA_IP,)))
         yield TurnOnlyNet(guardian, coturn)
 
 
