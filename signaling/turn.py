@@ -24,9 +24,10 @@ class TurnConfig:
 
     urls: tuple[str, ...] = ()
     secret: str = field(default="", repr=False)
-    # The browser refreshes its allocation under the same credential for as long as its peer
-    # connection lives (and a new offer on the same socket reuses it), so it must outlast the
-    # longest call, not just the join: 4 h, as long as a join link (TC_TOKEN_TTL) is valid.
+    # coturn checks the expiry when an allocation is made (one made in time lives on), but a
+    # browser allocates again with the same credential during the call: an ICE restart, a network
+    # change, a TURN/TCP connection that dropped. So it must outlast the longest call, not just the
+    # join: 4 h, as long as a join link (TC_TOKEN_TTL) is valid.
     ttl_s: int = 4 * 3600
 
     @property
