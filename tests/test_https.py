@@ -16,6 +16,8 @@ from pathlib import Path
 import aiohttp
 import pytest
 
+from server.config import load_settings
+from server.tls import server_context
 from tests.browser import (
     ADULT_A,
     launch_chromium,
@@ -102,3 +104,18 @@ def test_node_refuses_to_start_with_an_unusable_certificate(
     finally:
         node.stop()
     assert "node exited with 2" in str(refused.value)
+
+
+def test_settings_want_both_tls_files_and_then_make_https_links(
+        monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    pki = make_test_pki(tmp_path / "pki")
+    for name in ("TC_HOST", "TC_PUBLIC_URL", "TC_TLS_KEY"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("TC_PORT", "8443")
+    monkeypatch.setenv("TC_TLS_CERT", str(pki.cert))
+    with pytest.raises(ValueError, match="TC_TLS_CERT and TC_TLS_KEY go together"):
+        load_settings(data_dir=tmp_path, token_secret=SECRET)
+    monkeypatch.setenv("TC_TLS_KEY", str(pki.key))
+    settings = load_settings(data_dir=tmp_path, token_secret=SECRET)
+    assert settings.public_url == "https://127.0.0.1:8443"
+    assert server_context(pki.cert, pki.key).minimum_version == ssl.TLSVersion.TLSv1_2
