@@ -259,4 +259,8 @@ async def test_credentials_from_another_secret_get_no_relay_and_no_call(
     assert "connected" not in states, states
     assert "relay" not in seen["gathered"], seen["gathered"]
     assert any(e["code"] == 401 and e["url"].startswith("turn:") for e in errors), errors
-    assert "error 401: Unauthorized" in net.coturn.log.read_text()
+    # coturn saw the participant's credential, refused it, and never allocated a relay.
+    log = net.coturn.log.read_text()
+    refused = [line for line in log.splitlines()
+               if f"{cid}.guardian>: incoming packet message processed, error 401" in line]
+    assert refused and "ALLOCATE processed, success" not in log, net.coturn.tail()
