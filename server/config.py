@@ -107,10 +107,6 @@ class Settings:
         """The STUN servers, in the browser's RTCConfiguration form (TURN: `turn.ice_servers`)."""
         return [{"urls": s.urls} for s in self.ice_servers]
 
-    @property
-    def tls(self) -> bool:
-        return self.tls_cert is not None
-
 
 def _token_secret(data_dir: Path) -> str:
     """TC_TOKEN_SECRET, or for a local demo a random secret kept in the data dir (not the repo)."""
