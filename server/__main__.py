@@ -75,7 +75,11 @@ def main(argv: list[str] | None = None) -> int:
     verify.add_argument("chain", help="consultation id, or 'system'")
     args = parser.parse_args(argv)
 
-    settings = load_settings()
+    try:
+        settings = load_settings()
+    except ValueError as exc:  # a setting out of its range, or TURN/TLS half configured
+        print(f"teleconsult: bad configuration: {exc}", file=sys.stderr)
+        return 2
     logs.configure(settings.log_level, settings.node_id, settings.json_logs)
     if args.command == "token":
         print(_tokens(settings).issue(Role(args.role), args.subject, args.consultation, args.ttl))

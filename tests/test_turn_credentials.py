@@ -21,7 +21,8 @@ from server.config import load_settings
 from signaling.turn import TurnConfig, mint
 
 from .coturn import Coturn
-from .node_fixtures import node_settings, start_node
+from .node_fixtures import SECRET, node_settings, start_node
+from .node_process import NodeProcess, free_port
 
 
 def test_credential_is_the_turn_rest_scheme_and_expires_after_the_ttl() -> None:
@@ -125,3 +126,15 @@ async def test_coturn_refuses_an_expired_or_foreign_credential(coturn: Coturn, c
     with pytest.raises(stun.TransactionFailed) as refused:
         await asyncio.wait_for(_allocate(coturn, username, credential, "udp"), 10)
     assert refused.value.response.attributes["ERROR-CODE"][0] == 401
+
+
+def test_node_without_the_turn_secret_does_not_start(tmp_path: Path) -> None:
+    node = NodeProcess(tmp_path / "node", free_port(), SECRET,
+                       TC_TURN_URLS="turn:127.0.0.1:3478?transport=udp")
+    try:
+        with pytest.raises(RuntimeError, match="bad configuration: TC_TURN_URLS is set but "
+                           "TC_TURN_SECRET is not") as refused:
+            node.start(timeout=30)
+    finally:
+        node.stop()
+    assert "node exited with 2" in str(refused.value)
