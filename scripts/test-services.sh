@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Make sure what the test suite needs is on this Debian machine and running:
 # Chromium (browser tests), redis-server, PostgreSQL, unshare/ip (private network namespace),
-# CJK fonts (the pages' Chinese labels in screenshots). Installs what is missing, starts what is stopped.
+# coturn's turnserver (the TURN tests start their own turnserver processes inside their namespaces;
+# the package's system service is not used), CJK fonts (the pages' Chinese labels in screenshots).
+# Installs what is missing, starts what is stopped.
 set -euo pipefail
 
 SUDO=""
@@ -13,6 +15,7 @@ command -v redis-server >/dev/null 2>&1 || need+=(redis-server)
 command -v pg_ctlcluster >/dev/null 2>&1 || need+=(postgresql)
 command -v unshare >/dev/null 2>&1 || need+=(util-linux)
 command -v ip >/dev/null 2>&1 || need+=(iproute2)
+command -v turnserver >/dev/null 2>&1 || need+=(coturn)
 [ -d /usr/share/fonts/opentype/noto ] || need+=(fonts-noto-cjk)
 if [ ${#need[@]} -gt 0 ]; then
     echo "test-services: installing ${need[*]}"

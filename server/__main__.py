@@ -16,6 +16,7 @@ from server.auth import Role, Tokens
 from server.config import Settings, load_settings
 from server.demo import seed
 from server.store import Database, EventLog
+from server.tls import TlsError, server_context
 
 
 def _tokens(settings: Settings) -> Tokens:
@@ -74,7 +75,11 @@ def main(argv: list[str] | None = None) -> int:
     verify.add_argument("chain", help="consultation id, or 'system'")
     args = parser.parse_args(argv)
 
-    settings = load_settings()
+    try:
+        settings = load_settings()
+    except ValueError as exc:  # a setting out of its range, or TURN/TLS half configured
+        print(f"teleconsult: bad configuration: {exc}", file=sys.stderr)
+        return 2
     logs.configure(settings.log_level, settings.node_id, settings.json_logs)
     if args.command == "token":
         print(_tokens(settings).issue(Role(args.role), args.subject, args.consultation, args.ttl))
@@ -88,10 +93,17 @@ def main(argv: list[str] | None = None) -> int:
         return asyncio.run(verify_recordings(settings, args.consultation))
     if args.command == "verify-chain":
         return asyncio.run(_verify(settings, args.chain))
+    ssl_context = None
+    if settings.tls_cert is not None and settings.tls_key is not None:
+        try:
+            ssl_context = server_context(settings.tls_cert, settings.tls_key)
+        except TlsError as exc:
+            print(f"teleconsult node not started: {exc}", file=sys.stderr)
+            return 2
     if args.demo:
         asyncio.run(_seed(settings))
     web.run_app(create_app(settings), host=settings.host, port=settings.port,
-                access_log_class=RedactingAccessLogger,
+                ssl_context=ssl_context, access_log_class=RedactingAccessLogger,
                 print=lambda msg: print(f"teleconsult node listening on {settings.public_url}"))
     return 0
 

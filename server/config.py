@@ -19,6 +19,7 @@ from aiortc import RTCIceServer
 
 from identity.config import IdentityConfig
 from identity.presence_config import PresenceConfig
+from signaling.turn import TURN_SCHEMES, TurnConfig
 
 
 def _env(name: str, default: str) -> str:
@@ -27,14 +28,38 @@ def _env(name: str, default: str) -> str:
 
 
 def _ice_servers(raw: str) -> list[RTCIceServer]:
-    """TC_ICE_SERVERS: JSON, `[{"urls": "turn:…", "username": "u", "credential": "c"}]`."""
+    """TC_ICE_SERVERS: JSON, `[{"urls": "stun:stun.example.org:3478"}]`: STUN servers only.
+
+    Every entry is handed to every page as it is, so an entry with a password (a static TURN
+    credential) is refused rather than published: TURN is TC_TURN_URLS with TC_TURN_SECRET, whose
+    credentials are minted per participant (signaling/turn.py).
+    """
     if not raw.strip():
         return []
-    items = json.loads(raw)
-    return [
-        RTCIceServer(urls=i["urls"], username=i.get("username"), credential=i.get("credential"))
-        for i in items
-    ]
+    servers = []
+    for item in json.loads(raw):
+        urls = [item["urls"]] if isinstance(item["urls"], str) else list(item["urls"])
+        if item.get("username") or item.get("credential") or any(
+                u.startswith(TURN_SCHEMES) for u in urls):
+            raise ValueError(
+                f"TC_ICE_SERVERS: {urls}: only STUN servers here (an entry's credential would be "
+                "shown to every page); give TURN as TC_TURN_URLS with TC_TURN_SECRET")
+        servers.append(RTCIceServer(urls=item["urls"]))
+    return servers
+
+
+def _turn() -> TurnConfig:
+    """TC_TURN_URLS, TC_TURN_SECRET (from the environment only, never a file), TC_TURN_TTL."""
+    return TurnConfig(
+        urls=tuple(_split(_env("TC_TURN_URLS", ""))),
+        secret=os.environ.get("TC_TURN_SECRET", ""),
+        ttl_s=int(_env("TC_TURN_TTL", str(4 * 3600))),
+    ).checked()
+
+
+def _optional_path(name: str) -> Path | None:
+    value = os.environ.get(name, "")
+    return Path(value) if value else None
 
 
 def _split(raw: str) -> list[str]:
@@ -52,7 +77,10 @@ class Settings:
     node_id: str = field(default_factory=socket.gethostname)
     token_secret: str = ""
     token_ttl_s: int = 4 * 3600
-    ice_servers: list[RTCIceServer] = field(default_factory=list)
+    ice_servers: list[RTCIceServer] = field(default_factory=list)  # STUN only
+    turn: TurnConfig = field(default_factory=TurnConfig)  # issue 11: per-participant credentials
+    tls_cert: Path | None = None  # with tls_key: the node serves https and wss itself
+    tls_key: Path | None = None
     ice_host_addresses: list[str] = field(default_factory=list)
     rejoin_grace_s: float = 60.0
     stats_interval_s: float = 5.0
@@ -77,12 +105,8 @@ class Settings:
 
     @property
     def ice_servers_json(self) -> list[dict]:
-        """The same ICE servers, in the browser's RTCConfiguration form."""
-        return [
-            {k: v for k, v in (("urls", s.urls), ("username", s.username),
-                               ("credential", s.credential)) if v}
-            for s in self.ice_servers
-        ]
+        """The STUN servers, in the browser's RTCConfiguration form (TURN: `turn.ice_servers`)."""
+        return [{"urls": s.urls} for s in self.ice_servers]
 
 
 def _token_secret(data_dir: Path) -> str:
@@ -154,10 +178,16 @@ def load_settings(**overrides: object) -> Settings:
     data_dir = Path(str(overrides.pop("data_dir", _env("TC_DATA_DIR", "data"))))
     host = _env("TC_HOST", "127.0.0.1")
     port = int(_env("TC_PORT", "8080"))
+    tls_cert, tls_key = _optional_path("TC_TLS_CERT"), _optional_path("TC_TLS_KEY")
+    if (tls_cert is None) != (tls_key is None):
+        raise ValueError("TC_TLS_CERT and TC_TLS_KEY go together: set both for https, or neither")
+    scheme = "https" if tls_cert else "http"
     values: dict[str, object] = dict(
         host=host,
         port=port,
-        public_url=_env("TC_PUBLIC_URL", f"http://{host}:{port}"),
+        public_url=_env("TC_PUBLIC_URL", f"{scheme}://{host}:{port}"),
+        tls_cert=tls_cert,
+        tls_key=tls_key,
         data_dir=data_dir,
         database_url=_env("DATABASE_URL", f"sqlite+aiosqlite:///{data_dir.resolve()}/teleconsult.db"),
         redis_url=os.environ.get("REDIS_URL") or None,
@@ -183,6 +213,8 @@ def load_settings(**overrides: object) -> Settings:
         values["identity"] = _identity()
     if "presence" not in overrides:
         values["presence"] = _presence()
+    if "turn" not in overrides:
+        values["turn"] = _turn()
     values.update(overrides)
     if "token_secret" not in values:
         values["token_secret"] = _token_secret(data_dir)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import time
 from typing import Any
 
 from aiohttp import WSMsgType, web
@@ -219,12 +220,23 @@ class Connection:
             "consultation": {"id": self.cid, "state": str(state)},
             "you": {"role": str(self.role), "subject": self.claims.subject},
             "participants": [p.public() for p in room.participants.values()],
-            "iceServers": self.ctx.settings.ice_servers_json,
+            "iceServers": self.ice_servers(),
             "rejoined": rejoined,
             "graceSeconds": self.ctx.settings.rejoin_grace_s,
             "nodes": peers,
             "consent": await _consent_status(self.ctx, self.cid),
         }
+
+
+    def ice_servers(self) -> list[dict[str, Any]]:
+        """STUN servers, then TURN with credentials minted for this participant at this join.
+
+        The TURN user is the consultation and the role (no person's id in the TURN server's log),
+        enough to match its log lines with the consultation's events.
+        """
+        settings = self.ctx.settings
+        user = f"{self.cid}.{self.role}"
+        return [*settings.ice_servers_json, *settings.turn.ice_servers(user, time.time())]
 
 
 async def _consent_status(ctx: NodeContext, cid: str) -> dict[str, Any]:

@@ -360,19 +360,23 @@ async def launch_chromium(
     camera_y4m: Path,
     artifacts_dir: Path,
     viewport: tuple[int, int] = (1280, 800),
+    extra_args: Sequence[str] = (),
+    executable: str | None = None,
 ) -> AsyncIterator[ChromiumSession]:
     """Headless Chromium whose camera is `camera_y4m` (microphone: Chromium's fake beep).
 
-    On exit the collected console lines are written to `artifacts_dir/console.log`.
+    `extra_args` go after the usual flags; `executable` replaces the Chromium binary (a wrapper
+    that enters a network namespace first, say). On exit the collected console lines are written
+    to `artifacts_dir/console.log`.
     """
     from playwright.async_api import async_playwright
 
     camera_y4m, artifacts_dir = _prepare(camera_y4m, artifacts_dir)
     async with async_playwright() as pw:
         browser = await pw.chromium.launch(
-            executable_path=chromium_executable(),
+            executable_path=executable or chromium_executable(),
             headless=True,
-            args=chromium_args(camera_y4m),
+            args=[*chromium_args(camera_y4m), *extra_args],
             timeout=30_000,
         )
         session = None

@@ -62,9 +62,10 @@ class Node:
 
 
 def node_settings(tmp: Path, **overrides: Any) -> Settings:
-    return load_settings(data_dir=tmp, token_secret=SECRET, host="127.0.0.1", port=0,
-                         ice_host_addresses=["127.0.0.1"], ice_servers=[],
-                         **overrides)
+    """Loopback only by default; a test in its own namespaces overrides host and ICE addresses."""
+    values: dict[str, Any] = dict(token_secret=SECRET, host="127.0.0.1", port=0,
+                                  ice_host_addresses=["127.0.0.1"], ice_servers=[])
+    return load_settings(data_dir=tmp, **{**values, **overrides})
 
 
 @pytest.fixture
@@ -79,7 +80,7 @@ class start_node:
 
     async def __aenter__(self) -> Node:
         app = create_app(self.settings)
-        self.server = TestServer(app, host="127.0.0.1")
+        self.server = TestServer(app, host=self.settings.host)
         await self.server.start_server()
         self.session = aiohttp.ClientSession()
         return Node(app, self.server, self.session, self.settings)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import signal
 import socket
+import ssl
 import subprocess
 import sys
 import time
@@ -35,16 +36,18 @@ def free_port() -> int:
 
 class NodeProcess:
     def __init__(self, data_dir: Path, port: int, secret: str, prefix: tuple[str, ...] = (),
-                 **env: str) -> None:
+                 ca: Path | None = None, **env: str) -> None:
         self.data_dir, self.port, self.secret = data_dir, port, secret
         self.prefix = prefix  # a command the node runs under (a mount namespace, say)
+        # A node given TC_TLS_CERT/KEY serves https: the health checks trust this CA.
+        self.tls = ssl.create_default_context(cafile=ca) if ca is not None else None
         self.env = env
         self.proc: subprocess.Popen | None = None
         self.log = data_dir / "node.log"
 
     @property
     def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
+        return f"{'https' if self.tls else 'http'}://127.0.0.1:{self.port}"
 
     def start(self, timeout: float = 30) -> None:
         # TC_* settings the suite sets (conftest: gates that are not under test) pass through.
@@ -63,7 +66,8 @@ class NodeProcess:
             if self.proc.poll() is not None:
                 raise RuntimeError(f"node exited with {self.proc.returncode}:\n{self.tail()}")
             try:
-                with urllib.request.urlopen(f"{self.url}/healthz", timeout=2) as response:
+                with urllib.request.urlopen(f"{self.url}/healthz", timeout=2,
+                                            context=self.tls) as response:
                     if response.status == 200:
                         return
             except (OSError, urllib.error.URLError):
@@ -109,14 +113,14 @@ class BookedNode:
 
 @asynccontextmanager
 async def booked_node(data_dir: Path, secret: str, prefix: tuple[str, ...] = (),
-                      **env: str) -> AsyncIterator[BookedNode]:
+                      ca: Path | None = None, **env: str) -> AsyncIterator[BookedNode]:
     """Book the demo consultation in the node's SQLite, start the node; stop it afterwards."""
     ice.use_host_addresses(["127.0.0.1"])  # this process's clients: loopback only
     port = free_port()
     settings = load_settings(data_dir=data_dir, token_secret=secret, host="127.0.0.1", port=port)
     tokens = Tokens(secret, 3600)
     db = await Database.open(settings.database_url)
-    node = NodeProcess(data_dir, port, secret, prefix, **env)
+    node = NodeProcess(data_dir, port, secret, prefix, ca, **env)
     try:
         booking = await seed(db, settings, tokens)
         node.start()
