@@ -212,6 +212,11 @@ class Room:
 
     async def offer(self, role: Role, sdp: str) -> str:
         p = self.participants[role]
+        if p.peer is not None and p.status == "connected" and p.ws is not None:
+            # Issue 11 (network change): the page found its media path dead (a new address, a
+            # network switch) before the node's consent checks did; aiortc has no ICE restart,
+            # so it makes a new peer connection. The log shows the gap: lost, then restored.
+            await self._lose(p, "media renegotiated by the participant (network change)")
         await self._close_peer(p)
         other = self.participants[OTHER[role]]
         peer = Peer(self.ctx.settings.ice_servers, p.sources, other.sources,
