@@ -133,6 +133,12 @@ class Room:
         if p.grace is not None:
             p.grace.cancel()
             p.grace = None
+        if rejoined and p.status == "connected" and previous_ws is not ws:
+            # Issue 11: back on a new socket before the node saw the old one go (its address
+            # vanished with a network change; or another window): the log still shows the gap.
+            await self._set_status(p, "reconnecting", "participant.lost",
+                                   reason="came back on a new connection before the old one "
+                                   "was seen to drop (network change, or another window)")
         if rejoined:
             # A page makes a new peer connection after every join: the old one is dead weight,
             # and its late "closed" must not count against the participant who is back.

@@ -28,6 +28,7 @@ export function watchMediaPath(pc, onDead) {
   };
   const onState = () => {
     const s = pc.connectionState;
+    console.info('media connection', s);
     if (s === 'failed') dead('media connection failed');
     else if (s === 'disconnected') later(DISCONNECTED_MS, `media disconnected for ${DISCONNECTED_MS / 1000} s`);
     else if (s === 'connected') clearTimeout(timer);

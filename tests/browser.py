@@ -360,17 +360,20 @@ async def launch_chromium(
     camera_y4m: Path,
     artifacts_dir: Path,
     viewport: tuple[int, int] = (1280, 800),
+    executable: Path | None = None,
 ) -> AsyncIterator[ChromiumSession]:
     """Headless Chromium whose camera is `camera_y4m` (microphone: Chromium's fake beep).
 
-    On exit the collected console lines are written to `artifacts_dir/console.log`.
+    `executable` replaces the Chromium binary (e.g. a wrapper that starts it in another network
+    namespace, tests/netns.py). On exit the collected console lines are written to
+    `artifacts_dir/console.log`.
     """
     from playwright.async_api import async_playwright
 
     camera_y4m, artifacts_dir = _prepare(camera_y4m, artifacts_dir)
     async with async_playwright() as pw:
         browser = await pw.chromium.launch(
-            executable_path=chromium_executable(),
+            executable_path=str(executable) if executable else chromium_executable(),
             headless=True,
             args=chromium_args(camera_y4m),
             timeout=30_000,

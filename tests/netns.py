@@ -1,0 +1,108 @@
+"""A second network namespace joined to the test's by a veth pair, for a browser whose address
+changes mid-call (issue 11, network change). Deliberately small: one namespace, one link.
+
+The namespace is held by a `sleep` started under `unshare -n`; commands run in it through
+`nsenter --net=/proc/<pid>/ns/net`, and so does Chromium, through a wrapper script given to
+Playwright as its executable. Everything lives inside the test's own private namespace
+(`unshare -n` in scripts/run-tests.sh), so the addresses here reach nothing else, and the
+namespace goes away with its holder process.
+"""
+
+from __future__ import annotations
+
+import os
+import shlex
+import subprocess
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+from tests.browser import chromium_executable
+
+
+def _run(*argv: str) -> None:
+    done = subprocess.run(argv, capture_output=True, text=True, timeout=10)
+    if done.returncode:
+        raise RuntimeError(f"{' '.join(argv)} failed ({done.returncode}): {done.stderr.strip()}")
+
+
+@dataclass
+class Peer:
+    """The namespace at the far end of the veth pair `host_if` (here) ⇄ `peer_if` (there)."""
+
+    holder: subprocess.Popen[bytes]
+    host_if: str
+    peer_if: str
+
+    @property
+    def netns(self) -> str:
+        return f"/proc/{self.holder.pid}/ns/net"
+
+    def run(self, *argv: str) -> None:
+        """A command inside the namespace (ip …)."""
+        _run("nsenter", f"--net={self.netns}", *argv)
+
+    def set_address(self, cidr: str, gateway: str | None = None) -> None:
+        """Drop every address of the namespace's link and give it `cidr` (a new network: the
+        sockets bound to the old address are dead), with a route through `gateway` if given."""
+        self.run("ip", "addr", "flush", "dev", self.peer_if)
+        self.run("ip", "addr", "add", cidr, "dev", self.peer_if)
+        if gateway:
+            self.run("ip", "route", "add", "default", "via", gateway, "dev", self.peer_if)
+
+    def wrapper(self, directory: Path, *args: str) -> Path:
+        """An executable that starts Chromium inside the namespace (for Playwright)."""
+        return chromium_wrapper(directory / "chromium-in-netns", args,
+                                prefix=("nsenter", f"--net={self.netns}"))
+
+
+def chromium_wrapper(path: Path, args: Sequence[str], prefix: Sequence[str] = ()) -> Path:
+    """A script that runs Chromium under `prefix` with extra `args` (Playwright's executable)."""
+    argv = " ".join(shlex.quote(a) for a in (*prefix, chromium_executable(), *args))
+    path.write_text(f'#!/bin/sh\nexec {argv} "$@"\n')
+    path.chmod(0o755)
+    return path
+
+
+@contextmanager
+def veth_peer(host_cidr: str, peer_cidr: str, name: str = "tcv") -> Iterator[Peer]:
+    """A namespace at `peer_cidr` linked to this one at `host_cidr`; removed on exit."""
+    if os.geteuid() != 0:
+        raise PermissionError("network namespaces need root (the suite runs as root under "
+                              "unshare -n)")
+    holder = subprocess.Popen(["unshare", "-n", "sleep", "3600"])
+    host_if, peer_if = f"{name}0", f"{name}1"
+    try:
+        ns = f"/proc/{holder.pid}/ns/net"
+        _wait_for_new_namespace(ns)
+        _run("ip", "link", "add", host_if, "type", "veth", "peer", "name", peer_if)
+        _run("ip", "link", "set", peer_if, "netns", str(holder.pid))
+        _run("ip", "addr", "add", host_cidr, "dev", host_if)
+        _run("ip", "link", "set", host_if, "up")
+        peer = Peer(holder, host_if, peer_if)
+        peer.run("ip", "link", "set", "lo", "up")
+        peer.run("ip", "addr", "add", peer_cidr, "dev", peer_if)
+        peer.run("ip", "link", "set", peer_if, "up")
+        yield peer
+    finally:
+        subprocess.run(["ip", "link", "del", host_if], capture_output=True, timeout=10)
+        holder.kill()
+        holder.wait(timeout=10)
+
+
+def _wait_for_new_namespace(ns: str, timeout_s: float = 5.0) -> None:
+    """`unshare` makes the namespace, then execs sleep: until then /proc shows ours."""
+    import time
+
+    mine = os.stat("/proc/self/ns/net").st_ino
+    deadline = time.monotonic() + timeout_s
+    while True:
+        try:
+            if os.stat(ns).st_ino != mine:
+                return
+        except FileNotFoundError:
+            pass
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"no new network namespace at {ns} within {timeout_s} s")
+        time.sleep(0.01)
