@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from server.auth import Role
 from tests.browser import (
     ADULT_A,
     CHILD_A,
@@ -105,4 +106,12 @@ async def test_precall_check_then_quality_of_the_other_side(node: Node, tmp_path
         delivered = live["participants"]["guardian"].get("delivered") if live else None
         assert delivered and delivered["level"] in ("good", "fair", "poor"), live
         assert delivered["fps"] >= 0 and "freezes" in delivered, delivered
+        ops = await d_browser.new_page("ops")
+        await ops.goto(f"{node.url}/ops#token={node.token(Role.OPS, 'ops-1')}")
+        shown = await _wait_js(
+            ops, f"() => [...document.querySelectorAll('tr[data-cid=\"{cid}\"] .delivered')]"
+            ".filter(e => e.dataset.level).map(e => e.textContent).join(' | ')",
+            "the delivered figures on the ops page")
+        assert "fps" in shown and "卡顿 freezes" in shown, shown
+        await d_browser.screenshot(ops, "ops-delivered")
     assert float(peak) > 0.005
