@@ -441,7 +441,7 @@ async function start() {
   }
   if (app.role === 'guardian') await prepareConsent();
   else setConsent(false);
-  wirePrecall({ token: app.token, openCamera });
+  wirePrecall({ token: app.token, openCamera, cameraErrorText });
   setPhase('prejoin');
 }
 

@@ -6,7 +6,7 @@
 // node caps bytes, time and how often a participant may run it.
 //
 // State for people and for tests, on document.body.dataset:
-//   precall        idle | running | done
+//   precall        idle | running | done | failed (no camera or microphone)
 //   precallMicPeak the loudest microphone level heard (0..1, RMS)
 //   speaker        untested | playing | asked | heard | not_heard
 //   precallNet     idle | running | done | failed
@@ -25,6 +25,7 @@ const TEST_TIMEOUT_MS = 20_000;
 const check = {
   token: '',
   openCamera: null,
+  cameraErrorText: null, // the call page's bilingual text for a getUserMedia error
   audio: null, // AudioContext: meter and tone
   meterTimer: 0,
   peak: 0,
@@ -43,9 +44,10 @@ function bilingual(el, zh, en) {
 }
 
 // `openCamera` is the call page's: the stream opened here is the one the call then sends.
-export function wirePrecall({ token, openCamera }) {
+export function wirePrecall({ token, openCamera, cameraErrorText }) {
   check.token = token;
   check.openCamera = openCamera;
+  check.cameraErrorText = cameraErrorText;
   body.dataset.precall = 'idle';
   body.dataset.speaker = 'untested';
   body.dataset.precallNet = 'idle';
@@ -67,9 +69,13 @@ async function startCheck() {
     stream = await check.openCamera();
   } catch (err) {
     $('precall-start-btn').disabled = false;
+    $('precall-body').hidden = true;
     check.running = false;
-    body.dataset.precall = 'idle';
-    throw err; // the page's own join shows camera errors; nothing more to check without it
+    body.dataset.precall = 'failed';
+    const [zh, en] = check.cameraErrorText(err);
+    bilingual($('prejoin-error'), zh, en);
+    $('prejoin-error').hidden = false;
+    return;
   }
   const video = $('precall-video');
   video.srcObject = stream;

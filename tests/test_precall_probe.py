@@ -9,6 +9,7 @@ import aiohttp
 
 from server import precall
 from server.auth import Role
+from server.lifecycle import State
 
 from .node_fixtures import Node
 
@@ -43,6 +44,8 @@ async def test_only_a_participant_of_a_live_consultation_may_probe(node: Node) -
     assert await _status(node, node.token(Role.OPS, "ops-1")) == 403
     assert await _status(node, node.token(Role.GUARDIAN, "someone-else", cid)) == 403
     assert await _status(node, node.token(Role.DOCTOR, booking.doctor_id, cid)) == 101
+    await node.ctx.lifecycle.transition(cid, State.ABORTED, "system", "test: over")
+    assert await _status(node, node.token(Role.DOCTOR, booking.doctor_id, cid)) == 409
 
 
 async def test_probe_measures_round_trip_download_and_upload_within_its_caps(node: Node) -> None:
