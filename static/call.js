@@ -32,8 +32,8 @@ const PROTOCOL = 1;
 const REJOIN_GRACE_MS = 60_000; // the node's TC_REJOIN_GRACE default: after it we count as left
 const JOIN_TIMEOUT_MS = 10_000; // socket opened but no `joined`: try again
 const PING_EVERY_MS = 15_000; // keeps idle proxies from closing the socket
-const SILENCE_LIMIT_MS = 45_000;
-const ANSWER_TIMEOUT_MS = 4_000; // issue 11: after a renegotiation, no answer means a dead socket // nothing heard (not even a pong) for this long: the socket is dead
+const SILENCE_LIMIT_MS = 45_000; // nothing heard (not even a pong) for this long: the socket is dead
+const ANSWER_TIMEOUT_MS = 4_000; // issue 11: after a renegotiation, no answer means a dead socket
 const FINAL_STATES = new Set(['ended', 'terminated', 'aborted']);
 
 // Consultation states (server/ lifecycle) as badge text and colour.
