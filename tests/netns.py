@@ -12,13 +12,20 @@ from __future__ import annotations
 
 import os
 import shlex
+import socket
 import subprocess
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import AsyncIterator, Iterator, Sequence
+from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
+import aiohttp
+from aiohttp.test_utils import TestServer
+
+from server.app import create_app
+from server.config import load_settings
 from tests.browser import chromium_executable
+from tests.node_fixtures import SECRET, Node
 
 
 def _run(*argv: str) -> None:
@@ -50,6 +57,20 @@ class Peer:
         self.run("ip", "addr", "add", cidr, "dev", self.peer_if)
         if gateway:
             self.run("ip", "route", "add", "default", "via", gateway, "dev", self.peer_if)
+
+    def add_host_address(self, cidr: str) -> None:
+        """Another address on this end of the link (a gateway for the namespace's new network)."""
+        _run("ip", "addr", "add", cidr, "dev", self.host_if)
+
+    def shape(self, rate: str, where: str = "host") -> None:
+        """Limit what leaves `where`'s end of the link (host: towards the namespace) to `rate`,
+        e.g. "400kbit" (a token bucket; this kernel has no netem, and needs none for a rate)."""
+        argv = ("tc", "qdisc", "replace", "dev", self.host_if if where == "host" else self.peer_if,
+                "root", "tbf", "rate", rate, "burst", "16kb", "latency", "100ms")
+        if where == "host":
+            _run(*argv)
+        else:
+            self.run(*argv)
 
     def wrapper(self, directory: Path, *args: str) -> Path:
         """An executable that starts Chromium inside the namespace (for Playwright)."""
@@ -106,3 +127,24 @@ def _wait_for_new_namespace(ns: str, timeout_s: float = 5.0) -> None:
         if time.monotonic() > deadline:
             raise TimeoutError(f"no new network namespace at {ns} within {timeout_s} s")
         time.sleep(0.01)
+
+
+@asynccontextmanager
+async def node_on(address: str, tmp: Path) -> AsyncIterator[Node]:
+    """A node listening on `address` (the host end of a veth link) and offering it for ICE."""
+    # The page rejoins through the URLs in `joined.nodes` (the public URL): it needs the port.
+    with socket.socket() as probe:
+        probe.bind((address, 0))
+        port = probe.getsockname()[1]
+    settings = load_settings(data_dir=tmp, token_secret=SECRET, host=address, port=port,
+                             ice_host_addresses=[address], ice_servers=[],
+                             public_url=f"http://{address}:{port}", rejoin_grace_s=60.0)
+    app = create_app(settings)
+    server = TestServer(app, host=address, port=port)
+    await server.start_server()
+    session = aiohttp.ClientSession()
+    try:
+        yield Node(app, server, session, settings)
+    finally:
+        await session.close()
+        await server.close()

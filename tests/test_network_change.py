@@ -9,18 +9,11 @@ by a veth pair; the node listens on the test's end of it.
 from __future__ import annotations
 
 import asyncio
-import socket
 import time
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 from pathlib import Path
 
-import aiohttp
 import pytest
-from aiohttp.test_utils import TestServer
 
-from server.app import create_app
-from server.config import load_settings
 from tests.browser import (
     ADULT_A,
     CHILD_A,
@@ -31,35 +24,15 @@ from tests.browser import (
     side_by_side,
     wait_for_body_data,
 )
-from tests.netns import chromium_wrapper, veth_peer
+from tests.netns import chromium_wrapper, node_on, veth_peer
 
-from .node_fixtures import SECRET, Node
+from .node_fixtures import Node
 
 ARTIFACTS = Path(__file__).resolve().parent.parent / "test-artifacts" / "network_change"
 NODE_IP = "10.77.0.1"
 BACK_WITHIN_S = 20.0
 
 pytestmark = pytest.mark.browser
-
-
-@asynccontextmanager
-async def node_on(address: str, tmp: Path) -> AsyncIterator[Node]:
-    # The page rejoins through the URLs in `joined.nodes` (the public URL): it needs the port.
-    with socket.socket() as probe:
-        probe.bind((address, 0))
-        port = probe.getsockname()[1]
-    settings = load_settings(data_dir=tmp, token_secret=SECRET, host=address, port=port,
-                             ice_host_addresses=[address], ice_servers=[],
-                             public_url=f"http://{address}:{port}", rejoin_grace_s=60.0)
-    app = create_app(settings)
-    server = TestServer(app, host=address, port=port)
-    await server.start_server()
-    session = aiohttp.ClientSession()
-    try:
-        yield Node(app, server, session, settings)
-    finally:
-        await session.close()
-        await server.close()
 
 
 async def _events_after(node: Node, cid: str, kinds: set[str], since: int,
@@ -107,7 +80,7 @@ async def test_guardian_address_changes_mid_call_and_the_call_comes_back(tmp_pat
 
                 # The guardian's network changes: its old address is gone, a new one on another
                 # network, reaching the node through a gateway on the node's side.
-                _run_here("ip", "addr", "add", "10.77.1.1/24", "dev", guardian_net.host_if)
+                guardian_net.add_host_address("10.77.1.1/24")
                 guardian_net.set_address("10.77.1.2/24", gateway="10.77.1.1")
                 changed = time.monotonic()
                 await guardian.evaluate("console.info('address changed')")
@@ -130,8 +103,3 @@ async def test_guardian_address_changes_mid_call_and_the_call_comes_back(tmp_pat
     assert took <= BACK_WITHIN_S, f"the doctor had picture again after {took:.1f} s"
     print(f"network change: doctor's picture back after {took:.1f} s via {back}; {kinds}")
 
-
-def _run_here(*argv: str) -> None:
-    import subprocess
-
-    subprocess.run(argv, check=True, capture_output=True, timeout=10)

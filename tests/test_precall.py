@@ -21,6 +21,7 @@ from tests.browser import (
     video_stats,
     wait_for_body_data,
 )
+from tests.netns import node_on, veth_peer
 
 from .node_fixtures import Node
 
@@ -115,3 +116,30 @@ async def test_precall_check_then_quality_of_the_other_side(node: Node, tmp_path
         assert "fps" in shown and "卡顿 freezes" in shown, shown
         await d_browser.screenshot(ops, "ops-delivered")
     assert float(peak) > 0.005
+
+
+async def test_precall_on_a_slow_link_measures_it_and_advises(tmp_path: Path) -> None:
+    """The guardian's downlink is 400 kbit/s (a token bucket on the veth towards its namespace):
+    the connection test measures about that, and the advice says what to do, in both languages."""
+    camera = make_y4m(tmp_path / "guardian.y4m", side_by_side(ADULT_A, CHILD_A), seconds=2)
+    with veth_peer("10.78.0.1/24", "10.78.0.2/24", name="tcp") as net:
+        net.shape("400kbit")
+        async with node_on("10.78.0.1", tmp_path / "node") as node:
+            booking = await node.book()
+            link = booking.guardian_link.replace(node.settings.public_url, node.url)
+            secure = f"--unsafely-treat-insecure-origin-as-secure={node.url}"
+            async with launch_chromium(camera, ARTIFACTS / "slow",
+                                       executable=net.wrapper(tmp_path, secure)) as browser:
+                page = await browser.new_page("guardian")
+                await page.goto(link)
+                await page.click("#precall-start-btn")
+                await wait_for_body_data(page, "precallNet", ["done", "failed"], timeout_s=30)
+                data = await page.evaluate("() => Object.assign({}, document.body.dataset)")
+                advice = await page.inner_text("#precall-advice")
+                await browser.screenshot(page, "precall-slow")
+    assert data["precallNet"] == "done", data
+    down = int(data["precallDown"])
+    assert 200 <= down <= 600, f"measured {down} kbit/s down on a 400 kbit/s link: {data}"
+    assert int(data["precallUp"]) > 1000, data  # only the downlink is shaped
+    assert data["precallAdvice"] == "poor", data
+    assert "网络较慢" in advice and "Slow connection" in advice, advice
