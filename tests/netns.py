@@ -62,6 +62,23 @@ class Peer:
         """Another address on this end of the link (a gateway for the namespace's new network)."""
         _run("ip", "addr", "add", cidr, "dev", self.host_if)
 
+    def block_udp(self, blocked: bool) -> None:
+        """Drop every UDP packet leaving either end of the link (media dies, TCP lives: a
+        firewall or NAT that lost the mapping), or stop doing so. No `drop` action or `prio`
+        qdisc on these kernels: u32 puts UDP into an HTB class whose queue holds nothing."""
+        for run, dev in ((_run, self.host_if), (self.run, self.peer_if)):
+            if not blocked:
+                run("tc", "qdisc", "del", "dev", dev, "root")
+                continue
+            run("tc", "qdisc", "add", "dev", dev, "root", "handle", "1:", "htb", "default", "10")
+            run("tc", "class", "add", "dev", dev, "parent", "1:", "classid", "1:10", "htb",
+                "rate", "1gbit")
+            run("tc", "class", "add", "dev", dev, "parent", "1:", "classid", "1:30", "htb",
+                "rate", "8bit")
+            run("tc", "qdisc", "add", "dev", dev, "parent", "1:30", "pfifo", "limit", "0")
+            run("tc", "filter", "add", "dev", dev, "parent", "1:", "protocol", "ip", "prio", "1",
+                "u32", "match", "ip", "protocol", "17", "0xff", "flowid", "1:30")
+
     def shape(self, rate: str, where: str = "host") -> None:
         """Limit what leaves `where`'s end of the link (host: towards the namespace) to `rate`,
         e.g. "400kbit" (a token bucket; this kernel has no netem, and needs none for a rate)."""

@@ -103,3 +103,57 @@ async def test_guardian_address_changes_mid_call_and_the_call_comes_back(tmp_pat
     assert took <= BACK_WITHIN_S, f"the doctor had picture again after {took:.1f} s"
     print(f"network change: doctor's picture back after {took:.1f} s via {back}; {kinds}")
 
+
+
+async def test_media_path_dies_with_the_socket_up_and_is_renegotiated(tmp_path: Path) -> None:
+    """UDP between the guardian and the node stops (a firewall, a NAT that lost its mapping) while
+    the signaling socket lives: the page makes a new peer connection on the same socket, and the
+    log shows `participant.lost` then `participant.media_restored`, with no rejoin."""
+    doctor_cam = make_y4m(tmp_path / "doctor.y4m", OBAMA, seconds=4)
+    guardian_cam = make_y4m(tmp_path / "guardian.y4m", side_by_side(ADULT_A, CHILD_A), seconds=4)
+    with veth_peer("10.76.0.1/24", "10.76.0.2/24", name="tcu") as guardian_net:
+        async with node_on("10.76.0.1", tmp_path / "node") as node:
+            booking = await node.book()
+            cid = booking.consultation_id
+            links = [link.replace(node.settings.public_url, node.url)
+                     for link in (booking.guardian_link, booking.doctor_link)]
+            secure = f"--unsafely-treat-insecure-origin-as-secure={node.url}"
+            async with launch_chromium(guardian_cam, ARTIFACTS / "udp-guardian",
+                                       executable=guardian_net.wrapper(tmp_path, secure)
+                                       ) as g_browser, \
+                    launch_chromium(doctor_cam, ARTIFACTS / "udp-doctor",
+                                    executable=chromium_wrapper(tmp_path / "here", [secure])
+                                    ) as d_browser:
+                guardian = await g_browser.new_page("guardian")
+                doctor = await d_browser.new_page("doctor")
+                await guardian.goto(links[0])
+                await doctor.goto(links[1])
+                await guardian.check("#consent-check")
+                await guardian.click("#join-btn")
+                await wait_for_body_data(guardian, "state", "waiting")
+                await doctor.click("#join-btn")
+                await remote_video_progress(doctor, timeout_s=30)
+                before = len(await node.events(cid))
+
+                guardian_net.block_udp(True)
+                blocked = time.monotonic()
+                await _events_after(node, cid, {"participant.lost"}, before, BACK_WITHIN_S)
+                noticed = time.monotonic() - blocked
+                guardian_net.block_udp(False)
+                events = await _events_after(node, cid, {"participant.media_restored"}, before,
+                                             BACK_WITHIN_S)
+                await remote_video_progress(doctor, timeout_s=15)
+                took = time.monotonic() - blocked
+                await wait_for_body_data(guardian, "phase", "incall")
+                notices = await guardian.eval_on_selector_all(
+                    "#notices li[data-code]", "els => els.map(e => e.dataset.code)")
+
+    kinds = [e["kind"] for e in events]
+    lost = next(e for e in events if e["kind"] == "participant.lost")
+    assert "renegotiated" in lost["data"]["reason"], lost
+    assert kinds.index("participant.lost") < kinds.index("participant.media_restored"), kinds
+    assert "participant.rejoined" not in kinds, kinds
+    assert "renegotiating" in notices, notices  # the person was told
+    assert noticed < 10, f"the page took {noticed:.1f} s to notice the dead media path"
+    print(f"UDP blocked: noticed after {noticed:.1f} s, picture back {took:.1f} s after the "
+          f"block (UDP restored at {noticed:.1f} s); {kinds}")
