@@ -70,6 +70,9 @@ class ProbeLimiter:
             return "a connection test is already running for this participant"
         if len(self.active) >= self.max_concurrent:
             return "too many connection tests on this node right now"
+        if len(self.started) > 1000:  # forget participants whose window has passed
+            self.started = {k: q for k, q in self.started.items()
+                            if q and now - q[-1] <= self.window_s}
         recent = self.started.setdefault(key, deque())
         while recent and now - recent[0] > self.window_s:
             recent.popleft()

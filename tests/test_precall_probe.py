@@ -113,3 +113,13 @@ async def test_unexpected_or_oversized_input_closes_the_probe(node: Node) -> Non
             await ws.send_bytes(b"\0" * precall.CHUNK_BYTES)
         frame = await ws.receive(timeout=5)
         assert frame.type == aiohttp.WSMsgType.CLOSE and frame.data == 1009
+
+
+def test_limiter_forgets_participants_whose_window_passed() -> None:
+    limiter = precall.ProbeLimiter(per_window=1, window_s=10.0)
+    for i in range(1001):
+        assert limiter.start(f"p{i}", now=0.0) is None
+        limiter.finish(f"p{i}")
+    assert limiter.start("p0", now=5.0) is not None  # still within its window
+    assert limiter.start("late", now=20.0) is None
+    assert set(limiter.started) == {"late"}
