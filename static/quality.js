@@ -19,10 +19,14 @@ const LEVELS = {
   poor: { zh: '较差', en: 'weak', tone: 'danger' },
 };
 
+// The badges are live regions: their text changes only with the level (a screen reader then
+// says it once), the figures of each reading go into the tooltip.
 function setBadge(el, zh, en, tone, title) {
+  const wasHidden = el.hidden;
   el.hidden = false;
-  el.dataset.tone = tone;
   el.title = title;
+  if (el.dataset.tone === tone && !wasHidden) return;
+  el.dataset.tone = tone;
   const label = el.querySelector('.badge-label');
   const z = document.createElement('span');
   z.className = 'zh';
