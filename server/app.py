@@ -13,7 +13,7 @@ import identity
 from identity import guardians, presence  # issue 4
 from recorder import Recorder
 from recorder import http as recorder_http
-from server import api, booking_api, metrics, ops_api
+from server import api, booking_api, metrics, ops_api, precall
 from server.auth import TOKENS_KEY, Role, Tokens
 from server.cluster import Cluster
 from server.config import Settings
@@ -45,6 +45,7 @@ def create_app(settings: Settings) -> web.Application:
     ops_api.add_routes(app, STATIC_DIR)  # issue 7: live monitoring for ops
     api.add_routes(app, STATIC_DIR)
     booking_api.add_routes(app)  # issue 6: booking, consent, referral, export
+    precall.add_routes(app)  # issue 11: the pre-call connection test
     recorder_http.add_routes(app)  # issue 5: recordings and the auditor's replay
     identity.install(app, settings.identity)  # issue 3: registry, face enrollment, verification
     guardians.add_routes(app, settings.presence)  # issue 4: guardian photos, presence

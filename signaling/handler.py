@@ -31,9 +31,11 @@ from .protocol import (
     Ping,
     Prescribe,
     ProtocolError,
+    Quality,
     Terminate,
     parse,
 )
+from .quality import QualityGate, relay
 from .room import Room, close_soon
 
 log = logging.getLogger(__name__)
@@ -55,6 +57,7 @@ class Connection:
         self.cid = str(claims.consultation_id)
         self.room: Room | None = None
         self.errors = 0
+        self.quality = QualityGate()  # issue 11: the page's own reception, at most 1/s
 
     @property
     def actor(self) -> str:
@@ -146,6 +149,9 @@ class Connection:
             return None
         if isinstance(message, Consent):
             return await self.consent(room, message)
+        if isinstance(message, Quality):  # issue 11: excess reports are dropped, not refused
+            await relay(room, self.quality, self.role, message)
+            return None
         if self.role != Role.DOCTOR:
             raise ProtocolError("forbidden", f"only the doctor may send '{message.type}'",
                                 "type", message.id)

@@ -8,6 +8,7 @@ that closes the socket.
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
@@ -133,6 +134,50 @@ def _prescribe(obj: dict[str, Any], ref: Any) -> Prescribe:  # issue 4
 
 
 @dataclass(frozen=True)
+class Quality(Message):
+    """What the page itself receives, from its own getStats (issue 11): the node passes it to the
+    other participant (its "the doctor's connection is weak") and keeps it for ops."""
+
+    type: ClassVar[str] = "quality"
+    level: str
+    figures: dict[str, float | int | str]
+
+
+QUALITY_LEVELS = ("good", "fair", "poor")
+QUALITY_LIMITATIONS = ("none", "bandwidth", "cpu", "other")
+# Field → (kind, largest value). All optional; a present one must be a finite number in range.
+QUALITY_FIGURES: dict[str, tuple[type, float]] = {
+    "fps": (float, 240), "freezes": (int, 1_000_000), "freeze_s": (float, 86_400),
+    "loss_percent": (float, 100), "rtt_ms": (float, 600_000), "concealed_percent": (float, 100),
+    "kbps": (float, 1_000_000),
+}
+
+
+def _quality(obj: dict[str, Any], ref: Any) -> Quality:
+    level = _field(obj, "level", str, ref)
+    if level not in QUALITY_LEVELS:
+        raise ProtocolError("bad_field", "'level' must be one of " + ", ".join(QUALITY_LEVELS),
+                            "level", ref)
+    figures: dict[str, float | int | str] = {}
+    for name, (kind, largest) in QUALITY_FIGURES.items():
+        value = _field(obj, name, (int, float), ref, required=False)
+        if value is None:
+            continue
+        if not math.isfinite(value) or not 0 <= value <= largest or (
+                kind is int and value != int(value)):
+            raise ProtocolError("bad_field", f"'{name}' must be a {kind.__name__} in "
+                                f"0..{largest:g}", name, ref)
+        figures[name] = int(value) if kind is int else round(float(value), 1)
+    limitation = _field(obj, "limitation", str, ref, required=False)
+    if limitation is not None:
+        if limitation not in QUALITY_LIMITATIONS:
+            raise ProtocolError("bad_field", "'limitation' must be one of "
+                                + ", ".join(QUALITY_LIMITATIONS), "limitation", ref)
+        figures["limitation"] = limitation
+    return Quality(ref, level, figures)
+
+
+@dataclass(frozen=True)
 class Leave(Message):
     type: ClassVar[str] = "leave"
 
@@ -247,6 +292,8 @@ def parse(raw: str | bytes, max_bytes: int) -> Message:
         return _terminate(obj, ref)
     if kind == "prescribe":  # issue 4
         return _prescribe(obj, ref)
+    if kind == "quality":  # issue 11
+        return _quality(obj, ref)
     if kind == "leave":
         return Leave(ref)
     if kind == "ping":

@@ -156,6 +156,12 @@ class Room:
         if p.grace is not None:
             p.grace.cancel()
             p.grace = None
+        if rejoined and p.status == "connected" and previous_ws is not ws:
+            # Issue 11: back on a new socket before the node saw the old one go (its address
+            # vanished with a network change; or another window): the log still shows the gap.
+            await self._set_status(p, "reconnecting", "participant.lost",
+                                   reason="came back on a new connection before the old one "
+                                   "was seen to drop (network change, or another window)")
         if rejoined:
             # A page makes a new peer connection after every join: the old one is dead weight,
             # and its late "closed" must not count against the participant who is back.
@@ -235,6 +241,11 @@ class Room:
 
     async def offer(self, role: Role, sdp: str) -> str:
         p = self.participants[role]
+        if p.peer is not None and p.status == "connected" and p.ws is not None:
+            # Issue 11 (network change): the page found its media path dead (a new address, a
+            # network switch) before the node's consent checks did; aiortc has no ICE restart,
+            # so it makes a new peer connection. The log shows the gap: lost, then restored.
+            await self._lose(p, "media renegotiated by the participant (network change)")
         await self._close_peer(p)
         other = self.participants[OTHER[role]]
         peer = Peer(self.ctx.settings.ice_servers, p.sources, other.sources,

@@ -15,6 +15,9 @@
 
 import { handleVerify } from './verify.js'; // issue 3: the identity check panel
 import { handlePresence } from './presence.js'; // issue 4: the guardian-absent banner
+import { stopPrecall, wirePrecall } from './precall.js'; // issue 11: the pre-call check
+import { QualityMonitor, hideQuality, showPeerQuality } from './quality.js'; // issue 11
+import { watchMediaPath } from './netwatch.js'; // issue 11: a dead media path, renegotiated
 
 import {
   loadConsent,
@@ -30,6 +33,7 @@ const REJOIN_GRACE_MS = 60_000; // the node's TC_REJOIN_GRACE default: after it 
 const JOIN_TIMEOUT_MS = 10_000; // socket opened but no `joined`: try again
 const PING_EVERY_MS = 15_000; // keeps idle proxies from closing the socket
 const SILENCE_LIMIT_MS = 45_000; // nothing heard (not even a pong) for this long: the socket is dead
+const ANSWER_TIMEOUT_MS = 4_000; // issue 11: after a renegotiation, no answer means a dead socket
 const FINAL_STATES = new Set(['ended', 'terminated', 'aborted']);
 
 // Consultation states (server/ lifecycle) as badge text and colour.
@@ -112,6 +116,7 @@ const app = {
   seq: 0,
   shownPhase: '', // the last screen shown, to scroll to the top only on a new screen
   shownInCall: false,
+  quality: new QualityMonitor(), // issue 11: this page's reception, reported to the node
 };
 
 // ------------------------------------------------------------------------------------------
@@ -436,6 +441,7 @@ async function start() {
   }
   if (app.role === 'guardian') await prepareConsent();
   else setConsent(false);
+  wirePrecall({ token: app.token, openCamera, cameraErrorText });
   setPhase('prejoin');
 }
 
@@ -528,7 +534,7 @@ function send(conn, msg) {
   conn.sent.set(id, msg.type);
   if (conn.sent.size > 50) conn.sent.delete(conn.sent.keys().next().value);
   conn.ws.send(JSON.stringify({ ...msg, id }));
-  return true;
+  return id;
 }
 
 function connect() {
@@ -592,14 +598,11 @@ function connect() {
 function teardown(conn) {
   if (!conn) return;
   conn.closedByUs = true;
+  closePeer(conn);
+  hideQuality();
   for (const t of conn.timers) {
     clearTimeout(t);
     clearInterval(t);
-  }
-  if (conn.pc) {
-    conn.pc.ontrack = conn.pc.onicecandidate = conn.pc.onconnectionstatechange = null;
-    conn.pc.close();
-    setMedia('closed');
   }
   if (conn.ws.readyState === WebSocket.OPEN || conn.ws.readyState === WebSocket.CONNECTING) {
     conn.ws.close(1000, 'client closed');
@@ -627,6 +630,10 @@ async function handleMessage(conn, msg) {
       return;
     case 'notice':
       addNotice({ zh: msg.zh, en: msg.en, kind: 'info', code: msg.code });
+      if (msg.code === 'ice_failed') renegotiate(conn, 'the node lost our media'); // issue 11
+      return;
+    case 'quality': // issue 11: the other side's reception
+      if (msg.role !== app.role) showPeerQuality(msg, OTHER[app.role] || { zh: '对方', en: 'The other side' });
       return;
     case 'error':
       return onError(conn, msg);
@@ -674,6 +681,7 @@ async function startPeer(conn, iceServers) {
   // Only the ICE servers the node names: an empty list means none (no public STUN server).
   const pc = new RTCPeerConnection({ iceServers });
   conn.pc = pc;
+  conn.iceServers = iceServers;
   setMedia(pc.connectionState);
   const stream = app.localStream;
   // audio then video, both sendrecv: the node sends the other side's media on them.
@@ -703,19 +711,59 @@ async function startPeer(conn, iceServers) {
     else conn.pendingCandidates.push(payload);
   };
   pc.onconnectionstatechange = () => {
-    if (app.conn !== conn) return;
-    setMedia(pc.connectionState);
-    if (pc.connectionState === 'failed' && !app.final) startReconnect('media connection failed');
+    if (app.conn === conn && conn.pc === pc) setMedia(pc.connectionState);
   };
+  // A failed or long-disconnected path (a new address, Wi-Fi to 4G): a new peer connection.
+  conn.stopWatch = watchMediaPath(pc, (reason) => {
+    if (app.conn === conn && conn.pc === pc && !app.final) renegotiate(conn, reason);
+  });
+  app.quality.start(pc, (msg) => send(conn, msg));
 
   const offer = await pc.createOffer();
   await pc.setLocalDescription(offer);
-  if (app.conn !== conn) return;
-  send(conn, { type: 'offer', sdp: pc.localDescription.sdp });
+  if (app.conn !== conn || conn.pc !== pc) return;
+  conn.offerId = send(conn, { type: 'offer', sdp: pc.localDescription.sdp });
+}
+
+function closePeer(conn) {
+  conn.stopWatch?.();
+  app.quality.stop();
+  if (conn.pc) {
+    conn.pc.ontrack = conn.pc.onicecandidate = conn.pc.onconnectionstatechange = null;
+    conn.pc.close();
+    conn.pc = null;
+    setMedia('closed');
+  }
+}
+
+// Issue 11: the media path died while the socket may still be up. aiortc has no ICE restart:
+// a new RTCPeerConnection and offer on the same socket (the node logs the gap); a dead socket
+// too means the usual rejoin.
+function renegotiate(conn, reason) {
+  if (app.conn !== conn || app.final) return;
+  if (!conn.joined || conn.ws.readyState !== WebSocket.OPEN) {
+    startReconnect(reason);
+    return;
+  }
+  console.info('renegotiating:', reason);
+  addNotice({ zh: '网络变化，正在恢复音视频…', en: 'The network changed: restoring picture and sound…', kind: 'warn', code: 'renegotiating' });
+  closePeer(conn);
+  conn.answered = false;
+  conn.pendingCandidates = [];
+  conn.sentEndOfCandidates = false;
+  startPeer(conn, conn.iceServers || []).catch((err) => startReconnect(`new peer connection failed: ${err.message}`));
+  // A socket bound to an address that is gone looks open but carries nothing: no answer in
+  // time means it died too, so rejoin on a new one.
+  conn.timers.push(
+    setTimeout(() => {
+      if (app.conn === conn && !conn.answered && !app.final) startReconnect('no answer to the new offer');
+    }, ANSWER_TIMEOUT_MS),
+  );
 }
 
 async function onAnswer(conn, msg) {
-  if (!conn.pc || conn.answered) return;
+  // An answer to an earlier offer (before a renegotiation) is not for this peer connection.
+  if (!conn.pc || conn.answered || (msg.re !== undefined && msg.re !== conn.offerId)) return;
   try {
     await conn.pc.setRemoteDescription({ type: 'answer', sdp: msg.sdp });
   } catch (err) {
@@ -960,6 +1008,7 @@ async function join() {
     $('join-btn').disabled = $('rejoin-btn').disabled = false;
   }
   stopRetrying();
+  stopPrecall();
   setPeer('absent');
   setPhase('connecting');
   connect();

@@ -33,11 +33,28 @@ function quality(p) {
     parts.join(" · ") + (poor ? " · 网络差 poor" : ""));
 }
 
+// What the participant's own page says it receives (issue 11: the `quality` reports).
+const LEVELS = { good: "良好 good", fair: "一般 fair", poor: "较差 poor" };
+
+function delivered(p) {
+  const d = p.delivered;
+  if (!d || p.status !== "connected") return el("span", { class: "q delivered" }, "送达 delivered: —");
+  const parts = [LEVELS[d.level] || d.level];
+  if (d.fps !== undefined) parts.push(`${d.fps} fps`);
+  if (d.freezes !== undefined) parts.push(`卡顿 freezes ${d.freezes}${d.freeze_s ? ` (${d.freeze_s} s)` : ""}`);
+  if (d.loss_percent !== undefined) parts.push(`丢包 loss ${d.loss_percent}%`);
+  if (d.rtt_ms !== undefined) parts.push(`RTT ${d.rtt_ms} ms`);
+  if (d.concealed_percent !== undefined) parts.push(`音频补偿 concealed ${d.concealed_percent}%`);
+  return el("span", { class: d.level === "poor" ? "q delivered poor" : "q delivered",
+    "data-level": d.level, "data-fps": String(d.fps ?? "") },
+  "送达 delivered: " + parts.join(" · "));
+}
+
 function participant(p) {
   if (!p) return el("span", { class: "who" }, STATUS.absent);
   return el("div", { class: "who" },
     el("span", { class: `status ${p.status}` }, STATUS[p.status] || p.status),
-    ` · ICE ${p.ice || "—"}`, el("br"), quality(p));
+    ` · ICE ${p.ice || "—"}`, el("br"), quality(p), el("br"), delivered(p));
 }
 
 // Identity, guardian presence and recording, as the services report them into the live state.

@@ -361,7 +361,7 @@ async def launch_chromium(
     artifacts_dir: Path,
     viewport: tuple[int, int] = (1280, 800),
     extra_args: Sequence[str] = (),
-    executable: str | None = None,
+    executable: str | Path | None = None,
 ) -> AsyncIterator[ChromiumSession]:
     """Headless Chromium whose camera is `camera_y4m` (microphone: Chromium's fake beep).
 
@@ -374,7 +374,7 @@ async def launch_chromium(
     camera_y4m, artifacts_dir = _prepare(camera_y4m, artifacts_dir)
     async with async_playwright() as pw:
         browser = await pw.chromium.launch(
-            executable_path=executable or chromium_executable(),
+            executable_path=str(executable) if executable else chromium_executable(),
             headless=True,
             args=[*chromium_args(camera_y4m), *extra_args],
             timeout=30_000,

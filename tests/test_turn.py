@@ -37,7 +37,7 @@ from tests.browser import (
 )
 
 from .coturn import Coturn
-from .netns import Namespace, namespace, veth
+from .netns_turn import Namespace, namespace, veth
 from .node_fixtures import Node, node_settings, start_node
 
 ARTIFACTS = Path(__file__).resolve().parent.parent / "test-artifacts" / "turn"
