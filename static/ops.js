@@ -25,11 +25,27 @@ function quality(p) {
   const rtt = net.rtt_ms ?? null;
   const loss = net.loss_percent ?? null;
   const poor = video.fps < 10 || (loss !== null && loss > 5) || (rtt !== null && rtt > 400);
-  const parts = [`${video.fps} fps`, `${video.kbps} kbit/s`];
+  const parts = [`上行 up ${video.fps} fps`, `${video.kbps} kbit/s`];
   if (rtt !== null) parts.push(`RTT ${rtt} ms`);
   if (loss !== null) parts.push(`丢包 loss ${loss}%`);
   if (net.jitter_ms !== undefined) parts.push(`jitter ${net.jitter_ms} ms`);
   return el("span", { class: poor ? "q poor" : "q" },
+    parts.join(" · ") + (poor ? " · 网络差 poor" : ""));
+}
+
+// What the node sends the participant, and what it knows of their downlink (issue 11). The
+// same limit as signaling/call_stats.py: far fewer frames than there are to send is poor.
+function sent(p) {
+  const video = ((p.stats || {}).sent || {}).video;
+  if (!video) return el("span", { class: "q sent" }, "下行 down —");
+  const bw = (p.stats || {}).bandwidth || {};
+  const poor = video.fps < 10 && (video.source_fps || 0) >= 10;
+  const parts = [`下行 down ${video.fps} fps`, `${video.kbps} kbit/s`];
+  if (video.dropped) parts.push(`丢弃 dropped ${video.dropped}`);
+  if (bw.downlink_kbps !== null && bw.downlink_kbps !== undefined) {
+    parts.push(`带宽估计 est. ${bw.downlink_kbps} kbit/s`);
+  }
+  return el("span", { class: poor ? "q sent poor" : "q sent" },
     parts.join(" · ") + (poor ? " · 网络差 poor" : ""));
 }
 
@@ -54,7 +70,7 @@ function participant(p) {
   if (!p) return el("span", { class: "who" }, STATUS.absent);
   return el("div", { class: "who" },
     el("span", { class: `status ${p.status}` }, STATUS[p.status] || p.status),
-    ` · ICE ${p.ice || "—"}`, el("br"), quality(p), el("br"), delivered(p));
+    ` · ICE ${p.ice || "—"}`, el("br"), quality(p), el("br"), sent(p), el("br"), delivered(p));
 }
 
 // Identity, guardian presence and recording, as the services report them into the live state.

@@ -122,7 +122,7 @@ async def test_join_through_another_node_lands_on_one_node_and_ops_sees_it(
                     arg=cid, timeout=15_000)
                 text = await row.inner_text()
                 assert "node-b" in text and "connected" in text
-                rates = [float(x) for x in re.findall(r"([\d.]+) fps", text)]
+                rates = [float(x) for x in re.findall(r"up ([\d.]+) fps", text)]
                 assert len(rates) == 2 and all(0 < r < 100 for r in rates), text
                 await browser.screenshot(page, "ops-live")
         finally:
