@@ -48,7 +48,7 @@ class DirectSignaling:
 
     async def start(self, sock: socket.socket) -> None:
         """Serve on `sock`, already bound (inside a namespace) and listening."""
-        self.runner = web.AppRunner(self.app)
+        self.runner = web.AppRunner(self.app, access_log=None)
         await self.runner.setup()
         await web.SockSite(self.runner, sock).start()
 

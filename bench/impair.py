@@ -371,7 +371,8 @@ async def run_one(lab: Lab, profile: Profile, mode: str, clips: Clips, args: arg
             await direct.stop()
         for shaper in shapers:
             await asyncio.to_thread(shaper.stop)
-            result.setdefault("forwarder", shaper.final)
+            result.setdefault("forwarder", {"priority": shaper.ready.get("priority"),
+                                            **(shaper.final or {})})
     return result
 
 
@@ -478,10 +479,11 @@ def make_clips(workdir: Path) -> Clips:
                                    seconds=12))
 
 
-def forwarder_overhead(lab: Lab, rounds: int = 200) -> dict[str, Any]:
+def forwarder_overhead(lab: Lab, rounds: int = 500) -> dict[str, Any]:
     """UDP round trip node <-> doctor, plain and through an unimpaired forwarder (both ways)."""
     from netlab.probe import udp_rtt_ms
 
+    udp_rtt_ms(lab, "doctor", "node", 20)  # warm up (ARP, caches)
     plain = udp_rtt_ms(lab, "doctor", "node", rounds)
     with Shaper(lab, "doctor", "down", Impairment()), Shaper(lab, "doctor", "up", Impairment()):
         shaped = udp_rtt_ms(lab, "doctor", "node", rounds)

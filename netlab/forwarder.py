@@ -119,6 +119,23 @@ class Forwarder:
                     reply(self.command(line.decode()))
 
 
+def prioritize() -> str:
+    """Run before the endpoints: a starved forwarder would add its own delay and jitter.
+
+    SCHED_FIFO if allowed (root), else a lower nice value; what was got goes into `ready`.
+    """
+    try:
+        os.sched_setscheduler(0, os.SCHED_FIFO, os.sched_param(10))
+        return "SCHED_FIFO 10"
+    except (OSError, AttributeError):
+        pass
+    try:
+        os.nice(-10)
+        return "nice -10"
+    except OSError:
+        return "normal"
+
+
 def reply(obj: dict) -> None:
     sys.stdout.write(json.dumps(obj) + "\n")
     sys.stdout.flush()
@@ -139,7 +156,7 @@ def main(argv: list[str] | None = None) -> int:
     subprocess.run(["ip", "link", "set", args.tun, "up"], check=True, timeout=10)
     forwarder = Forwarder(fd, Link(args.rate_kbit, args.delay_ms, args.loss, args.queue_ms,
                                    args.seed))
-    reply({"ready": args.tun, "pid": os.getpid()})
+    reply({"ready": args.tun, "pid": os.getpid(), "priority": prioritize()})
     try:
         forwarder.run(sys.stdin.fileno())
     except KeyboardInterrupt:

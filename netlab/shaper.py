@@ -42,6 +42,7 @@ class Shaper:
         self.tun = f"tun{self.prio}{direction[0]}"
         self.proc: subprocess.Popen | None = None
         self.filtered: list[str] = []
+        self.ready: dict[str, Any] = {}
         self.final: dict[str, Any] | None = None
 
     def _ports(self) -> list[tuple[str, str]]:
@@ -60,9 +61,9 @@ class Shaper:
              "--loss", str(i.loss), "--queue-ms", str(i.queue_ms)],
             stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, bufsize=1)
         try:
-            ready = self._read()
-            if "ready" not in ready:
-                raise RuntimeError(f"forwarder {self.tun}: {ready}")
+            self.ready = self._read()
+            if "ready" not in self.ready:
+                raise RuntimeError(f"forwarder {self.tun}: {self.ready}")
             for dev, match in self._ports():
                 router.run("tc", "qdisc", "replace", "dev", dev, "handle", "ffff:", "ingress")
                 router.run("tc", "filter", "add", "dev", dev, "parent", "ffff:", "protocol", "ip",
