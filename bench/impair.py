@@ -24,6 +24,7 @@ import math
 import os
 import platform
 import secrets
+import shutil
 import signal
 import socket
 import subprocess
@@ -138,6 +139,7 @@ class NodeRun:
 
     async def start(self) -> None:
         data = self.workdir / "node-data"
+        shutil.rmtree(data, ignore_errors=True)  # a fresh database every run
         data.mkdir(parents=True)
         secret = secrets.token_urlsafe(36)
         pairs = await seed_consultations(data, f"sqlite+aiosqlite:///{data}/teleconsult.db",
