@@ -94,6 +94,7 @@ def udp_stream(lab: Lab, sender: str, receiver: str, kbit_per_s: float, seconds:
                size: int = 200) -> StreamResult:
     """Send `size`-byte packets at `kbit_per_s` for `seconds`; what arrived and how late."""
     rx = _udp(lab, receiver, PORT + 1)
+    rx.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1 << 22)  # the probe's own stalls
     rx.settimeout(0.5)
     tx = _udp(lab, sender)
     interval = size * 8 / (kbit_per_s * 1000)

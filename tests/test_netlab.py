@@ -37,10 +37,11 @@ def test_forwarder_adds_little_delay_and_keeps_up_with_3_mbit_of_small_packets(l
             Shaper(lab, "doctor", "up", Impairment()) as up:
         shaped = udp_rtt_ms(lab, "doctor", "node", rounds=200)
         stream = udp_stream(lab, "node", "doctor", kbit_per_s=3000, seconds=3, size=200)
-        assert down.stats()["packets"] >= stream.sent  # the stream did go through it
+        forwarded = down.stats()
+        assert forwarded["packets"] >= stream.sent  # the stream did go through it
         assert up.stats()["packets"] >= 200
     assert shaped["p50"] < plain["p50"] + 2.0, (plain, shaped)
-    assert stream.loss == 0, stream
+    assert stream.loss == 0, (stream, forwarded)
     assert stream.kbit_per_s > 2700, stream
     assert stream.one_way_ms["p50"] < 5, stream
 
@@ -62,7 +63,9 @@ def test_delay_loss_and_rate_are_applied_and_the_rate_changes_at_run_time(lab) -
     assert 850 < fast.kbit_per_s < 1100, fast
     assert 250 < slow.kbit_per_s < 340, slow
     assert stats["queue_drops"] > 0 and stats["max_queue_ms"] <= 200, stats
-    assert slow.one_way_ms["max"] < 200 + 60, slow  # bounded: a full buffer, not a backlog
+    # Bounded: a full 200 ms buffer plus one packet's 27 ms (and scheduling on a busy machine);
+    # an unbounded queue would hold ~2.5 s after 3 s of 2000 kbit/s into 300.
+    assert slow.one_way_ms["max"] < 500, slow
 
 
 def test_link_queue_is_bounded_in_time() -> None:
