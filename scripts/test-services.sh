@@ -13,6 +13,10 @@ command -v redis-server >/dev/null 2>&1 || need+=(redis-server)
 command -v pg_ctlcluster >/dev/null 2>&1 || need+=(postgresql)
 command -v unshare >/dev/null 2>&1 || need+=(util-linux)
 command -v ip >/dev/null 2>&1 || need+=(iproute2)
+# netlab (impairment tests): namespaces entered with nsenter, tc filters, sysctl in a namespace.
+command -v nsenter >/dev/null 2>&1 || need+=(util-linux)
+command -v tc >/dev/null 2>&1 || need+=(iproute2)
+command -v sysctl >/dev/null 2>&1 || need+=(procps)
 [ -d /usr/share/fonts/opentype/noto ] || need+=(fonts-noto-cjk)
 if [ ${#need[@]} -gt 0 ]; then
     echo "test-services: installing ${need[*]}"
