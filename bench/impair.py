@@ -426,11 +426,14 @@ def summarize(profile: Profile, mode: str, sampler: Sampler, joined: float, vide
         new = profile.drop_to_kbit
         under = ws.first_time(sent, lambda v: v <= new, drop_at)
         target_under = ws.first_time(target, lambda v: v <= new, drop_at)
+        before = ws.Window.of(g_all, drop_at - 5, drop_at).sending()["video_kbps"]
         out["drop"] = {"at_s": round(drop_at - t0, 1), "to_kbit": new,
+                       "guardian_sending_before_kbps": before,
                        "guardian_sending_under_s": None if under is None
                        else round(under - drop_at, 1),
                        "guardian_target_under_s": None if target_under is None
-                       else round(target_under - drop_at, 1)}
+                       else round(target_under - drop_at, 1),
+                       "doctor_receives_after": ws.Window.of(d_all, drop_at, t1).receiving()}
     out["timeline"] = timeline(d_all, g_all, t0, t1)
     return out
 
