@@ -538,11 +538,11 @@ def reexec_in_namespace(argv: list[str]) -> None:
     command = ["unshare", "--net", "--", sys.executable, "-m", "bench.impair", "--in-namespace",
                *argv]
     proc = subprocess.Popen(command, preexec_fn=die_with_parent)
+    # Ctrl-C reaches the child from the terminal; SIGTERM to this process is passed on. Either
+    # way the child unwinds (pages, node, forwarders, namespaces) and this one waits for it.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, lambda *_: proc.terminate())
-    try:
-        sys.exit(proc.wait())
-    except KeyboardInterrupt:  # the child got the same Ctrl-C; let it clean up
-        sys.exit(proc.wait())
+    sys.exit(proc.wait())
 
 
 def main(argv: list[str] | None = None) -> int:
