@@ -8,7 +8,6 @@ up the increments between consecutive samples and count a drop in a counter as a
 
 from __future__ import annotations
 
-import itertools
 import statistics
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -93,13 +92,18 @@ def per_second(samples: list[Sample], path: str) -> float | None:
     return total(samples, path) / seconds if seconds > 0 else None
 
 
-def rates(samples: list[Sample], path: str, scale: float = 1.0) -> list[tuple[float, float]]:
-    """(harness time, rate between this sample and the previous) for a counter."""
+def rates(samples: list[Sample], path: str, scale: float = 1.0,
+          span: int = 2) -> list[tuple[float, float]]:
+    """(harness time, rate over the last `span` sample intervals) for a counter.
+
+    Over two 0.5 s intervals, so one key frame does not read as a sending rate.
+    """
     out = []
-    for a, b in itertools.pairwise(samples):
-        va, vb, dt = value(a, path), value(b, path), b["t"] - a["t"]
-        if va is not None and vb is not None and dt > 0:
-            out.append((b["at"], ((vb - va) if vb >= va else vb) * scale / dt))
+    for i in range(span, len(samples)):
+        window = samples[i - span:i + 1]
+        dt = window[-1]["t"] - window[0]["t"]
+        if dt > 0 and value(window[0], path) is not None and value(window[-1], path) is not None:
+            out.append((window[-1]["at"], total(window, path) * scale / dt))
     return out
 
 
