@@ -223,10 +223,9 @@ async def join_direct(guardian: Any, doctor: Any, address: str) -> None:
 class Sampler:
     """getStats of both pages every SAMPLE_S, from the moment the pages join."""
 
-    def __init__(self, pages: dict[str, Any], node: NodeRun | None) -> None:
-        self.pages, self.node = pages, node
+    def __init__(self, pages: dict[str, Any]) -> None:
+        self.pages = pages
         self.samples: dict[str, list[ws.Sample]] = {role: [] for role in pages}
-        self.rss: list[tuple[float, float]] = []
         self.task: asyncio.Task | None = None
 
     async def _sample(self, role: str) -> None:
@@ -240,8 +239,6 @@ class Sampler:
         next_at = time.monotonic()
         while True:
             await asyncio.gather(*(self._sample(role) for role in self.pages))
-            if self.node is not None and self.node.pid is not None:
-                self.rss.append((time.monotonic(), rss_mb(self.node.pid)["now"]))
             next_at += SAMPLE_S
             await asyncio.sleep(max(0.0, next_at - time.monotonic()))
 
@@ -329,7 +326,7 @@ async def run_one(lab: Lab, profile: Profile, mode: str, clips: Clips, args: arg
             for role, browser in browsers.items():
                 await browser.context.add_init_script(ws.RECORD_PCS)
                 pages[role] = await browser.new_page(role)
-            sampler = Sampler(pages, node)
+            sampler = Sampler(pages)
             sampler.start()
             joined = time.monotonic()
             if node is not None:
