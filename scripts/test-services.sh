@@ -14,9 +14,12 @@ command -v chromium >/dev/null 2>&1 || need+=(chromium)
 command -v redis-server >/dev/null 2>&1 || need+=(redis-server)
 command -v pg_ctlcluster >/dev/null 2>&1 || need+=(postgresql)
 command -v unshare >/dev/null 2>&1 || need+=(util-linux)
-command -v nsenter >/dev/null 2>&1 || need+=(util-linux)  # issue 11: Chromium in a network namespace
+command -v nsenter >/dev/null 2>&1 || need+=(util-linux)  # Chromium in a network namespace
 command -v ip >/dev/null 2>&1 || need+=(iproute2)
 command -v turnserver >/dev/null 2>&1 || need+=(coturn)
+# netlab (impairment tests): tc filters and sysctl inside a namespace.
+command -v tc >/dev/null 2>&1 || need+=(iproute2)
+command -v sysctl >/dev/null 2>&1 || need+=(procps)
 [ -d /usr/share/fonts/opentype/noto ] || need+=(fonts-noto-cjk)
 if [ ${#need[@]} -gt 0 ]; then
     echo "test-services: installing ${need[*]}"

@@ -64,7 +64,8 @@ async def network(pc: RTCPeerConnection) -> dict[str, dict[str, float | None]]:
     for stat in (await pc.getStats()).values():
         if stat.type == "remote-inbound-rtp":  # what the browser reports of what we send it
             entry = out.setdefault(stat.kind, {})
-            entry["rtt_ms"] = round(stat.roundTripTime * 1000, 1)
+            if stat.roundTripTime is not None:  # none until a report echoes a sender report
+                entry["rtt_ms"] = round(stat.roundTripTime * 1000, 1)
             # RTCP's fraction lost is a fixed-point fraction of 256 (RFC 3550 §6.4.1).
             entry["loss_percent"] = round(stat.fractionLost * 100 / 256, 1)
         elif stat.type == "inbound-rtp":  # what we receive from the browser

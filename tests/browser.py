@@ -22,6 +22,7 @@ import json
 import math
 import os
 import re
+import shlex
 import time
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass, field
@@ -360,21 +361,28 @@ async def launch_chromium(
     camera_y4m: Path,
     artifacts_dir: Path,
     viewport: tuple[int, int] = (1280, 800),
+    prefix: Sequence[str] = (),
     extra_args: Sequence[str] = (),
-    executable: str | Path | None = None,
 ) -> AsyncIterator[ChromiumSession]:
     """Headless Chromium whose camera is `camera_y4m` (microphone: Chromium's fake beep).
 
-    `extra_args` go after the usual flags; `executable` replaces the Chromium binary (a wrapper
-    that enters a network namespace first, say). On exit the collected console lines are written
-    to `artifacts_dir/console.log`.
+    `prefix` is a command Chromium runs under, e.g. `nsenter --net=...` to put it in a network
+    namespace (netlab.Namespace.prefix). On exit the collected console lines are written to
+    `artifacts_dir/console.log`.
     """
     from playwright.async_api import async_playwright
 
     camera_y4m, artifacts_dir = _prepare(camera_y4m, artifacts_dir)
+    executable = chromium_executable()
+    if prefix:  # Playwright takes one executable: a wrapper that execs Chromium under `prefix`
+        wrapper = artifacts_dir / "chromium-wrapper.sh"
+        command = " ".join(shlex.quote(part) for part in [*prefix, executable])
+        wrapper.write_text(f'#!/bin/sh\nexec {command} "$@"\n')
+        wrapper.chmod(0o755)
+        executable = str(wrapper)
     async with async_playwright() as pw:
         browser = await pw.chromium.launch(
-            executable_path=str(executable) if executable else chromium_executable(),
+            executable_path=executable,
             headless=True,
             args=[*chromium_args(camera_y4m), *extra_args],
             timeout=30_000,

@@ -1,17 +1,15 @@
-"""A second network namespace joined to the test's by a veth pair, for a browser whose address
-changes mid-call (issue 11, network change). Deliberately small: one namespace, one link.
+"""One participant's own network namespace, joined to the test's by a veth pair: for tests that
+fence off, move, cut or shape one browser's network (TURN only, a network change, the pre-call
+check on a slow link).
 
-The namespace is held by a `sleep` started under `unshare -n`; commands run in it through
-`nsenter --net=/proc/<pid>/ns/net`, and so does Chromium, through a wrapper script given to
-Playwright as its executable. Everything lives inside the test's own private namespace
-(`unshare -n` in scripts/run-tests.sh), so the addresses here reach nothing else, and the
-namespace goes away with its holder process.
+Namespaces are netlab's (a holder process; commands and Chromium run inside with `nsenter`,
+`Namespace.prefix`). Everything lives inside the suite's own private namespace (`unshare -n` in
+scripts/run-tests.sh), so the addresses here reach nothing else, and all of it goes with the
+holder process.
 """
 
 from __future__ import annotations
 
-import os
-import shlex
 import socket
 import subprocess
 from collections.abc import AsyncIterator, Iterator, Sequence
@@ -22,9 +20,9 @@ from pathlib import Path
 import aiohttp
 from aiohttp.test_utils import TestServer
 
+from netlab import Namespace
 from server.app import create_app
 from server.config import load_settings
-from tests.browser import chromium_executable
 from tests.node_fixtures import SECRET, Node
 
 
@@ -34,21 +32,38 @@ def _run(*argv: str) -> None:
         raise RuntimeError(f"{' '.join(argv)} failed ({done.returncode}): {done.stderr.strip()}")
 
 
+@contextmanager
+def veth(here: str, here_cidrs: Sequence[str], ns: Namespace, there: str,
+         there_cidrs: Sequence[str]) -> Iterator[None]:
+    """A veth pair: `here` in this namespace, `there` inside `ns`, both up with their addresses."""
+    _run("ip", "link", "add", here, "type", "veth", "peer", "name", there, "netns", str(ns.pid))
+    try:
+        for cidr in here_cidrs:
+            _run("ip", "addr", "add", cidr, "dev", here)
+        _run("ip", "link", "set", here, "up")
+        for cidr in there_cidrs:
+            ns.run("ip", "addr", "add", cidr, "dev", there)
+        ns.run("ip", "link", "set", there, "up")
+        yield
+    finally:
+        subprocess.run(["ip", "link", "del", here], capture_output=True, timeout=10)
+
+
 @dataclass
 class Peer:
     """The namespace at the far end of the veth pair `host_if` (here) ⇄ `peer_if` (there)."""
 
-    holder: subprocess.Popen[bytes]
+    ns: Namespace
     host_if: str
     peer_if: str
 
     @property
-    def netns(self) -> str:
-        return f"/proc/{self.holder.pid}/ns/net"
+    def prefix(self) -> list[str]:
+        """Run a command (Chromium: `launch_chromium(prefix=…)`) inside the namespace."""
+        return self.ns.prefix
 
     def run(self, *argv: str) -> None:
-        """A command inside the namespace (ip …)."""
-        _run("nsenter", f"--net={self.netns}", *argv)
+        self.ns.run(*argv)
 
     def set_address(self, cidr: str, gateway: str | None = None) -> None:
         """Drop every address of the namespace's link and give it `cidr` (a new network: the
@@ -89,61 +104,12 @@ class Peer:
         else:
             self.run(*argv)
 
-    def wrapper(self, directory: Path, *args: str) -> Path:
-        """An executable that starts Chromium inside the namespace (for Playwright)."""
-        return chromium_wrapper(directory / "chromium-in-netns", args,
-                                prefix=("nsenter", f"--net={self.netns}"))
-
-
-def chromium_wrapper(path: Path, args: Sequence[str], prefix: Sequence[str] = ()) -> Path:
-    """A script that runs Chromium under `prefix` with extra `args` (Playwright's executable)."""
-    argv = " ".join(shlex.quote(a) for a in (*prefix, chromium_executable(), *args))
-    path.write_text(f'#!/bin/sh\nexec {argv} "$@"\n')
-    path.chmod(0o755)
-    return path
-
 
 @contextmanager
 def veth_peer(host_cidr: str, peer_cidr: str, name: str = "tcv") -> Iterator[Peer]:
     """A namespace at `peer_cidr` linked to this one at `host_cidr`; removed on exit."""
-    if os.geteuid() != 0:
-        raise PermissionError("network namespaces need root (the suite runs as root under "
-                              "unshare -n)")
-    holder = subprocess.Popen(["unshare", "-n", "sleep", "3600"])
-    host_if, peer_if = f"{name}0", f"{name}1"
-    try:
-        ns = f"/proc/{holder.pid}/ns/net"
-        _wait_for_new_namespace(ns)
-        _run("ip", "link", "add", host_if, "type", "veth", "peer", "name", peer_if)
-        _run("ip", "link", "set", peer_if, "netns", str(holder.pid))
-        _run("ip", "addr", "add", host_cidr, "dev", host_if)
-        _run("ip", "link", "set", host_if, "up")
-        peer = Peer(holder, host_if, peer_if)
-        peer.run("ip", "link", "set", "lo", "up")
-        peer.run("ip", "addr", "add", peer_cidr, "dev", peer_if)
-        peer.run("ip", "link", "set", peer_if, "up")
-        yield peer
-    finally:
-        subprocess.run(["ip", "link", "del", host_if], capture_output=True, timeout=10)
-        holder.kill()
-        holder.wait(timeout=10)
-
-
-def _wait_for_new_namespace(ns: str, timeout_s: float = 5.0) -> None:
-    """`unshare` makes the namespace, then execs sleep: until then /proc shows ours."""
-    import time
-
-    mine = os.stat("/proc/self/ns/net").st_ino
-    deadline = time.monotonic() + timeout_s
-    while True:
-        try:
-            if os.stat(ns).st_ino != mine:
-                return
-        except FileNotFoundError:
-            pass
-        if time.monotonic() > deadline:
-            raise TimeoutError(f"no new network namespace at {ns} within {timeout_s} s")
-        time.sleep(0.01)
+    with Namespace(name) as ns, veth(f"{name}0", [host_cidr], ns, f"{name}1", [peer_cidr]):
+        yield Peer(ns, f"{name}0", f"{name}1")
 
 
 @asynccontextmanager

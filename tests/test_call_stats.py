@@ -54,3 +54,7 @@ async def test_loss_is_a_percentage_of_rtcp_fraction_lost() -> None:
             return report
 
     assert (await network(Peer()))["video"] == {"rtt_ms": 80.0, "loss_percent": 25.0}
+    # A receiver report that echoes no sender report yet has no round trip: not a crash, which
+    # would end the room's statistics task for the rest of the call.
+    report["r"].roundTripTime = None
+    assert (await network(Peer()))["video"] == {"loss_percent": 25.0}

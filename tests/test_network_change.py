@@ -24,7 +24,7 @@ from tests.browser import (
     side_by_side,
     wait_for_body_data,
 )
-from tests.netns import chromium_wrapper, node_on, veth_peer
+from tests.netns import node_on, veth_peer
 
 from .node_fixtures import Node
 
@@ -60,11 +60,11 @@ async def test_guardian_address_changes_mid_call_and_the_call_comes_back(tmp_pat
                      for link in (booking.guardian_link, booking.doctor_link)]
             # Not localhost: camera and microphone need the origin treated as secure.
             secure = f"--unsafely-treat-insecure-origin-as-secure={node.url}"
-            in_netns = guardian_net.wrapper(tmp_path, secure)
-            here = chromium_wrapper(tmp_path / "chromium-here", [secure])
             async with launch_chromium(guardian_cam, ARTIFACTS / "guardian",
-                                       executable=in_netns) as g_browser, \
-                    launch_chromium(doctor_cam, ARTIFACTS / "doctor", executable=here) as d_browser:
+                                       prefix=guardian_net.prefix, extra_args=[secure]
+                                       ) as g_browser, \
+                    launch_chromium(doctor_cam, ARTIFACTS / "doctor",
+                                    extra_args=[secure]) as d_browser:
                 guardian = await g_browser.new_page("guardian")
                 doctor = await d_browser.new_page("doctor")
                 await guardian.goto(links[0])
@@ -119,11 +119,10 @@ async def test_media_path_dies_with_the_socket_up_and_is_renegotiated(tmp_path: 
                      for link in (booking.guardian_link, booking.doctor_link)]
             secure = f"--unsafely-treat-insecure-origin-as-secure={node.url}"
             async with launch_chromium(guardian_cam, ARTIFACTS / "udp-guardian",
-                                       executable=guardian_net.wrapper(tmp_path, secure)
+                                       prefix=guardian_net.prefix, extra_args=[secure]
                                        ) as g_browser, \
                     launch_chromium(doctor_cam, ARTIFACTS / "udp-doctor",
-                                    executable=chromium_wrapper(tmp_path / "here", [secure])
-                                    ) as d_browser:
+                                    extra_args=[secure]) as d_browser:
                 guardian = await g_browser.new_page("guardian")
                 doctor = await d_browser.new_page("doctor")
                 await guardian.goto(links[0])

@@ -21,7 +21,7 @@ from tests.browser import (
     video_stats,
     wait_for_body_data,
 )
-from tests.netns import chromium_wrapper, node_on, veth_peer
+from tests.netns import node_on, veth_peer
 
 from .node_fixtures import Node
 
@@ -128,8 +128,8 @@ async def test_precall_on_a_slow_link_measures_it_and_advises(tmp_path: Path) ->
             booking = await node.book()
             link = booking.guardian_link.replace(node.settings.public_url, node.url)
             secure = f"--unsafely-treat-insecure-origin-as-secure={node.url}"
-            async with launch_chromium(camera, ARTIFACTS / "slow",
-                                       executable=net.wrapper(tmp_path, secure)) as browser:
+            async with launch_chromium(camera, ARTIFACTS / "slow", prefix=net.prefix,
+                                       extra_args=[secure]) as browser:
                 page = await browser.new_page("guardian")
                 await page.goto(link)
                 await page.click("#precall-start-btn")
@@ -157,10 +157,9 @@ async def test_doctor_sees_that_the_guardians_connection_is_weak(tmp_path: Path)
                      for link in (booking.guardian_link, booking.doctor_link)]
             secure = f"--unsafely-treat-insecure-origin-as-secure={node.url}"
             async with launch_chromium(guardian_cam, ARTIFACTS / "weak-guardian",
-                                       executable=net.wrapper(tmp_path, secure)) as g_browser, \
+                                       prefix=net.prefix, extra_args=[secure]) as g_browser, \
                     launch_chromium(doctor_cam, ARTIFACTS / "weak-doctor",
-                                    executable=chromium_wrapper(tmp_path / "here", [secure])
-                                    ) as d_browser:
+                                    extra_args=[secure]) as d_browser:
                 guardian = await g_browser.new_page("guardian")
                 doctor = await d_browser.new_page("doctor")
                 await guardian.goto(links[0])

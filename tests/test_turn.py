@@ -25,11 +25,11 @@ from pathlib import Path
 
 import pytest
 
+from netlab import Namespace
 from server.auth import Role
 from signaling.turn import TurnConfig
 from tests.browser import (
     ADULT_A,
-    chromium_executable,
     launch_chromium,
     make_y4m,
     remote_video_progress,
@@ -37,7 +37,7 @@ from tests.browser import (
 )
 
 from .coturn import Coturn
-from .netns_turn import Namespace, namespace, veth
+from .netns import veth
 from .node_fixtures import Node, node_settings, start_node
 
 ARTIFACTS = Path(__file__).resolve().parent.parent / "test-artifacts" / "turn"
@@ -118,22 +118,13 @@ class TurnOnlyNet:
 
     def probe_udp(self, targets: list[tuple[str, int]]) -> dict[str, int]:
         """errno of a UDP send from the guardian's namespace to each target (0: it went out)."""
-        done = self.guardian.run([sys.executable, "-c", _PROBE, json.dumps(targets)])
-        return json.loads(done.stdout)
-
-    def chromium_wrapper(self, directory: Path) -> str:
-        """An `executable_path` for Playwright: Chromium, inside the guardian's namespace."""
-        wrapper = directory / "chromium-in-guardian-netns"
-        wrapper.write_text("#!/bin/sh\nexec " + " ".join(self.guardian.enter)
-                           + f' {chromium_executable()} "$@"\n')
-        wrapper.chmod(0o755)
-        return str(wrapper)
+        return json.loads(self.guardian.run(sys.executable, "-c", _PROBE, json.dumps(targets)))
 
 
 @pytest.fixture
 def turn_only_net(tmp_path: Path) -> Iterator[TurnOnlyNet]:
     with ExitStack() as stack:
-        guardian = stack.enter_context(namespace())
+        guardian = stack.enter_context(Namespace("guardian"))
         stack.enter_context(veth("tcturn0", [f"{SIGNAL_IP}/24", f"{MEDIA_IP}/32"], guardian,
                                  "eth0", [f"{GUARDIAN_IP}/24"]))
         coturn = stack.enter_context(Coturn(tmp_path / "coturn", ip=SIGNAL_IP,
@@ -156,7 +147,7 @@ async def guardian_browser(tmp: Path, artifacts: Path, net: TurnOnlyNet, node: N
     is not a secure context (no camera): the flag makes this one origin count as secure."""
     camera = make_y4m(tmp / "guardian.y4m", ADULT_A, seconds=4)
     async with launch_chromium(
-            camera, artifacts, executable=net.chromium_wrapper(tmp),
+            camera, artifacts, prefix=net.guardian.prefix,
             extra_args=[f"--unsafely-treat-insecure-origin-as-secure={node.url}"]) as browser:
         yield browser
 
@@ -194,7 +185,7 @@ async def test_guardian_reaches_the_node_only_through_turn(
     net = turn_only_net
     # The page is given both URLs; the guardian's network lets only one transport through.
     blocked = "tcp" if transport == "udp" else "udp"
-    net.guardian.ip("rule", "add", "to", SIGNAL_IP, "ipproto", blocked, "dport",
+    net.guardian.run("ip", "rule", "add", "to", SIGNAL_IP, "ipproto", blocked, "dport",
                     str(net.coturn.port), "prohibit")
     async with turn_node(tmp_path, net, net.coturn.secret) as node, \
             guardian_browser(tmp_path, ARTIFACTS / transport, net, node) as browser:
