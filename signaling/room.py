@@ -90,26 +90,35 @@ class Room:
             received = {role: summarise(p.sources, meters[role])
                         for role, p in self.participants.items()}
             for role, p in self.participants.items():
-                stats: dict[str, object] = dict(received[role])
-                if p.status == "connected":
-                    if p.peer is not None:
-                        relays = p.peer.relays
-                        if relays:
-                            sent = summarise(relays, sent_meters[role])
-                            for kind, entry in sent.items():
-                                entry["dropped"] = relays[kind].subscription.dropped
-                            # Held back on purpose (identity pause) is not a poor link.
-                            held = relays["video"].subscription.source.held
-                            sent["video"]["source_fps"] = (
-                                0.0 if held else received[OTHER[role]]["video"]["fps"])
-                            stats["sent"] = sent
-                        stats["network"] = await network(p.peer.pc)
-                    stats["bandwidth"] = bandwidth(p.link)
+                if p.status != "connected":
+                    continue
+                try:  # one bad reading must not end the statistics for the rest of the call
+                    stats = await self._stats(p, received, sent_meters[role])
                     await self._publish_participant(p, stats=stats)
                     problems = poor_network(stats)
                     change = watches[role].observe(problems)
                     if change is not None:
                         await self._network_changed(p, change, problems)
+                except Exception:
+                    log.exception("live statistics of %s failed", p.actor)
+
+    async def _stats(self, p: Participant, received: dict[Role, dict[str, Any]],
+                     sent_meters: dict[str, RateMeter]) -> dict[str, object]:
+        stats: dict[str, object] = dict(received[p.role])
+        if p.peer is not None:
+            relays = p.peer.relays
+            if relays:
+                sent = summarise(relays, sent_meters)
+                for kind, entry in sent.items():
+                    entry["dropped"] = relays[kind].subscription.dropped
+                # Held back on purpose (identity pause) is not a poor link.
+                held = relays["video"].subscription.source.held
+                sent["video"]["source_fps"] = (
+                    0.0 if held else received[OTHER[p.role]]["video"]["fps"])
+                stats["sent"] = sent
+            stats["network"] = await network(p.peer.pc)
+        stats["bandwidth"] = bandwidth(p.link)
+        return stats
 
     async def _network_changed(self, p: Participant, change: str, problems: list[str]) -> None:
         await self.ctx.events.append(self.consultation_id, f"network.{change}", p.actor,
