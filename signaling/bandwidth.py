@@ -29,27 +29,70 @@ REPEAT_S = 1.0
 CHANGE = 0.03
 
 
+# The loss-based bound on a participant's downlink, after Chromium's send-side controller: under
+# 2 % loss it grows (doubling a second in the first seconds, like its start-up probing, then 8 %
+# a second), over 10 % it falls by half the loss, in between it holds.
+START_BPS = 800_000
+MIN_BPS = 60_000
+STARTUP_S = 5.0
+LOSS_LOW, LOSS_HIGH = 0.02, 0.10
+DECREASE_EVERY_S = 0.3
+
+
 @dataclass
 class Link:
-    """What the node knows of one participant's connection to it."""
+    """What the node knows of one participant's connection to it.
 
-    downlink_bps: int | None = None  # the participant's REMB: what it can receive from the node
-    downlink_at: float = 0.0
+    Their downlink estimate is min(their REMB, a bound from the loss they report). REMB alone is
+    not enough: a browser's receive-side estimate is delay-based, and behind a router whose
+    buffer stays full the delay stops growing while a third of the packets are lost.
+    """
+
+    remb_bps: int | None = None  # the participant's REMB: what it can receive from the node
+    remb_at: float = 0.0
+    loss_bound_bps: float = START_BPS
+    loss_at: float | None = None
+    first_loss_at: float | None = None
+    decreased_at: float = 0.0
     asked_bps: int | None = None  # the last REMB the node sent it: what it is asked to send
+    connected: bool = False  # has a peer connection with the node
+
+    def restart(self) -> None:
+        """A new peer connection: its downlink is learned anew, from the start rate."""
+        self.loss_bound_bps, self.loss_at, self.first_loss_at = START_BPS, None, None
+        self.remb_bps, self.connected = None, True
 
     def report_downlink(self, bitrate: int) -> None:
-        self.downlink_bps, self.downlink_at = bitrate, time.monotonic()
+        self.remb_bps, self.remb_at = bitrate, time.monotonic()
 
-    def downlink(self) -> int | None:
-        if self.downlink_bps is None or time.monotonic() - self.downlink_at > FRESH_S:
-            return None
-        return self.downlink_bps
+    def report_loss(self, fraction: float, cap_bps: int, now: float | None = None) -> None:
+        """A receiver report's fraction lost on the video the node sends this participant."""
+        now = time.monotonic() if now is None else now
+        if self.first_loss_at is None:
+            self.first_loss_at = now
+        if fraction > LOSS_HIGH:
+            if now - self.decreased_at >= DECREASE_EVERY_S:
+                self.loss_bound_bps = max(MIN_BPS, self.loss_bound_bps * (1 - fraction / 2))
+                self.decreased_at = now
+        elif fraction < LOSS_LOW and self.loss_at is not None:
+            growth = 2.0 if now - self.first_loss_at < STARTUP_S else 1.08
+            elapsed = min(now - self.loss_at, 1.0)
+            self.loss_bound_bps = min(cap_bps, self.loss_bound_bps * growth ** elapsed)
+        self.loss_at = now
+
+    def downlink(self) -> int:
+        bound = int(self.loss_bound_bps)
+        if self.remb_bps is not None and time.monotonic() - self.remb_at <= FRESH_S:
+            bound = min(bound, self.remb_bps)
+        return bound
 
 
 def target(cap_bps: int, receiver_link: Link) -> int:
-    """The most a sender should send: the cap, bounded by the receiver's downlink if known."""
-    downlink = receiver_link.downlink()
-    return cap_bps if downlink is None else min(cap_bps, downlink)
+    """The most a sender should send: the cap, bounded by the receiver's downlink while there is
+    a receiver (alone in the call, the sender is only recorded and checked)."""
+    if not receiver_link.connected:
+        return cap_bps
+    return min(cap_bps, receiver_link.downlink())
 
 
 class RembSender:

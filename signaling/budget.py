@@ -6,7 +6,7 @@ node's own link is the bottleneck, in the node's UDP socket, where asyncio buffe
 and the ICE consent checks wait behind it. Either way the picture freezes seconds late.
 
 So the node keeps, per outgoing video stream, the queue it would build at the participant's
-downlink rate (their REMB, or the cap until they send one, plus HEADROOM) and refuses a frame
+downlink rate (signaling/bandwidth.py's estimate, plus HEADROOM) and refuses a frame
 that would take that queue past MAX_QUEUE_S (plus room for one key frame, which a low-rate link
 needs more than MAX_QUEUE_S to carry). A refused frame makes the relay drop to the next key
 frame: every frame after it references it. Key frames are never refused. Audio is never limited
@@ -40,8 +40,7 @@ class SendBudget:
     refused: int = 0
 
     def rate_bps(self) -> int:
-        downlink = self.link.downlink()
-        return self.cap_bps if downlink is None else min(self.cap_bps, downlink)
+        return min(self.cap_bps, self.link.downlink())
 
     def admit(self, size: int, keyframe: bool, now: float | None = None) -> bool:
         now = time.monotonic() if now is None else now

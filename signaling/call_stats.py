@@ -53,8 +53,7 @@ def summarise(counters: Mapping[str, Counted],
 
 
 def bandwidth(link: Link) -> dict[str, float | None]:
-    downlink = link.downlink()
-    return {"downlink_kbps": None if downlink is None else round(downlink / 1000, 1),
+    return {"downlink_kbps": round(link.downlink() / 1000, 1),
             "asked_kbps": None if link.asked_bps is None else round(link.asked_bps / 1000, 1)}
 
 

@@ -31,7 +31,14 @@ from aiortc import rtcrtpreceiver
 from aiortc.jitterbuffer import JitterBuffer
 from aiortc.rtcrtpreceiver import RTCRtpReceiver
 from aiortc.rtcrtpsender import RTCRtpSender
-from aiortc.rtp import RTCP_PSFB_APP, RtcpPsfbPacket, pack_remb_fci, unpack_remb_fci
+from aiortc.rtp import (
+    RTCP_PSFB_APP,
+    RtcpPsfbPacket,
+    RtcpRrPacket,
+    RtcpSrPacket,
+    pack_remb_fci,
+    unpack_remb_fci,
+)
 
 from .background import spawn
 
@@ -196,8 +203,10 @@ def send_remb(receiver: RTCRtpReceiver, bitrate: int) -> bool:
     return True
 
 
-def on_remb(sender: RTCRtpSender, callback: Callable[[int], None]) -> None:
-    """Route the REMB a browser sends about this sender's stream to `callback` (bit/s)."""
+def on_feedback(sender: RTCRtpSender, on_remb: Callable[[int], None],
+                on_loss: Callable[[float], None]) -> None:
+    """Route what a browser reports of this sender's stream: its REMB (bit/s) and the fraction
+    lost in each receiver report (0..1)."""
     _require(sender, "_handle_rtcp_packet")
     original = sender._handle_rtcp_packet
 
@@ -208,7 +217,11 @@ def on_remb(sender: RTCRtpSender, callback: Callable[[int], None]) -> None:
             except ValueError:
                 pass
             else:
-                callback(bitrate)
+                on_remb(bitrate)
+        elif isinstance(packet, RtcpRrPacket | RtcpSrPacket):
+            for report in packet.reports:
+                if report.ssrc == sender._ssrc:
+                    on_loss(report.fraction_lost / 256)
         await original(packet)
 
     sender._handle_rtcp_packet = handle  # type: ignore[method-assign]

@@ -48,6 +48,7 @@ class Peer:
         self._incoming = incoming
         self._outgoing = outgoing
         self.link, self._other_link = links  # this participant's, the other participant's
+        self.link.restart()
         self._video_cap = video_cap_bps
         self.relays: dict[str, RelayTrack] = {}
         self._remb: RembSender | None = None
@@ -85,7 +86,9 @@ class Peer:
             passthrough.on_keyframe_request(sender, self._outgoing[kind].request_keyframe)
             if budget is not None:
                 budget.socket_backlog = lambda sender=sender: passthrough.send_backlog(sender)
-                passthrough.on_remb(sender, self.link.report_downlink)
+                passthrough.on_feedback(
+                    sender, self.link.report_downlink,
+                    lambda lost: self.link.report_loss(lost, self._video_cap))
         answer = await self.pc.createAnswer()
         await self.pc.setLocalDescription(answer)
         return self.pc.localDescription.sdp
@@ -101,6 +104,7 @@ class Peer:
         await self.pc.addIceCandidate(parsed)
 
     async def close(self) -> None:
+        self.link.connected = False
         for feedback in (self._remb, self._twcc):
             if feedback is not None:
                 feedback.stop()

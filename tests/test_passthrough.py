@@ -175,4 +175,4 @@ def test_bandwidth_hooks_refuse_objects_without_the_private_parts() -> None:
     with pytest.raises(RuntimeError, match="no longer has _handle_rtp_packet"):
         passthrough.on_rtp(Renamed(), lambda p: None)  # type: ignore[arg-type]
     with pytest.raises(RuntimeError, match="no longer has _handle_rtcp_packet"):
-        passthrough.on_remb(Renamed(), lambda b: None)  # type: ignore[arg-type]
+        passthrough.on_feedback(Renamed(), print, print)  # type: ignore[arg-type]
