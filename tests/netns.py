@@ -16,6 +16,7 @@ from collections.abc import AsyncIterator, Iterator, Sequence
 from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import aiohttp
 from aiohttp.test_utils import TestServer
@@ -23,6 +24,16 @@ from aiohttp.test_utils import TestServer
 from netlab import Namespace
 from server.app import create_app
 from server.config import load_settings
+from tests.browser import (
+    ADULT_A,
+    CHILD_A,
+    OBAMA,
+    ChromiumSession,
+    launch_chromium,
+    make_y4m,
+    side_by_side,
+    wait_for_body_data,
+)
 from tests.node_fixtures import SECRET, Node
 
 
@@ -131,3 +142,45 @@ async def node_on(address: str, tmp: Path) -> AsyncIterator[Node]:
     finally:
         await session.close()
         await server.close()
+
+
+@dataclass
+class ApartCall:
+    """A call on the real pages whose guardian sits in its own namespace (`net`), both joined."""
+
+    node: Node
+    cid: str
+    net: Peer
+    guardian: Any
+    doctor: Any
+    guardian_browser: ChromiumSession
+    doctor_browser: ChromiumSession
+
+
+@asynccontextmanager
+async def call_with_guardian_apart(tmp: Path, artifacts: Path, host_ip: str, guardian_ip: str,
+                                   name: str, seconds: float = 4) -> AsyncIterator[ApartCall]:
+    """The node on `host_ip`, the doctor's Chromium beside it, the guardian's behind a veth pair
+    at `guardian_ip`; the guardian has consented and joined, the doctor has joined."""
+    doctor_cam = make_y4m(tmp / "doctor.y4m", OBAMA, seconds=seconds)
+    guardian_cam = make_y4m(tmp / "guardian.y4m", side_by_side(ADULT_A, CHILD_A), seconds=seconds)
+    with veth_peer(f"{host_ip}/24", f"{guardian_ip}/24", name=name) as net:
+        async with node_on(host_ip, tmp / "node") as node:
+            booking = await node.book()
+            # Not localhost: camera and microphone need the origin treated as secure.
+            secure = [f"--unsafely-treat-insecure-origin-as-secure={node.url}"]
+            async with launch_chromium(guardian_cam, artifacts / "guardian", prefix=net.prefix,
+                                       extra_args=secure) as g_browser, \
+                    launch_chromium(doctor_cam, artifacts / "doctor",
+                                    extra_args=secure) as d_browser:
+                guardian = await g_browser.new_page("guardian")
+                doctor = await d_browser.new_page("doctor")
+                await guardian.goto(booking.guardian_link.replace(node.settings.public_url,
+                                                                  node.url))
+                await doctor.goto(booking.doctor_link.replace(node.settings.public_url, node.url))
+                await guardian.check("#consent-check")
+                await guardian.click("#join-btn")
+                await wait_for_body_data(guardian, "state", "waiting")
+                await doctor.click("#join-btn")
+                yield ApartCall(node, booking.consultation_id, net, guardian, doctor, g_browser,
+                                d_browser)

@@ -14,17 +14,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.browser import (
-    ADULT_A,
-    CHILD_A,
-    OBAMA,
-    launch_chromium,
-    make_y4m,
-    remote_video_progress,
-    side_by_side,
-    wait_for_body_data,
-)
-from tests.netns import node_on, veth_peer
+from tests.browser import remote_video_progress, wait_for_body_data
+from tests.netns import call_with_guardian_apart
 
 from .node_fixtures import Node
 
@@ -50,51 +41,31 @@ async def _events_after(node: Node, cid: str, kinds: set[str], since: int,
 
 
 async def test_guardian_address_changes_mid_call_and_the_call_comes_back(tmp_path: Path) -> None:
-    doctor_cam = make_y4m(tmp_path / "doctor.y4m", OBAMA, seconds=6)
-    guardian_cam = make_y4m(tmp_path / "guardian.y4m", side_by_side(ADULT_A, CHILD_A), seconds=6)
-    with veth_peer(f"{NODE_IP}/24", "10.77.0.2/24") as guardian_net:
-        async with node_on(NODE_IP, tmp_path / "node") as node:
-            booking = await node.book()
-            cid = booking.consultation_id
-            links = [link.replace(node.settings.public_url, node.url)
-                     for link in (booking.guardian_link, booking.doctor_link)]
-            # Not localhost: camera and microphone need the origin treated as secure.
-            secure = f"--unsafely-treat-insecure-origin-as-secure={node.url}"
-            async with launch_chromium(guardian_cam, ARTIFACTS / "guardian",
-                                       prefix=guardian_net.prefix, extra_args=[secure]
-                                       ) as g_browser, \
-                    launch_chromium(doctor_cam, ARTIFACTS / "doctor",
-                                    extra_args=[secure]) as d_browser:
-                guardian = await g_browser.new_page("guardian")
-                doctor = await d_browser.new_page("doctor")
-                await guardian.goto(links[0])
-                await doctor.goto(links[1])
-                await guardian.check("#consent-check")
-                await guardian.click("#join-btn")
-                await wait_for_body_data(guardian, "state", "waiting")
-                await doctor.click("#join-btn")
-                await wait_for_body_data(doctor, "peer", "connected")
-                await remote_video_progress(doctor, timeout_s=30)
-                await remote_video_progress(guardian, timeout_s=30)
-                before = len(await node.events(cid))
+    async with call_with_guardian_apart(tmp_path, ARTIFACTS / "change", NODE_IP, "10.77.0.2",
+                                        "tcv", seconds=6) as call:
+        node, guardian, doctor = call.node, call.guardian, call.doctor
+        await wait_for_body_data(doctor, "peer", "connected")
+        await remote_video_progress(doctor, timeout_s=30)
+        await remote_video_progress(guardian, timeout_s=30)
+        before = len(await node.events(call.cid))
 
-                # The guardian's network changes: its old address is gone, a new one on another
-                # network, reaching the node through a gateway on the node's side.
-                guardian_net.add_host_address("10.77.1.1/24")
-                guardian_net.set_address("10.77.1.2/24", gateway="10.77.1.1")
-                changed = time.monotonic()
-                await guardian.evaluate("console.info('address changed')")
+        # The guardian's network changes: its old address is gone, a new one on another
+        # network, reaching the node through a gateway on the node's side.
+        call.net.add_host_address("10.77.1.1/24")
+        call.net.set_address("10.77.1.2/24", gateway="10.77.1.1")
+        changed = time.monotonic()
+        await guardian.evaluate("console.info('address changed')")
 
-                events = await _events_after(
-                    node, cid, {"participant.media_restored", "participant.rejoined"}, before,
-                    BACK_WITHIN_S)
-                left = BACK_WITHIN_S - (time.monotonic() - changed)
-                await remote_video_progress(doctor, timeout_s=max(left, 1.0))
-                took = time.monotonic() - changed
-                await remote_video_progress(guardian, timeout_s=10)
-                await wait_for_body_data(guardian, "phase", "incall")
-                await g_browser.screenshot(guardian, "guardian-after-change")
-                await d_browser.screenshot(doctor, "doctor-after-change")
+        events = await _events_after(
+            node, call.cid, {"participant.media_restored", "participant.rejoined"}, before,
+            BACK_WITHIN_S)
+        left = BACK_WITHIN_S - (time.monotonic() - changed)
+        await remote_video_progress(doctor, timeout_s=max(left, 1.0))
+        took = time.monotonic() - changed
+        await remote_video_progress(guardian, timeout_s=10)
+        await wait_for_body_data(guardian, "phase", "incall")
+        await call.guardian_browser.screenshot(guardian, "guardian-after-change")
+        await call.doctor_browser.screenshot(doctor, "doctor-after-change")
 
     kinds = [e["kind"] for e in events]
     back = next(k for k in kinds if k in ("participant.media_restored", "participant.rejoined"))
@@ -104,48 +75,28 @@ async def test_guardian_address_changes_mid_call_and_the_call_comes_back(tmp_pat
     print(f"network change: doctor's picture back after {took:.1f} s via {back}; {kinds}")
 
 
-
 async def test_media_path_dies_with_the_socket_up_and_is_renegotiated(tmp_path: Path) -> None:
     """UDP between the guardian and the node stops (a firewall, a NAT that lost its mapping) while
     the signaling socket lives: the page makes a new peer connection on the same socket, and the
     log shows `participant.lost` then `participant.media_restored`, with no rejoin."""
-    doctor_cam = make_y4m(tmp_path / "doctor.y4m", OBAMA, seconds=4)
-    guardian_cam = make_y4m(tmp_path / "guardian.y4m", side_by_side(ADULT_A, CHILD_A), seconds=4)
-    with veth_peer("10.76.0.1/24", "10.76.0.2/24", name="tcu") as guardian_net:
-        async with node_on("10.76.0.1", tmp_path / "node") as node:
-            booking = await node.book()
-            cid = booking.consultation_id
-            links = [link.replace(node.settings.public_url, node.url)
-                     for link in (booking.guardian_link, booking.doctor_link)]
-            secure = f"--unsafely-treat-insecure-origin-as-secure={node.url}"
-            async with launch_chromium(guardian_cam, ARTIFACTS / "udp-guardian",
-                                       prefix=guardian_net.prefix, extra_args=[secure]
-                                       ) as g_browser, \
-                    launch_chromium(doctor_cam, ARTIFACTS / "udp-doctor",
-                                    extra_args=[secure]) as d_browser:
-                guardian = await g_browser.new_page("guardian")
-                doctor = await d_browser.new_page("doctor")
-                await guardian.goto(links[0])
-                await doctor.goto(links[1])
-                await guardian.check("#consent-check")
-                await guardian.click("#join-btn")
-                await wait_for_body_data(guardian, "state", "waiting")
-                await doctor.click("#join-btn")
-                await remote_video_progress(doctor, timeout_s=30)
-                before = len(await node.events(cid))
+    async with call_with_guardian_apart(tmp_path, ARTIFACTS / "udp", "10.76.0.1", "10.76.0.2",
+                                        "tcu") as call:
+        node, guardian, doctor = call.node, call.guardian, call.doctor
+        await remote_video_progress(doctor, timeout_s=30)
+        before = len(await node.events(call.cid))
 
-                guardian_net.block_udp(True)
-                blocked = time.monotonic()
-                await _events_after(node, cid, {"participant.lost"}, before, BACK_WITHIN_S)
-                noticed = time.monotonic() - blocked
-                guardian_net.block_udp(False)
-                events = await _events_after(node, cid, {"participant.media_restored"}, before,
-                                             BACK_WITHIN_S)
-                await remote_video_progress(doctor, timeout_s=15)
-                took = time.monotonic() - blocked
-                await wait_for_body_data(guardian, "phase", "incall")
-                notices = await guardian.eval_on_selector_all(
-                    "#notices li[data-code]", "els => els.map(e => e.dataset.code)")
+        call.net.block_udp(True)
+        blocked = time.monotonic()
+        await _events_after(node, call.cid, {"participant.lost"}, before, BACK_WITHIN_S)
+        noticed = time.monotonic() - blocked
+        call.net.block_udp(False)
+        events = await _events_after(node, call.cid, {"participant.media_restored"}, before,
+                                     BACK_WITHIN_S)
+        await remote_video_progress(doctor, timeout_s=15)
+        took = time.monotonic() - blocked
+        await wait_for_body_data(guardian, "phase", "incall")
+        notices = await guardian.eval_on_selector_all(
+            "#notices li[data-code]", "els => els.map(e => e.dataset.code)")
 
     kinds = [e["kind"] for e in events]
     lost = next(e for e in events if e["kind"] == "participant.lost")

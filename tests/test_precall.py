@@ -21,7 +21,7 @@ from tests.browser import (
     video_stats,
     wait_for_body_data,
 )
-from tests.netns import node_on, veth_peer
+from tests.netns import call_with_guardian_apart, node_on, veth_peer
 
 from .node_fixtures import Node
 
@@ -148,33 +148,15 @@ async def test_precall_on_a_slow_link_measures_it_and_advises(tmp_path: Path) ->
 async def test_doctor_sees_that_the_guardians_connection_is_weak(tmp_path: Path) -> None:
     """Mid-call the guardian's downlink drops to 100 kbit/s: its page rates its own reception
     weak, and the doctor's page says so of the patient side, from the guardian's reports."""
-    doctor_cam = make_y4m(tmp_path / "doctor.y4m", OBAMA, seconds=4)
-    guardian_cam = make_y4m(tmp_path / "guardian.y4m", side_by_side(ADULT_A, CHILD_A), seconds=4)
-    with veth_peer("10.79.0.1/24", "10.79.0.2/24", name="tcq") as net:
-        async with node_on("10.79.0.1", tmp_path / "node") as node:
-            booking = await node.book()
-            links = [link.replace(node.settings.public_url, node.url)
-                     for link in (booking.guardian_link, booking.doctor_link)]
-            secure = f"--unsafely-treat-insecure-origin-as-secure={node.url}"
-            async with launch_chromium(guardian_cam, ARTIFACTS / "weak-guardian",
-                                       prefix=net.prefix, extra_args=[secure]) as g_browser, \
-                    launch_chromium(doctor_cam, ARTIFACTS / "weak-doctor",
-                                    extra_args=[secure]) as d_browser:
-                guardian = await g_browser.new_page("guardian")
-                doctor = await d_browser.new_page("doctor")
-                await guardian.goto(links[0])
-                await doctor.goto(links[1])
-                await guardian.check("#consent-check")
-                await guardian.click("#join-btn")
-                await wait_for_body_data(guardian, "state", "waiting")
-                await doctor.click("#join-btn")
-                await remote_video_progress(guardian, timeout_s=30)
-                await wait_for_body_data(doctor, "peerQuality", ["good", "fair", "poor"],
-                                         timeout_s=20)
-                net.shape("100kbit")
-                await wait_for_body_data(guardian, "quality", ["fair", "poor"], timeout_s=30)
-                await wait_for_body_data(doctor, "peerQuality", ["fair", "poor"], timeout_s=15)
-                text = await doctor.inner_text("#quality-peer")
-                await d_browser.screenshot(doctor, "doctor-sees-weak-guardian")
+    async with call_with_guardian_apart(tmp_path, ARTIFACTS / "weak", "10.79.0.1", "10.79.0.2",
+                                        "tcq") as call:
+        guardian, doctor = call.guardian, call.doctor
+        await remote_video_progress(guardian, timeout_s=30)
+        await wait_for_body_data(doctor, "peerQuality", ["good", "fair", "poor"], timeout_s=20)
+        call.net.shape("100kbit")
+        await wait_for_body_data(guardian, "quality", ["fair", "poor"], timeout_s=30)
+        await wait_for_body_data(doctor, "peerQuality", ["fair", "poor"], timeout_s=15)
+        text = await doctor.inner_text("#quality-peer")
+        await call.doctor_browser.screenshot(doctor, "doctor-sees-weak-guardian")
     assert ("患者方网络较差" in text and "connection is weak" in text) or \
         ("患者方网络一般" in text and "connection is fair" in text), text
