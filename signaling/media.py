@@ -150,7 +150,7 @@ class Subscription:
 
     def resync(self) -> None:
         """Drop what is queued and wait for the next key frame (asked for once)."""
-        self.dropped += len(self._queue) + 1
+        self.dropped += len(self._queue)
         self._queue.clear()
         if self.source.kind == "video":
             self._need_keyframe = True
@@ -182,12 +182,17 @@ class RelayTrack(MediaStreamTrack):
     async def recv(self) -> av.Packet:  # type: ignore[override]
         if self.readyState != "live":
             raise MediaStreamError
+        if self.budget is not None and not self.frames:
+            # The sender starts once ICE and DTLS are up: what queued meanwhile is stale, and its
+            # key frame was made for the rate the sender had before this receiver came.
+            self.subscription.resync()
         try:
             while True:
                 packet = await self.subscription.get()
                 if self.budget is None or self.budget.admit(
                         packet.size, is_vp8_keyframe(bytes(packet)[:1])):
                     break
+                self.subscription.dropped += 1
                 self.subscription.resync()
         except MediaStreamError:
             self.stop()
