@@ -1,9 +1,10 @@
 """A call through the node on a shaped link, in real Chromium: the short version of bench.impair.
 
 Profile A (the doctor's downlink 500 kbit/s, 40 ms, 1 % loss) for a 30 s window, through the
-node only (the direct reference call is the benchmark's job). The bounds are generous, what a
-call that holds up meets with room to spare on a busy 2-core machine, and what a relay that
-backs up, drops the doctor or freezes does not: see bench/README.md for the measurements.
+node only (the direct reference call is the benchmark's job). The bounds leave room for a busy
+2-core machine and for the first seconds' start-up in the window; a relay that does not carry the
+doctor's downlink back to the guardian (measured before issue 11's fixes: 5.8 fps, 30 % of the
+audio concealed) or that backs up, drops the doctor or freezes fails them: see bench/README.md.
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ pytestmark = [pytest.mark.browser, pytest.mark.timeout(150)]
 
 async def test_call_through_the_node_holds_up_on_a_shaped_doctor_downlink(tmp_path: Path) -> None:
     clips = make_clips(tmp_path)
-    # 30 s: a relay whose sender outruns the doctor's link collapses some 15-20 s in.
+    # 30 s: a relay whose sender outruns the doctor's link collapsed some 15-20 s in.
     args = argparse.Namespace(seconds=30.0, warmup=3.0)
     with Lab(["node", "doctor", "guardian"]) as lab:
         result = await run_one(lab, PROFILES["A"], "relay", clips, args, ARTIFACTS)
@@ -34,15 +35,15 @@ async def test_call_through_the_node_holds_up_on_a_shaped_doctor_downlink(tmp_pa
 
     assert not result["dropped"], f"a participant dropped: {result['incidents']}"
     doctor = result["doctor_receives"]
-    assert doctor["fps"] >= 5, summary  # 15 sent
+    assert doctor["fps"] >= 10, summary  # 15 sent; direct: 14.6-15
     # Frames all along the window, not a picture that froze for good half-way.
     slices = [row[4] for row in result["timeline"]]
     assert all(fps is not None and fps >= 1 for fps in slices), (
         f"the doctor's picture stopped; [t, guardian sends kbit/s, its target, doctor receives "
         f"kbit/s, doctor fps, doctor rtt ms] every 2 s: {result['timeline']}")
-    assert doctor["rtt_ms_median"] is not None and doctor["rtt_ms_median"] < 2000, summary
-    assert doctor["rtt_ms_max"] < 5000, summary
-    assert doctor["audio_concealed_percent"] < 30, summary
+    assert doctor["rtt_ms_median"] is not None and doctor["rtt_ms_median"] < 1000, summary
+    assert doctor["rtt_ms_max"] < 2000, summary
+    assert doctor["audio_concealed_percent"] < 10, summary  # direct: ~1
     # The guardian's own downlink is clean.
     assert result["guardian_receives"]["fps"] >= 10, summary
     # Memory: no backlog growing in the node (the window is short: a generous slope).
