@@ -42,10 +42,10 @@ def test_the_loss_bound_starts_fast_backs_off_under_loss_and_holds_in_between() 
         t += 1
         link.report_loss(0.0, CAP, now=t)
     assert link.downlink() == CAP
-    for _ in range(3):  # a full router buffer: a third lost
+    for _ in range(3):  # a full router buffer: a quarter lost
         t += 1
-        link.report_loss(0.33, CAP, now=t)
-    assert abs(link.downlink() - CAP * (1 - 0.33 / 2) ** 3) <= 1
+        link.report_loss(0.25, CAP, now=t)
+    assert abs(link.downlink() - CAP * (1 - 0.25 / 2) ** 3) <= 1
     held = link.downlink()
     t += 1
     link.report_loss(0.05, CAP, now=t)  # random loss on a radio link: hold
@@ -53,9 +53,11 @@ def test_the_loss_bound_starts_fast_backs_off_under_loss_and_holds_in_between() 
     t += 10
     link.report_loss(0.0, CAP, now=t)  # after start-up, 8 % a second (one second counted)
     assert abs(link.downlink() - held * 1.08) <= 1
-    link.report_loss(0.5, CAP, now=t + 0.1)
-    link.report_loss(0.5, CAP, now=t + 0.2)  # one decrease per DECREASE_EVERY_S
-    assert abs(link.downlink() - held * 1.08 * 0.75) <= 1
+    link.report_loss(0.2, CAP, now=t + 0.1)
+    link.report_loss(0.2, CAP, now=t + 0.2)  # one decrease per DECREASE_EVERY_S
+    assert abs(link.downlink() - held * 1.08 * 0.9) <= 1
+    link.report_loss(0.6, CAP, now=t + 1)  # heavy loss: down to about what arrived
+    assert abs(link.downlink() - held * 1.08 * 0.9 * 0.4) <= 1
 
 
 def test_budget_refuses_what_the_downlink_cannot_take_in_time_never_a_key_frame() -> None:
