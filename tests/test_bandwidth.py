@@ -33,7 +33,7 @@ def test_target_is_the_cap_alone_then_the_receivers_downlink() -> None:
     assert receiver.downlink() == START_BPS
 
 
-def test_the_loss_bound_starts_fast_backs_off_under_loss_and_holds_in_between() -> None:
+def test_the_loss_bound_starts_fast_and_backs_off_under_heavy_loss() -> None:
     link = Link()
     link.restart()
     t = 100.0
@@ -42,22 +42,21 @@ def test_the_loss_bound_starts_fast_backs_off_under_loss_and_holds_in_between() 
         t += 1
         link.report_loss(0.0, CAP, now=t)
     assert link.downlink() == CAP
-    for _ in range(3):  # a full router buffer: a quarter lost
+    for _ in range(3):  # a full router buffer: a third lost
         t += 1
-        link.report_loss(0.25, CAP, now=t)
-    assert abs(link.downlink() - CAP * (1 - 0.25 / 2) ** 3) <= 1
+        link.report_loss(0.33, CAP, now=t)
+    assert abs(link.downlink() - CAP * (1 - 0.33 / 2) ** 3) <= 1
     held = link.downlink()
     t += 1
-    link.report_loss(0.05, CAP, now=t)  # random loss on a radio link: hold
-    assert link.downlink() == held
+    link.report_loss(0.05, CAP, now=t)  # random loss on a radio link: not the bound's business
+    assert link.downlink() > held
+    held = link.downlink()
     t += 10
     link.report_loss(0.0, CAP, now=t)  # after start-up, 8 % a second (one second counted)
     assert abs(link.downlink() - held * 1.08) <= 1
-    link.report_loss(0.2, CAP, now=t + 0.1)
-    link.report_loss(0.2, CAP, now=t + 0.2)  # one decrease per DECREASE_EVERY_S
-    assert abs(link.downlink() - held * 1.08 * 0.9) <= 1
-    link.report_loss(0.6, CAP, now=t + 1)  # heavy loss: down to about what arrived
-    assert abs(link.downlink() - held * 1.08 * 0.9 * 0.4) <= 1
+    link.report_loss(0.5, CAP, now=t + 0.1)
+    link.report_loss(0.5, CAP, now=t + 0.2)  # one decrease per DECREASE_EVERY_S
+    assert abs(link.downlink() - held * 1.08 * 0.75) <= 1
 
 
 def test_budget_refuses_what_the_downlink_cannot_take_in_time_never_a_key_frame() -> None:
