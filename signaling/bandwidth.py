@@ -4,10 +4,10 @@ sending browser is asked to send.
 A direct call gets this for free: the receiver's feedback goes straight back to the sender. Here
 each participant has a leg to the node, so the node joins the two. The sender's own leg is judged
 by the sender's congestion controller from the node's transport-wide feedback (signaling/twcc.py);
-the far side's leg reaches it as the node's REMB: min(the receiver's own REMB for its leg, the
-configured cap), which the browser takes as a ceiling. Until the receiver has an estimate the cap
-stands, so a call starts at full rate: Chromium takes a REMB above its start rate as its target
-while it has seen no loss in its first two seconds.
+the far side's leg reaches it as the node's REMB, which the browser takes as a ceiling:
+min(the configured cap, the receiver's downlink as the node learns it on its `Link`). Alone in
+the call a sender is asked for the cap; a new receiver's downlink starts at START_BPS, which
+Chromium takes as its target at once while it has seen no loss in its first two seconds.
 """
 
 from __future__ import annotations

@@ -6,8 +6,8 @@ node's own link is the bottleneck, in the node's UDP socket, where asyncio buffe
 and the ICE consent checks wait behind it. Either way the picture freezes seconds late.
 
 So the node keeps, per outgoing video stream, the queue it would build at the participant's
-downlink rate (signaling/bandwidth.py's estimate, plus HEADROOM) and refuses a frame
-that would take that queue past MAX_QUEUE_S (plus room for one key frame, which a low-rate link
+downlink rate (signaling/bandwidth.py's estimate, plus HEADROOM) and refuses a frame that
+would take that queue past MAX_QUEUE_S (plus room for one key frame, which a low-rate link
 needs more than MAX_QUEUE_S to carry). A refused frame makes the relay drop to the next key
 frame: every frame after it references it. Key frames are never refused. Audio is never limited
 here: it is small and what a call needs most.
