@@ -13,6 +13,7 @@
 //   consent  the guardian's informed consent: pending | given
 //   referral  after a termination: loading | shown | none
 
+import { bilingual } from './bilingual.js';
 import { handleVerify } from './verify.js'; // issue 3: the identity check panel
 import { handlePresence } from './presence.js'; // issue 4: the guardian-absent banner
 import { stopPrecall, wirePrecall } from './precall.js'; // issue 11: the pre-call check
@@ -122,17 +123,6 @@ const app = {
 // ------------------------------------------------------------------------------------------
 // Small DOM helpers
 
-function bilingual(el, zh, en) {
-  // "中文 English": Chinese first on every label; English in its own span with lang="en".
-  const z = document.createElement('span');
-  z.className = 'zh';
-  z.textContent = zh;
-  const e = document.createElement('span');
-  e.className = 'en';
-  e.lang = 'en';
-  e.textContent = en;
-  el.replaceChildren(z, ' ', e);
-}
 
 function setBadge(el, zh, en, tone) {
   el.hidden = false;

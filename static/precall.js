@@ -13,6 +13,8 @@
 //   precallRtt, precallDown, precallUp   ms, kbit/s, kbit/s (when done)
 //   precallAdvice  good | fair | poor | failed
 
+import { bilingual } from './bilingual.js';
+
 const $ = (id) => document.getElementById(id);
 const body = document.body;
 
@@ -32,16 +34,6 @@ const check = {
   running: false,
 };
 
-function bilingual(el, zh, en) {
-  const z = document.createElement('span');
-  z.className = 'zh';
-  z.textContent = zh;
-  const e = document.createElement('span');
-  e.className = 'en';
-  e.lang = 'en';
-  e.textContent = en;
-  el.replaceChildren(z, ' ', e);
-}
 
 // `openCamera` is the call page's: the stream opened here is the one the call then sends.
 export function wirePrecall({ token, openCamera, cameraErrorText }) {

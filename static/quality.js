@@ -7,6 +7,8 @@
 //   peerQuality  the other side's, as it reports it: good | fair | poor | stale
 // and #quality-peer's dataset carries the other side's figures (fps, freezes, ...).
 
+import { bilingual } from './bilingual.js';
+
 const $ = (id) => document.getElementById(id);
 const body = document.body;
 
@@ -27,15 +29,7 @@ function setBadge(el, zh, en, tone, title) {
   el.title = title;
   if (el.dataset.tone === tone && !wasHidden) return;
   el.dataset.tone = tone;
-  const label = el.querySelector('.badge-label');
-  const z = document.createElement('span');
-  z.className = 'zh';
-  z.textContent = zh;
-  const e = document.createElement('span');
-  e.className = 'en';
-  e.lang = 'en';
-  e.textContent = en;
-  label.replaceChildren(z, ' ', e);
+  bilingual(el.querySelector('.badge-label'), zh, en);
 }
 
 // Figures over one interval → a level. Thresholds: what people notice on a 15 fps call.
