@@ -35,10 +35,9 @@ from dataclasses import dataclass, field
 
 from aiohttp import WSMsgType, web
 
-from server.auth import CALL_ROLES, Claims, Role, authenticate, json_error
+from server.auth import Claims, json_error
 from server.lifecycle import State
-from server.store import records
-from signaling.handler import CONTEXT_KEY
+from signaling.handler import participant
 
 CHUNK_BYTES = 32 * 1024
 DOWNLOAD_BYTES = 2 * 1024 * 1024
@@ -95,18 +94,7 @@ def add_routes(app: web.Application) -> None:
 
 
 async def _participant(request: web.Request) -> Claims:
-    claims = authenticate(request, allow_query=True)
-    if claims.role not in CALL_ROLES or not claims.consultation_id:
-        raise json_error(403, "wrong_role", "only the doctor and the guardian test their link")
-    consultation = await records.get_consultation(request.app[CONTEXT_KEY].db,
-                                                  claims.consultation_id)
-    if consultation is None:
-        raise json_error(404, "no_consultation", "no such consultation")
-    expected = consultation.doctor_id if claims.role == Role.DOCTOR else (
-        consultation.guardian_id or consultation.patient_id)
-    if claims.subject != expected:
-        raise json_error(403, "not_a_participant",
-                         f"this {claims.role} is not a participant of the consultation")
+    claims, consultation = await participant(request, "test their link")
     if State(consultation.state).final:
         raise json_error(409, "bad_state", f"the consultation is already {consultation.state}")
     return claims

@@ -14,7 +14,7 @@ from server.cluster import Home
 from server.lifecycle import State, TransitionError
 from server.live import LiveStateUnavailable
 from server.logs import consultation_var
-from server.store import records
+from server.store import Consultation, records
 
 from .background import spawn
 from .context import NodeContext
@@ -251,13 +251,14 @@ async def _consent_status(ctx: NodeContext, cid: str) -> dict[str, Any]:
             "at": given.accepted_at.isoformat() if given else None}
 
 
-async def websocket(request: web.Request) -> web.StreamResponse:
-    """GET /ws?token=… — the token is checked before the upgrade (401/403 with a JSON body)."""
-    ctx = request.app[CONTEXT_KEY]
+async def participant(request: web.Request, doing: str) -> tuple[Claims, Consultation]:
+    """The token's claims and its consultation, if it is the doctor's or the guardian's of that
+    consultation (401/403/404 with a JSON body otherwise): who may `doing`."""
     claims = authenticate(request, allow_query=True)
     if claims.role not in CALL_ROLES or not claims.consultation_id:
-        raise json_error(403, "wrong_role", "only the doctor and the guardian join a call")
-    consultation = await records.get_consultation(ctx.db, claims.consultation_id)
+        raise json_error(403, "wrong_role", f"only the doctor and the guardian {doing}")
+    consultation = await records.get_consultation(request.app[CONTEXT_KEY].db,
+                                                  claims.consultation_id)
     if consultation is None:
         raise json_error(404, "no_consultation", "no such consultation")
     expected = consultation.doctor_id if claims.role == Role.DOCTOR else (
@@ -265,6 +266,13 @@ async def websocket(request: web.Request) -> web.StreamResponse:
     if claims.subject != expected:
         raise json_error(403, "not_a_participant",
                          f"this {claims.role} is not a participant of the consultation")
+    return claims, consultation
+
+
+async def websocket(request: web.Request) -> web.StreamResponse:
+    """GET /ws?token=… — the token is checked before the upgrade (401/403 with a JSON body)."""
+    ctx = request.app[CONTEXT_KEY]
+    claims, _ = await participant(request, "join a call")
     consultation_var.set(claims.consultation_id)  # on every log line from here on
     ws = web.WebSocketResponse(heartbeat=15.0, max_msg_size=HARD_MESSAGE_LIMIT)
     await ws.prepare(request)
