@@ -11,6 +11,7 @@ import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from enum import StrEnum
+from typing import Any
 
 import jwt
 from aiohttp import web
@@ -88,9 +89,10 @@ class Tokens:
         return Claims(role, str(payload["sub"]), payload.get("cid"), int(payload["exp"]))
 
 
-def json_error(status: int, code: str, message: str) -> web.HTTPException:
+def json_error(status: int, code: str, message: str, **extra: Any) -> web.HTTPException:
     """An HTTP error whose JSON body says what went wrong, for people and programs alike."""
-    body = json.dumps({"error": {"code": code, "message": message}}, ensure_ascii=False)
+    body = json.dumps({"error": {"code": code, "message": message, **extra}},
+                      ensure_ascii=False)
     if status == 413:  # aiohttp's 413 wants the sizes, which the message already gives
         return web.HTTPRequestEntityTooLarge(0, 0, text=body, content_type="application/json")
     return _ERRORS[status](text=body, content_type="application/json")
@@ -101,6 +103,7 @@ _ERRORS: dict[int, type[web.HTTPException]] = {
     401: web.HTTPUnauthorized,
     403: web.HTTPForbidden,
     404: web.HTTPNotFound,
+    408: web.HTTPRequestTimeout,
     409: web.HTTPConflict,
     413: web.HTTPRequestEntityTooLarge,
     422: web.HTTPUnprocessableEntity,

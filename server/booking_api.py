@@ -8,15 +8,18 @@ offending `field`, or for a policy refusal the failed `rule` in zh and en and th
 from __future__ import annotations
 
 import json
-from datetime import date, datetime, timedelta
-from typing import Any
+from datetime import date, timedelta
+from typing import Any, Literal
 
 from aiohttp import web
+from pydantic import BaseModel, ConfigDict
 
-from server import consent, export
-from server.auth import CLAIMS_KEY, TOKENS_KEY, Role, requires
+from server import consent, export, fields
+from server.auth import CLAIMS_KEY, TOKENS_KEY, Role
 from server.booking import BookingRefused, BookingRequest, UnknownRecord, book
 from server.demo import join_link
+from server.endpoint import endpoint
+from server.fields import Day, Id, Instant, MaskedNationalId, Name
 from server.policy import Policy, load_policy
 from server.referral import get_referral, referral_json
 from server.store import records
@@ -50,54 +53,49 @@ def error(status: int, code: str, message: str, **extra: Any) -> web.HTTPExcepti
     return kinds[status](text=body, content_type="application/json")
 
 
-# -- field validation ----------------------------------------------------------------------------
+# -- what each route accepts --------------------------------------------------------------------
 
-async def _json(request: web.Request) -> dict[str, Any]:
-    try:
-        body = await request.json()
-    except (ValueError, UnicodeDecodeError):
-        raise error(400, "bad_json", "the body must be a JSON object") from None
-    if not isinstance(body, dict):
-        raise error(400, "bad_json", "the body must be a JSON object")
-    return body
-
-
-def _str(body: dict[str, Any], name: str, limit: int = 200, required: bool = True) -> str | None:
-    value = body.get(name)
-    if value is None or (isinstance(value, str) and not value.strip()):
-        if required:
-            raise error(422, "bad_field", f"'{name}' is required", field=name)
-        return None
-    if not isinstance(value, str):
-        raise error(422, "bad_field", f"'{name}' must be a string", field=name)
-    if len(value) > limit:
-        raise error(422, "bad_field", f"'{name}' is longer than {limit}", field=name)
-    return value.strip()
+class NewConsultation(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    hospital_id: Id
+    specialty: fields.text(100)  # type: ignore[valid-type]
+    doctor_id: Id
+    patient_id: Id
+    guardian_id: Id
+    visit_type: Literal[VISIT_TYPES]  # type: ignore[valid-type]
+    scheduled_at: Instant
+    prior_diagnosis_id: Id | None = None
 
 
-def _req(body: dict[str, Any], name: str, limit: int = 200) -> str:
-    return str(_str(body, name, limit))
+class NewPatient(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    name: Name
+    birth_date: Day
+    national_id_masked: MaskedNationalId | None = None
 
 
-def _date(body: dict[str, Any], name: str) -> date:
-    raw = _req(body, name, 10)
-    try:
-        return date.fromisoformat(raw)
-    except ValueError:
-        raise error(422, "bad_field", f"'{name}' must be a date YYYY-MM-DD", field=name) from None
+class NewGuardian(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    patient_id: Id
+    name: Name
+    relation: fields.text(40)  # type: ignore[valid-type]
+    national_id_masked: MaskedNationalId | None = None
 
 
-def _instant(body: dict[str, Any], name: str) -> datetime:
-    raw = _req(body, name, 40)
-    try:
-        value = datetime.fromisoformat(raw)
-    except ValueError:
-        raise error(422, "bad_field", f"'{name}' must be an ISO 8601 date-time",
-                    field=name) from None
-    if value.tzinfo is None:
-        raise error(422, "bad_field", f"'{name}' needs a time zone offset (e.g. +08:00)",
-                    field=name)
-    return value
+class NewPriorDiagnosis(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    patient_id: Id
+    institution: fields.text(200)  # type: ignore[valid-type]
+    institution_hospital_id: Id | None = None
+    institution_is_physical: bool = True
+    diagnosis: fields.text(500)  # type: ignore[valid-type]
+    diagnosed_on: Day
+    document_ref: fields.text(200)  # type: ignore[valid-type]
+
+
+def _not_future(day: date, name: str) -> None:
+    if day > date.today():
+        raise error(422, "bad_field", f"'{name}' is in the future", field=name)
 
 
 def _actor(request: web.Request) -> str:
@@ -107,20 +105,10 @@ def _actor(request: web.Request) -> str:
 
 # -- booking -------------------------------------------------------------------------------------
 
-@requires(Role.ADMIN)
-async def create_consultation(request: web.Request) -> web.Response:
+@endpoint(Role.ADMIN, body=NewConsultation)
+async def create_consultation(request: web.Request, body: NewConsultation) -> web.Response:
     """Book a consultation; 201 with the consultation and both join links, or why not."""
-    body = await _json(request)
-    visit_type = _req(body, "visit_type", 20)
-    if visit_type not in VISIT_TYPES:
-        raise error(422, "bad_field", f"'visit_type' must be one of {', '.join(VISIT_TYPES)}",
-                    field="visit_type")
-    req = BookingRequest(
-        hospital_id=_req(body, "hospital_id", 40), specialty=_req(body, "specialty", 100),
-        doctor_id=_req(body, "doctor_id", 40), patient_id=_req(body, "patient_id", 40),
-        guardian_id=_req(body, "guardian_id", 40), visit_type=visit_type,
-        scheduled_at=_instant(body, "scheduled_at"),
-        prior_diagnosis_id=_str(body, "prior_diagnosis_id", 40, required=False))
+    req = BookingRequest(**body.model_dump())
     ctx = request.app[CONTEXT_KEY]
     if req.scheduled_at < ctx.clock.now() - PAST_TOLERANCE:
         raise error(422, "bad_field", "'scheduled_at' is in the past", field="scheduled_at")
@@ -155,62 +143,44 @@ async def create_consultation(request: web.Request) -> web.Response:
 
 # -- the records a booking needs (hospitals and doctors: the registry, issue 3) -------------------
 
-@requires(Role.ADMIN)
-async def create_patient(request: web.Request) -> web.Response:
-    body = await _json(request)
-    name = _req(body, "name", 100)
-    birth = _date(body, "birth_date")
-    if birth > date.today():
-        raise error(422, "bad_field", "'birth_date' is in the future", field="birth_date")
-    patient = await records.create_patient(
-        request.app[CONTEXT_KEY].db, name=name, birth_date=birth,
-        national_id_masked=_str(body, "national_id_masked", 32, required=False))
+@endpoint(Role.ADMIN, body=NewPatient)
+async def create_patient(request: web.Request, body: NewPatient) -> web.Response:
+    """Register a patient (least data: a national ID only masked)."""
+    _not_future(body.birth_date, "birth_date")
+    patient = await records.create_patient(request.app[CONTEXT_KEY].db, **body.model_dump())
     return web.json_response({"id": patient.id, "name": patient.name,
                               "birth_date": patient.birth_date.isoformat()}, status=201)
 
 
-@requires(Role.ADMIN)
-async def create_guardian(request: web.Request) -> web.Response:
-    body = await _json(request)
+@endpoint(Role.ADMIN, body=NewGuardian)
+async def create_guardian(request: web.Request, body: NewGuardian) -> web.Response:
+    """Register a patient's guardian (least data: a national ID only masked)."""
     db = request.app[CONTEXT_KEY].db
-    patient_id = _req(body, "patient_id", 40)
+    patient_id = body.patient_id
     if await records.get_patient(db, patient_id) is None:
         raise error(422, "unknown_id", f"no patient {patient_id!r}", field="patient_id")
-    guardian = await records.create_guardian(
-        db, patient_id=patient_id, name=_req(body, "name", 100),
-        relation=_req(body, "relation", 40),
-        national_id_masked=_str(body, "national_id_masked", 32, required=False))
+    guardian = await records.create_guardian(db, **body.model_dump())
     return web.json_response({"id": guardian.id, "patient_id": patient_id,
                               "name": guardian.name, "relation": guardian.relation}, status=201)
 
 
-@requires(Role.ADMIN)
-async def create_prior_diagnosis(request: web.Request) -> web.Response:
+@endpoint(Role.ADMIN, body=NewPriorDiagnosis)
+async def create_prior_diagnosis(request: web.Request, body: NewPriorDiagnosis) -> web.Response:
     """A diagnosis made in person at a hospital: what a follow-up online visit needs on file."""
-    body = await _json(request)
     db = request.app[CONTEXT_KEY].db
-    patient_id = _req(body, "patient_id", 40)
+    patient_id = body.patient_id
     if await records.get_patient(db, patient_id) is None:
         raise error(422, "unknown_id", f"no patient {patient_id!r}", field="patient_id")
-    hospital_id = _str(body, "institution_hospital_id", 40, required=False)
-    physical = body.get("institution_is_physical", True)
-    if not isinstance(physical, bool):
-        raise error(422, "bad_field", "'institution_is_physical' must be true or false",
-                    field="institution_is_physical")
+    hospital_id = body.institution_hospital_id
+    physical = body.institution_is_physical
     if hospital_id is not None:
         hospital = await records.get_hospital(db, hospital_id)
         if hospital is None:
             raise error(422, "unknown_id", f"no hospital {hospital_id!r}",
                         field="institution_hospital_id")
         physical = hospital.is_physical
-    diagnosed_on = _date(body, "diagnosed_on")
-    if diagnosed_on > date.today():
-        raise error(422, "bad_field", "'diagnosed_on' is in the future", field="diagnosed_on")
-    row = PriorDiagnosis(
-        patient_id=patient_id, institution=_req(body, "institution", 200),
-        institution_hospital_id=hospital_id, institution_is_physical=physical,
-        diagnosis=_req(body, "diagnosis", 500), diagnosed_on=diagnosed_on,
-        document_ref=_req(body, "document_ref", 200))
+    _not_future(body.diagnosed_on, "diagnosed_on")
+    row = PriorDiagnosis(**{**body.model_dump(), "institution_is_physical": physical})
     async with db.session() as session, session.begin():
         session.add(row)
     return web.json_response({
@@ -222,7 +192,7 @@ async def create_prior_diagnosis(request: web.Request) -> web.Response:
 
 # -- consent and referral, for the call page -------------------------------------------------------
 
-@requires(Role.DOCTOR, Role.GUARDIAN)
+@endpoint(Role.DOCTOR, Role.GUARDIAN)
 async def consent_text(request: web.Request) -> web.Response:
     """The current consent text; for the guardian, showing it is an event (what was shown)."""
     ctx = request.app[CONTEXT_KEY]
@@ -240,7 +210,7 @@ async def consent_text(request: web.Request) -> web.Response:
     }, headers=_NO_STORE)
 
 
-@requires(Role.DOCTOR, Role.GUARDIAN, Role.AUDITOR, Role.ADMIN)
+@endpoint(Role.DOCTOR, Role.GUARDIAN, Role.AUDITOR, Role.ADMIN)
 async def consultation_referral(request: web.Request) -> web.Response:
     """The referral of a terminated consultation, to show or print again later."""
     ctx = request.app[CONTEXT_KEY]
