@@ -6,13 +6,16 @@ from pathlib import Path
 
 from aiohttp import web
 
-from server.auth import CLAIMS_KEY, Role, json_error, requires
+from server.auth import CLAIMS_KEY, Role, json_error
+from server.endpoint import endpoint
 from server.store import records
 from signaling.handler import CONTEXT_KEY
 
 
 def add_routes(app: web.Application, static_dir: Path) -> None:
+    @endpoint()
     async def call_page(request: web.Request) -> web.FileResponse:
+        """The call page for doctors and guardians (the token comes in the fragment)."""
         return web.FileResponse(static_dir / "call.html", headers=_NO_STORE)
 
     app.router.add_get("/call", call_page)
@@ -25,7 +28,7 @@ def add_routes(app: web.Application, static_dir: Path) -> None:
 _NO_STORE = {"Cache-Control": "no-store", "Referrer-Policy": "no-referrer"}
 
 
-@requires(Role.DOCTOR, Role.GUARDIAN)
+@endpoint(Role.DOCTOR, Role.GUARDIAN)
 async def me(request: web.Request) -> web.Response:
     """What a participant's page shows: who they are and which consultation they joined."""
     claims = request[CLAIMS_KEY]
@@ -53,7 +56,7 @@ async def me(request: web.Request) -> web.Response:
     }, headers=_NO_STORE)
 
 
-@requires(Role.AUDITOR, Role.ADMIN, Role.OPS, Role.DOCTOR)
+@endpoint(Role.AUDITOR, Role.ADMIN, Role.OPS, Role.DOCTOR)
 async def consultation_events(request: web.Request) -> web.Response:
     """The consultation's audit trail and whether its hash chain is intact."""
     ctx = request.app[CONTEXT_KEY]
@@ -76,5 +79,7 @@ async def consultation_events(request: web.Request) -> web.Response:
     })
 
 
+@endpoint()
 async def healthz(request: web.Request) -> web.Response:
+    """Alive: the process answers (readiness is /readyz)."""
     return web.json_response({"ok": True})

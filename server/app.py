@@ -18,6 +18,7 @@ from server.auth import TOKENS_KEY, Role, Tokens
 from server.cluster import Cluster
 from server.config import Settings
 from server.consent import consent_gate
+from server.endpoint import endpoint
 from server.lifecycle import Gate, Lifecycle
 from server.live import make_live_state
 from server.orphans import OrphanSweeper
@@ -122,6 +123,7 @@ def _guardian_connected(rooms: Rooms) -> Gate:
     return gate
 
 
+@endpoint()
 async def readyz(request: web.Request) -> web.Response:
     """Ready only when the database and the live-state store both answer."""
     ctx = request.app.get(CONTEXT_KEY)

@@ -20,7 +20,8 @@ from prometheus_client import (
     generate_latest,
 )
 
-from server.auth import Role, requires
+from server.auth import Role
+from server.endpoint import endpoint
 
 REGISTRY = CollectorRegistry()
 ProcessCollector(registry=REGISTRY)  # process_cpu_seconds_total, memory, open fds
@@ -48,7 +49,7 @@ NODE_CPU = Gauge("tc_node_cpu_percent", "This node's CPU use, percent of one cor
                  registry=REGISTRY)
 
 
-@requires(Role.OPS, Role.ADMIN)
+@endpoint(Role.OPS, Role.ADMIN)
 async def metrics(request: web.Request) -> web.Response:
     """Scrapers send an ops token (Prometheus: `authorization: {credentials: ...}`)."""
     body = generate_latest(REGISTRY)

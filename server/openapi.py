@@ -16,8 +16,9 @@ from pydantic.json_schema import models_json_schema
 from server.auth import Role
 from server.endpoint import Endpoint, declared, endpoint
 
-# Routes that are not HTTP endpoints in OpenAPI's sense: the WebSocket (PROTOCOL.md) and files.
-UNDESCRIBED = re.compile(r"^/(ws|static/.*)$")
+# Routes that are not HTTP endpoints in OpenAPI's sense: the WebSockets (PROTOCOL.md, the
+# pre-call probe) and static files.
+UNDESCRIBED = re.compile(r"^/(ws|api/precall/probe|static/.*)$")
 _PARAM = re.compile(r"\{(\w+)(?::[^}]*)?\}")
 _REF = "#/components/schemas/{model}"
 ERROR_SCHEMA = {

@@ -14,9 +14,12 @@ from pathlib import Path
 from typing import Any
 
 from aiohttp import web
+from pydantic import BaseModel, ConfigDict
 
-from server.auth import CLAIMS_KEY, Role, json_error, requires
+from server import fields
+from server.auth import CLAIMS_KEY, Role, json_error
 from server.cluster import ALERTS
+from server.endpoint import endpoint
 from server.lifecycle import State, TransitionError
 from server.live import LiveStateUnavailable
 from signaling.handler import CONTEXT_KEY
@@ -25,7 +28,9 @@ SNAPSHOT_EVERY_S = 1.0
 
 
 def add_routes(app: web.Application, static_dir: Path) -> None:
+    @endpoint()
     async def ops_page(request: web.Request) -> web.FileResponse:
+        """The ops page (it asks for an ops token)."""
         return web.FileResponse(static_dir / "ops.html", headers={"Cache-Control": "no-store"})
 
     app.router.add_get("/ops", ops_page)
@@ -45,12 +50,13 @@ async def snapshot(request: web.Request) -> dict[str, Any]:
                 "live_state": f"unavailable: {exc}"}
 
 
-@requires(Role.OPS, Role.ADMIN)
+@endpoint(Role.OPS, Role.ADMIN)
 async def live_view(request: web.Request) -> web.Response:
+    """Every live consultation across the cluster, once."""
     return web.json_response(await snapshot(request))
 
 
-@requires(Role.OPS, Role.ADMIN, query_token=True)
+@endpoint(Role.OPS, Role.ADMIN, query_token=True)
 async def stream(request: web.Request) -> web.StreamResponse:
     """Server-sent events (EventSource cannot set headers, hence the token in the query)."""
     response = web.StreamResponse(headers={"Content-Type": "text/event-stream",
@@ -87,8 +93,13 @@ async def _send(response: web.StreamResponse, message: dict[str, Any]) -> None:
     await response.write(f"data: {json.dumps(message, ensure_ascii=False)}\n\n".encode())
 
 
-@requires(Role.OPS, Role.ADMIN)
-async def end_consultation(request: web.Request) -> web.Response:
+class EndRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    reason: fields.text(500)  # type: ignore[valid-type]
+
+
+@endpoint(Role.OPS, Role.ADMIN, body=EndRequest)
+async def end_consultation(request: web.Request, body: EndRequest) -> web.Response:
     """Ops ends a live consultation at once; the event names who did it and why.
 
     Ops cannot refer a patient (that is the doctor's clinical decision), so the consultation
@@ -97,13 +108,7 @@ async def end_consultation(request: web.Request) -> web.Response:
     ctx = request.app[CONTEXT_KEY]
     claims = request[CLAIMS_KEY]
     cid = request.match_info["cid"]
-    try:
-        body = await request.json()
-    except ValueError:
-        raise json_error(400, "bad_json", "the body must be JSON: {\"reason\": \"...\"}") from None
-    reason = body.get("reason") if isinstance(body, dict) else None
-    if not isinstance(reason, str) or not reason.strip() or len(reason) > 500:
-        raise json_error(422, "bad_field", "'reason' is required (1–500 characters)")
+    reason = body.reason
     try:
         change = await ctx.lifecycle.transition(
             cid, State.ABORTED, f"{claims.role}:{claims.subject}", f"ended by ops: {reason}",
@@ -115,7 +120,7 @@ async def end_consultation(request: web.Request) -> web.Response:
     return web.json_response({"consultation": cid, "state": str(change.state)})
 
 
-@requires(Role.OPS, Role.ADMIN)
+@endpoint(Role.OPS, Role.ADMIN)
 async def drain(request: web.Request) -> web.Response:
     """Drain this node before a shutdown: its calls go on, new consultations go to the others."""
     ctx = request.app[CONTEXT_KEY]
