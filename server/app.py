@@ -19,6 +19,7 @@ from server.cluster import Cluster
 from server.config import Settings
 from server.consent import consent_gate
 from server.endpoint import endpoint
+from server.errors import json_errors
 from server.lifecycle import Gate, Lifecycle
 from server.live import make_live_state
 from server.orphans import OrphanSweeper
@@ -36,7 +37,7 @@ log = logging.getLogger(__name__)
 
 
 def create_app(settings: Settings) -> web.Application:
-    app = web.Application(client_max_size=1024 * 1024)
+    app = web.Application(client_max_size=1024 * 1024, middlewares=[json_errors])
     app[SETTINGS_KEY] = settings
     app[TOKENS_KEY] = Tokens(settings.token_secret, settings.token_ttl_s)
     app.cleanup_ctx.append(_node)
