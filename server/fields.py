@@ -40,7 +40,7 @@ def _in_range(value: date) -> date:
     return value
 
 
-Id = Annotated[str, StringConstraints(min_length=1, max_length=64,
+Id = Annotated[str, StringConstraints(min_length=1, max_length=40,
                                       pattern=r"^[A-Za-z0-9][A-Za-z0-9_.:-]*$")]
 Name = text(100)
 Day = Annotated[date, AfterValidator(_in_range)]
