@@ -18,7 +18,7 @@ from server.auth import TOKENS_KEY, Role, Tokens
 from server.cluster import Cluster
 from server.config import Settings
 from server.consent import consent_gate
-from server.endpoint import endpoint
+from server.endpoint import BODY_TIMEOUT_KEY, endpoint
 from server.errors import json_errors
 from server.lifecycle import Gate, Lifecycle
 from server.live import make_live_state
@@ -40,6 +40,7 @@ def create_app(settings: Settings) -> web.Application:
     app = web.Application(client_max_size=1024 * 1024, middlewares=[json_errors])
     app[SETTINGS_KEY] = settings
     app[TOKENS_KEY] = Tokens(settings.token_secret, settings.token_ttl_s)
+    app[BODY_TIMEOUT_KEY] = settings.body_timeout_s
     app.cleanup_ctx.append(_node)
     app.router.add_get("/ws", websocket)
     app.router.add_get("/metrics", metrics.metrics)

@@ -89,6 +89,7 @@ class Settings:
     node_ttl_s: float = 6.0
     json_logs: bool = True
     max_message_bytes: int = 64 * 1024
+    body_timeout_s: float = 10.0  # an HTTP body must arrive within this after its headers
     retention_years: int = 3
     identity: IdentityConfig = field(default_factory=IdentityConfig)  # issue 3
     presence: PresenceConfig = field(default_factory=PresenceConfig)  # issue 4
@@ -198,6 +199,7 @@ def load_settings(**overrides: object) -> Settings:
         rejoin_grace_s=float(_env("TC_REJOIN_GRACE", "60")),
         stats_interval_s=float(_env("TC_STATS_INTERVAL", "5")),
         video_max_kbps=max(100, int(_env("TC_VIDEO_MAX_KBPS", "1700"))),
+        body_timeout_s=float(_env("TC_BODY_TIMEOUT", "10")),
         heartbeat_s=float(_env("TC_HEARTBEAT", "2")),
         node_ttl_s=float(_env("TC_NODE_TTL", "6")),
         json_logs=_env("TC_LOG_FORMAT", "json") == "json",

@@ -10,7 +10,8 @@ publishes, so the document cannot drift from what the node enforces.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable
+import contextlib
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
@@ -19,8 +20,9 @@ from pydantic import BaseModel, ValidationError
 
 from server.auth import Role, json_error, requires
 
-# A body the client declared but does not send holds a connection and a handler: not for long.
-BODY_READ_TIMEOUT_S = 10.0
+# A body the client declared but does not send holds a connection and a handler: not for long
+# (Settings.body_timeout_s, TC_BODY_TIMEOUT).
+BODY_TIMEOUT_KEY = web.AppKey("body_timeout_s", float)
 Handler = Callable[..., Awaitable[web.StreamResponse]]
 Wrapped = Callable[[web.Request], Awaitable[web.StreamResponse]]
 M = TypeVar("M", bound=BaseModel)
@@ -68,13 +70,21 @@ def endpoint(*roles: Role, body: type[BaseModel] | None = None,
 
 
 async def read_body(request: web.Request) -> bytes:
-    """The whole body, within the app's size limit and BODY_READ_TIMEOUT_S."""
+    """The whole body, within the app's size limit and its time limit."""
+    async with body_deadline(request):
+        return await request.read()
+
+
+@contextlib.asynccontextmanager
+async def body_deadline(request: web.Request) -> AsyncIterator[None]:
+    """Refuse (408) a body that has not arrived within the app's limit."""
+    limit = request.app.get(BODY_TIMEOUT_KEY, 10.0)
     try:
-        async with asyncio.timeout(BODY_READ_TIMEOUT_S):
-            return await request.read()
+        async with asyncio.timeout(limit):
+            yield
     except TimeoutError:
         raise json_error(408, "body_timeout",
-                         f"the body did not arrive within {BODY_READ_TIMEOUT_S:g} s") from None
+                         f"the body did not arrive within {limit:g} s") from None
 
 
 def parse_json(raw: bytes, model: type[M]) -> M:
