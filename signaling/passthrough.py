@@ -204,9 +204,9 @@ def send_remb(receiver: RTCRtpReceiver, bitrate: int) -> bool:
 
 
 def on_feedback(sender: RTCRtpSender, on_remb: Callable[[int], None],
-                on_loss: Callable[[float], None]) -> None:
-    """Route what a browser reports of this sender's stream: its REMB (bit/s) and the fraction
-    lost in each receiver report (0..1)."""
+                on_report: Callable[[int, int], None]) -> None:
+    """Route what a browser reports of this sender's stream: its REMB (bit/s) and each receiver
+    report's cumulative packets lost and extended highest sequence number."""
     _require(sender, "_handle_rtcp_packet")
     original = sender._handle_rtcp_packet
 
@@ -221,7 +221,7 @@ def on_feedback(sender: RTCRtpSender, on_remb: Callable[[int], None],
         elif isinstance(packet, RtcpRrPacket | RtcpSrPacket):
             for report in packet.reports:
                 if report.ssrc == sender._ssrc:
-                    on_loss(report.fraction_lost / 256)
+                    on_report(report.packets_lost, report.highest_sequence)
         await original(packet)
 
     sender._handle_rtcp_packet = handle  # type: ignore[method-assign]

@@ -88,7 +88,8 @@ class Peer:
                 budget.socket_backlog = lambda sender=sender: passthrough.send_backlog(sender)
                 passthrough.on_feedback(
                     sender, self.link.report_downlink,
-                    lambda lost: self.link.report_loss(lost, self._video_cap))
+                    lambda lost, highest: self.link.report_counters(lost, highest,
+                                                                    self._video_cap))
         answer = await self.pc.createAnswer()
         await self.pc.setLocalDescription(answer)
         return self.pc.localDescription.sdp

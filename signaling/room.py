@@ -94,6 +94,8 @@ class Room:
                     continue
                 try:  # one bad reading must not end the statistics for the rest of the call
                     stats = await self._stats(p, received, sent_meters[role])
+                    if log.isEnabledFor(logging.DEBUG):
+                        log.debug("stats of %s: %s", p.actor, stats)
                     await self._publish_participant(p, stats=stats)
                     problems = poor_network(stats)
                     change = watches[role].observe(problems)

@@ -10,7 +10,7 @@ import time
 from aiortc import RTCRtpSender
 
 from signaling import passthrough
-from signaling.bandwidth import FRESH_S, START_BPS, Link, target
+from signaling.bandwidth import FRESH_S, MIN_LOSS_PACKETS, START_BPS, Link, target
 from signaling.budget import HEADROOM, MAX_QUEUE_S, SendBudget
 from signaling.media import KEYFRAME_REQUEST_INTERVAL_S, MediaSource
 
@@ -52,11 +52,41 @@ def test_the_loss_bound_starts_fast_and_backs_off_under_heavy_loss() -> None:
     assert link.downlink() > held
     held = link.downlink()
     t += 10
-    link.report_loss(0.0, CAP, now=t)  # after start-up, 8 % a second (one second counted)
-    assert abs(link.downlink() - held * 1.08) <= 1
+    link.report_loss(0.0, CAP, now=t)  # after start-up, 8 % a second (two seconds counted)
+    assert abs(link.downlink() - held * 1.08**2) <= 1
     link.report_loss(0.5, CAP, now=t + 0.1)
     link.report_loss(0.5, CAP, now=t + 0.2)  # one decrease per DECREASE_EVERY_S
-    assert abs(link.downlink() - held * 1.08 * 0.75) <= 1
+    assert abs(link.downlink() - held * 1.08**2 * 0.75) <= 1
+
+
+def test_random_loss_at_a_low_rate_does_not_cut_the_bound() -> None:
+    """3 % loss on a 100 kbit/s stream, reported every 0.5 s (6 packets a report): one lost
+    packet in a report is 17 % of that report, but 3 % of what was sent."""
+    link = Link()
+    link.restart()
+    link.loss_bound_bps = 200_000
+    sent = lost = 0
+    now = 100.0
+    for _ in range(120):  # a minute
+        for _ in range(6):
+            sent += 1
+            lost += sent % 33 == 0
+        now += 0.5
+        link.report_counters(lost, sent, CAP, now=now)
+    assert link.downlink() > 200_000
+    assert lost >= 20
+    assert link.losses.pending_expected < MIN_LOSS_PACKETS
+
+
+def test_heavy_loss_is_still_seen_over_enough_packets() -> None:
+    link = Link()
+    link.restart()
+    sent = lost = 0
+    for i in range(10):
+        sent += 10
+        lost += 4  # a full router buffer: 40 % lost
+        link.report_counters(lost, sent, CAP, now=100.0 + i)
+    assert link.downlink() < START_BPS
 
 
 def test_budget_refuses_what_the_downlink_cannot_take_in_time_never_a_key_frame() -> None:
@@ -102,7 +132,7 @@ def test_key_frame_requests_are_coalesced() -> None:
 
 async def _remb_seen(sender: RTCRtpSender) -> list[int]:
     seen: list[int] = []
-    passthrough.on_feedback(sender, seen.append, lambda lost: None)
+    passthrough.on_feedback(sender, seen.append, lambda lost, highest: None)
     return seen
 
 
