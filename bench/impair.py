@@ -151,7 +151,8 @@ class NodeRun:
                if not k.startswith("TC_") and k not in ("DATABASE_URL", "REDIS_URL")}
         env.update(TC_DATA_DIR=str(data), TC_HOST=self.address, TC_PORT=str(NODE_PORT),
                    TC_ICE_HOST_ADDRESSES=self.address, TC_TOKEN_SECRET=secret,
-                   TC_IDENTITY_REQUIRED="0", TC_GUARDIAN_PRESENCE="0", TC_LOG_LEVEL=os.environ.get("BENCH_NODE_LOG_LEVEL", "WARNING"))
+                   TC_IDENTITY_REQUIRED="0", TC_GUARDIAN_PRESENCE="0",
+                   TC_LOG_LEVEL=os.environ.get("BENCH_NODE_LOG_LEVEL", "WARNING"))
         with (self.workdir / "node.log").open("ab") as out:
             # nsenter execs the node: self.proc.pid is the node's own pid.
             self.proc = self.lab["node"].ns.popen([sys.executable, "-m", "server", "run"],
