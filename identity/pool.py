@@ -16,6 +16,7 @@ from typing import Any
 import numpy as np
 
 from . import worker
+from .image_check import PhotoLimits
 from .worker import EnrollResult, FrameResult
 
 
@@ -43,8 +44,8 @@ class FacePool:
                       thumbnail: bool = False) -> FrameResult:
         return await self._run(worker.analyse, rgb, known, encode, landmarks, thumbnail)
 
-    async def enroll(self, data: bytes, min_face_px: int) -> EnrollResult:
-        return await self._run(worker.enroll, data, min_face_px)
+    async def enroll(self, data: bytes, min_face_px: int, limits: PhotoLimits) -> EnrollResult:
+        return await self._run(worker.enroll, data, min_face_px, limits)
 
     def close(self) -> None:
         if self._executor is not None:
