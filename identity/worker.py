@@ -17,6 +17,8 @@ from typing import Any
 
 import numpy as np
 
+from server.logs import LogSettings
+
 from . import image_check
 from .image_check import PhotoLimits
 
@@ -31,6 +33,13 @@ THUMB_PX = 160
 _fr: Any = None
 
 Box = tuple[int, int, int, int]  # top, right, bottom, left (face_recognition's order)
+
+
+def start(logs: LogSettings | None = None) -> None:
+    """A worker process's initialiser: log as the node does, then load the models."""
+    if logs is not None:
+        logs.configure()
+    initialise()
 
 
 def initialise() -> None:
