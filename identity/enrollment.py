@@ -76,7 +76,7 @@ async def enroll(svc: IdentityService, whose: Whose, photo: bytes, min_face_px: 
     # A size past the limits is refused from the header here, so it never takes a worker's turn.
     found = image_check.header(photo)
     refused = found and image_check.refusal(found.width, found.height, svc.config.photo)
-    if found and refused:
+    if found is not None and refused is not None:
         result = EnrollResult(error=refused.code, message=refused.message, width=found.width,
                               height=found.height)
     else:
