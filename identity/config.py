@@ -12,7 +12,9 @@ real photos.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
+
+from .image_check import PhotoLimits
 
 CHALLENGES = ("blink", "turn_left", "turn_right")
 ACTIONS = ("alert", "pause", "end")
@@ -45,6 +47,8 @@ class IdentityConfig:
     # Enrollment.
     max_photo_bytes: int = 5 * 1024 * 1024
     min_face_px: int = 80
+    # Pixel limits of every reference photo, doctors' and guardians' (image_check.py).
+    photo: PhotoLimits = field(default_factory=PhotoLimits)
     workers: int = 1
 
     def checked(self) -> IdentityConfig:
@@ -54,6 +58,7 @@ class IdentityConfig:
             raise ValueError(f"TC_FACE_CHALLENGE={self.challenge!r}: random or one of {CHALLENGES}")
         if self.mismatch_action not in ACTIONS:
             raise ValueError(f"TC_FACE_MISMATCH_ACTION={self.mismatch_action!r}: one of {ACTIONS}")
+        self.photo.checked()
         return self
 
     def with_(self, **changes: object) -> IdentityConfig:

@@ -1,6 +1,7 @@
 """Enrolling a reference photo (a doctor's or a guardian's): read the upload within its size
-limit, check it in a face worker (exactly one face, big enough), keep the photo in protected
-storage and its encoding and SHA-256 in the database; every outcome is an event."""
+limit, refuse from its header a picture too large or too thin to decode (image_check.py), check
+it in a face worker (whole, exactly one face, big enough), keep the photo in protected storage and
+its encoding and SHA-256 in the database; every outcome is an event."""
 
 from __future__ import annotations
 
@@ -11,9 +12,11 @@ from aiohttp import web
 from server.auth import json_error
 from server.store.models import SYSTEM_CHAIN
 
+from . import image_check
 from .guardian_models import GuardianFaceEnrollment
 from .models import FaceEnrollment
 from .service import IdentityService
+from .worker import EnrollResult
 
 PHOTO_TYPES = ("image/jpeg", "image/png")
 
@@ -70,11 +73,18 @@ def _too_large(limit: int, size: int) -> web.HTTPException:
 
 async def enroll(svc: IdentityService, whose: Whose, photo: bytes, min_face_px: int,
                  actor: str) -> FaceEnrollment | GuardianFaceEnrollment:
-    result = await svc.pool.enroll(photo, min_face_px)
+    # A size past the limits is refused from the header here, so it never takes a worker's turn.
+    found = image_check.header(photo)
+    refused = found and image_check.refusal(found.width, found.height, svc.config.photo)
+    if found is not None and refused is not None:
+        result = EnrollResult(error=refused.code, message=refused.message, width=found.width,
+                              height=found.height)
+    else:
+        result = await svc.pool.enroll(photo, min_face_px, svc.config.photo)
     if result.error is not None or result.encoding is None:
         await svc.ctx.events.append(SYSTEM_CHAIN, f"{whose.events}.enroll.refused", actor, {
             whose.kind: whose.id, "code": result.error, "faces": result.faces,
-            "face_px": result.face_px})
+            "face_px": result.face_px, "width": result.width, "height": result.height})
         message = result.message
         if result.error == "several_faces":
             message = f"{result.faces} faces were found; the photo must show only the {whose.kind}"

@@ -68,8 +68,9 @@ def add_routes(app: web.Application, config: PresenceConfig) -> None:
 async def upload_guardian_face(request: web.Request) -> web.Response:
     """PUT the guardian's reference photo as the raw body (image/jpeg or image/png).
 
-    413 above the size limit; 422 with a code (unsupported_format, unreadable_image, no_face,
-    several_faces, face_too_small) when the photo cannot be enrolled; 404 for an unknown guardian.
+    413 above the size limit; 422 with a code (unsupported_format, unreadable_image,
+    image_too_large, bad_image, no_face, several_faces, face_too_small) when the photo cannot be
+    enrolled; 404 for an unknown guardian.
     """
     svc = request.app[IDENTITY_KEY]
     cfg = request.app[PRESENCE_CONFIG_KEY]

@@ -2,8 +2,9 @@
 face work runs in separate processes and the event loop only awaits their answers.
 
 Started lazily (nodes and tests that never verify anybody pay nothing) with the forkserver
-context: a clean process that does not inherit the node's sockets, threads or event loop. Each
-worker imports face_recognition once in its initialiser.
+context: a clean process that does not inherit the node's sockets, threads or event loop, nor its
+logging set-up. Each worker's initialiser configures logging as the node's (JSON lines, warnings
+included) and imports face_recognition once.
 """
 
 from __future__ import annotations
@@ -15,20 +16,24 @@ from typing import Any
 
 import numpy as np
 
+from server.logs import LogSettings
+
 from . import worker
+from .image_check import PhotoLimits
 from .worker import EnrollResult, FrameResult
 
 
 class FacePool:
-    def __init__(self, workers: int = 1) -> None:
+    def __init__(self, workers: int = 1, logs: LogSettings | None = None) -> None:
         self.workers = max(1, workers)
+        self.logs = logs  # None: the workers keep Python's default logging
         self._executor: ProcessPoolExecutor | None = None
 
     def _pool(self) -> ProcessPoolExecutor:
         if self._executor is None:
             self._executor = ProcessPoolExecutor(
                 self.workers, mp_context=multiprocessing.get_context("forkserver"),
-                initializer=worker.initialise)
+                initializer=worker.start, initargs=(self.logs,))
         return self._executor
 
     async def _run(self, fn: Any, *args: Any) -> Any:
@@ -43,8 +48,8 @@ class FacePool:
                       thumbnail: bool = False) -> FrameResult:
         return await self._run(worker.analyse, rgb, known, encode, landmarks, thumbnail)
 
-    async def enroll(self, data: bytes, min_face_px: int) -> EnrollResult:
-        return await self._run(worker.enroll, data, min_face_px)
+    async def enroll(self, data: bytes, min_face_px: int, limits: PhotoLimits) -> EnrollResult:
+        return await self._run(worker.enroll, data, min_face_px, limits)
 
     def close(self) -> None:
         if self._executor is not None:

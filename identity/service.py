@@ -19,6 +19,7 @@ from server import metrics
 from server.auth import Role
 from server.lifecycle import Gate, State, Transition
 from server.live import LiveStateUnavailable
+from server.logs import LogSettings
 from server.store import records
 from signaling.context import NodeContext
 from signaling.room import Room
@@ -48,7 +49,9 @@ class IdentityService:
     def __init__(self, config: IdentityConfig, ctx: NodeContext) -> None:
         self.config = config
         self.ctx = ctx
-        self.pool = FacePool(config.workers)
+        settings = ctx.settings
+        self.pool = FacePool(config.workers,
+                             LogSettings(settings.log_level, settings.node_id, settings.json_logs))
         self.store = ProtectedStore(ctx.settings.data_dir / "identity")
         self.verifications: dict[str, Verification] = {}
         self.assurances: dict[str, Assurance] = {}

@@ -17,6 +17,13 @@ from typing import Any
 
 import numpy as np
 
+from server.logs import LogSettings
+
+from . import image_check
+from .image_check import PhotoLimits
+
+DEFAULT_LIMITS = PhotoLimits()
+
 DETECT_WIDTH = 320
 # Detectors return small false "faces" (hair, badges): a face narrower than this share of the
 # largest one is not counted as a person.
@@ -26,6 +33,13 @@ THUMB_PX = 160
 _fr: Any = None
 
 Box = tuple[int, int, int, int]  # top, right, bottom, left (face_recognition's order)
+
+
+def start(logs: LogSettings | None = None) -> None:
+    """A worker process's initialiser: log as the node does, then load the models."""
+    if logs is not None:
+        logs.configure()
+    initialise()
 
 
 def initialise() -> None:
@@ -137,8 +151,9 @@ class EnrollResult:
     height: int = 0
 
 
-def enroll(data: bytes, min_face_px: int) -> EnrollResult:
-    """Check a reference photo: readable JPEG/PNG, exactly one face, big enough; encode it."""
+def enroll(data: bytes, min_face_px: int, limits: PhotoLimits = DEFAULT_LIMITS) -> EnrollResult:
+    """Check a reference photo: readable JPEG/PNG, whole, within `limits`, exactly one face, big
+    enough; encode it. The size is checked from the header, before anything is decoded."""
     from PIL import Image, ImageOps, UnidentifiedImageError
 
     try:
@@ -146,14 +161,25 @@ def enroll(data: bytes, min_face_px: int) -> EnrollResult:
             if img.format not in ("JPEG", "PNG"):
                 return EnrollResult(error="unsupported_format",
                                     message=f"a JPEG or PNG photo is needed, not {img.format}")
-            img.load()
-            rgb_img = ImageOps.exif_transpose(img).convert("RGB")
-    except (UnidentifiedImageError, OSError, ValueError, Image.DecompressionBombError) as exc:
+            refused = image_check.refusal(img.width, img.height, limits)
+            if refused is not None:
+                return EnrollResult(error=refused.code, message=refused.message,
+                                    width=img.width, height=img.height)
+            try:
+                _load_whole(img)
+                rgb_img = ImageOps.exif_transpose(img).convert("RGB")
+            except (OSError, ValueError, SyntaxError) as exc:
+                return EnrollResult(error="bad_image", width=img.width, height=img.height,
+                                    message=f"the photo is damaged or cut short: {exc}")
+    except Image.DecompressionBombError as exc:  # past 2x Pillow's limit: refused at the header
+        return EnrollResult(error="image_too_large", message=f"the photo is too large: {exc}")
+    except (UnidentifiedImageError, OSError, ValueError, SyntaxError) as exc:
         return EnrollResult(error="unreadable_image", message=f"the photo cannot be read: {exc}")
     # Detect on a copy at most 800 px wide: the photo's faces are large, and HOG cost grows
     # with the area.
     scale = min(1.0, 800 / max(rgb_img.size))
-    small = rgb_img.resize((round(rgb_img.width * scale), round(rgb_img.height * scale)))
+    small = rgb_img.resize((max(1, round(rgb_img.width * scale)),
+                            max(1, round(rgb_img.height * scale))))
     found = _lib().face_locations(np.asarray(small), number_of_times_to_upsample=1)
     boxes = sorted(((round(t / scale), round(r / scale), round(b / scale), round(le / scale))
                     for t, r, b, le in found),
@@ -177,3 +203,16 @@ def enroll(data: bytes, min_face_px: int) -> EnrollResult:
     rgb = np.asarray(rgb_img)
     result.encoding = [float(x) for x in _lib().face_encodings(rgb, [box])[0]]
     return result
+
+
+def _load_whole(img: Any) -> None:
+    """Decode all of `img`, or raise: face_recognition turns Pillow's LOAD_TRUNCATED_IMAGES on at
+    import, which would pad a photo cut short with grey and enroll it (issue 17)."""
+    from PIL import ImageFile
+
+    lenient = ImageFile.LOAD_TRUNCATED_IMAGES
+    ImageFile.LOAD_TRUNCATED_IMAGES = False
+    try:
+        img.load()
+    finally:
+        ImageFile.LOAD_TRUNCATED_IMAGES = lenient

@@ -18,6 +18,7 @@ from pathlib import Path
 from aiortc import RTCIceServer
 
 from identity.config import IdentityConfig
+from identity.image_check import PhotoLimits
 from identity.presence_config import PresenceConfig
 from signaling.turn import TURN_SCHEMES, TurnConfig
 
@@ -140,6 +141,11 @@ def _identity() -> IdentityConfig:
         grace_s=float(_env("TC_FACE_GRACE_S", "10")),
         mismatch_action=_env("TC_FACE_MISMATCH_ACTION", "alert"),
         max_photo_bytes=int(_env("TC_FACE_MAX_PHOTO_BYTES", str(5 * 1024 * 1024))),
+        photo=PhotoLimits(
+            max_side=int(_env("TC_FACE_MAX_PHOTO_SIDE", "4096")),
+            max_pixels=int(_env("TC_FACE_MAX_PHOTO_PIXELS", str(4096 * 4096))),
+            min_side=int(_env("TC_FACE_MIN_PHOTO_SIDE", "64")),
+            max_aspect=float(_env("TC_FACE_MAX_PHOTO_ASPECT", "4"))),
         workers=int(_env("TC_FACE_WORKERS", "1")),
     ).checked()
 

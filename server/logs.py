@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import logging
 from contextvars import ContextVar
+from dataclasses import dataclass
 from datetime import UTC, datetime
 
 consultation_var: ContextVar[str | None] = ContextVar("consultation_id", default=None)
@@ -34,6 +35,8 @@ class JsonFormatter(logging.Formatter):
 
 
 def configure(level: str, node_id: str, json_lines: bool = True) -> None:
+    """Log to stderr, one JSON object a line; `warnings` go through logging too (py.warnings),
+    or a library's warning would be a plain-text line in the middle of the JSON."""
     handler = logging.StreamHandler()
     if json_lines:
         handler.setFormatter(JsonFormatter(node_id))
@@ -42,3 +45,16 @@ def configure(level: str, node_id: str, json_lines: bool = True) -> None:
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level)
+    logging.captureWarnings(True)
+
+
+@dataclass(frozen=True)
+class LogSettings:
+    """What `configure` needs, picklable: the face worker processes log as their node does."""
+
+    level: str
+    node_id: str
+    json_lines: bool = True
+
+    def configure(self) -> None:
+        configure(self.level, self.node_id, self.json_lines)

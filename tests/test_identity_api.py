@@ -9,9 +9,11 @@ from PIL import Image
 
 from server.auth import Role
 from server.store.models import SYSTEM_CHAIN
-from tests.browser import OBAMA, TWO_PEOPLE, empty_scene
+from tests.browser import OBAMA, TWO_PEOPLE, empty_scene, load_photo
+from tests.hostile_images import blank_png, cut_short, encoded
 
 from .identity_fixtures import enroll_photo, identity_node
+from .presence_fixtures import enroll_guardian_photo
 
 
 def _auth(node, role: Role = Role.ADMIN) -> dict[str, str]:
@@ -104,3 +106,69 @@ async def test_enrollment_over_http(tmp_path: Path) -> None:
         kinds = [e.kind for e in await node.ctx.events.events(SYSTEM_CHAIN)]
         assert kinds.count("identity.enroll.refused") == 3
         assert "identity.enrolled" in kinds and "identity.photo.read" in kinds
+
+
+async def _refusals(node, kind: str) -> list[dict]:
+    return [e.data for e in await node.ctx.events.events(SYSTEM_CHAIN) if e.kind == kind]
+
+
+def _stored(node) -> list[Path]:
+    return [p for p in (node.settings.data_dir / "identity").rglob("*") if p.is_file()]
+
+
+async def test_a_photo_cut_short_is_not_enrolled(tmp_path: Path) -> None:
+    """Issue 17 (4): a JPEG cut at 70% was padded with grey in the worker and enrolled."""
+    async with identity_node(tmp_path) as node:
+        booking = await node.book()
+        whole = OBAMA.read_bytes()
+        r = await enroll_photo(node, booking.doctor_id, cut_short(whole))
+        body = await r.json()
+        assert r.status == 422 and body["error"]["code"] == "bad_image", body
+        assert "cut short" in body["error"]["message"]
+        png = encoded(load_photo(OBAMA), "PNG")
+        r = await enroll_guardian_photo(node, booking.guardian_id, cut_short(png), "image/png")
+        assert r.status == 422 and (await r.json())["error"]["code"] == "bad_image"
+        assert _stored(node) == []
+        r = await node.session.get(f"{node.url}/api/admin/doctors/{booking.doctor_id}/face",
+                                   headers=_auth(node))
+        assert r.status == 404
+        refused = await _refusals(node, "identity.enroll.refused")
+        assert [(e["doctor"], e["code"]) for e in refused] == [(booking.doctor_id, "bad_image")]
+        refused = await _refusals(node, "guardian.enroll.refused")
+        assert [e["code"] for e in refused] == ["bad_image"]
+        r = await enroll_photo(node, booking.doctor_id, whole)
+        assert r.status == 200, await r.text()
+
+
+async def test_photo_sizes_past_the_limits_are_refused(tmp_path: Path) -> None:
+    """Issue 17 (5): a 20 KB PNG of 13000x13000 took a face worker to 1.1 GB for 4 s, and a
+    30000x2 PNG gave a 500. Sizes are refused from the header, doctors' and guardians' alike."""
+    async with identity_node(tmp_path) as node:
+        booking = await node.book()
+        did = booking.doctor_id
+        bomb = blank_png(13000, 13000)
+        assert len(bomb) < 25_000
+        cases = [(bomb, "image/png", "image_too_large", (13000, 13000)),
+                 (encoded(Image.new("RGB", (30000, 2)), "PNG"), "image/png", "image_too_large",
+                  (30000, 2)),
+                 (encoded(empty_scene((4200, 1400)), "JPEG"), "image/jpeg", "image_too_large",
+                  (4200, 1400)),
+                 (encoded(Image.new("RGB", (48, 48)), "PNG"), "image/png", "bad_image", (48, 48)),
+                 (encoded(empty_scene((1600, 300)), "JPEG"), "image/jpeg", "bad_image",
+                  (1600, 300))]
+        for data, kind, code, size in cases:
+            r = await enroll_photo(node, did, data, content_type=kind)
+            body = await r.json()
+            assert r.status == 422 and body["error"]["code"] == code, body
+            assert f"{size[0]}x{size[1]}" in body["error"]["message"]
+        r = await enroll_guardian_photo(node, booking.guardian_id, bomb, "image/png")
+        assert r.status == 422 and (await r.json())["error"]["code"] == "image_too_large"
+        assert _stored(node) == []
+        refused = await _refusals(node, "identity.enroll.refused")
+        assert [(e["code"], (e["width"], e["height"])) for e in refused] == [
+            (code, size) for _, _, code, size in cases]
+        refused = await _refusals(node, "guardian.enroll.refused")
+        assert [(e["guardian"], e["code"]) for e in refused] == [
+            (booking.guardian_id, "image_too_large")]
+        r = await enroll_photo(node, did, OBAMA.read_bytes())
+        assert r.status == 200, await r.text()

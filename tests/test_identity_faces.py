@@ -7,9 +7,9 @@ import io
 
 import numpy as np
 import pytest
-from PIL import Image, ImageOps
+from PIL import Image, ImageFile, ImageOps
 
-from identity import worker
+from identity import image_check, worker
 from identity.config import IdentityConfig
 from identity.geometry import (
     Pose,
@@ -19,6 +19,7 @@ from identity.geometry import (
     pose_from_landmarks,
     turned,
 )
+from identity.image_check import PhotoLimits
 from tests.browser import (
     ADULT_A,
     ADULT_B,
@@ -31,6 +32,7 @@ from tests.browser import (
     head_and_shoulders,
     load_photo,
 )
+from tests.hostile_images import blank_png, cut_short, encoded
 
 THRESHOLD = IdentityConfig().threshold
 OBAMA_480 = FACES / "obama" / "obama-480p.jpg"
@@ -162,6 +164,45 @@ def test_enrollment_refuses_unreadable_and_unsupported_images() -> None:
     out = io.BytesIO()
     load_photo(OBAMA).save(out, "GIF")
     assert worker.enroll(out.getvalue(), 80).error == "unsupported_format"
+
+
+def test_enrollment_refuses_a_photo_cut_short() -> None:
+    """Issue 17 (4): face_recognition turns Pillow's LOAD_TRUNCATED_IMAGES on when imported, and
+    a JPEG cut at 70% was padded with grey and enrolled. A reference must be the whole photo."""
+    worker.initialise()
+    assert ImageFile.LOAD_TRUNCATED_IMAGES  # what the worker runs with: face_recognition's
+    jpeg = OBAMA.read_bytes()
+    png = encoded(load_photo(OBAMA), "PNG")
+    for data in (cut_short(jpeg), cut_short(png), jpeg[:-2]):  # [:-2]: only the end marker lost
+        result = worker.enroll(data, 80)
+        assert result.error == "bad_image" and result.encoding is None, result
+        assert "cut short" in result.message
+    assert ImageFile.LOAD_TRUNCATED_IMAGES  # face_recognition's own setting is left alone
+    assert worker.enroll(jpeg, 80).error is None and worker.enroll(png, 80).error is None
+
+
+@pytest.mark.filterwarnings("ignore::PIL.Image.DecompressionBombWarning")  # Pillow only warns
+def test_enrollment_refuses_sizes_past_the_limits() -> None:
+    """Issue 17 (5): a 20 KB PNG of 13000x13000 was decoded (1.1 GB, 4 s) and a 30000x2 PNG
+    raised ValueError (a 500); the size is now refused from the header."""
+    limits = PhotoLimits()
+    cases = [(blank_png(13000, 13000), "image_too_large", (13000, 13000)),
+             (encoded(Image.new("RGB", (30000, 2)), "PNG"), "image_too_large", (30000, 2)),
+             (encoded(empty_scene((4200, 1400)), "JPEG"), "image_too_large", (4200, 1400)),
+             (encoded(Image.new("RGB", (48, 48)), "PNG"), "bad_image", (48, 48)),
+             (encoded(empty_scene((1600, 300)), "JPEG"), "bad_image", (1600, 300))]
+    for data, code, size in cases:
+        result = worker.enroll(data, 80)  # the default limits
+        assert (result.error, (result.width, result.height)) == (code, size), result.message
+        found = image_check.header(data)  # the node's own check, before any worker is asked
+        assert found is not None and (found.width, found.height) == size
+        refused = image_check.refusal(found.width, found.height, limits)
+        assert refused is not None and refused.code == code
+    edge = encoded(ImageOps.pad(load_photo(OBAMA), (limits.max_side, limits.max_side // 4)),
+                   "JPEG")  # the largest side and the thinnest strip still accepted
+    assert image_check.header(edge) is not None
+    assert image_check.refusal(limits.max_side, limits.max_side // 4, limits) is None
+    assert worker.enroll(edge, 80).error is None
 
 
 # -- liveness geometry ------------------------------------------------------------------------
