@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from aiohttp import web
 
 from server.auth import json_error
+from server.endpoint import body_deadline
 from server.store.models import SYSTEM_CHAIN
 
 from . import image_check
@@ -57,13 +58,15 @@ async def read_photo(request: web.Request, limit: int) -> bytes:
     if request.content_length is not None and request.content_length > limit:
         raise _too_large(limit, request.content_length)
     # Read the stream ourselves: the app's 1 MiB client_max_size is for JSON, not photos.
-    # `read(n)` returns what has arrived so far, so gather until the end or past the limit.
+    # `read(n)` returns what has arrived so far, so gather until the end or past the limit,
+    # within the time any body has (a declared photo that never comes holds nothing for long).
     photo = bytearray()
-    while len(photo) <= limit:
-        chunk = await request.content.read(limit + 1 - len(photo))
-        if not chunk:
-            return bytes(photo)
-        photo += chunk
+    async with body_deadline(request):
+        while len(photo) <= limit:
+            chunk = await request.content.read(limit + 1 - len(photo))
+            if not chunk:
+                return bytes(photo)
+            photo += chunk
     raise _too_large(limit, len(photo))
 
 

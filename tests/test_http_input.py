@@ -109,3 +109,17 @@ async def test_aiohttp_refusals_are_json_too(node: Node) -> None:
     await _refused(node, "DELETE", "/api/patients", 405, "method_not_allowed")
     await _refused(node, "POST", "/api/patients", 413, "request_entity_too_large",
                    data=b"{" + b" " * (2 * 1024 * 1024) + b"}")
+
+
+async def test_a_photo_that_never_comes_is_408(quick_node: Node) -> None:
+    doctor = (await quick_node.book()).doctor_id
+    host, port = quick_node.server.host, quick_node.server.port
+    reader, writer = await asyncio.open_connection(host, port)
+    token = quick_node.token(Role.ADMIN, "admin-1")
+    writer.write((f"PUT /api/admin/doctors/{doctor}/face HTTP/1.1\r\nHost: {host}\r\n"
+                  f"Authorization: Bearer {token}\r\nContent-Type: image/jpeg\r\n"
+                  "Content-Length: 100000\r\n\r\n").encode() + b"\xff\xd8\xff")
+    await writer.drain()
+    head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), timeout=10)
+    assert head.startswith(b"HTTP/1.1 408"), head
+    writer.close()
