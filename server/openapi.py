@@ -18,7 +18,7 @@ from server.endpoint import Endpoint, declared, endpoint
 
 # Routes that are not HTTP endpoints in OpenAPI's sense: the WebSockets (PROTOCOL.md, the
 # pre-call probe) and static files.
-UNDESCRIBED = re.compile(r"^/(ws|api/precall/probe|static/.*)$")
+UNDESCRIBED = re.compile(r"^/(ws|api/precall/probe|static(/.*)?)$")
 _PARAM = re.compile(r"\{(\w+)(?::[^}]*)?\}")
 _REF = "#/components/schemas/{model}"
 ERROR_SCHEMA = {
