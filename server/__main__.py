@@ -38,6 +38,8 @@ async def _seed(settings: Settings) -> None:
     print(f"  ops      (运维):     {base}/ops#token={tokens.issue(Role.OPS, 'demo-ops')}")
     print(f"  auditor  (审计):     {base}/replay#token={tokens.issue(Role.AUDITOR, 'demo-audit')}")
     print(f"  registry (医生注册): {base}/admin/doctors#token={admin}")
+    quality = tokens.issue(Role.QUALITY, "demo-quality")
+    print(f"  quality  (质控):     {base}/quality#token={quality}")
     print("Before the doctor can accept: enroll the doctor's face photo on the registry page")
     print("(identity check), and the guardian's, for this child's consultation:")
     print(f"  curl -X PUT --data-binary @photo.jpg -H 'Content-Type: image/jpeg' \\\n"

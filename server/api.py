@@ -56,7 +56,7 @@ async def me(request: web.Request) -> web.Response:
     }, headers=_NO_STORE)
 
 
-@endpoint(Role.AUDITOR, Role.ADMIN, Role.OPS, Role.DOCTOR)
+@endpoint(Role.AUDITOR, Role.ADMIN, Role.OPS, Role.DOCTOR, Role.QUALITY)
 async def consultation_events(request: web.Request) -> web.Response:
     """The consultation's audit trail and whether its hash chain is intact."""
     ctx = request.app[CONTEXT_KEY]

@@ -24,6 +24,7 @@ from server.lifecycle import Gate, Lifecycle
 from server.live import make_live_state
 from server.orphans import OrphanSweeper
 from server.policy.check import eligibility_gate
+from server.quality import api as quality_api
 from server.store import Database, EventLog
 from signaling import ice
 from signaling.context import NodeContext
@@ -48,6 +49,7 @@ def create_app(settings: Settings) -> web.Application:
     ops_api.add_routes(app, STATIC_DIR)  # issue 7: live monitoring for ops
     api.add_routes(app, STATIC_DIR)
     booking_api.add_routes(app)  # issue 6: booking, consent, referral, export
+    quality_api.add_routes(app, STATIC_DIR)  # issue 15: complaints and adverse events
     precall.add_routes(app)  # issue 11: the pre-call connection test
     recorder_http.add_routes(app)  # issue 5: recordings and the auditor's replay
     identity.install(app, settings.identity)  # issue 3: registry, face enrollment, verification

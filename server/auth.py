@@ -27,6 +27,7 @@ class Role(StrEnum):
     OPS = "ops"
     ADMIN = "admin"
     REGULATOR = "regulator"  # the supervision platform: the export only (least data)
+    QUALITY = "quality"  # staff who handle complaints and adverse events (with admin)
 
 
 CALL_ROLES = frozenset({Role.DOCTOR, Role.GUARDIAN})
@@ -107,6 +108,7 @@ _ERRORS: dict[int, type[web.HTTPException]] = {
     409: web.HTTPConflict,
     413: web.HTTPRequestEntityTooLarge,
     422: web.HTTPUnprocessableEntity,
+    429: web.HTTPTooManyRequests,
     500: web.HTTPInternalServerError,
     503: web.HTTPServiceUnavailable,
 }

@@ -3,7 +3,8 @@
 Least data: no names, no national ids, no clinical notes; the doctor by licence number, the
 outcome of each check, where a terminated consultation referred the patient. The outcomes of
 identity verification, guardian presence and recording are summarised from the consultation's
-event log (null where that check did not run). Each export is itself an event on the system
+event log (null where that check did not run); so are questions, complaints and adverse events,
+as counts by kind and severity, never their text. Each export is itself an event on the system
 chain.
 """
 
@@ -89,6 +90,23 @@ def _recording(events: list[Event]) -> dict[str, Any] | None:
     }
 
 
+def _feedback(events: list[Event]) -> dict[str, int]:
+    """Questions and complaints: how many of each were opened and how many closed (no text)."""
+    opened = [ev.data.get("kind") for ev in _of(events, "feedback.opened")]
+    return {"questions": opened.count("question"), "complaints": opened.count("complaint"),
+            "replied": len({ev.data.get("ref") for ev in _of(events, "feedback.replied")}),
+            "closed": len(_of(events, "feedback.closed"))}
+
+
+def _adverse(events: list[Event]) -> dict[str, Any]:
+    """Adverse events by severity, and how many were handled and closed (no description)."""
+    filed = [ev.data.get("severity") for ev in _of(events, "adverse_event.filed")]
+    return {"filed": len(filed),
+            "severity": {level: filed.count(level) for level in ("mild", "moderate", "severe")},
+            "handled": len({ev.data.get("ref") for ev in _of(events, "adverse_event.handled")}),
+            "closed": len(_of(events, "adverse_event.closed"))}
+
+
 def _eligibility(events: list[Event]) -> dict[str, Any] | None:
     for ev in reversed(events):
         if ev.kind == "eligibility.decision":
@@ -118,6 +136,8 @@ def line(c: Consultation, hospital: Hospital | None, doctor: Doctor | None,
         "verification": _verification(events),
         "guardian": _guardian(events),
         "recording_integrity": _recording(events),
+        "feedback": _feedback(events),  # issue 15: counts only, the texts stay in the hospital
+        "adverse_events": _adverse(events),
         "event_count": len(events),
     }
 

@@ -12,6 +12,8 @@
 //   role   doctor | guardian
 //   consent  the guardian's informed consent: pending | given
 //   referral  after a termination: loading | shown | none
+//   feedback  sent, once the guardian's question or complaint is stored (issue 15)
+//   adverse   filed, once the doctor's adverse event is stored (issue 15)
 
 import { bilingual } from './bilingual.js';
 import { handleVerify } from './verify.js'; // issue 3: the identity check panel
@@ -19,6 +21,8 @@ import { handlePresence } from './presence.js'; // issue 4: the guardian-absent 
 import { stopPrecall, wirePrecall } from './precall.js'; // issue 11: the pre-call check
 import { QualityMonitor, hideQuality, showPeerQuality } from './quality.js'; // issue 11
 import { watchMediaPath } from './netwatch.js'; // issue 11: a dead media path, renegotiated
+import { showFeedbackSection, wireFeedback } from './feedback.js'; // issue 15: questions, complaints
+import { showAdverseSection, wireAdverse } from './adverse.js'; // issue 15: adverse events
 
 import {
   loadConsent,
@@ -156,6 +160,7 @@ function setPhase(phase) {
   $('peer-badge').hidden = !(phase === 'connecting' || phase === 'incall');
   if (!inCall && $('end-confirm').open) $('end-confirm').close();
   if (!inCall && $('terminate-dialog').open) $('terminate-dialog').close();
+  if (phase === 'final') showAftercare(); // issue 15: questions, complaints, adverse events
   $('consent-badge').hidden = !inCall;
   // Move focus to the heading of a panel that replaces the page, so screen readers read it.
   const heading = { left: 'left-title', final: 'outcome-title', error: 'load-error-title' }[phase];
@@ -234,6 +239,8 @@ function updateControls() {
   }
   $('accept-hint').hidden = !(doctor && (app.state === 'verifying' || app.state === 'waiting'));
   $('leave-btn').disabled = !['connecting', 'incall', 'reconnecting'].includes(app.phase);
+  $('adverse-btn').hidden = !doctor; // issue 15: during the call; afterwards in the outcome panel
+  $('feedback-btn').hidden = app.role !== 'guardian';
   $('mic-btn').disabled = !app.localStream;
 }
 
@@ -423,6 +430,8 @@ async function start() {
   app.role = me.role;
   body.dataset.role = me.role;
   renderHeader(me);
+  if (me.role === 'guardian') wireFeedback(app.token, me.consultation.id); // issue 15
+  if (me.role === 'doctor') wireAdverse(app.token, me.consultation.id);
   setPeer('absent');
   setState(me.consultation?.state);
   if (FINAL_STATES.has(app.state)) {
@@ -945,6 +954,13 @@ function finish(state, reason) {
   r.textContent = reason ? `原因 Reason: ${REASONS[reason] || reason}` : '';
   setPhase('final');
   if (state === 'terminated') showReferral();
+}
+
+// After the end (and on the referral, opened again by the same link): the guardian's questions
+// and complaints with the answers, the doctor's adverse events with their handling (issue 15).
+function showAftercare() {
+  if (app.role === 'guardian') showFeedbackSection();
+  if (app.role === 'doctor') showAdverseSection();
 }
 
 // The referral of a terminated consultation, also when the page is opened after the end.

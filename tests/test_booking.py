@@ -123,7 +123,7 @@ async def test_non_pilot_hospital_refused(node: Node) -> None:
 async def test_follow_up_with_prior_diagnosis(node: Node) -> None:
     ids = await _setup(node)
     prior = await _post(node, "/api/prior-diagnoses", {
-        "patient_id": ids["patient_id"], "institution": "首都儿科研究所附属儿童医院",
+        "patient_id": ids["patient_id"], "institution": "首都医科大学附属首都儿童医学中心",
         "institution_hospital_id": ids["hospital_id"], "diagnosis": "营养不良",
         "diagnosed_on": "2026-05-01", "document_ref": "EMR-2026-0501-17"})
     assert prior["institution_is_physical"] is True

@@ -18,7 +18,7 @@ from server.policy import (
     years_after,
 )
 from server.policy.engine import DoctorFacts, PriorDiagnosisFacts
-from server.policy.load import PolicyError, parse_policy
+from server.policy.load import RULES, PolicyError, parse_policy
 
 POLICY = load_policy()
 BCH, CIH = "h_bj_bch", "h_bj_cih"
@@ -45,8 +45,20 @@ def failed(facts: Facts) -> list[str]:
     return [r.rule for r in evaluate(POLICY, facts).failed]
 
 
+LETTER = "国卫办医政函〔2025〕482号"
+# The letter's parts as its text numbers them; a clause cited from it must be one of these.
+LETTER_CLAUSES = {"正文首段 opening paragraph", "一", "二", "三", "四", "五", "六"}
+UNCONFIRMED = "clause to be confirmed"
+
+
 def test_policy_file_names_the_pilot() -> None:
     assert POLICY.hospital_ids == {BCH, CIH}
+    names = {h.id: h for h in POLICY.hospitals}
+    assert names[BCH].name.startswith("首都医科大学附属北京儿童医院")
+    assert names[CIH].name.startswith("首都医科大学附属首都儿童医学中心")
+    assert names[CIH].former_names[0].startswith("首都儿科研究所附属儿童医院")
+    assert "首都儿科研究所" not in DEFAULT_POLICY.read_text(encoding="utf-8").split(
+        '"former_names"')[0]
     assert POLICY.specialties == ("儿童生长发育", "儿童营养", "儿童皮肤疾病")
     assert (POLICY.window_from, POLICY.window_to) == (date(2026, 1, 1), date(2026, 12, 31))
 
@@ -198,4 +210,40 @@ def test_a_broken_policy_file_fails_loudly() -> None:
     raw["window"] = {"from": "2026-01-01", "to": "2026-12-31"}
     raw["doctor"]["first_visit"]["min_title"] = "professor"
     with pytest.raises(PolicyError, match="min_title"):
+        parse_policy(raw)
+
+
+def test_every_rule_cites_its_source() -> None:
+    first = evaluate(POLICY, first_visit())
+    follow = evaluate(POLICY, follow_up(DAY, PRIOR))
+    applied = {r.rule for r in first.rules + follow.rules}
+    assert applied == set(RULES) == set(POLICY.sources)
+    for result in first.rules + follow.rules:
+        source = result.source
+        assert source is not None and source.document and source.clause, result.rule
+        # A clause of the letter is one the letter has; anything else says it is unchecked.
+        assert (source.document == LETTER and source.clause in LETTER_CLAUSES) or (
+            source.clause == UNCONFIRMED), (result.rule, source)
+    cited = {r["rule"]: r["source"] for r in first.to_dict()["rules"]}
+    assert cited["doctor_clinical_practice"] == {
+        "document": LETTER, "clause": "三", "about": POLICY.sources[
+            "doctor_clinical_practice"].about}
+    assert cited["pilot_window"]["clause"] == "六"
+
+
+@pytest.mark.parametrize(("change", "message"), [
+    (lambda s: s.pop("doctor_training"), "no source for rule.*doctor_training"),
+    (lambda s: s.__setitem__("pilot_window", {"document": LETTER, "clause": " "}),
+     "must not be empty"),
+    (lambda s: s.__setitem__("pilot_window", {"document": LETTER}), "pilot_window.clause"),
+    (lambda s: s.__setitem__("pilot_windoww", {"document": LETTER, "clause": "六"}),
+     "no such rule pilot_windoww"),
+])
+def test_a_rule_without_a_source_is_refused(change, message: str) -> None:  # type: ignore[no-untyped-def]
+    raw = json.loads(DEFAULT_POLICY.read_text(encoding="utf-8"))
+    change(raw["sources"])
+    with pytest.raises(PolicyError, match=message):
+        parse_policy(raw)
+    del raw["sources"]
+    with pytest.raises(PolicyError, match="sources"):
         parse_policy(raw)

@@ -7,12 +7,12 @@ the same evaluation runs at booking and again when the consultation starts.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from datetime import date
 from typing import Any
 
 from server.policy.dates import years_after
-from server.policy.load import Policy
+from server.policy.load import Policy, Source
 
 TITLE_NAMES = {"resident": "住院医师", "attending": "主治医师",
                "associate_chief": "副主任医师", "chief": "主任医师"}
@@ -56,6 +56,7 @@ class RuleResult:
     passed: bool
     zh: str
     en: str
+    source: Source | None = None  # the document and clause the rule comes from
 
 
 @dataclass(frozen=True)
@@ -236,4 +237,9 @@ def evaluate(policy: Policy, facts: Facts) -> Decision:
     else:
         raise ValueError(f"unknown visit type {facts.visit_type!r}")
     return Decision(policy.id, facts.on, facts.visit_type,
-                    tuple(rule(policy, facts) for rule in rules))
+                    tuple(_cited(policy, rule(policy, facts)) for rule in rules))
+
+
+def _cited(policy: Policy, result: RuleResult) -> RuleResult:
+    """The result with the rule's source, so a decision names where each rule comes from."""
+    return replace(result, source=policy.sources[result.rule])

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from datetime import date
 from functools import lru_cache
 from pathlib import Path
+from types import MappingProxyType
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -15,12 +17,30 @@ from server.store.models import TITLES
 POLICY_DIR = Path(__file__).resolve().parent
 DEFAULT_POLICY = POLICY_DIR / "beijing_pilot_2026.json"
 
+# Every rule the engine applies (server/policy/engine.py); each must cite its source.
+RULES = ("doctor_licensed", "doctor_clinical_practice", "doctor_registered_at_hospital",
+         "doctor_whitelisted", "pilot_window", "pilot_hospital", "pilot_specialty",
+         "doctor_title", "doctor_online_practice", "doctor_training", "prior_diagnosis")
+
+
+@dataclass(frozen=True)
+class Source:
+    """Where a rule comes from, so an auditor can trace it: a document and its clause.
+
+    A clause nobody has checked says so ("clause to be confirmed"); it is never guessed.
+    """
+
+    document: str
+    clause: str
+    about: str = ""
+
 
 @dataclass(frozen=True)
 class PilotHospital:
     id: str
     name: str
     city: str
+    former_names: tuple[str, ...] = ()  # the names it had (old referrals, old documents)
 
 
 @dataclass(frozen=True)
@@ -39,6 +59,7 @@ class Policy:
     min_online_years: int
     training_passed: bool
     follow_up_needs_prior_diagnosis: bool
+    sources: Mapping[str, Source] = field(hash=False)  # by rule name (RULES)
 
     @property
     def hospital_ids(self) -> frozenset[str]:
@@ -79,7 +100,7 @@ def parse_policy(raw: dict[str, Any]) -> Policy:
         raise PolicyError(f"first_visit.min_title must be one of {', '.join(TITLES)}")
     hospitals = tuple(
         PilotHospital(_get(h, "id", str, "hospital"), _get(h, "name", str, "hospital"),
-                      str(h.get("city", "")))
+                      str(h.get("city", "")), _names(h.get("former_names", [])))
         for h in _get(raw, "hospitals", list, "policy"))
     return Policy(
         id=_get(raw, "id", str, "policy"), timezone=tz, window_from=start, window_to=end,
@@ -94,7 +115,34 @@ def parse_policy(raw: dict[str, Any]) -> Policy:
         training_passed=_get(first, "training_passed", bool, "first_visit"),
         follow_up_needs_prior_diagnosis=_get(
             follow, "prior_diagnosis_from_physical_hospital", bool, "follow_up"),
+        sources=_sources(_get(raw, "sources", dict, "policy")),
     )
+
+
+def _names(raw: object) -> tuple[str, ...]:
+    if not isinstance(raw, list) or not all(isinstance(n, str) and n.strip() for n in raw):
+        raise PolicyError("hospital.former_names must be a list of names")
+    return tuple(raw)
+
+
+def _sources(raw: dict[str, Any]) -> Mapping[str, Source]:
+    """One source per rule the engine applies: none missing, none for a rule that is not."""
+    missing = [rule for rule in RULES if rule not in raw]
+    if missing:
+        raise PolicyError(f"sources: no source for rule(s) {', '.join(missing)}")
+    unknown = sorted(set(raw) - set(RULES))
+    if unknown:
+        raise PolicyError(f"sources: no such rule {', '.join(unknown)}")
+    sources = {}
+    for rule in RULES:
+        entry = _get(raw, rule, dict, "sources")
+        document = _get(entry, "document", str, f"sources.{rule}").strip()
+        clause = _get(entry, "clause", str, f"sources.{rule}").strip()
+        if not document or not clause:
+            raise PolicyError(f"sources.{rule}: document and clause must not be empty (write "
+                              f"'clause to be confirmed' rather than leave it out)")
+        sources[rule] = Source(document, clause, str(entry.get("about", "")))
+    return MappingProxyType(sources)
 
 
 @lru_cache(maxsize=8)

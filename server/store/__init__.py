@@ -1,6 +1,6 @@
 """The durable store: SQL records, schema migrations and the hash-chained audit log."""
 
-from server.store import clinical, models, recordings
+from server.store import clinical, models, quality, recordings
 from server.store.db import Database
 from server.store.events import ChainReport, EventLog, canonical_json, event_hash
 from server.store.models import (
@@ -60,6 +60,7 @@ __all__ = [
     "list_consultations",
     "models",
     "new_id",
+    "quality",
     "recordings",
     "set_consultation_state",
     "utcnow",

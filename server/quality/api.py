@@ -1,0 +1,314 @@
+"""HTTP routes for questions, complaints and adverse events, and the quality staff's page.
+
+The guardian asks or complains on their own consultation (their token) and reads the answers
+there; the doctor files adverse events on their own consultation; quality staff and admin see
+every open item, answer, handle and close. Every refusal is a JSON error with a code.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Literal
+
+from aiohttp import web
+from pydantic import BaseModel, ConfigDict, Field
+from sqlalchemy import select
+
+from server import fields
+from server.auth import CLAIMS_KEY, Role, json_error
+from server.endpoint import endpoint
+from server.quality import Refused, adverse, feedback, refs, role_of
+from server.store import SYSTEM_CHAIN, Consultation, Hospital, records
+from server.store.quality import (
+    ADVERSE_ACTIONS,
+    FEEDBACK_CATEGORIES,
+    FEEDBACK_KINDS,
+    MAX_TEXT,
+    SEVERITIES,
+)
+from signaling.handler import CONTEXT_KEY
+
+STAFF = (Role.QUALITY, Role.ADMIN)
+_NO_STORE = {"Cache-Control": "no-store", "Referrer-Policy": "no-referrer"}
+
+
+def add_routes(app: web.Application, static_dir: Path) -> None:
+    @endpoint()
+    async def quality_page(request: web.Request) -> web.FileResponse:
+        """The quality staff's page: open questions, complaints and adverse events."""
+        return web.FileResponse(static_dir / "quality-desk.html", headers=_NO_STORE)
+
+    app.router.add_get("/quality", quality_page)
+    app.router.add_post("/api/consultations/{cid}/feedback", open_feedback)
+    app.router.add_get("/api/consultations/{cid}/feedback", consultation_feedback)
+    app.router.add_get("/api/quality/feedback", open_feedback_list)
+    app.router.add_post("/api/quality/feedback/{ref}/reply", reply_feedback)
+    app.router.add_post("/api/quality/feedback/{ref}/close", close_feedback)
+    app.router.add_post("/api/consultations/{cid}/adverse-events", file_adverse_event)
+    app.router.add_get("/api/consultations/{cid}/adverse-events", consultation_adverse_events)
+    app.router.add_get("/api/quality/adverse-events", open_adverse_list)
+    app.router.add_post("/api/quality/adverse-events/{ref}/actions", handle_adverse_event)
+    app.router.add_post("/api/quality/adverse-events/{ref}/close", close_adverse_event)
+
+
+# -- what each route accepts --------------------------------------------------------------------
+
+Text = fields.text(MAX_TEXT)
+
+
+class NewFeedback(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    kind: Literal[FEEDBACK_KINDS]  # type: ignore[valid-type]
+    category: Literal[FEEDBACK_CATEGORIES] | None = None  # type: ignore[valid-type]
+    text: Text  # type: ignore[valid-type]
+
+
+class Reply(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    text: Text  # type: ignore[valid-type]
+
+
+class NewAdverseEvent(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    severity: Literal[SEVERITIES]  # type: ignore[valid-type]
+    description: Text  # type: ignore[valid-type]
+
+
+class Handling(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    action: Literal[ADVERSE_ACTIONS]  # type: ignore[valid-type]
+    note: Text  # type: ignore[valid-type]
+
+
+class Listing(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    closed: bool = False  # false: everything not yet closed (the worklist)
+    limit: int = Field(default=200, ge=1, le=500)
+
+
+# -- helpers ------------------------------------------------------------------------------------
+
+def _who(request: web.Request) -> tuple[str, str]:
+    """(actor for the event, role for `by`)."""
+    claims = request[CLAIMS_KEY]
+    return f"{claims.role}:{claims.subject}", str(claims.role)
+
+
+def _refusal(exc: Refused) -> web.HTTPException:
+    return json_error(exc.status, exc.code, exc.message, zh=exc.zh)
+
+
+async def _consultation(request: web.Request) -> Consultation:
+    cid = request.match_info["cid"]
+    consultation = await records.get_consultation(request.app[CONTEXT_KEY].db, cid)
+    if consultation is None:
+        raise json_error(404, "no_consultation", "no such consultation", zh="没有该问诊")
+    return consultation
+
+
+def _ref(request: web.Request, missing: str) -> str:
+    ref = request.match_info["ref"]
+    if not refs.PATTERN.match(ref):
+        raise json_error(404, missing, f"no such reference number {ref[:40]!r}",
+                         zh="没有该编号")
+    return ref
+
+
+def _at(value: Any) -> str | None:
+    return value.isoformat() if value is not None else None
+
+
+def feedback_json(thread: feedback.Thread, staff: bool) -> dict[str, Any]:
+    """One item as its page shows it; the guardian sees who answered by role only."""
+    item = thread.item
+    data = {
+        "ref": item.ref, "kind": item.kind, "category": item.category, "text": item.text,
+        "status": item.status, "created_at": _at(item.created_at),
+        "closed_at": _at(item.closed_at),
+        "replies": [{"text": r.text, "by": r.author if staff else role_of(r.author),
+                     "at": _at(r.created_at)} for r in thread.replies],
+    }
+    if staff:
+        data |= {"consultation_id": item.consultation_id, "opened_by": item.opened_by,
+                 "closed_by": item.closed_by}
+    return data
+
+
+def adverse_json(record: adverse.Record, staff: bool) -> dict[str, Any]:
+    row = record.event
+    data = {
+        "ref": row.ref, "severity": row.severity, "description": row.description,
+        "status": row.status, "created_at": _at(row.created_at),
+        "filed_by": row.filed_by if staff else role_of(row.filed_by),
+        "closed_at": _at(row.closed_at),
+        "closed_by": row.closed_by if staff else (role_of(row.closed_by) if row.closed_by
+                                                  else None),
+        "actions": [{"action": s.action, "note": s.note,
+                     "by": s.author if staff else role_of(s.author), "at": _at(s.created_at)}
+                    for s in record.actions],
+    }
+    if staff:
+        data["consultation_id"] = row.consultation_id
+    return data
+
+
+async def _consultations(request: web.Request, ids: set[str]) -> dict[str, dict[str, Any]]:
+    """What staff see of each consultation in a list (least data: no names of people)."""
+    async with request.app[CONTEXT_KEY].db.session() as session:
+        rows = list(await session.scalars(select(Consultation).where(Consultation.id.in_(ids))))
+        hospitals = {h.id: h.name for h in await session.scalars(
+            select(Hospital).where(Hospital.id.in_({c.hospital_id for c in rows})))}
+    return {c.id: {"id": c.id, "hospital": hospitals.get(c.hospital_id),
+                   "specialty": c.specialty, "visit_type": c.visit_type, "state": c.state,
+                   "scheduled_at": _at(c.scheduled_at)} for c in rows}
+
+
+async def _audited(request: web.Request, what: str, count: int) -> None:
+    """Staff reading people's words is itself on the record (system chain)."""
+    actor, _ = _who(request)
+    await request.app[CONTEXT_KEY].events.append(SYSTEM_CHAIN, "quality.read", actor,
+                                                 {"what": what, "count": count})
+
+
+# -- questions and complaints -----------------------------------------------------------------
+
+@endpoint(Role.GUARDIAN, body=NewFeedback)
+async def open_feedback(request: web.Request, body: NewFeedback) -> web.Response:
+    """Ask a question or make a complaint about this consultation; 201 with its reference."""
+    consultation = await _consultation(request)
+    ctx = request.app[CONTEXT_KEY]
+    actor, _ = _who(request)
+    try:
+        item = await feedback.open_item(ctx.db, ctx.events, consultation.id, actor, body.kind,
+                                        body.category, body.text, ctx.clock.now())
+    except Refused as exc:
+        raise _refusal(exc) from None
+    return web.json_response(feedback_json(feedback.Thread(item, []), staff=False),
+                             status=201, headers=_NO_STORE)
+
+
+@endpoint(Role.GUARDIAN, *STAFF)
+async def consultation_feedback(request: web.Request) -> web.Response:
+    """This consultation's questions and complaints with the answers, oldest first."""
+    consultation = await _consultation(request)
+    staff = request[CLAIMS_KEY].role in STAFF
+    threads = await feedback.threads(request.app[CONTEXT_KEY].db, cid=consultation.id)
+    if staff:
+        await _audited(request, f"feedback of {consultation.id}", len(threads))
+    return web.json_response({"consultation": consultation.id,
+                              "items": [feedback_json(t, staff) for t in threads]},
+                             headers=_NO_STORE)
+
+
+@endpoint(*STAFF, query=Listing)
+async def open_feedback_list(request: web.Request, query: Listing) -> web.Response:
+    """Every question and complaint not yet closed (or, `closed=true`, the closed ones)."""
+    threads = await feedback.threads(request.app[CONTEXT_KEY].db, closed=query.closed,
+                                     limit=query.limit)
+    consultations = await _consultations(request, {t.item.consultation_id for t in threads})
+    await _audited(request, "feedback", len(threads))
+    return web.json_response({"items": [
+        feedback_json(t, staff=True) | {"consultation": consultations.get(t.item.consultation_id)}
+        for t in threads]}, headers=_NO_STORE)
+
+
+@endpoint(*STAFF, body=Reply)
+async def reply_feedback(request: web.Request, body: Reply) -> web.Response:
+    """Answer a question or complaint; the guardian reads it on their link."""
+    ref = _ref(request, "no_feedback")
+    ctx = request.app[CONTEXT_KEY]
+    actor, by = _who(request)
+    try:
+        answer = await feedback.reply(ctx.db, ctx.events, ref, actor, by, body.text)
+    except Refused as exc:
+        raise _refusal(exc) from None
+    return web.json_response({"ref": ref, "status": "replied", "reply": {
+        "text": answer.text, "by": answer.author, "at": _at(answer.created_at)}}, status=201)
+
+
+@endpoint(*STAFF)
+async def close_feedback(request: web.Request) -> web.Response:
+    """Close a question or complaint."""
+    ref = _ref(request, "no_feedback")
+    ctx = request.app[CONTEXT_KEY]
+    actor, by = _who(request)
+    try:
+        item = await feedback.close(ctx.db, ctx.events, ref, actor, by)
+    except Refused as exc:
+        raise _refusal(exc) from None
+    return web.json_response({"ref": ref, "status": item.status,
+                              "closed_at": _at(item.closed_at)})
+
+
+# -- adverse events ---------------------------------------------------------------------------
+
+@endpoint(Role.DOCTOR, *STAFF, body=NewAdverseEvent)
+async def file_adverse_event(request: web.Request, body: NewAdverseEvent) -> web.Response:
+    """File an adverse event on this consultation; a severe one alerts ops at once."""
+    consultation = await _consultation(request)
+    ctx = request.app[CONTEXT_KEY]
+    actor, by = _who(request)
+    try:
+        row = await adverse.file(ctx.db, ctx.events, consultation.id, actor, by, body.severity,
+                                 body.description, ctx.clock.now())
+    except Refused as exc:
+        raise _refusal(exc) from None
+    alerted = False
+    if row.severity == adverse.SEVERE:
+        alerted = await adverse.alert_ops(ctx.live, ctx.settings.node_id, row)
+    return web.json_response(adverse_json(adverse.Record(row, []), staff=by != Role.DOCTOR)
+                             | {"alerted": alerted}, status=201, headers=_NO_STORE)
+
+
+@endpoint(Role.DOCTOR, *STAFF)
+async def consultation_adverse_events(request: web.Request) -> web.Response:
+    """This consultation's adverse events with their handling records."""
+    consultation = await _consultation(request)
+    staff = request[CLAIMS_KEY].role in STAFF
+    found = await adverse.records(request.app[CONTEXT_KEY].db, cid=consultation.id)
+    if staff:
+        await _audited(request, f"adverse events of {consultation.id}", len(found))
+    return web.json_response({"consultation": consultation.id,
+                              "items": [adverse_json(r, staff) for r in found]},
+                             headers=_NO_STORE)
+
+
+@endpoint(*STAFF, query=Listing)
+async def open_adverse_list(request: web.Request, query: Listing) -> web.Response:
+    """Every adverse event not yet closed (or, `closed=true`, the closed ones)."""
+    found = await adverse.records(request.app[CONTEXT_KEY].db, closed=query.closed,
+                                  limit=query.limit)
+    consultations = await _consultations(request, {r.event.consultation_id for r in found})
+    await _audited(request, "adverse events", len(found))
+    return web.json_response({"items": [
+        adverse_json(r, staff=True) | {"consultation": consultations.get(r.event.consultation_id)}
+        for r in found]}, headers=_NO_STORE)
+
+
+@endpoint(*STAFF, body=Handling)
+async def handle_adverse_event(request: web.Request, body: Handling) -> web.Response:
+    """Record a handling step: what was done, with the details."""
+    ref = _ref(request, "no_adverse_event")
+    ctx = request.app[CONTEXT_KEY]
+    actor, by = _who(request)
+    try:
+        step = await adverse.handle(ctx.db, ctx.events, ref, actor, by, body.action, body.note)
+    except Refused as exc:
+        raise _refusal(exc) from None
+    return web.json_response({"ref": ref, "status": "handling", "action": {
+        "action": step.action, "note": step.note, "by": step.author,
+        "at": _at(step.created_at)}}, status=201)
+
+
+@endpoint(*STAFF)
+async def close_adverse_event(request: web.Request) -> web.Response:
+    """Close an adverse event once its handling record says what was done."""
+    ref = _ref(request, "no_adverse_event")
+    ctx = request.app[CONTEXT_KEY]
+    actor, by = _who(request)
+    try:
+        row = await adverse.close(ctx.db, ctx.events, ref, actor, by)
+    except Refused as exc:
+        raise _refusal(exc) from None
+    return web.json_response({"ref": ref, "status": row.status,
+                              "closed_at": _at(row.closed_at)})
