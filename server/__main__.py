@@ -1,4 +1,4 @@
-"""Command line: `python -m server run|seed-demo|token|verify-chain|verify-recordings`."""
+"""Command line: `python -m server run|seed-demo|token|day-link|verify-chain|verify-recordings`."""
 
 from __future__ import annotations
 
@@ -14,6 +14,7 @@ from server.access_log import RedactingAccessLogger
 from server.app import create_app
 from server.auth import Role, Tokens
 from server.config import Settings, load_settings
+from server.day_token import MAX_HOURS, DayTokenRefused, issue_day_link
 from server.demo import seed
 from server.store import Database, EventLog
 from server.tls import TlsError, server_context
@@ -46,6 +47,21 @@ async def _seed(settings: Settings) -> None:
     print("To look around without faces: TC_IDENTITY_REQUIRED=0 TC_GUARDIAN_PRESENCE=0 make run")
 
 
+async def _day_link(settings: Settings, doctor_id: str, hours: int) -> int:
+    """Issue 15: a doctor's worklist link (a day token), logged as issued from the command line."""
+    db = await Database.open(settings.database_url)
+    try:
+        day = await issue_day_link(db, EventLog(db), _tokens(settings), settings.public_url,
+                                   doctor_id, hours, "system:cli")
+    except (DayTokenRefused, ValueError) as exc:
+        print(f"teleconsult: no day link: {exc}", file=sys.stderr)
+        return 1
+    finally:
+        await db.close()
+    print(f"worklist (今日接诊) until {day.expires_at.isoformat()}: {day.link}")
+    return 0
+
+
 async def _verify(settings: Settings, chain: str) -> int:
     db = await Database.open(settings.database_url)
     try:
@@ -68,6 +84,9 @@ def main(argv: list[str] | None = None) -> int:
     token.add_argument("--subject", required=True)
     token.add_argument("--consultation")
     token.add_argument("--ttl", type=int, help="seconds (default TC_TOKEN_TTL)")
+    day = sub.add_parser("day-link", help="a doctor's worklist link for the day (issue 15)")
+    day.add_argument("doctor", help="the doctor's id in the registry")
+    day.add_argument("--hours", type=int, default=12, help=f"1..{MAX_HOURS}, default 12")
     recordings = sub.add_parser("verify-recordings",
                                 help="re-hash a consultation's recording segments (issue 5)")
     recordings.add_argument("consultation")
@@ -84,6 +103,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "token":
         print(_tokens(settings).issue(Role(args.role), args.subject, args.consultation, args.ttl))
         return 0
+    if args.command == "day-link":
+        return asyncio.run(_day_link(settings, args.doctor, args.hours))
     if args.command == "seed-demo":
         asyncio.run(_seed(settings))
         return 0

@@ -15,7 +15,6 @@ import asyncio
 import contextlib
 import json
 import time
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -23,6 +22,7 @@ from aiohttp import web
 from pydantic import BaseModel, ConfigDict, Field
 
 from server.auth import CLAIMS_KEY, TOKENS_KEY, Role, json_error
+from server.day_token import MAX_HOURS, DayTokenRefused, issue_day_link
 from server.endpoint import endpoint
 from server.policy.dates import consultation_date
 from server.store import SYSTEM_CHAIN, records
@@ -55,7 +55,7 @@ def add_routes(app: web.Application, static_dir: Path) -> None:
 
 class DayTokenRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    hours: Annotated[int, Field(ge=1, le=16)] = 12  # one working day at most
+    hours: Annotated[int, Field(ge=1, le=MAX_HOURS)] = 12
 
 
 def _actor(request: web.Request) -> str:
@@ -68,20 +68,16 @@ async def issue_day_token(request: web.Request, body: DayTokenRequest) -> web.Re
     """A doctor's day token: their worklist for `hours`, and from it only their own calls."""
     ctx = request.app[CONTEXT_KEY]
     doctor_id = request.match_info["doctor_id"]
-    doctor = await records.get_doctor(ctx.db, doctor_id)
-    if doctor is None:
-        raise json_error(404, "no_doctor", "no such doctor")
-    if doctor.whitelist_status != "active":
-        raise json_error(409, "doctor_not_active",
-                         f"the doctor is {doctor.whitelist_status} in the registry")
-    ttl = body.hours * 3600
-    token = request.app[TOKENS_KEY].issue(Role.DOCTOR_DAY, doctor_id, ttl_s=ttl)
-    expires = datetime.fromtimestamp(request.app[TOKENS_KEY].verify(token).expires_at, UTC)
-    await ctx.events.append(SYSTEM_CHAIN, "worklist.day_token", _actor(request), {
-        "doctor": doctor_id, "hours": body.hours, "expires_at": expires.isoformat()})
+    try:
+        day = await issue_day_link(ctx.db, ctx.events, request.app[TOKENS_KEY],
+                                   ctx.settings.public_url, doctor_id, body.hours,
+                                   _actor(request))
+    except DayTokenRefused as exc:
+        raise json_error(404 if exc.code == "no_doctor" else 409, exc.code,
+                         exc.message) from None
     return web.json_response({
-        "doctor_id": doctor_id, "token": token, "expires_at": expires.isoformat(),
-        "link": f"{ctx.settings.public_url}/worklist#token={token}"},
+        "doctor_id": doctor_id, "token": day.token, "expires_at": day.expires_at.isoformat(),
+        "link": day.link},
         status=201, headers=_NO_STORE)
 
 

@@ -13,11 +13,13 @@ import jwt
 import pytest
 from sqlalchemy import update
 
-from server.auth import Role
+from server.__main__ import main
+from server.auth import Role, Tokens
+from server.config import load_settings
 from server.consent import CURRENT_VERSION, record_consent
 from server.lifecycle import State
 from server.policy.dates import SHANGHAI
-from server.store import SYSTEM_CHAIN, Consultation, Doctor
+from server.store import SYSTEM_CHAIN, Consultation, Database, Doctor, EventLog, records
 from server.worklist import DEFAULT_VISIT_S, age, average_visit_s, masked_name
 
 from .node_fixtures import SECRET, Node
@@ -302,3 +304,40 @@ async def test_the_guardian_sees_their_place_in_the_queue(node: Node) -> None:
             state="verifying"))
     q = await _call(node, "GET", "/api/queue", token, 200)
     assert (q["position"], q["wait_min"]) == (0, 0)
+
+
+def test_the_command_line_issues_a_day_link(tmp_path, monkeypatch, capsys) -> None:
+    monkeypatch.setenv("TC_DATA_DIR", str(tmp_path))
+    monkeypatch.setenv("TC_TOKEN_SECRET", SECRET)
+    settings = load_settings()
+
+    async def registered_doctor() -> str:
+        db = await Database.open(settings.database_url)
+        try:
+            hospital = await records.create_hospital(db, name="医院", city="北京")
+            doctor = await records.create_doctor(
+                db, hospital_id=hospital.id, name="张医生", national_id_masked="110***1",
+                licence_no="1", title="attending", specialties=[])
+            return doctor.id
+        finally:
+            await db.close()
+
+    async def logged() -> list[tuple[str, dict]]:
+        db = await Database.open(settings.database_url)
+        try:
+            return [(e.actor, e.data) for e in await EventLog(db).events(SYSTEM_CHAIN)
+                    if e.kind == "worklist.day_token"]
+        finally:
+            await db.close()
+
+    doctor_id = asyncio.run(registered_doctor())
+    assert main(["day-link", doctor_id, "--hours", "8"]) == 0
+    link = capsys.readouterr().out.strip().split(": ", 1)[1]
+    assert link.startswith(f"{settings.public_url}/worklist#token=")
+    claims = Tokens(SECRET, 3600).verify(link.split("#token=")[1])
+    assert (claims.role, claims.subject, claims.consultation_id) == (
+        Role.DOCTOR_DAY, doctor_id, None)
+    assert main(["day-link", "d_nobody"]) == 1
+    assert main(["day-link", doctor_id, "--hours", "24"]) == 1
+    assert [(actor, data["hours"]) for actor, data in asyncio.run(logged())] == [
+        ("system:cli", 8)]
