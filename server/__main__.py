@@ -28,6 +28,8 @@ async def _seed(settings: Settings) -> None:
     db = await Database.open(settings.database_url)
     try:
         booking = await seed(db, settings, _tokens(settings))
+        day = await issue_day_link(db, EventLog(db), _tokens(settings), settings.public_url,
+                                   booking.doctor_id, 12, "system:demo")
     finally:
         await db.close()
     tokens = _tokens(settings)
@@ -36,6 +38,8 @@ async def _seed(settings: Settings) -> None:
     print(f"demo consultation {booking.consultation_id}")
     print(f"  doctor   (医生):     {booking.doctor_link}")
     print(f"  guardian (监护人):   {booking.guardian_link}")
+    print(f"  worklist (今日接诊): {day.link}")
+    print(f"  report   (进展报告): {base}/report#token={admin}")
     print(f"  ops      (运维):     {base}/ops#token={tokens.issue(Role.OPS, 'demo-ops')}")
     print(f"  auditor  (审计):     {base}/replay#token={tokens.issue(Role.AUDITOR, 'demo-audit')}")
     print(f"  registry (医生注册): {base}/admin/doctors#token={admin}")

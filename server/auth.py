@@ -26,7 +26,7 @@ class Role(StrEnum):
     AUDITOR = "auditor"
     OPS = "ops"
     ADMIN = "admin"
-    REGULATOR = "regulator"  # the supervision platform: the export only (least data)
+    REGULATOR = "regulator"  # the supervision platform: export and report only (least data)
     # A doctor's working day: their own worklist only, never a call. Joining one of their own
     # consultations from it mints a per-consultation DOCTOR token (server/worklist_api.py).
     DOCTOR_DAY = "doctor_day"
