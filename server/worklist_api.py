@@ -111,14 +111,22 @@ async def worklist_view(request: web.Request) -> web.Response:
 
 @endpoint(Role.DOCTOR_DAY, query_token=True)
 async def worklist_stream(request: web.Request) -> web.StreamResponse:
-    """The worklist as server-sent events, a snapshot every second (EventSource: token in query)."""
+    """The worklist as server-sent events, a snapshot every second (EventSource: token in query).
+
+    The stream ends when the day token expires or the doctor is no longer active in the
+    registry: a stream is not a way to outlive either.
+    """
     await _log_read(request, "stream")
+    expires_at = request[CLAIMS_KEY].expires_at
     response = web.StreamResponse(headers={"Content-Type": "text/event-stream", **_NO_STORE})
     await response.prepare(request)
     with contextlib.suppress(ConnectionResetError, asyncio.CancelledError):
-        while True:
-            message = json.dumps(await _snapshot(request), ensure_ascii=False)
+        while time.time() < expires_at:
+            snapshot = await _snapshot(request)
+            message = json.dumps(snapshot, ensure_ascii=False)
             await response.write(f"data: {message}\n\n".encode())
+            if not snapshot["doctor"]["active"]:
+                break
             await asyncio.sleep(REFRESH_S)
     return response
 

@@ -71,6 +71,13 @@ function row(c) {
 }
 
 function render(snapshot) {
+  if (snapshot.doctor && !snapshot.doctor.active) {
+    document.body.dataset.phase = 'error';
+    bilingual($('summary'), '您的接诊权限已暂停，请联系医务管理部门。',
+      'Your consulting rights are suspended: please contact the medical affairs office.');
+    stream.close();
+    return;
+  }
   const list = snapshot.consultations || [];
   const waiting = list.filter((c) => c.guardian === 'waiting').length;
   document.body.dataset.phase = 'live';
@@ -106,8 +113,11 @@ async function open(cid, button) {
   }
 }
 
+let stream = null;
+
 function connect() {
   const source = new EventSource(`/api/worklist/stream?token=${encodeURIComponent(token)}`);
+  stream = source;
   source.onmessage = (event) => render(JSON.parse(event.data));
   source.onerror = () => {
     document.body.dataset.phase = 'reconnecting';

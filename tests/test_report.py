@@ -15,7 +15,7 @@ from server.auth import Role
 from server.report import empty, flatten
 from server.store import SYSTEM_CHAIN
 
-from .node_fixtures import Node
+from .node_fixtures import Node, node_settings, start_node
 from .report_fixtures import FACTS, expected, month_days, month_text, seed
 
 KEYS = [key for key, _ in flatten(empty())]
@@ -57,7 +57,15 @@ def _sum(groups: dict[Any, Counter]) -> Counter:
     return +total
 
 
-async def test_a_seeded_month_in_json_and_csv(node: Node) -> None:
+@pytest.fixture
+async def any_db_node(tmp_path, database_url: str):
+    """A node on SQLite and on PostgreSQL (the report's queries run on both)."""
+    async with start_node(node_settings(tmp_path / "node", database_url=database_url)) as n:
+        yield n
+
+
+async def test_a_seeded_month_in_json_and_csv(any_db_node: Node) -> None:
+    node = any_db_node
     hospitals = await seed(node)
     want = expected(FACTS, hospitals)
     admin = _bearer(node, Role.ADMIN, "planner")

@@ -170,6 +170,31 @@ async def test_the_stream_shows_a_guardian_waiting(node: Node) -> None:
             await guardian.close()
 
 
+async def _until_closed(response: aiohttp.ClientResponse, timeout: float) -> list[dict]:
+    snapshots = []
+    async with asyncio.timeout(timeout):
+        async for line in response.content:
+            if line.startswith(b"data: "):
+                snapshots.append(json.loads(line[6:]))
+    return snapshots
+
+
+async def test_the_stream_ends_with_the_day_token_or_the_doctors_rights(node: Node) -> None:
+    doctor = await make_doctor(node)
+    await book_at(node, doctor, today_at(10))
+    short = _day_token(node, doctor.id, ttl=2)
+    async with node.session.get(f"{node.url}/api/worklist/stream?token={short}") as stream:
+        assert len(await _until_closed(stream, timeout=6)) >= 1
+    token = _day_token(node, doctor.id)
+    async with node.session.get(f"{node.url}/api/worklist/stream?token={token}") as stream:
+        await _next_snapshot(stream)
+        async with node.ctx.db.session() as s, s.begin():
+            await s.execute(update(Doctor).where(Doctor.id == doctor.id)
+                            .values(whitelist_status="suspended"))
+        last = (await _until_closed(stream, timeout=5))[-1]
+        assert last["doctor"]["active"] is False
+
+
 # -- joining from the worklist ---------------------------------------------------------------
 
 async def test_joining_mints_a_call_token_for_own_consultations_only(node: Node) -> None:
