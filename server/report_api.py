@@ -19,6 +19,7 @@ from server.auth import CLAIMS_KEY, Role, json_error
 from server.endpoint import endpoint
 from server.fields import Day, Id, Month
 from server.report import Period, build, to_csv
+from server.report_labels import labelled
 from server.store import SYSTEM_CHAIN
 from signaling.handler import CONTEXT_KEY
 
@@ -40,7 +41,7 @@ def add_routes(app: web.Application, static_dir: Path) -> None:
 class ReportQuery(BaseModel):
     """A month, or a range of Beijing dates (both inclusive); optionally one hospital."""
 
-    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+    model_config = ConfigDict(extra="forbid")
     month: Month | None = None
     from_: Day | None = Field(None, alias="from")
     to: Day | None = None
@@ -70,7 +71,8 @@ async def _report(request: web.Request, query: ReportQuery, fmt: str) -> dict[st
     ctx = request.app[CONTEXT_KEY]
     claims = request[CLAIMS_KEY]
     period = period_of(query)
-    report = await build(ctx.db, period, ctx.settings.presence.pediatric_age, query.hospital)
+    report = labelled(await build(ctx.db, period, ctx.settings.presence.pediatric_age,
+                                  query.hospital))
     actor = f"{claims.role}:{claims.subject}"
     event = await ctx.events.append(SYSTEM_CHAIN, "report.progress", actor, {
         "from": period.first.isoformat(), "to": period.last.isoformat(),
