@@ -1,4 +1,4 @@
-"""Command line: `python -m server run|seed-demo|token|verify-chain|verify-recordings`."""
+"""Command line: `python -m server run|seed-demo|token|day-link|verify-chain|verify-recordings`."""
 
 from __future__ import annotations
 
@@ -14,6 +14,7 @@ from server.access_log import RedactingAccessLogger
 from server.app import create_app
 from server.auth import Role, Tokens
 from server.config import Settings, load_settings
+from server.day_token import MAX_HOURS, DayTokenRefused, issue_day_link
 from server.demo import seed
 from server.store import Database, EventLog
 from server.tls import TlsError, server_context
@@ -27,6 +28,8 @@ async def _seed(settings: Settings) -> None:
     db = await Database.open(settings.database_url)
     try:
         booking = await seed(db, settings, _tokens(settings))
+        day = await issue_day_link(db, EventLog(db), _tokens(settings), settings.public_url,
+                                   booking.doctor_id, 12, "system:demo")
     finally:
         await db.close()
     tokens = _tokens(settings)
@@ -35,6 +38,8 @@ async def _seed(settings: Settings) -> None:
     print(f"demo consultation {booking.consultation_id}")
     print(f"  doctor   (医生):     {booking.doctor_link}")
     print(f"  guardian (监护人):   {booking.guardian_link}")
+    print(f"  worklist (今日接诊): {day.link}")
+    print(f"  report   (进展报告): {base}/report#token={admin}")
     print(f"  ops      (运维):     {base}/ops#token={tokens.issue(Role.OPS, 'demo-ops')}")
     print(f"  auditor  (审计):     {base}/replay#token={tokens.issue(Role.AUDITOR, 'demo-audit')}")
     print(f"  registry (医生注册): {base}/admin/doctors#token={admin}")
@@ -46,6 +51,21 @@ async def _seed(settings: Settings) -> None:
           f"       -H 'Authorization: Bearer {admin}' \\")
     print(f"       {base}/api/admin/guardians/{booking.guardian_id}/face")
     print("To look around without faces: TC_IDENTITY_REQUIRED=0 TC_GUARDIAN_PRESENCE=0 make run")
+
+
+async def _day_link(settings: Settings, doctor_id: str, hours: int) -> int:
+    """Issue 15: a doctor's worklist link (a day token), logged as issued from the command line."""
+    db = await Database.open(settings.database_url)
+    try:
+        day = await issue_day_link(db, EventLog(db), _tokens(settings), settings.public_url,
+                                   doctor_id, hours, "system:cli")
+    except (DayTokenRefused, ValueError) as exc:
+        print(f"teleconsult: no day link: {exc}", file=sys.stderr)
+        return 1
+    finally:
+        await db.close()
+    print(f"worklist (今日接诊) until {day.expires_at.isoformat()}: {day.link}")
+    return 0
 
 
 async def _verify(settings: Settings, chain: str) -> int:
@@ -70,6 +90,9 @@ def main(argv: list[str] | None = None) -> int:
     token.add_argument("--subject", required=True)
     token.add_argument("--consultation")
     token.add_argument("--ttl", type=int, help="seconds (default TC_TOKEN_TTL)")
+    day = sub.add_parser("day-link", help="a doctor's worklist link for the day (issue 15)")
+    day.add_argument("doctor", help="the doctor's id in the registry")
+    day.add_argument("--hours", type=int, default=12, help=f"1..{MAX_HOURS}, default 12")
     recordings = sub.add_parser("verify-recordings",
                                 help="re-hash a consultation's recording segments (issue 5)")
     recordings.add_argument("consultation")
@@ -86,6 +109,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "token":
         print(_tokens(settings).issue(Role(args.role), args.subject, args.consultation, args.ttl))
         return 0
+    if args.command == "day-link":
+        return asyncio.run(_day_link(settings, args.doctor, args.hours))
     if args.command == "seed-demo":
         asyncio.run(_seed(settings))
         return 0

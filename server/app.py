@@ -13,7 +13,7 @@ import identity
 from identity import guardians, presence  # issue 4
 from recorder import Recorder
 from recorder import http as recorder_http
-from server import api, booking_api, metrics, openapi, ops_api, precall
+from server import api, booking_api, metrics, openapi, ops_api, precall, report_api, worklist_api
 from server.auth import TOKENS_KEY, Role, Tokens
 from server.cluster import Cluster
 from server.config import Settings
@@ -51,6 +51,8 @@ def create_app(settings: Settings) -> web.Application:
     booking_api.add_routes(app)  # issue 6: booking, consent, referral, export
     quality_api.add_routes(app, STATIC_DIR)  # issue 15: complaints and adverse events
     precall.add_routes(app)  # issue 11: the pre-call connection test
+    report_api.add_routes(app, STATIC_DIR)  # issue 15: the periodic progress report
+    worklist_api.add_routes(app, STATIC_DIR)  # issue 15: the doctor's day, the guardian's queue
     recorder_http.add_routes(app)  # issue 5: recordings and the auditor's replay
     identity.install(app, settings.identity)  # issue 3: registry, face enrollment, verification
     guardians.add_routes(app, settings.presence)  # issue 4: guardian photos, presence

@@ -26,7 +26,10 @@ class Role(StrEnum):
     AUDITOR = "auditor"
     OPS = "ops"
     ADMIN = "admin"
-    REGULATOR = "regulator"  # the supervision platform: the export only (least data)
+    REGULATOR = "regulator"  # the supervision platform: export and report only (least data)
+    # A doctor's working day: their own worklist only, never a call. Joining one of their own
+    # consultations from it mints a per-consultation DOCTOR token (server/worklist_api.py).
+    DOCTOR_DAY = "doctor_day"
     QUALITY = "quality"  # staff who handle complaints and adverse events (with admin)
 
 
@@ -61,6 +64,8 @@ class Tokens:
     ) -> str:
         if role in CALL_ROLES and not consultation_id:
             raise ValueError(f"a {role} token must name its consultation")
+        if role == Role.DOCTOR_DAY and consultation_id:
+            raise ValueError("a doctor_day token names no consultation (it opens the worklist)")
         now = int(time.time())
         payload = {
             "iss": ISSUER,
@@ -83,6 +88,8 @@ class Tokens:
                 options={"require": ["exp", "sub", "iss"]},
             )
             role = Role(payload["role"])
+            if role == Role.DOCTOR_DAY and payload.get("cid"):
+                raise ValueError("a doctor_day token names no consultation")
         except jwt.ExpiredSignatureError as exc:
             raise TokenError("token expired") from exc
         except (jwt.InvalidTokenError, KeyError, ValueError) as exc:

@@ -49,6 +49,7 @@ def _verification(events: list[Event]) -> dict[str, Any] | None:
         "verified": passed is not None,
         "distance": passed.data.get("distance") if passed else None,
         "attempts": len(attempts),
+        "failed_attempts": sum(ev.data.get("outcome") != "verified" for ev in attempts),
         "failures": sorted({str(ev.data.get("outcome")) for ev in attempts} - {"verified"}),
         "locked": bool(_of(events, "identity.locked")),
         "rechecks": len(rechecks),

@@ -59,3 +59,14 @@ def _masked(value: str) -> str:
 MaskedNationalId = Annotated[str, StringConstraints(strip_whitespace=True, min_length=8,
                                                     max_length=32, pattern=r"^[0-9Xx*]+$"),
                              AfterValidator(_masked)]
+
+
+def _month_in_range(value: str) -> str:
+    if not FIRST_DAY.year <= int(value[:4]) <= LAST_DAY.year:
+        raise ValueError(f"must be between {FIRST_DAY:%Y-%m} and {LAST_DAY:%Y-%m}")
+    return value
+
+
+# A calendar month, YYYY-MM (the periodic report).
+Month = Annotated[str, StringConstraints(pattern=r"^[0-9]{4}-(0[1-9]|1[0-2])$"),
+                  AfterValidator(_month_in_range)]

@@ -1,0 +1,87 @@
+"""The doctor's day in real headless Chromium: the doctor opens the worklist with a day token, sees
+a guardian waiting (whose own page says where they are in the queue), and joins from the list."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from pathlib import Path
+
+import pytest
+
+from server.auth import Role
+from tests.browser import (
+    ADULT_A,
+    CHILD_A,
+    OBAMA,
+    launch_chromium,
+    make_y4m,
+    side_by_side,
+    wait_for_body_data,
+)
+
+from .node_fixtures import Node
+from .worklist_fixtures import book_at, guardian_token, make_doctor, today_at
+
+ARTIFACTS = Path(__file__).resolve().parent.parent / "test-artifacts" / "worklist"
+
+pytestmark = pytest.mark.browser
+
+
+async def test_a_doctor_sees_a_guardian_waiting_and_joins_from_the_worklist(
+        node: Node, tmp_path: Path) -> None:
+    doctor = await make_doctor(node)
+    first = today_at(30)
+    earlier = await book_at(node, doctor, first, "王小华")
+    mine = await book_at(node, doctor, first + timedelta(minutes=10), "李小明")
+    # The earlier family is already waiting (an aiortc client): they are ahead in the queue.
+    ahead = node.client(guardian_token(node, earlier))
+    await ahead.connect()
+    admin = node.token(Role.ADMIN, "scheduler")
+    async with node.session.post(f"{node.url}/api/admin/doctors/{doctor.id}/day-token",
+                                 json={}, headers={"Authorization": f"Bearer {admin}"}) as r:
+        assert r.status == 201
+        worklist_link = (await r.json())["link"].replace(node.settings.public_url, node.url)
+    guardian_cam = make_y4m(tmp_path / "guardian.y4m", side_by_side(ADULT_A, CHILD_A), seconds=4)
+    doctor_cam = make_y4m(tmp_path / "doctor.y4m", OBAMA, seconds=4)
+    try:
+        async with launch_chromium(guardian_cam, ARTIFACTS / "guardian") as g_browser, \
+                launch_chromium(doctor_cam, ARTIFACTS / "doctor") as d_browser:
+            guardian = await g_browser.new_page("guardian")
+            await guardian.goto(f"{node.url}/call#token={guardian_token(node, mine)}")
+            await wait_for_body_data(guardian, "phase", "prejoin")
+            await guardian.wait_for_selector("#consent-text .consent-section", state="visible")
+            await guardian.check("#consent-check")
+            await guardian.click("#join-btn")
+            await wait_for_body_data(guardian, "state", "waiting")
+            # Where the guardian is in the doctor's queue: one family ahead.
+            await wait_for_body_data(guardian, "queue", "2")
+            assert "前面还有 1 位" in await guardian.inner_text("#queue-info")
+            await g_browser.screenshot(guardian, "guardian-waiting")
+
+            doctor_page = await d_browser.new_page("doctor")
+            await doctor_page.goto(worklist_link)
+            await wait_for_body_data(doctor_page, "phase", "live")
+            row = f"tr[data-cid='{mine.cid}']"
+            await doctor_page.wait_for_selector(
+                f"{row}[data-guardian='waiting'][data-consent='given']")
+            await wait_for_body_data(doctor_page, "waiting", "2")
+            text = await doctor_page.inner_text(row)
+            assert "李*明" in text and "初诊" in text and "儿童" in text
+            assert "李小明" not in await doctor_page.inner_text("body")  # least data
+            await d_browser.screenshot(doctor_page, "worklist")
+
+            await doctor_page.click(f"{row} button")
+            await doctor_page.wait_for_url("**/call#token=*")
+            await wait_for_body_data(doctor_page, "phase", "prejoin")
+            assert await doctor_page.evaluate("document.body.dataset.role") == "doctor"
+            await doctor_page.click("#join-btn")
+            await wait_for_body_data(doctor_page, "state", "verifying")
+            await wait_for_body_data(guardian, "state", "verifying")
+            # With the doctor: no queue any more.
+            await guardian.wait_for_selector("#queue-info", state="hidden")
+            await d_browser.screenshot(doctor_page, "doctor-joined")
+    finally:
+        await ahead.close()
+    kinds = [(e["kind"], e["actor"]) for e in await node.events(mine.cid)]
+    assert ("worklist.join", f"doctor_day:{doctor.id}") in kinds
+    assert ("participant.joined", f"doctor:{doctor.id}") in kinds
