@@ -168,3 +168,26 @@ async def test_eligibility_query_is_checked(tmp_path: Path) -> None:
             r = await node.session.get(url, params=params, headers=_auth(node))
             assert r.status == 200, (params, await r.text())
             assert "rules" in await r.json()
+
+
+async def test_a_photo_that_never_arrives_is_408(tmp_path: Path, monkeypatch) -> None:
+    """A declared body that does not come holds a connection and a handler: not for long."""
+    import asyncio
+
+    from server import endpoint
+
+    monkeypatch.setattr(endpoint, "BODY_READ_TIMEOUT_S", 0.5)
+    async with identity_node(tmp_path) as node:
+        did = (await node.book()).doctor_id
+        reader, writer = await asyncio.open_connection(node.server.host, node.server.port)
+        writer.write("\r\n".join([
+            f"PUT /api/admin/doctors/{did}/face HTTP/1.1", "Host: node",
+            f"Authorization: Bearer {node.token(Role.ADMIN, 'admin-1')}",
+            "Content-Type: image/jpeg", "Content-Length: 100000", "", ""]).encode()
+            + b"\xff\xd8\xff\xe0")
+        await writer.drain()
+        head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 5)
+        writer.close()
+        assert head.startswith(b"HTTP/1.1 408"), head
+        kinds = [e.kind for e in await node.ctx.events.events(SYSTEM_CHAIN)]
+        assert "identity.enrolled" not in kinds and "identity.enroll.refused" not in kinds
