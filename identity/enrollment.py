@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from aiohttp import web
 
 from server.auth import json_error
-from server.endpoint import body_deadline
+from server.endpoint import read_body
 from server.store.models import SYSTEM_CHAIN
 
 from . import image_check
@@ -51,27 +51,12 @@ class Whose:
 
 
 async def read_photo(request: web.Request, limit: int) -> bytes:
-    """The raw JPEG/PNG body, refused (413) past `limit` whether or not a length was sent."""
+    """The raw JPEG/PNG body, refused (413) past `limit` whether or not a length was sent, and
+    (408) when it does not arrive within the body-read time limit (server.endpoint)."""
     if request.content_type not in PHOTO_TYPES:
         raise json_error(422, "unsupported_format", "send a JPEG or PNG photo "
                          "(Content-Type image/jpeg or image/png)")
-    if request.content_length is not None and request.content_length > limit:
-        raise _too_large(limit, request.content_length)
-    # Read the stream ourselves: the app's 1 MiB client_max_size is for JSON, not photos.
-    # `read(n)` returns what has arrived so far, so gather until the end or past the limit,
-    # within the time any body has (a declared photo that never comes holds nothing for long).
-    photo = bytearray()
-    async with body_deadline(request):
-        while len(photo) <= limit:
-            chunk = await request.content.read(limit + 1 - len(photo))
-            if not chunk:
-                return bytes(photo)
-            photo += chunk
-    raise _too_large(limit, len(photo))
-
-
-def _too_large(limit: int, size: int) -> web.HTTPException:
-    return json_error(413, "too_large", f"the photo is {size} bytes or more; the limit is {limit}")
+    return await read_body(request, limit)
 
 
 async def enroll(svc: IdentityService, whose: Whose, photo: bytes, min_face_px: int,

@@ -12,12 +12,13 @@ from datetime import datetime
 from aiohttp import web
 from sqlalchemy import select
 
-from server.auth import CLAIMS_KEY, Role, json_error, requires
+from server.auth import CLAIMS_KEY, Role, json_error
+from server.endpoint import endpoint
 from server.policy.dates import consultation_date
 from server.store import Database, Guardian, records
 from signaling.handler import CONTEXT_KEY
 
-from .enrollment import EnrollmentError, Whose, enroll, enrollment_error, read_photo
+from .enrollment import PHOTO_TYPES, EnrollmentError, Whose, enroll, enrollment_error, read_photo
 from .guardian_models import GuardianFaceEnrollment
 from .presence_config import PresenceConfig
 from .presence_policy import is_under
@@ -64,7 +65,7 @@ def add_routes(app: web.Application, config: PresenceConfig) -> None:
     app.router.add_put("/api/admin/guardians/{guardian_id}/face", upload_guardian_face)
 
 
-@requires(Role.ADMIN)
+@endpoint(Role.ADMIN, upload=PHOTO_TYPES)
 async def upload_guardian_face(request: web.Request) -> web.Response:
     """PUT the guardian's reference photo as the raw body (image/jpeg or image/png).
 

@@ -10,17 +10,21 @@ from __future__ import annotations
 import json
 from datetime import UTC, date, datetime
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any, Literal
 
 from aiohttp import web
+from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy import select
 
-from server.auth import CLAIMS_KEY, Role, json_error, requires
+from server import fields
+from server.auth import CLAIMS_KEY, Role, json_error
+from server.endpoint import endpoint
+from server.fields import Day, Id, MaskedNationalId, Name
 from server.store import Doctor, Hospital, records
-from server.store.models import SYSTEM_CHAIN, TITLES, WHITELIST_STATUSES
+from server.store.models import SYSTEM_CHAIN, TITLES, VISIT_TYPES, WHITELIST_STATUSES
 from signaling.handler import CONTEXT_KEY
 
-from .enrollment import EnrollmentError, Whose, enroll, enrollment_error, read_photo
+from .enrollment import PHOTO_TYPES, EnrollmentError, Whose, enroll, enrollment_error, read_photo
 from .models import FaceEnrollment, FaceVerification
 from .service import IdentityService
 
@@ -29,10 +33,57 @@ STATIC_DIR = Path(__file__).resolve().parent.parent / "static"
 _NO_STORE = {"Cache-Control": "no-store", "Referrer-Policy": "no-referrer"}
 
 
-def add_routes(app: web.Application) -> None:
-    async def admin_page(request: web.Request) -> web.FileResponse:
-        return web.FileResponse(STATIC_DIR / "admin-doctors.html", headers=_NO_STORE)
+# -- what each route accepts --------------------------------------------------------------------
 
+Specialty = fields.text(100)
+Licence = fields.text(64)
+
+
+class DoctorChanges(BaseModel):
+    """PATCH: the fields sent change, the others stay. A date sent as null is cleared; the other
+    fields default to None only when absent (defaults are not validated): a null is refused."""
+
+    model_config = ConfigDict(extra="forbid")
+    name: Name = None
+    national_id_masked: MaskedNationalId = None
+    licence_no: Licence = None  # type: ignore[valid-type]
+    hospital_id: Id = None
+    title: Literal[TITLES] = None  # type: ignore[valid-type]
+    clinical_practice_since: Day | None = None
+    online_practice_since: Day | None = None
+    training_passed_on: Day | None = None
+    specialties: Annotated[list[Specialty], Field(max_length=20)] = None  # type: ignore[valid-type]
+    whitelist_status: Literal[WHITELIST_STATUSES] = None  # type: ignore[valid-type]
+    whitelist_reason: fields.text(500) | None = None  # type: ignore[valid-type]
+
+
+class NewDoctor(DoctorChanges):
+    """A new doctor: who, where, what rank; the rest as for a change."""
+
+    name: Name
+    national_id_masked: MaskedNationalId
+    licence_no: Licence  # type: ignore[valid-type]
+    hospital_id: Id
+    title: Literal[TITLES]  # type: ignore[valid-type]
+
+
+class EligibilityQuery(BaseModel):
+    """What to ask the policy: the day (default today), the visit, where (default the doctor's)."""
+
+    model_config = ConfigDict(extra="forbid")
+    on: Day | None = None
+    visit_type: Literal[VISIT_TYPES] = "follow_up"  # type: ignore[valid-type]
+    hospital_id: Id | None = None
+    specialty: Specialty | None = None  # type: ignore[valid-type]
+
+
+@endpoint()
+async def admin_page(request: web.Request) -> web.FileResponse:
+    """The registry page for admins (its API calls carry the token)."""
+    return web.FileResponse(STATIC_DIR / "admin-doctors.html", headers=_NO_STORE)
+
+
+def add_routes(app: web.Application) -> None:
     app.router.add_get("/admin/doctors", admin_page)
     app.router.add_get("/api/admin/doctors", list_doctors)
     app.router.add_post("/api/admin/doctors", create_doctor)
@@ -50,84 +101,24 @@ def _actor(request: web.Request) -> str:
     return f"{claims.role}:{claims.subject}"
 
 
-def _date(value: Any, name: str) -> date | None:
-    if value in (None, ""):
-        return None
-    try:
-        return date.fromisoformat(str(value))
-    except ValueError:
-        raise json_error(422, "bad_field", f"{name}: a date like 2024-03-01 is needed") from None
+_WHITELIST = {"whitelist_status", "whitelist_reason"}
 
 
-def _text(value: Any, name: str, limit: int) -> str:
-    if not isinstance(value, str) or not value.strip() or len(value) > limit:
-        raise json_error(422, "bad_field", f"{name}: a text of 1–{limit} characters is needed")
-    return value.strip()
-
-
-def _masked_id(value: Any) -> str:
-    text = _text(value, "national_id_masked", 32)
-    if "*" not in text:
-        raise json_error(422, "bad_field", "national_id_masked: store only a masked national ID "
-                         "(e.g. 110***********1234), never the full number")
-    return text
-
-
-_FIELDS = {
-    "name": lambda v: _text(v, "name", 100),
-    "national_id_masked": _masked_id,
-    "licence_no": lambda v: _text(v, "licence_no", 64),
-    "hospital_id": lambda v: _text(v, "hospital_id", 40),
-    "clinical_practice_since": lambda v: _date(v, "clinical_practice_since"),
-    "online_practice_since": lambda v: _date(v, "online_practice_since"),
-    "training_passed_on": lambda v: _date(v, "training_passed_on"),
-}
-
-
-def _title(v: Any) -> str:
-    if v not in TITLES:
-        raise json_error(422, "bad_field", f"title: one of {', '.join(TITLES)}")
-    return str(v)
-
-
-def _specialties(v: Any) -> list[str]:
-    if not isinstance(v, list) or not all(isinstance(s, str) and s.strip() for s in v):
-        raise json_error(422, "bad_field", "specialties: a list of names")
-    return [s.strip() for s in v]
-
-
-async def _body(request: web.Request) -> dict[str, Any]:
-    try:
-        body = await request.json()
-    except ValueError:
-        raise json_error(400, "bad_json", "the body must be a JSON object") from None
-    if not isinstance(body, dict):
-        raise json_error(400, "bad_json", "the body must be a JSON object")
-    return body
-
-
-async def _apply(request: web.Request, doctor: Doctor, body: dict[str, Any]) -> dict[str, Any]:
-    """Validate and set the fields present in `body`; return what changed (for the event)."""
+async def _apply(request: web.Request, doctor: Doctor, body: DoctorChanges) -> dict[str, Any]:
+    """Set the fields sent in `body`; return what changed (for the event)."""
     changes: dict[str, Any] = {}
-    parsers = {**_FIELDS, "title": _title, "specialties": _specialties}
-    for name, parse in parsers.items():
-        if name in body:
-            value = parse(body[name])
-            if getattr(doctor, name, None) != value:
-                setattr(doctor, name, value)
-                changes[name] = value.isoformat() if isinstance(value, date) else value
-    if "whitelist_status" in body:
-        status = body["whitelist_status"]
-        if status not in WHITELIST_STATUSES:
-            raise json_error(422, "bad_field", f"whitelist_status: one of "
-                             f"{', '.join(WHITELIST_STATUSES)}")
-        reason = body.get("whitelist_reason")
-        if status != "active" and not (isinstance(reason, str) and reason.strip()):
+    for name, value in body.model_dump(include=body.model_fields_set - _WHITELIST).items():
+        if getattr(doctor, name, None) != value:
+            setattr(doctor, name, value)
+            changes[name] = value.isoformat() if isinstance(value, date) else value
+    if "whitelist_status" in body.model_fields_set:
+        status, reason = body.whitelist_status, body.whitelist_reason
+        if status != "active" and not reason:
             raise json_error(422, "bad_field", "whitelist_reason: say why a doctor is "
-                             f"{status}")
+                             f"{status}", field="whitelist_reason")
         if status != doctor.whitelist_status or reason != doctor.whitelist_reason:
             doctor.whitelist_status = status
-            doctor.whitelist_reason = reason.strip() if isinstance(reason, str) else None
+            doctor.whitelist_reason = reason
             doctor.whitelist_changed_at = datetime.now(UTC)
             changes["whitelist_status"] = status
             changes["whitelist_reason"] = doctor.whitelist_reason
@@ -165,8 +156,9 @@ async def _doctor_or_404(request: web.Request) -> Doctor:
     return doctor
 
 
-@requires(Role.ADMIN)
+@endpoint(Role.ADMIN)
 async def list_doctors(request: web.Request) -> web.Response:
+    """Every doctor with the enrolled photo's summary, and the hospitals (a read is logged)."""
     async with request.app[CONTEXT_KEY].db.session() as session:
         doctors = list(await session.scalars(select(Doctor).order_by(Doctor.created_at)))
         faces = {f.doctor_id: f for f in await session.scalars(select(FaceEnrollment))}
@@ -177,8 +169,9 @@ async def list_doctors(request: web.Request) -> web.Response:
                               "hospitals": hospitals}, headers=_NO_STORE)
 
 
-@requires(Role.ADMIN)
+@endpoint(Role.ADMIN)
 async def get_doctor(request: web.Request) -> web.Response:
+    """One doctor's record (a read is logged)."""
     doctor = await _doctor_or_404(request)
     enrollment = await request.app[IDENTITY_KEY].enrollment(doctor.id)
     await request.app[CONTEXT_KEY].events.append(SYSTEM_CHAIN, "registry.read", _actor(request),
@@ -186,13 +179,9 @@ async def get_doctor(request: web.Request) -> web.Response:
     return web.json_response(_public(doctor, enrollment), headers=_NO_STORE)
 
 
-@requires(Role.ADMIN)
-async def create_doctor(request: web.Request) -> web.Response:
-    body = await _body(request)
-    missing = [f for f in ("name", "national_id_masked", "licence_no", "hospital_id", "title")
-               if f not in body]
-    if missing:
-        raise json_error(422, "bad_field", f"required: {', '.join(missing)}")
+@endpoint(Role.ADMIN, body=NewDoctor)
+async def create_doctor(request: web.Request, body: NewDoctor) -> web.Response:
+    """Register a doctor (least data: a national ID only masked)."""
     doctor = Doctor(specialties=[], whitelist_status="active")
     changes = await _apply(request, doctor, body)
     ctx = request.app[CONTEXT_KEY]
@@ -203,10 +192,10 @@ async def create_doctor(request: web.Request) -> web.Response:
     return web.json_response(_public(doctor, None), status=201)
 
 
-@requires(Role.ADMIN)
-async def update_doctor(request: web.Request) -> web.Response:
+@endpoint(Role.ADMIN, body=DoctorChanges)
+async def update_doctor(request: web.Request, body: DoctorChanges) -> web.Response:
+    """Change the fields sent; a whitelist status other than active needs a reason."""
     ctx = request.app[CONTEXT_KEY]
-    body = await _body(request)
     async with ctx.db.session() as session, session.begin():
         doctor = await session.get(Doctor, request.match_info["doctor_id"])
         if doctor is None:
@@ -219,7 +208,7 @@ async def update_doctor(request: web.Request) -> web.Response:
     return web.json_response(_public(doctor, enrollment))
 
 
-@requires(Role.ADMIN)
+@endpoint(Role.ADMIN, upload=PHOTO_TYPES)
 async def upload_face(request: web.Request) -> web.Response:
     """PUT the photo as the raw body (image/jpeg or image/png), at most TC_FACE_MAX_PHOTO_BYTES."""
     svc = request.app[IDENTITY_KEY]
@@ -233,7 +222,7 @@ async def upload_face(request: web.Request) -> web.Response:
     return web.json_response(_public(doctor, row))
 
 
-@requires(Role.ADMIN)
+@endpoint(Role.ADMIN)
 async def read_face(request: web.Request) -> web.Response:
     """The enrolled photo itself: personal data, so every read is an event."""
     svc = request.app[IDENTITY_KEY]
@@ -248,20 +237,19 @@ async def read_face(request: web.Request) -> web.Response:
     return web.Response(body=data, content_type=kind, headers=_NO_STORE)
 
 
-@requires(Role.ADMIN)
-async def eligibility(request: web.Request) -> web.Response:
+@endpoint(Role.ADMIN, query=EligibilityQuery)
+async def eligibility(request: web.Request, query: EligibilityQuery) -> web.Response:
     """server/policy's verdict for this doctor: ?on=YYYY-MM-DD&visit_type=first&specialty=…"""
     from server.policy import load_policy
     from server.policy.check import decide
 
     doctor = await _doctor_or_404(request)
-    on = _date(request.query.get("on"), "on") or datetime.now(UTC).date()
-    decision = decide(load_policy(), on=on,
-                      visit_type=request.query.get("visit_type", "follow_up"),
-                      hospital_id=request.query.get("hospital_id", doctor.hospital_id),
-                      specialty=request.query.get("specialty",
-                                                  (doctor.specialties or [""])[0]),
-                      doctor=doctor, patient_id="", prior=None)
+    specialty = query.specialty if query.specialty is not None else (
+        (doctor.specialties or [""])[0])
+    decision = decide(load_policy(), on=query.on or datetime.now(UTC).date(),
+                      visit_type=query.visit_type,
+                      hospital_id=query.hospital_id or doctor.hospital_id,
+                      specialty=specialty, doctor=doctor, patient_id="", prior=None)
     return web.json_response(decision.to_dict(), dumps=_dumps)
 
 
@@ -269,7 +257,7 @@ def _dumps(value: Any) -> str:
     return json.dumps(value, default=str, ensure_ascii=False)
 
 
-@requires(Role.ADMIN, Role.AUDITOR, Role.OPS)
+@endpoint(Role.ADMIN, Role.AUDITOR, Role.OPS)
 async def consultation_identity(request: web.Request) -> web.Response:
     """The verification attempts of a consultation (the index; the events are the trail)."""
     cid = request.match_info["cid"]
@@ -284,7 +272,7 @@ async def consultation_identity(request: web.Request) -> web.Response:
          "evidence_sha256": r.thumbnail_sha256} for r in rows]})
 
 
-@requires(Role.ADMIN, Role.AUDITOR)
+@endpoint(Role.ADMIN, Role.AUDITOR)
 async def read_evidence(request: web.Request) -> web.Response:
     """The evidence thumbnail of a verified attempt; the read is an event of the consultation."""
     svc = request.app[IDENTITY_KEY]

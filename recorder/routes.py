@@ -7,17 +7,24 @@ each, is an event in the consultation's hash-chained log (who, what, when).
 from __future__ import annotations
 
 import asyncio
+import json
+import logging
 import re
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime, time, timedelta
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any, Literal
 
 import jwt
 from aiohttp import web
 from cryptography.exceptions import InvalidTag
+from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy import select
 
-from server.auth import CLAIMS_KEY, Role, json_error, requires
+from server import fields
+from server.auth import CLAIMS_KEY, Role, json_error
+from server.endpoint import endpoint
+from server.fields import Day, Name
+from server.lifecycle import State
 from server.store.models import SYSTEM_CHAIN, Consultation, Doctor, Hospital
 from server.store.recordings import Recording, RecordingSegment
 from signaling.handler import CONTEXT_KEY
@@ -29,8 +36,47 @@ from .service import Recorder
 
 STATIC_DIR = Path(__file__).resolve().parent.parent / "static"
 _NO_STORE = {"Cache-Control": "no-store", "Referrer-Policy": "no-referrer"}
-_RANGE = re.compile(r"^bytes=(\d*)-(\d*)$")
+# ASCII digits only (`\d` takes Arabic-Indic ones too), and no more of them than a size can
+# have: Python's int() refuses more than 4,300 digits with a ValueError.
+_RANGE = re.compile(r"^bytes=([0-9]{0,18})-([0-9]{0,18})$")
 AUDIT = (Role.AUDITOR, Role.ADMIN)
+
+log = logging.getLogger(__name__)
+
+
+# -- what each route accepts --------------------------------------------------------------------
+
+class RecordingSearch(BaseModel):
+    """Consultations by scheduled day (UTC, both ends included) and by what else is known."""
+
+    model_config = ConfigDict(extra="forbid")
+    date_from: Day | None = None
+    date_to: Day | None = None
+    hospital: fields.text(200) | None = None  # type: ignore[valid-type]
+    doctor: Name | None = None
+    state: Literal[tuple(s.value for s in State)] | None = None  # type: ignore[valid-type]
+    reason: fields.text(500) | None = None  # type: ignore[valid-type]
+    recorded: bool = False  # only consultations that have a recording
+
+
+class AccessQuery(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    purpose: Literal["play", "download"] = "play"
+
+
+class PlaybackQuery(BaseModel):
+    """The media URL's own grant (a player cannot send a header); absent or bad: 401."""
+
+    model_config = ConfigDict(extra="forbid")
+    pt: Annotated[str, Field(max_length=4096, description="the playback grant that "
+                             "/api/recordings/{cid}/segments/{sid}/access handed out")] = ""
+
+
+class HoldChange(BaseModel):
+    """A legal hold is set or lifted with a reason, kept in the consultation's event log."""
+
+    model_config = ConfigDict(extra="forbid")
+    reason: fields.text(500)  # type: ignore[valid-type]
 
 
 def add(app: web.Application) -> None:
@@ -43,7 +89,9 @@ def add(app: web.Application) -> None:
     r.add_post("/api/recordings/{cid}/segments/{sid}/access", access)
     r.add_put("/api/recordings/{cid}/hold", hold_set)
     r.add_delete("/api/recordings/{cid}/hold", hold_lift)
-    r.add_get("/media/recordings/{sid}", media)
+    # No HEAD (aiohttp adds one to every GET): it would stream the body, count as the grant's
+    # first use, and leave a pipelined request unanswered. A HEAD is 405.
+    r.add_get("/media/recordings/{sid}", media, allow_head=False)
 
 
 def _recorder(request: web.Request) -> Recorder:
@@ -59,39 +107,37 @@ def _actor(request: web.Request) -> str:
     return f"{claims.role}:{claims.subject}"
 
 
+@endpoint()
 async def replay_page(request: web.Request) -> web.FileResponse:
+    """The auditor's replay page (its API calls carry the token)."""
     return web.FileResponse(STATIC_DIR / "replay.html", headers=_NO_STORE)
 
 
-@requires(*AUDIT)
-async def search(request: web.Request) -> web.Response:
+@endpoint(*AUDIT, query=RecordingSearch)
+async def search(request: web.Request, query: RecordingSearch) -> web.Response:
     """Consultations by date, hospital, doctor, state and end/termination reason."""
-    q = request.query
-    query = (select(Consultation, Hospital.name, Doctor.name, Recording.status)
+    found = (select(Consultation, Hospital.name, Doctor.name, Recording.status)
              .join(Hospital, Hospital.id == Consultation.hospital_id)
              .join(Doctor, Doctor.id == Consultation.doctor_id)
              .outerjoin(Recording, Recording.consultation_id == Consultation.id))
-    try:
-        if q.get("date_from"):
-            query = query.where(Consultation.scheduled_at >= _day(q["date_from"]))
-        if q.get("date_to"):
-            query = query.where(Consultation.scheduled_at < _day(q["date_to"], end=True))
-    except ValueError as exc:
-        raise json_error(400, "bad_date", f"dates are YYYY-MM-DD: {exc}") from None
-    for field, column in (("hospital", Hospital.name), ("doctor", Doctor.name),
-                          ("reason", Consultation.end_reason)):
-        if q.get(field):
-            query = query.where(column.contains(q[field], autoescape=True))
-    if q.get("state"):
-        query = query.where(Consultation.state == q["state"])
-    if q.get("recorded") == "1":
-        query = query.where(Recording.status.is_not(None))
-    query = query.order_by(Consultation.scheduled_at.desc()).limit(200)
+    if query.date_from:
+        found = found.where(Consultation.scheduled_at >= _day(query.date_from))
+    if query.date_to:
+        found = found.where(Consultation.scheduled_at < _day(query.date_to + timedelta(days=1)))
+    for value, column in ((query.hospital, Hospital.name), (query.doctor, Doctor.name),
+                          (query.reason, Consultation.end_reason)):
+        if value:
+            found = found.where(column.contains(value, autoescape=True))
+    if query.state:
+        found = found.where(Consultation.state == query.state)
+    if query.recorded:
+        found = found.where(Recording.status.is_not(None))
+    found = found.order_by(Consultation.scheduled_at.desc()).limit(200)
     async with request.app[CONTEXT_KEY].db.session() as session:
-        rows = (await session.execute(query)).all()
-    await request.app[CONTEXT_KEY].events.append(SYSTEM_CHAIN, "recordings.search",
-                                                 _actor(request),
-                                                 {"query": dict(q), "found": len(rows)})
+        rows = (await session.execute(found)).all()
+    await request.app[CONTEXT_KEY].events.append(
+        SYSTEM_CHAIN, "recordings.search", _actor(request),
+        {"query": query.model_dump(mode="json", exclude_unset=True), "found": len(rows)})
     return web.json_response({"consultations": [{
         "id": c.id, "hospital": hospital, "doctor": doctor, "state": c.state,
         "specialty": c.specialty, "scheduled_at": c.scheduled_at.isoformat(),
@@ -101,11 +147,9 @@ async def search(request: web.Request) -> web.Response:
     } for c, hospital, doctor, status in rows]}, headers=_NO_STORE)
 
 
-def _day(text: str, end: bool = False) -> datetime:
-    from datetime import timedelta
-
-    day = datetime.fromisoformat(text).replace(tzinfo=UTC)
-    return day + timedelta(days=1) if end else day
+def _day(day: date) -> datetime:
+    """The start of a UTC day (fields.Day keeps the day + 1 of the end well inside `date`)."""
+    return datetime.combine(day, time(), UTC)
 
 
 def _segment_json(s: RecordingSegment) -> dict[str, Any]:
@@ -133,7 +177,7 @@ async def _consultation(request: web.Request) -> Consultation:
     return consultation
 
 
-@requires(*AUDIT)
+@endpoint(*AUDIT)
 async def detail(request: web.Request) -> web.Response:
     """One consultation's recording: segments, the event timeline on the recording's clock."""
     ctx = request.app[CONTEXT_KEY]
@@ -166,8 +210,9 @@ async def _name(ctx: Any, model: type, id_: str) -> str | None:
     return row.name if row else None
 
 
-@requires(*AUDIT)
+@endpoint(*AUDIT)
 async def verify(request: web.Request) -> web.Response:
+    """Re-hash the consultation's segments and check them against the event log."""
     ctx = request.app[CONTEXT_KEY]
     c = await _consultation(request)
     report = await _recorder(request).verify(c.id)
@@ -175,8 +220,8 @@ async def verify(request: web.Request) -> web.Response:
     return web.json_response(report.public(), headers=_NO_STORE)
 
 
-@requires(*AUDIT)
-async def access(request: web.Request) -> web.Response:
+@endpoint(*AUDIT, query=AccessQuery)
+async def access(request: web.Request, query: AccessQuery) -> web.Response:
     """A short-lived URL to play (or download) one segment; the grant itself is an event."""
     ctx = request.app[CONTEXT_KEY]
     c = await _consultation(request)
@@ -185,9 +230,7 @@ async def access(request: web.Request) -> web.Response:
         raise json_error(404, "no_segment", "no such segment in this consultation")
     if seg.state == "purged":
         raise json_error(409, "purged", "this segment was deleted after its retention period")
-    purpose = request.query.get("purpose", "play")
-    if purpose not in ("play", "download"):
-        raise json_error(400, "bad_purpose", "purpose is play or download")
+    purpose = query.purpose
     tokens = _playback(request)
     token = tokens.issue(seg.id, c.id, _actor(request), purpose)
     await ctx.events.append(c.id, f"recording.{purpose}", _actor(request), {
@@ -196,12 +239,13 @@ async def access(request: web.Request) -> web.Response:
                               "expires_in": tokens.ttl_s}, headers=_NO_STORE)
 
 
-async def media(request: web.Request) -> web.StreamResponse:
+@endpoint(query=PlaybackQuery, auth="playback")
+async def media(request: web.Request, query: PlaybackQuery) -> web.StreamResponse:
     """The decrypted segment, with HTTP Range (players seek with it); `?pt=` authorises."""
     ctx = request.app[CONTEXT_KEY]
     tokens = _playback(request)
     try:
-        grant = tokens.verify(request.query.get("pt", ""))
+        grant = tokens.verify(query.pt)
     except jwt.InvalidTokenError as exc:
         raise json_error(401, "bad_playback_token", f"playback token: {exc}") from None
     if grant.segment_id != request.match_info["sid"]:
@@ -236,12 +280,17 @@ async def media(request: web.Request) -> web.StreamResponse:
         status = 206
         headers["Content-Range"] = f"bytes {start}-{end - 1}/{dec.size}"
     response = web.StreamResponse(status=status, headers=headers)
-    await response.prepare(request)
-    piece = first
-    while piece is not None:
-        await response.write(piece)
-        piece = await asyncio.to_thread(next, pieces, None)
-    await response.write_eof()
+    try:
+        await response.prepare(request)
+        piece = first
+        while piece is not None:
+            await response.write(piece)
+            piece = await asyncio.to_thread(next, pieces, None)
+        await response.write_eof()
+    except ConnectionResetError:  # (aiohttp's ClientConnectionResetError is one)
+        # The player seeked or the tab closed: the client's choice, not the node's fault.
+        log.info("download aborted by the client: recording segment %s of %s", seg.id,
+                 seg.consultation_id, extra={"consultation": seg.consultation_id})
     return response
 
 
@@ -251,44 +300,47 @@ def _range(header: str | None, size: int) -> tuple[int, int]:
         return 0, size
     match = _RANGE.match(header.strip())
     if match is None or (not match[1] and not match[2]):
-        raise web.HTTPRequestRangeNotSatisfiable(headers={"Content-Range": f"bytes */{size}"})
+        raise _unsatisfiable(size)
     if not match[1]:  # the last N bytes
         start, end = max(0, size - int(match[2])), size
     else:
         start = int(match[1])
         end = min(size, int(match[2]) + 1) if match[2] else size
     if start >= size or start >= end:
-        raise web.HTTPRequestRangeNotSatisfiable(headers={"Content-Range": f"bytes */{size}"})
+        raise _unsatisfiable(size)
     return start, end
 
 
-async def _hold(request: web.Request, hold: bool) -> web.Response:
+def _unsatisfiable(size: int) -> web.HTTPException:
+    body = json.dumps({"error": {"code": "bad_range", "message": "one range, bytes=a-b in "
+                                 f"ASCII digits, within the {size} bytes of the segment"}})
+    return web.HTTPRequestRangeNotSatisfiable(text=body, content_type="application/json",
+                                              headers={"Content-Range": f"bytes */{size}"})
+
+
+async def _hold(request: web.Request, body: HoldChange, hold: bool) -> web.Response:
     c = await _consultation(request)
     try:
-        body = await request.json()
-    except ValueError:
-        body = {}
-    reason = str(body.get("reason", "")).strip() if isinstance(body, dict) else ""
-    if not reason:
-        raise json_error(422, "reason_required", "a legal hold is set or lifted with a reason")
-    try:
-        row = await _recorder(request).set_hold(c.id, _actor(request), reason[:500], hold)
+        row = await _recorder(request).set_hold(c.id, _actor(request), body.reason, hold)
     except LookupError:
         raise json_error(404, "no_recording", "this consultation has no recording") from None
     return web.json_response(_recording_json(row), headers=_NO_STORE)
 
 
-@requires(Role.ADMIN)
-async def hold_set(request: web.Request) -> web.Response:
-    return await _hold(request, True)
+@endpoint(Role.ADMIN, body=HoldChange)
+async def hold_set(request: web.Request, body: HoldChange) -> web.Response:
+    """Keep this recording past its retention date (purges skip it) until the hold is lifted."""
+    return await _hold(request, body, True)
 
 
-@requires(Role.ADMIN)
-async def hold_lift(request: web.Request) -> web.Response:
-    return await _hold(request, False)
+@endpoint(Role.ADMIN, body=HoldChange)
+async def hold_lift(request: web.Request, body: HoldChange) -> web.Response:
+    """Lift the legal hold: the next purge deletes what is past its retention date."""
+    return await _hold(request, body, False)
 
 
-@requires(Role.ADMIN)
+@endpoint(Role.ADMIN)
 async def purge_now(request: web.Request) -> web.Response:
+    """Delete every segment past its retention date and not on legal hold, now."""
     purged = await _recorder(request).purge()
     return web.json_response({"purged": purged}, headers=_NO_STORE)

@@ -41,7 +41,8 @@ def add_routes(app: web.Application, policy: Policy | None = None) -> None:
     app.router.add_post("/api/prior-diagnoses", create_prior_diagnosis)
     app.router.add_get("/api/consent", consent_text)
     app.router.add_get("/api/consultations/{cid}/referral", consultation_referral)
-    app.router.add_get("/api/export/consultations", export.consultations)
+    # No HEAD (aiohttp adds one to every GET): it would stream the export and log it as made.
+    app.router.add_get("/api/export/consultations", export.consultations, allow_head=False)
 
 
 def error(status: int, code: str, message: str, **extra: Any) -> web.HTTPException:

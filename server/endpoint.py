@@ -10,8 +10,8 @@ publishes, so the document cannot drift from what the node enforces.
 from __future__ import annotations
 
 import asyncio
-import contextlib
-from collections.abc import AsyncIterator, Awaitable, Callable
+import json
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
@@ -69,29 +69,61 @@ def endpoint(*roles: Role, body: type[BaseModel] | None = None,
     return wrap
 
 
-async def read_body(request: web.Request) -> bytes:
-    """The whole body, within the app's size limit and its time limit."""
-    async with body_deadline(request):
-        return await request.read()
-
-
-@contextlib.asynccontextmanager
-async def body_deadline(request: web.Request) -> AsyncIterator[None]:
-    """Refuse (408) a body that has not arrived within the app's limit."""
-    limit = request.app.get(BODY_TIMEOUT_KEY, 10.0)
+async def read_body(request: web.Request, limit: int | None = None) -> bytes:
+    """The whole body within the app's time limit: at most the app's size limit, or for a raw
+    upload (a photo) at most `limit` bytes, 413 past it whether or not a length was sent."""
+    seconds = request.app.get(BODY_TIMEOUT_KEY, 10.0)
     try:
-        async with asyncio.timeout(limit):
-            yield
+        async with asyncio.timeout(seconds):
+            return await (request.read() if limit is None else _read_upto(request, limit))
     except TimeoutError:
         raise json_error(408, "body_timeout",
-                         f"the body did not arrive within {limit:g} s") from None
+                         f"the body did not arrive within {seconds:g} s") from None
+
+
+async def _read_upto(request: web.Request, limit: int) -> bytes:
+    if request.content_length is not None and request.content_length > limit:
+        raise _too_large(request.content_length, limit)
+    # Not request.read(): the app's client_max_size is for JSON, an upload has its own limit.
+    # `read(n)` returns what has arrived so far, so gather until the end or past the limit.
+    body = bytearray()
+    while len(body) <= limit:
+        chunk = await request.content.read(limit + 1 - len(body))
+        if not chunk:
+            return bytes(body)
+        body += chunk
+    raise _too_large(len(body), limit)
+
+
+def _too_large(size: int, limit: int) -> web.HTTPException:
+    return json_error(413, "too_large", f"the body is {size} bytes or more; the limit is {limit}")
 
 
 def parse_json(raw: bytes, model: type[M]) -> M:
+    """The body as `model`: 400 when it is not JSON (nesting is bounded by the parser), 422 with
+    the field when a value is not what the model accepts."""
     try:
         return model.model_validate_json(raw)
     except ValidationError as exc:
+        refusal = _refusal(exc, "the body")
+        if not _escape_refused(exc):
+            raise refusal from None
+    # JSON allows any \uXXXX escape, a lone surrogate too, which the fast parser refuses as
+    # not JSON. Python's parser takes it, so the field's own type refuses it, naming the field.
+    try:
+        value = json.loads(raw)
+    except (ValueError, RecursionError):
+        raise refusal from None
+    try:
+        return model.model_validate(value)
+    except ValidationError as exc:
         raise _refusal(exc, "the body") from None
+
+
+def _escape_refused(exc: ValidationError) -> bool:
+    first = exc.errors(include_url=False, include_input=False)[0]
+    return first["type"] == "json_invalid" and ("surrogate" in first["msg"]
+                                                or "hex escape" in first["msg"])
 
 
 def parse_query(request: web.Request, model: type[M]) -> M:
@@ -113,6 +145,8 @@ def _refusal(exc: ValidationError, where: str) -> web.HTTPException:
         return json_error(400, "bad_json", f"{where} must be JSON: {first['msg']}")
     if first["type"] == "model_type":
         return json_error(400, "bad_json", f"{where} must be a JSON object")
-    field = ".".join(str(part) for part in first["loc"])
     code = "bad_query" if where == "the query" else "bad_field"
+    if not first["loc"]:  # a rule between fields (a model validator), or a key that is not text
+        return json_error(422, code, first["msg"])
+    field = ".".join(str(part) for part in first["loc"])
     return json_error(422, code, f"'{field}': {first['msg']}", field=field)

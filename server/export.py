@@ -11,13 +11,17 @@ chain.
 from __future__ import annotations
 
 import json
-from datetime import date, datetime, time, timedelta
+import logging
+from datetime import datetime, time, timedelta
 from typing import Any
 
 from aiohttp import web
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 from sqlalchemy import select
 
-from server.auth import CLAIMS_KEY, Role, json_error, requires
+from server.auth import CLAIMS_KEY, Role
+from server.endpoint import endpoint
+from server.fields import Day
 from server.policy.dates import SHANGHAI
 from server.store import SYSTEM_CHAIN, Consultation, Doctor, Event, Hospital
 from server.store.clinical import Consent, Referral
@@ -25,13 +29,23 @@ from signaling.handler import CONTEXT_KEY
 
 MAX_DAYS = 366
 
+log = logging.getLogger(__name__)
 
-def _day(request: web.Request, name: str) -> date:
-    raw = request.query.get(name, "")
-    try:
-        return date.fromisoformat(raw)
-    except ValueError:
-        raise json_error(400, "bad_query", f"'{name}' must be a date YYYY-MM-DD") from None
+
+class ExportRange(BaseModel):
+    """Beijing dates, both included: at most 366 days (MAX_DAYS)."""
+
+    model_config = ConfigDict(extra="forbid")
+    first: Day = Field(alias="from")
+    last: Day = Field(alias="to")
+
+    @model_validator(mode="after")
+    def _bounded(self) -> ExportRange:
+        if self.last < self.first:
+            raise ValueError("'to' is before 'from'")
+        if (self.last - self.first).days >= MAX_DAYS:
+            raise ValueError(f"at most {MAX_DAYS} days per export")
+        return self
 
 
 def _of(events: list[Event], *kinds: str) -> list[Event]:
@@ -143,14 +157,12 @@ def line(c: Consultation, hospital: Hospital | None, doctor: Doctor | None,
     }
 
 
-@requires(Role.ADMIN, Role.REGULATOR)
-async def consultations(request: web.Request) -> web.StreamResponse:
-    """GET /api/export/consultations?from=YYYY-MM-DD&to=YYYY-MM-DD (Beijing dates, inclusive)."""
-    first, last = _day(request, "from"), _day(request, "to")
-    if last < first:
-        raise json_error(400, "bad_query", "'to' is before 'from'")
-    if (last - first).days >= MAX_DAYS:
-        raise json_error(400, "bad_query", f"at most {MAX_DAYS} days per export")
+@endpoint(Role.ADMIN, Role.REGULATOR, query=ExportRange)
+async def consultations(request: web.Request, query: ExportRange) -> web.StreamResponse:
+    """GET /api/export/consultations?from=YYYY-MM-DD&to=YYYY-MM-DD (Beijing dates, inclusive).
+
+    Registered without HEAD (server.booking_api): a HEAD would run and log the export."""
+    first, last = query.first, query.last
     ctx = request.app[CONTEXT_KEY]
     claims = request[CLAIMS_KEY]
     start = datetime.combine(first, time(), SHANGHAI)
@@ -174,11 +186,15 @@ async def consultations(request: web.Request) -> web.StreamResponse:
                              "count": len(rows)})
     response = web.StreamResponse(headers={
         "Content-Type": "application/x-ndjson; charset=utf-8", "Cache-Control": "no-store"})
-    await response.prepare(request)
-    for c in rows:
-        events = await ctx.events.events(c.id)
-        record = line(c, hospitals.get(c.hospital_id), doctors.get(c.doctor_id),
-                      referrals.get(c.id), consents.get(c.id), events)
-        await response.write((json.dumps(record, ensure_ascii=False) + "\n").encode())
-    await response.write_eof()
+    try:
+        await response.prepare(request)
+        for c in rows:
+            events = await ctx.events.events(c.id)
+            record = line(c, hospitals.get(c.hospital_id), doctors.get(c.doctor_id),
+                          referrals.get(c.id), consents.get(c.id), events)
+            await response.write((json.dumps(record, ensure_ascii=False) + "\n").encode())
+        await response.write_eof()
+    except ConnectionResetError:  # (aiohttp's ClientConnectionResetError is one)
+        log.info("download aborted by the client: export %s..%s for %s:%s", first, last,
+                 claims.role, claims.subject)
     return response

@@ -52,12 +52,10 @@ async def test_json_nested_deep_is_bad_json(node: Node, path: str) -> None:
 
 
 async def test_lone_surrogate_is_refused_not_stored(node: Node) -> None:
-    raw = b'{"name": "\\ud800x", "birth_date": "2020-01-01"}'
-    await _refused(node, "POST", "/api/patients", 400, "bad_json", data=raw)
-    # The same as a character that is not text (a control character) is a field error.
-    body = await _refused(node, "POST", "/api/patients", 422, "bad_field",
-                          json={"name": "a\u0000b", "birth_date": "2020-01-01"})
-    assert body["error"]["field"] == "name"
+    for raw in (b'{"name": "\\ud800x", "birth_date": "2020-01-01"}',
+                b'{"name": "a\\u0000b", "birth_date": "2020-01-01"}'):  # a control character
+        body = await _refused(node, "POST", "/api/patients", 422, "bad_field", data=raw)
+        assert body["error"]["field"] == "name"
     assert await _count(node, Patient) == 0
 
 
@@ -110,16 +108,3 @@ async def test_aiohttp_refusals_are_json_too(node: Node) -> None:
     await _refused(node, "POST", "/api/patients", 413, "request_entity_too_large",
                    data=b"{" + b" " * (2 * 1024 * 1024) + b"}")
 
-
-async def test_a_photo_that_never_comes_is_408(quick_node: Node) -> None:
-    doctor = (await quick_node.book()).doctor_id
-    host, port = quick_node.server.host, quick_node.server.port
-    reader, writer = await asyncio.open_connection(host, port)
-    token = quick_node.token(Role.ADMIN, "admin-1")
-    writer.write((f"PUT /api/admin/doctors/{doctor}/face HTTP/1.1\r\nHost: {host}\r\n"
-                  f"Authorization: Bearer {token}\r\nContent-Type: image/jpeg\r\n"
-                  "Content-Length: 100000\r\n\r\n").encode() + b"\xff\xd8\xff")
-    await writer.drain()
-    head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), timeout=10)
-    assert head.startswith(b"HTTP/1.1 408"), head
-    writer.close()

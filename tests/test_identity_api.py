@@ -172,3 +172,90 @@ async def test_photo_sizes_past_the_limits_are_refused(tmp_path: Path) -> None:
             (booking.guardian_id, "image_too_large")]
         r = await enroll_photo(node, did, OBAMA.read_bytes())
         assert r.status == 200, await r.text()
+
+
+# -- hostile input (issue 17): a clean 4xx with a JSON error, never a 500 -----------------------
+
+DEEP = "[" * 50_000 + "]" * 50_000
+
+
+async def _doctor_ids(node) -> set[str]:
+    listing = await (await node.session.get(f"{node.url}/api/admin/doctors",
+                                            headers=_auth(node))).json()
+    return {d["id"] for d in listing["doctors"]}
+
+
+async def test_registry_refuses_deep_json_and_text_that_is_not_text(tmp_path: Path) -> None:
+    async with identity_node(tmp_path) as node:
+        booking = await node.book()
+        url = f"{node.url}/api/admin/doctors"
+        did = booking.doctor_id
+        before = await (await node.session.get(f"{url}/{did}", headers=_auth(node))).json()
+        for body in (DEEP, '{"name": ' + DEEP + "}"):
+            for method, target in (("POST", url), ("PATCH", f"{url}/{did}")):
+                r = await node.session.request(method, target, data=body, headers={
+                    **_auth(node), "Content-Type": "application/json"})
+                assert r.status == 400, (method, await r.text())
+                assert (await r.json())["error"]["code"] == "bad_json"
+        base = {"name": "张医生", "national_id_masked": "110***********5678",
+                "licence_no": "110110000099998", "hospital_id": before["hospital_id"],
+                "title": "attending", "specialties": ["儿童营养"]}
+        for field, value in (("name", "\ud800"), ("name", "张\udfff"), ("licence_no", "1\x00"),
+                             ("specialties", ["\ud800"]), ("whitelist_reason", "\ud800"),
+                             ("clinical_practice_since", "9999-12-31")):
+            changes = {field: value}
+            if field == "whitelist_reason":
+                changes["whitelist_status"] = "suspended"
+            r = await node.session.post(url, json={**base, **changes}, headers=_auth(node))
+            assert r.status == 422, (field, await r.text())
+            error = (await r.json())["error"]
+            assert error["code"] == "bad_field" and error["field"].startswith(field), error
+            r = await node.session.patch(f"{url}/{did}", json=changes, headers=_auth(node))
+            assert r.status == 422, (field, await r.text())
+        assert await _doctor_ids(node) == {did}
+        after = await (await node.session.get(f"{url}/{did}", headers=_auth(node))).json()
+        assert after == before
+        assert (await node.ctx.events.verify(SYSTEM_CHAIN)).ok
+
+
+async def test_eligibility_query_is_checked(tmp_path: Path) -> None:
+    async with identity_node(tmp_path) as node:
+        did = (await node.book()).doctor_id
+        url = f"{node.url}/api/admin/doctors/{did}/eligibility"
+        r = await node.session.get(url, params={"visit_type": "zz"}, headers=_auth(node))
+        assert r.status == 422, await r.text()
+        error = (await r.json())["error"]
+        assert (error["code"], error["field"]) == ("bad_query", "visit_type")
+        assert "'first'" in error["message"] and "'follow_up'" in error["message"]
+        for on in ("0001-01-01", "9999-12-31", "2026-02-30", "soon", ""):
+            r = await node.session.get(url, params={"on": on}, headers=_auth(node))
+            assert r.status == 422, (on, await r.text())
+            assert (await r.json())["error"]["field"] == "on"
+        for params in ({"on": "1900-01-01"}, {"on": "2199-12-31", "visit_type": "first"},
+                       {"specialty": "儿童营养", "hospital_id": "h_bj_bch"}, {}):
+            r = await node.session.get(url, params=params, headers=_auth(node))
+            assert r.status == 200, (params, await r.text())
+            assert "rules" in await r.json()
+
+
+async def test_a_photo_that_never_arrives_is_408(tmp_path: Path, monkeypatch) -> None:
+    """A declared body that does not come holds a connection and a handler: not for long."""
+    import asyncio
+
+    from server import endpoint
+
+    monkeypatch.setattr(endpoint, "BODY_READ_TIMEOUT_S", 0.5)
+    async with identity_node(tmp_path) as node:
+        did = (await node.book()).doctor_id
+        reader, writer = await asyncio.open_connection(node.server.host, node.server.port)
+        writer.write("\r\n".join([
+            f"PUT /api/admin/doctors/{did}/face HTTP/1.1", "Host: node",
+            f"Authorization: Bearer {node.token(Role.ADMIN, 'admin-1')}",
+            "Content-Type: image/jpeg", "Content-Length: 100000", "", ""]).encode()
+            + b"\xff\xd8\xff\xe0")
+        await writer.drain()
+        head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 5)
+        writer.close()
+        assert head.startswith(b"HTTP/1.1 408"), head
+        kinds = [e.kind for e in await node.ctx.events.events(SYSTEM_CHAIN)]
+        assert "identity.enrolled" not in kinds and "identity.enroll.refused" not in kinds

@@ -309,3 +309,78 @@ async def test_key_rotation_old_segments_still_play_a_forgotten_key_is_a_clear_e
                 body = await r.json()
         assert r.status == 500 and body["error"]["code"] == "recording_key_missing"
         assert "TC_RECORDING_OLD_KEYS" in body["error"]["message"]
+
+
+# -- hostile input (issue 17): a clean 4xx with a JSON error, never a 500 -----------------------
+
+DEEP = "[" * 50_000 + "]" * 50_000
+
+
+async def test_json_nested_50000_deep_is_bad_json_for_hold_and_purge(rec_node: Node) -> None:
+    node = rec_node
+    cid = (await node.book()).consultation_id
+    admin = {**_auth(node, Role.ADMIN, "admin-1"), "Content-Type": "application/json"}
+    for body in (DEEP, '{"reason": ' + DEEP + "}"):
+        for method in ("PUT", "DELETE"):
+            async with node.session.request(method, f"{node.url}/api/recordings/{cid}/hold",
+                                            data=body, headers=admin) as r:
+                assert r.status == 400, (method, await r.text())
+                assert (await r.json())["error"]["code"] == "bad_json"
+    # The purge takes no body: one sent is never parsed, whatever its depth.
+    async with node.session.post(f"{node.url}/api/recordings/purge", data=DEEP,
+                                 headers=admin) as r:
+        assert r.status == 200 and (await r.json())["purged"] == []
+
+
+async def test_a_lone_surrogate_in_a_hold_reason_is_422(rec_node: Node, clips) -> None:
+    node = rec_node
+    cid = await recorded_call(node, clips, 1.0)
+    admin = _auth(node, Role.ADMIN, "admin-1")
+    for reason in ("\ud800", "投诉 \udfff", "nul \x00 byte"):
+        async with node.session.put(f"{node.url}/api/recordings/{cid}/hold",
+                                    json={"reason": reason}, headers=admin) as r:
+            assert r.status == 422, (reason, await r.text())
+            error = (await r.json())["error"]
+            assert (error["code"], error["field"]) == ("bad_field", "reason")
+    async with node.session.put(f"{node.url}/api/recordings/{cid}/hold",  # nor in a key
+                                json={"reason": "x", "\udc00": 1}, headers=admin) as r:
+        assert r.status == 422 and (await r.json())["error"]["code"] == "bad_field"
+    row = await index.get_recording(node.ctx.db, cid)
+    assert row is not None and row.legal_hold is False
+    assert (await node.ctx.events.verify(cid)).ok
+
+
+async def test_recording_search_dates_at_the_edges_are_refused(rec_node: Node) -> None:
+    node = rec_node
+    await node.book()
+    auditor = _auth(node, Role.AUDITOR, "audit-7")
+    for query in ({"date_to": "9999-12-31"}, {"date_from": "0001-01-01"},
+                  {"date_from": "2026-02-30"}, {"date_to": "tomorrow"},
+                  {"state": "asleep"}, {"doctor": "x" * 1000}):
+        async with node.session.get(f"{node.url}/api/recordings", params=query,
+                                    headers=auditor) as r:
+            assert r.status == 422, (query, await r.text())
+            error = (await r.json())["error"]
+            assert (error["code"], error["field"]) == ("bad_query", next(iter(query))), error
+    today = datetime.now(UTC).date()
+    async with node.session.get(f"{node.url}/api/recordings", headers=auditor, params={
+            "date_from": "1900-01-01", "date_to": str(today + timedelta(days=1))}) as r:
+        assert r.status == 200 and len((await r.json())["consultations"]) == 1
+
+
+async def test_hostile_range_headers_are_416(rec_node: Node, clips) -> None:
+    node = rec_node
+    cid = await recorded_call(node, clips, 1.0)
+    seg = (await closed_segments(node, cid))[0]
+    async with node.session.post(f"{node.url}/api/recordings/{cid}/segments/{seg.id}/access",
+                                 headers=_auth(node, Role.AUDITOR)) as r:
+        url = node.url + (await r.json())["url"]
+    huge = "9" * 5000
+    for bad in (f"bytes={huge}-", f"bytes=0-{huge}", f"bytes=-{huge}", f"bytes=1{huge[:18]}-",
+                "bytes=٠-١", "bytes=0-١", "bytes=٣-"):  # Arabic-Indic digits are not digits here
+        async with node.session.get(url, headers={"Range": bad}) as r:
+            assert r.status == 416, (bad[:40], r.status, await r.text())
+            assert r.headers["Content-Range"] == f"bytes */{seg.plain_size}"
+            assert (await r.json())["error"]["code"] == "bad_range"
+    async with node.session.get(url, headers={"Range": "bytes=0-9"}) as r:
+        assert r.status == 206 and len(await r.read()) == 10

@@ -116,7 +116,7 @@ async def test_export_bad_queries_and_roles(node: Node) -> None:
     for query in ("", "?from=2026-01-01", "?from=2026-13-01&to=2026-12-31",
                   "?from=2026-02-01&to=2026-01-01", "?from=2020-01-01&to=2026-01-01"):
         status, body, _ = await _get(node, "/api/export/consultations" + query, admin)
-        assert status == 400 and body["error"]["code"] == "bad_query", query
+        assert status == 422 and body["error"]["code"] == "bad_query", query
     booking = await node.book()
     status, _, _ = await _get(node, "/api/export/consultations?from=2026-01-01&to=2026-01-02",
                               booking.guardian_link.split("#token=")[1])
@@ -124,6 +124,24 @@ async def test_export_bad_queries_and_roles(node: Node) -> None:
     status, _, _ = await _get(node, "/api/export/consultations?from=2026-01-01&to=2026-01-02",
                               node.token(Role.AUDITOR, "x"))
     assert status == 403
+
+
+async def test_export_ranges_at_the_ends_of_the_calendar_are_refused(node: Node) -> None:
+    """Year 1 and year 9999 overflowed in the day arithmetic (a 500); a clean 422 now."""
+    admin = node.token(Role.ADMIN, "a")
+    for first, last in (("0001-01-01", "0001-01-02"), ("9999-12-30", "9999-12-31"),
+                        ("1899-12-31", "1900-01-01"), ("2199-12-31", "2200-01-01")):
+        status, body, _ = await _get(
+            node, f"/api/export/consultations?from={first}&to={last}", admin)
+        assert status == 422, (first, last, body)
+        assert body["error"]["code"] == "bad_query" and body["error"]["field"] in ("from", "to")
+    for first, last in (("1900-01-01", "1900-01-02"), ("2199-12-30", "2199-12-31")):
+        status, text, _ = await _get(
+            node, f"/api/export/consultations?from={first}&to={last}", admin)
+        assert (status, text) == (200, ""), (first, last)
+    exports = [e for e in await node.ctx.events.events(SYSTEM_CHAIN)
+               if e.kind == "export.consultations"]
+    assert len(exports) == 2  # only the ones made
 
 
 BAD_TERMINATIONS = [
