@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import io
 from pathlib import Path
 
@@ -13,6 +14,7 @@ from tests.browser import OBAMA, TWO_PEOPLE, empty_scene, load_photo
 from tests.hostile_images import blank_png, cut_short, encoded
 
 from .identity_fixtures import enroll_photo, identity_node
+from .node_fixtures import node_settings
 from .presence_fixtures import enroll_guardian_photo
 
 
@@ -238,14 +240,10 @@ async def test_eligibility_query_is_checked(tmp_path: Path) -> None:
             assert "rules" in await r.json()
 
 
-async def test_a_photo_that_never_arrives_is_408(tmp_path: Path, monkeypatch) -> None:
+async def test_a_photo_that_never_arrives_is_408(tmp_path: Path) -> None:
     """A declared body that does not come holds a connection and a handler: not for long."""
-    import asyncio
-
-    from server import endpoint
-
-    monkeypatch.setattr(endpoint, "BODY_READ_TIMEOUT_S", 0.5)
-    async with identity_node(tmp_path) as node:
+    settings = node_settings(tmp_path / "node", body_timeout_s=0.5)
+    async with identity_node(tmp_path, settings) as node:
         did = (await node.book()).doctor_id
         reader, writer = await asyncio.open_connection(node.server.host, node.server.port)
         writer.write("\r\n".join([
