@@ -37,6 +37,7 @@ class Endpoint:
     upload: tuple[str, ...] = ()  # media types of a raw body (photos), checked by the handler
     auth: str = "bearer"  # "bearer", "public", or "playback" (a per-segment grant in ?pt=)
     summary: str = ""
+    events: bool = False  # answers with server-sent events, open until the client leaves
 
 
 def declared(handler: object) -> Endpoint | None:
@@ -45,7 +46,8 @@ def declared(handler: object) -> Endpoint | None:
 
 def endpoint(*roles: Role, body: type[BaseModel] | None = None,
              query: type[BaseModel] | None = None, query_token: bool = False,
-             upload: tuple[str, ...] = (), auth: str | None = None) -> Callable[[Handler], Wrapped]:
+             upload: tuple[str, ...] = (), auth: str | None = None,
+             events: bool = False) -> Callable[[Handler], Wrapped]:
     """Declare and enforce an endpoint; with no roles it is public (or `auth` says how)."""
     kind = auth or ("bearer" if roles else "public")
 
@@ -63,7 +65,7 @@ def endpoint(*roles: Role, body: type[BaseModel] | None = None,
         checked.__doc__ = handler.__doc__
         checked.__endpoint__ = Endpoint(  # type: ignore[attr-defined]
             tuple(roles), body, query, query_token, upload, kind,
-            (handler.__doc__ or "").strip().split("\n")[0])
+            (handler.__doc__ or "").strip().split("\n")[0], events)
         return checked
 
     return wrap

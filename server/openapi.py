@@ -88,6 +88,7 @@ def _operation(method: str, path: str, spec: Endpoint,
         "parameters": params,
         "x-roles": [str(r) for r in spec.roles],
         "x-auth": spec.auth,
+        "x-events": spec.events,
         "security": [{"bearer": []}] if spec.auth == "bearer" else [],
         "responses": {
             "default": {"description": "success, or a refusal",

@@ -56,7 +56,7 @@ async def live_view(request: web.Request) -> web.Response:
     return web.json_response(await snapshot(request))
 
 
-@endpoint(Role.OPS, Role.ADMIN, query_token=True)
+@endpoint(Role.OPS, Role.ADMIN, query_token=True, events=True)
 async def stream(request: web.Request) -> web.StreamResponse:
     """Server-sent events (EventSource cannot set headers, hence the token in the query)."""
     response = web.StreamResponse(headers={"Content-Type": "text/event-stream",

@@ -109,7 +109,7 @@ async def worklist_view(request: web.Request) -> web.Response:
                              dumps=lambda v: json.dumps(v, ensure_ascii=False))
 
 
-@endpoint(Role.DOCTOR_DAY, query_token=True)
+@endpoint(Role.DOCTOR_DAY, query_token=True, events=True)
 async def worklist_stream(request: web.Request) -> web.StreamResponse:
     """The worklist as server-sent events, a snapshot every second (EventSource: token in query).
 
