@@ -199,6 +199,8 @@ async def consent_text(request: web.Request) -> web.Response:
     ctx = request.app[CONTEXT_KEY]
     claims = request[CLAIMS_KEY]
     cid = str(claims.consultation_id)
+    if await records.get_consultation(ctx.db, cid) is None:  # a token outliving its booking
+        raise error(404, "no_consultation", "no such consultation")
     text = consent.consent_text()
     given = await consent.consent_given(ctx.db, cid)
     if claims.role == Role.GUARDIAN and given is None:
