@@ -117,11 +117,8 @@ class Connection:
         self.errors += 1
         if self.errors <= AUDITED_ERRORS_PER_CONNECTION:
             try:
-                # What the client sent may show in the message: stored so that it always can be.
                 await self.ctx.events.append(self.cid, "signaling.refused", self.actor,
-                                             {"code": error.code,
-                                              "message": safe_text(error.message),
-                                              "field": error.field and safe_text(error.field)})
+                                             refusal_record(error))
             except Exception:  # the client still gets its answer; the socket stays up
                 log.exception("could not audit a refused message of %s", self.cid)
         if not self.ws.closed:
@@ -253,6 +250,13 @@ class Connection:
         settings = self.ctx.settings
         user = f"{self.cid}.{self.role}"
         return [*settings.ice_servers_json, *settings.turn.ice_servers(user, time.time())]
+
+
+def refusal_record(error: ProtocolError) -> dict[str, Any]:
+    """The `signaling.refused` event's data. What the client sent may show in the message (a
+    type, a field): escaped where no store or hash could take it, so the audit itself holds."""
+    return {"code": error.code, "message": safe_text(error.message),
+            "field": error.field and safe_text(error.field)}
 
 
 async def _consent_status(ctx: NodeContext, cid: str) -> dict[str, Any]:
