@@ -267,6 +267,9 @@ def _check_section(section: _Section, session: dict[str, list[str]]) -> None:
         raise SdpError(f"{where}: a=setup is required")
     if "rtcp-mux" not in attrs:
         raise SdpError(f"{where}: a=rtcp-mux is required")
+    if sum(len(attrs.get(d, [])) for d in DIRECTIONS) != 1:
+        raise SdpError(f"{where}: exactly one direction (a=sendrecv, a=sendonly, a=recvonly or "
+                       "a=inactive) is required")
     mids = attrs.get("mid", [])
     if len(mids) != 1 or not _TOKEN.fullmatch(mids[0]) or len(mids[0]) > 64:
         raise SdpError(f"{where}: exactly one a=mid (a token) is required")

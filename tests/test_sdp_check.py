@@ -51,6 +51,8 @@ async def test_the_findings_are_refused_with_the_line() -> None:
     (lambda s: s.replace("s=-", "s=é"), "ASCII"),
     (lambda s: s.replace("a=rtcp-mux\r\n", "", 1), "a=rtcp-mux is required"),
     (lambda s: s.replace("a=mid:1", "a=mid:1\r\na=mid:2"), "exactly one a=mid"),
+    (lambda s: s.replace("a=sendrecv\r\n", "", 1), "exactly one direction"),  # found by fuzzing
+    (lambda s: s.replace("a=sendrecv", "a=sendrecv\r\na=inactive", 1), "exactly one direction"),
     (lambda s: s.replace("a=group:BUNDLE 0 1", "a=group:BUNDLE 0 7"), "BUNDLE"),
     (lambda s: s.replace("a=rtpmap:97 VP8/90000", "a=rtpmap:97 VP9/90000"), "vp8 is required"),
     (lambda s: s.replace("a=fmtp:98 apt=97", "a=fmtp:98 apt=x"), "apt must be an integer"),

@@ -14,6 +14,7 @@ from typing import Any
 import pytest
 
 from bench.client import CallClient
+from server.auth import Role
 from signaling.handler import refusal_record
 from signaling.protocol import ProtocolError
 
@@ -163,3 +164,32 @@ async def test_offer_with_other_m_lines_is_unsupported_media(call: Call, m_lines
         sdp = repeated_sections(await aiortc_offer(), m_lines)
     error = await call.refused(offer(sdp), "unsupported_media", "sdp")
     assert f"has {m_lines}" in error["message"]
+
+
+async def test_what_aiortc_refuses_past_the_checks_is_not_internal(
+        call: Call, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The last resort, with sdp_check switched off: aiortc's own KeyError and AssertionError
+    are `bad_sdp` / `bad_field` too (signaling/peer.py, MediaRefused). The sender's media is
+    gone then (its peer was replaced before aiortc failed); the other participant stays."""
+    import signaling.handler
+
+    monkeypatch.setattr(signaling.handler, "check_offer", lambda sdp: None)
+    monkeypatch.setattr(signaling.handler, "check_candidate", lambda text: None)
+    assert call.doctor.ws is not None
+    sdp = (await aiortc_offer()).replace("a=setup:actpass", "a=setup:bogus")
+    await call.doctor.ws.send_str(offer(sdp))
+    error = await call.doctor.expect("error", timeout=10)
+    assert error["code"] == "bad_sdp" and "KeyError" in error["message"], error
+    await call.doctor.start_media()  # a good offer: a peer for the candidate to reach aiortc
+    await call.doctor.send({"type": "candidate", "candidate": {
+        "candidate": "candidate:garbage", "sdpMid": "0"}})
+    error = await call.doctor.expect("error", timeout=10)
+    assert error["code"] == "bad_field" and "AssertionError" in error["message"], error
+    await call.doctor.wait_connected()
+    room = call.node.ctx.rooms.get(call.cid)
+    assert room is not None
+    deadline = asyncio.get_running_loop().time() + 10
+    while room.participants[Role.DOCTOR].status != "connected":  # media restored (reported)
+        assert asyncio.get_running_loop().time() < deadline, "the doctor's media never came back"
+        await asyncio.sleep(0.05)
+    await call.still_up()
