@@ -54,7 +54,7 @@ def _text_only(value: str) -> str:
 
 def _message_id(value: object) -> str | int:
     """`id`: a string or an integer (not a boolean), echoed back as `re`."""
-    if isinstance(value, str) and not isinstance(value, bool):
+    if isinstance(value, str):
         if len(value) > MAX_ID_CHARS:
             raise PydanticCustomError("id", f"must be at most {MAX_ID_CHARS} characters")
         return _text_only(value)

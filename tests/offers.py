@@ -1,4 +1,5 @@
-"""Real SDP offers for the signaling tests: aiortc's, made now, and Chromium's, captured."""
+"""Real SDP offers for the signaling tests: aiortc's, made now or captured, and Chromium's,
+captured (tests/sdp/)."""
 
 from __future__ import annotations
 
@@ -8,8 +9,9 @@ from typing import Any
 
 from aiortc import RTCConfiguration, RTCPeerConnection
 
-CHROMIUM: dict[str, Any] = json.loads(
-    (Path(__file__).parent / "sdp" / "chromium_offer.json").read_text())
+SAVED = Path(__file__).parent / "sdp"
+CHROMIUM: dict[str, Any] = json.loads((SAVED / "chromium_offer.json").read_text())
+AIORTC: dict[str, Any] = json.loads((SAVED / "aiortc_offer.json").read_text())
 # What every m-section of a repeated offer keeps: enough for aiortc to take it.
 _KEPT = ("c=", "a=sendrecv", "a=rtcp-mux", "a=ice-ufrag:", "a=ice-pwd:", "a=setup:",
          "a=fingerprint:sha-256", "a=rtpmap:96 opus/", "a=rtpmap:97 VP8/")
