@@ -7,7 +7,7 @@ participant is still connected (its socket, its status, its media connection); a
 the other participant still answers and nothing failed unseen (no ERROR log line, no task
 exception left unretrieved, nothing aiortc refused after signaling/sdp_check.py let it through).
 Examples are derandomized (the same on every run, no example database) and bounded: the module
-takes about 30 s here, well within CI's limit.
+takes about 20 s here (4,000 frames), about 60 s with the two cores otherwise busy.
 """
 
 from __future__ import annotations
@@ -174,7 +174,7 @@ async def run(fuzz_call: FuzzCall, prop: Callable[[], None]) -> None:
 
 
 async def test_fuzzed_messages(fuzz_call: FuzzCall) -> None:
-    @settings(FUZZ, max_examples=3000)
+    @settings(FUZZ, max_examples=2000)
     @given(frame=frames())
     def prop(frame: Frame) -> None:
         fuzz_call.check(frame)
@@ -190,7 +190,7 @@ BASE_CANDIDATES = [c["candidate"] for c in CHROMIUM["candidates"]] + [
 
 
 async def test_fuzzed_offers(fuzz_call: FuzzCall) -> None:
-    @settings(FUZZ, max_examples=1200)
+    @settings(FUZZ, max_examples=1000)
     @given(sdp=offers(BASE_OFFERS))
     def prop(sdp: str) -> None:
         fuzz_call.check(Frame(encode({"type": "offer", "sdp": sdp})))
@@ -199,7 +199,7 @@ async def test_fuzzed_offers(fuzz_call: FuzzCall) -> None:
 
 
 async def test_fuzzed_ice_candidates(fuzz_call: FuzzCall) -> None:
-    @settings(FUZZ, max_examples=1500)
+    @settings(FUZZ, max_examples=1000)
     @given(candidate=candidates(BASE_CANDIDATES))
     def prop(candidate: dict[str, Any]) -> None:
         fuzz_call.check(Frame(encode({"type": "candidate", "candidate": candidate})))
