@@ -7,7 +7,7 @@ participant is still connected (its socket, its status, its media connection); a
 the other participant still answers and nothing failed unseen (no ERROR log line, no task
 exception left unretrieved, nothing aiortc refused after signaling/sdp_check.py let it through).
 Examples are derandomized (the same on every run, no example database) and bounded: the module
-takes about 20 s here (4,000 frames), about 60 s with the two cores otherwise busy.
+takes about 20 s here (4,000 frames), about 40 s with both cores otherwise busy.
 """
 
 from __future__ import annotations
