@@ -59,5 +59,5 @@ async def prescribe(ctx: NodeContext, room: Room, cid: str, actor: str,
                      "guardian_unseen_s": None if unseen is None else round(unseen, 2)}
     rx = new_id("rx")
     await ctx.events.append(cid, "prescription.issued", actor, {
-        "prescription": rx, "items": list(message.items), **evidence})
+        "prescription": rx, "items": [item.record() for item in message.items], **evidence})
     return {"type": "prescribed", "prescription": rx, "items": len(message.items)}

@@ -15,6 +15,7 @@ from server.lifecycle import State, TransitionError
 from server.live import LiveStateUnavailable
 from server.logs import consultation_var
 from server.store import Consultation, records
+from server.store.events import safe_text
 
 from .background import spawn
 from .context import NodeContext
@@ -37,6 +38,7 @@ from .protocol import (
 )
 from .quality import QualityGate, relay
 from .room import Room, close_soon
+from .sdp_check import SdpError, check_candidate, check_offer
 
 log = logging.getLogger(__name__)
 
@@ -116,8 +118,7 @@ class Connection:
         if self.errors <= AUDITED_ERRORS_PER_CONNECTION:
             try:
                 await self.ctx.events.append(self.cid, "signaling.refused", self.actor,
-                                             {"code": error.code, "message": error.message,
-                                              "field": error.field})
+                                             refusal_record(error))
             except Exception:  # the client still gets its answer; the socket stays up
                 log.exception("could not audit a refused message of %s", self.cid)
         if not self.ws.closed:
@@ -133,11 +134,16 @@ class Connection:
         room = self.room
         if isinstance(message, Offer):
             try:
+                check_offer(message.sdp)  # before the participant's current peer is replaced
                 return {"type": "answer", "sdp": await room.offer(self.role, message.sdp)}
+            except SdpError as exc:
+                raise ProtocolError(exc.code, f"offer refused: {exc}", "sdp", message.id) from None
             except ValueError as exc:
                 raise ProtocolError("bad_sdp", f"offer refused: {exc}", "sdp", message.id) from None
         if isinstance(message, Candidate):
             try:
+                if message.candidate is not None:
+                    check_candidate(message.candidate.candidate)
                 await room.add_candidate(self.role, message.candidate)
             except (LookupError, ValueError) as exc:
                 raise ProtocolError("bad_field", f"candidate refused: {exc}", "candidate",
@@ -163,8 +169,9 @@ class Connection:
                                                 message.reason, expected=State.ACTIVE)
             return None
         if isinstance(message, Terminate):
-            target = referral.ReferralTarget(message.hospital, message.department,
-                                             message.urgency, message.note)
+            to = message.referral
+            target = referral.ReferralTarget(to.hospital, to.department, to.urgency,
+                                             to.note or "")
             try:
                 await referral.terminate(self.ctx, self.cid, self.actor, message.reason, target,
                                          message.text)
@@ -243,6 +250,13 @@ class Connection:
         settings = self.ctx.settings
         user = f"{self.cid}.{self.role}"
         return [*settings.ice_servers_json, *settings.turn.ice_servers(user, time.time())]
+
+
+def refusal_record(error: ProtocolError) -> dict[str, Any]:
+    """The `signaling.refused` event's data. What the client sent may show in the message (a
+    type, a field): escaped where no store or hash could take it, so the audit itself holds."""
+    return {"code": error.code, "message": safe_text(error.message),
+            "field": error.field and safe_text(error.field)}
 
 
 async def _consent_status(ctx: NodeContext, cid: str) -> dict[str, Any]:

@@ -11,7 +11,8 @@ codecs, and VP8 key frames are what the relay waits for.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import logging
+from collections.abc import Awaitable, Callable
 
 from aiortc import (
     RTCConfiguration,
@@ -29,9 +30,26 @@ from .media import MediaSource, RelayTrack
 from .protocol import IceCandidate
 from .twcc import FeedbackSender
 
+log = logging.getLogger(__name__)
+
 KINDS = ("audio", "video")
 passthrough.negotiate_transport_cc()
 CODECS = {"audio": ("audio/opus",), "video": ("video/VP8", "video/rtx")}
+
+
+class MediaRefused(ValueError):
+    """aiortc could not apply what the participant sent. signaling/sdp_check.py should have
+    refused it first: this is the last resort that keeps aiortc's own exceptions (assertions,
+    KeyErrors) from becoming an `internal` error."""
+
+
+async def _applied(what: str, step: Awaitable[object]) -> None:
+    try:
+        await step
+    except Exception as exc:
+        log.warning("aiortc could not apply a participant's %s", what, exc_info=True)
+        raise MediaRefused(f"the {what} could not be applied ({type(exc).__name__}: "
+                           f"{str(exc)[:200]})") from exc
 
 
 class Peer:
@@ -71,7 +89,8 @@ class Peer:
         source.attach(lambda: passthrough.send_pli(receiver))
 
     async def answer(self, offer_sdp: str) -> str:
-        await self.pc.setRemoteDescription(RTCSessionDescription(offer_sdp, "offer"))
+        await _applied("offer", self.pc.setRemoteDescription(
+            RTCSessionDescription(offer_sdp, "offer")))
         kinds = {t.kind for t in self.pc.getTransceivers()}
         if kinds != set(KINDS):
             raise ValueError("the offer must have one audio and one video transceiver")
@@ -90,11 +109,17 @@ class Peer:
                     sender, self.link.report_downlink,
                     lambda lost, highest: self.link.report_counters(lost, highest,
                                                                     self._video_cap))
-        answer = await self.pc.createAnswer()
-        await self.pc.setLocalDescription(answer)
+        await _applied("offer", self._answer())
         return self.pc.localDescription.sdp
 
+    async def _answer(self) -> None:
+        await self.pc.setLocalDescription(await self.pc.createAnswer())
+
     async def add_candidate(self, candidate: IceCandidate | None) -> None:
+        """Checked by sdp_check.check_candidate first; aiortc's own errors are MediaRefused."""
+        await _applied("candidate", self._add_candidate(candidate))
+
+    async def _add_candidate(self, candidate: IceCandidate | None) -> None:
         if candidate is None:
             await self.pc.addIceCandidate(None)  # type: ignore[arg-type]
             return

@@ -13,6 +13,7 @@ import asyncio
 import hashlib
 import json
 import random
+import re
 import weakref
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
@@ -31,6 +32,16 @@ def canonical_json(value: Any) -> str:
     """The one serialisation that hashes are computed over."""
     return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False,
                       allow_nan=False)
+
+
+_UNSTORABLE = re.compile(r"[\x00\ud800-\udfff]")
+
+
+def safe_text(value: str, limit: int = 500) -> str:
+    """`value` as text every store and the hash below take, for recording what a client sent:
+    NUL (PostgreSQL refuses it) and lone surrogates (nothing can encode them) become their
+    escapes, e.g. `\\ud800`; at most `limit` characters."""
+    return _UNSTORABLE.sub(lambda m: f"\\u{ord(m[0]):04x}", value[:limit])
 
 
 def event_hash(prev_hash: str, chain: str, seq: int, at: datetime, kind: str, actor: str,
