@@ -7,11 +7,12 @@ a range a hospital can mean, and numbers have bounds.
 
 from __future__ import annotations
 
-import unicodedata
+import re
 from datetime import date, datetime
-from typing import Annotated
+from typing import Annotated, Any
 
 from pydantic import AfterValidator, AwareDatetime, Field, StringConstraints
+from pydantic_core import PydanticCustomError
 
 # The range of instants and days the service accepts: wide for history, never year 1 or 9999
 # (arithmetic at the edges of `date` overflows).
@@ -19,18 +20,23 @@ FIRST_DAY = date(1900, 1, 1)
 LAST_DAY = date(2199, 12, 31)
 
 
-def _clean(value: str) -> str:
-    """Refuse what no person types: lone surrogates and control characters (bar tab/newline)."""
-    for ch in value:
-        if unicodedata.category(ch) in ("Cs", "Cc") and ch not in "\t\n\r":
-            raise ValueError(f"contains a character that is not text (U+{ord(ch):04X})")
+# C0 controls other than tab, LF and CR, DEL, C1 controls, and UTF-16 surrogates (a JSON
+# "\ud800" that a lenient parser lets through): none of them is text a person wrote, and a lone
+# surrogate cannot even be encoded (SQLite, the audit hash).
+_NOT_TEXT = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f\ud800-\udfff]")
+
+
+def text_only(value: str) -> str:
+    if _NOT_TEXT.search(value):
+        raise PydanticCustomError("not_text", "must be text (no control characters or lone "
+                                  "surrogates)")
     return value
 
 
-def text(max_length: int, min_length: int = 1) -> object:
-    """A stripped string of `min_length`..`max_length` characters of real text."""
-    return Annotated[str, StringConstraints(strip_whitespace=True, min_length=min_length,
-                                            max_length=max_length), AfterValidator(_clean)]
+def text(max_length: int, min_length: int = 1, strip: bool = True) -> Any:
+    """A string of `min_length`..`max_length` characters of real text (after stripping)."""
+    return Annotated[str, StringConstraints(strip_whitespace=strip, min_length=min_length,
+                                            max_length=max_length), AfterValidator(text_only)]
 
 
 def _in_range(value: date) -> date:

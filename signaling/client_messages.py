@@ -11,8 +11,8 @@ with pydantic's JSON parser, which also bounds nesting depth.
 
 from __future__ import annotations
 
-import re
-from typing import Annotated, Any, ClassVar, Literal
+import functools
+from typing import Annotated, ClassVar, Literal
 
 from pydantic import (
     AfterValidator,
@@ -28,6 +28,8 @@ from pydantic import (
 )
 from pydantic_core import PydanticCustomError
 
+from server.fields import text, text_only
+
 PROTOCOL_VERSION = 1
 # What the doctor may give as a termination reason, and the referral urgencies (issue 6).
 TERMINATE_REASONS = ("condition_changed", "needs_in_person", "first_visit_outside_pilot",
@@ -39,25 +41,13 @@ MAX_SDP_BYTES = 64 * 1024
 MAX_ID_CHARS = 128
 MAX_PRESCRIPTION_ITEMS = 20
 
-# C0 controls other than tab, LF and CR, DEL, and UTF-16 surrogates (a JSON "\ud800" that a
-# lenient parser lets through): none of them is text a person wrote, and a lone surrogate
-# cannot even be encoded (SQLite, the audit hash).
-_NOT_TEXT = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f\ud800-\udfff]")
-
-
-def _text_only(value: str) -> str:
-    if _NOT_TEXT.search(value):
-        raise PydanticCustomError("not_text", "must be text (no control characters or lone "
-                                  "surrogates)")
-    return value
-
 
 def _message_id(value: object) -> str | int:
     """`id`: a string or an integer (not a boolean), echoed back as `re`."""
     if isinstance(value, str):
         if len(value) > MAX_ID_CHARS:
             raise PydanticCustomError("id", f"must be at most {MAX_ID_CHARS} characters")
-        return _text_only(value)
+        return text_only(value)
     if isinstance(value, int) and not isinstance(value, bool):
         if abs(value) > 2**53:
             raise PydanticCustomError("id", "must be a safe integer (|id| ≤ 2^53)")
@@ -65,11 +55,7 @@ def _message_id(value: object) -> str | int:
     raise PydanticCustomError("id", "must be a string or an integer")
 
 
-def Text(max_length: int, min_length: int = 0, strip: bool = True) -> Any:
-    """A string of at most `max_length` characters (after stripping, if `strip`)."""
-    return Annotated[str, StringConstraints(strip_whitespace=strip, min_length=min_length,
-                                            max_length=max_length),
-                     AfterValidator(_text_only)]
+Text = functools.partial(text, min_length=0)  # the bounded text of every HTTP body too
 
 
 MessageId = Annotated[str | int, PlainValidator(_message_id)]

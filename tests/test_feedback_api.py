@@ -213,7 +213,7 @@ BAD_FEEDBACK: list[tuple[str, dict[str, Any], int, str, str | None]] = [
     ("10 MB", {"data": b'{"kind":"complaint","text":"' + b"a" * 10_000_000 + b'"}',
                "headers": {"Content-Type": "application/json"}}, 413, "request_entity_too_large",
      None),
-    ("lone surrogate", {"data": b'{"kind":"complaint","text":"\\ud800x"}'}, 400, "bad_json",
+    ("lone surrogate", {"data": b'{"kind":"complaint","text":"\\ud800x"}'}, 422, "bad_field",
      None),
     ("control character", {"json": {"kind": "complaint", "text": "a\u0000b"}}, 422,
      "bad_field", "text"),
