@@ -214,7 +214,7 @@ BAD_FEEDBACK: list[tuple[str, dict[str, Any], int, str, str | None]] = [
                "headers": {"Content-Type": "application/json"}}, 413, "request_entity_too_large",
      None),
     ("lone surrogate", {"data": b'{"kind":"complaint","text":"\\ud800x"}'}, 422, "bad_field",
-     None),
+     "text"),
     ("control character", {"json": {"kind": "complaint", "text": "a\u0000b"}}, 422,
      "bad_field", "text"),
     ("deep JSON", {"data": b"[" * 50_000 + b"]" * 50_000}, 400, "bad_json", None),
