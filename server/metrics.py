@@ -46,6 +46,20 @@ LOOP_LAG = Gauge("tc_event_loop_lag_seconds", "Event-loop lag, last measurement"
                  registry=REGISTRY)
 NODE_CPU = Gauge("tc_node_cpu_percent", "This node's CPU use, percent of one core (last 5 s)",
                  registry=REGISTRY)
+# Issue 17: what a leak shows in (bench/soak.py). A room that is open but not hosted (more open
+# rooms than tc_live_consultations) was forgotten without being closed.
+ROOMS_OPEN = Gauge("tc_rooms_open", "Rooms in memory that are not closed yet", registry=REGISTRY)
+TASKS = Gauge("tc_asyncio_tasks", "Tasks alive in the node's event loop", registry=REGISTRY)
+
+
+def _tasks() -> int:
+    try:
+        return len(asyncio.all_tasks())
+    except RuntimeError:  # read outside the loop (never by /metrics, which runs in it)
+        return 0
+
+
+TASKS.set_function(_tasks)
 
 
 @requires(Role.OPS, Role.ADMIN)

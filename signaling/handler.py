@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from typing import Any
@@ -145,7 +146,9 @@ class Connection:
             return None
         if isinstance(message, Leave):
             self.room = None
-            await room.leave(self.role, "left")
+            # In its own task (issue 17): the leave closes this very socket, and a handler that
+            # aiohttp cancels as its socket closes would cut the departure short, the room kept.
+            await asyncio.shield(spawn(room.leave(self.role, "left"), "leave"))
             return None
         if isinstance(message, Consent):
             return await self.consent(room, message)
