@@ -15,6 +15,7 @@ from prometheus_client import (
     CollectorRegistry,
     Counter,
     Gauge,
+    GCCollector,
     Histogram,
     ProcessCollector,
     generate_latest,
@@ -24,6 +25,7 @@ from server.auth import Role, requires
 
 REGISTRY = CollectorRegistry()
 ProcessCollector(registry=REGISTRY)  # process_cpu_seconds_total, memory, open fds
+GCCollector(registry=REGISTRY)  # python_gc_*: whether memory waits on the cyclic collector
 
 LIVE_CONSULTATIONS = Gauge("tc_live_consultations", "Consultations hosted on this node",
                            registry=REGISTRY)
@@ -50,6 +52,10 @@ NODE_CPU = Gauge("tc_node_cpu_percent", "This node's CPU use, percent of one cor
 # rooms than tc_live_consultations) was forgotten without being closed.
 ROOMS_OPEN = Gauge("tc_rooms_open", "Rooms in memory that are not closed yet", registry=REGISTRY)
 TASKS = Gauge("tc_asyncio_tasks", "Tasks alive in the node's event loop", registry=REGISTRY)
+# A closed call socket is cyclic garbage in aiohttp (request <-> protocol <-> socket; and a
+# heartbeat re-armed by the peer's close frame): it goes at the next full collection.
+WEBSOCKETS = Gauge("tc_websockets_in_memory", "Call WebSockets (open or closed) not yet freed",
+                   registry=REGISTRY)
 
 
 def _tasks() -> int:

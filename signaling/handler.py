@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+import weakref
 from typing import Any
 
 from aiohttp import WSMsgType, web
@@ -45,6 +46,10 @@ HARD_MESSAGE_LIMIT = 1024 * 1024  # past this aiohttp closes the socket (1009)
 AUDITED_ERRORS_PER_CONNECTION = 20
 
 CONTEXT_KEY = web.AppKey("node_context", NodeContext)
+
+# Every call socket until it is freed: tc_websockets_in_memory (issue 17, bench/soak.py).
+_SOCKETS: weakref.WeakSet[web.WebSocketResponse] = weakref.WeakSet()
+metrics.WEBSOCKETS.set_function(lambda: len(_SOCKETS))
 
 
 class Connection:
@@ -278,6 +283,7 @@ async def websocket(request: web.Request) -> web.StreamResponse:
     claims, _ = await participant(request, "join a call")
     consultation_var.set(claims.consultation_id)  # on every log line from here on
     ws = web.WebSocketResponse(heartbeat=15.0, max_msg_size=HARD_MESSAGE_LIMIT)
+    _SOCKETS.add(ws)
     await ws.prepare(request)
     await Connection(ctx, claims, ws).run()
     return ws
