@@ -167,15 +167,35 @@ class PresenceService:
         self.stats = Stats()
         # Wall-clock times of the changes, for the bench (leaving → alert latency).
         self.alerts_at: dict[str, list[tuple[str, float]]] = {}
+        # Consultations whose room closed under their monitor (everyone left): watched again as
+        # soon as the guardian is back (issue 17).
+        self._paused: set[str] = set()
 
     def start(self) -> None:
         _SERVICES[id(self.ctx)] = self
         self.ctx.lifecycle.listeners.append(self.on_transition)
         self.ctx.lifecycle.accept_gates.append(("guardian_present", self.gate()))
         self.ctx.rooms.on_joined.append(self.rejoined)
+        self.ctx.rooms.on_emptied.append(self.emptied)
+
+    async def emptied(self, room: Room) -> None:
+        """Everyone left before the consultation ended: the monitor watched the closed room's
+        video and ends with it; the guardian's next join starts one on the new room."""
+        cid = room.consultation_id
+        monitor = self.monitors.get(cid)
+        if monitor is None or monitor.room is not room:
+            return
+        del self.monitors[cid]
+        self._paused.add(cid)
+        await monitor.stop()
+        await self.ctx.events.append(cid, "guardian.presence.stopped", "system", {
+            "state": monitor.state, "reason": "every participant left"})
 
     async def rejoined(self, room: Room, role: Role) -> None:
         """A page that (re)joins shows the guardian's current presence (the banner, say)."""
+        if role == Role.GUARDIAN and room.consultation_id in self._paused and not room.closed:
+            self._paused.discard(room.consultation_id)
+            await self.ensure_monitor(room.consultation_id)
         monitor = self.monitors.get(room.consultation_id)
         if monitor is not None and monitor.state in ("present", "absent"):
             zh, en = TEXT[monitor.state]
@@ -235,6 +255,7 @@ class PresenceService:
     async def on_transition(self, change: Transition) -> None:
         cid = change.consultation_id
         if change.state.final:
+            self._paused.discard(cid)
             monitor = self.monitors.pop(cid, None)
             if monitor is not None:
                 await monitor.stop()

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
+import weakref
 from typing import Any
 
 from aiohttp import WSMsgType, web
@@ -46,6 +48,10 @@ HARD_MESSAGE_LIMIT = 1024 * 1024  # past this aiohttp closes the socket (1009)
 AUDITED_ERRORS_PER_CONNECTION = 20
 
 CONTEXT_KEY = web.AppKey("node_context", NodeContext)
+
+# Every call socket until it is freed: tc_websockets_in_memory (issue 17, bench/soak.py).
+_SOCKETS: weakref.WeakSet[web.WebSocketResponse] = weakref.WeakSet()
+metrics.WEBSOCKETS.set_function(lambda: len(_SOCKETS))
 
 
 class Connection:
@@ -151,7 +157,9 @@ class Connection:
             return None
         if isinstance(message, Leave):
             self.room = None
-            await room.leave(self.role, "left")
+            # In its own task (issue 17): the leave closes this very socket, and a handler that
+            # aiohttp cancels as its socket closes would cut the departure short, the room kept.
+            await asyncio.shield(spawn(room.leave(self.role, "left"), "leave"))
             return None
         if isinstance(message, Consent):
             return await self.consent(room, message)
@@ -289,6 +297,7 @@ async def websocket(request: web.Request) -> web.StreamResponse:
     claims, _ = await participant(request, "join a call")
     consultation_var.set(claims.consultation_id)  # on every log line from here on
     ws = web.WebSocketResponse(heartbeat=15.0, max_msg_size=HARD_MESSAGE_LIMIT)
+    _SOCKETS.add(ws)
     await ws.prepare(request)
     await Connection(ctx, claims, ws).run()
     return ws

@@ -70,6 +70,9 @@ class Room:
     ctx: NodeContext
     participants: dict[Role, Participant] = field(init=False)
     closed: bool = False
+    # Joins under way: until it is `connected` a participant who is joining does not show in the
+    # statuses, and the room must not close under it as the last one leaves.
+    _arriving: int = field(default=0, init=False, repr=False)
 
     def __post_init__(self) -> None:
         self.participants = {
@@ -77,6 +80,7 @@ class Room:
             for role in (Role.DOCTOR, Role.GUARDIAN)
         }
         self._stats_task = spawn(self._report_stats(), f"stats-{self.consultation_id}")
+        metrics.ROOMS_OPEN.inc()
 
     async def _report_stats(self) -> None:
         # Read every interval, connected or not, so each rate covers one interval (a meter made
@@ -161,6 +165,24 @@ class Room:
 
     async def join(self, role: Role, subject: str, ws: web.WebSocketResponse) -> bool:
         """Attach a (re)connected participant; returns True when this is a rejoin."""
+        self._arriving += 1
+        done = False
+        try:
+            rejoined = await self._join(role, subject, ws)
+            done = True
+            return rejoined
+        finally:
+            self._arriving -= 1
+            if not done:  # its socket went mid-join (the handler cancelled), or a failure
+                spawn(self._join_cut_short(role, ws), "join-cut-short")
+
+    async def _join_cut_short(self, role: Role, ws: web.WebSocketResponse) -> None:
+        """The handler never got the room, so no `connection_lost` will come for this socket: a
+        participant it made `connected` is lost now (grace period), and an empty room closes."""
+        await self.connection_lost(role, ws, "the join did not complete")
+        await self._close_if_empty()
+
+    async def _join(self, role: Role, subject: str, ws: web.WebSocketResponse) -> bool:
         p = self.participants[role]
         previous_ws = p.ws
         rejoined = p.joins > 0
@@ -245,8 +267,21 @@ class Room:
         elif state == State.VERIFYING and p.role == Role.DOCTOR:
             await self.ctx.lifecycle.transition(self.consultation_id, State.WAITING, "system",
                                                 "doctor left before accepting")
-        if not others_here and not self.closed:
-            await self.ctx.rooms.discard(self)
+        await self._close_if_empty()
+
+    async def _close_if_empty(self) -> None:
+        """Issue 17: a room everyone has left (or whose last grace period ran out) is closed, not
+        only forgotten: its statistics task and peers would otherwise live on. A consultation
+        that is not over yet gets a new room at the next join (`rejoined: false`)."""
+        if self.closed or self._arriving or any(
+                q.status in ("connected", "reconnecting") for q in self.participants.values()):
+            return
+        await self.close()
+        for hook in self.ctx.rooms.on_emptied:
+            try:
+                await hook(self)
+            except Exception:  # the others still run; the participant's leave still succeeds
+                log.exception("a hook on the emptied room of %s failed", self.consultation_id)
 
     # -- media ------------------------------------------------------------------------------
 
@@ -341,6 +376,7 @@ class Room:
         if self.closed:
             return
         self.closed = True
+        metrics.ROOMS_OPEN.dec()
         self._stats_task.cancel()
         await self.ctx.rooms.discard(self)
         for p in self.participants.values():

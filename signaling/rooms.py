@@ -24,6 +24,11 @@ class Rooms:
         # Called after a participant's `joined` (first join or rejoin): a service re-sends what
         # that participant's page must show (the doctor's verification step, say).
         self.on_joined: list[Callable[[Room, Role], Awaitable[None]]] = []
+        # Called after a room closed because every participant left while the consultation is
+        # not over (issue 17): what a service keeps for that room (a presence monitor) must end
+        # with it; a later join opens a new room. At the consultation's end the lifecycle's
+        # listeners do this instead.
+        self.on_emptied: list[Callable[[Room], Awaitable[None]]] = []
         self._lock = asyncio.Lock()
 
     def bind(self, ctx: NodeContext) -> None:
