@@ -55,4 +55,5 @@ class SendBudget:
                 self.refused += 1
                 return False
         self.queued += size
+        self.link.sent_bytes += size
         return True
