@@ -91,7 +91,9 @@ async def test_node_on_redis_live_state(tmp_path, redis_server, clips) -> None:
             while True:
                 stats = (await observer.live_consultations())[cid]["participants"]["guardian"]
                 fps = stats.get("stats", {}).get("video", {}).get("fps", 0)
-                assert fps < 45, stats  # a rate over one interval, never a division by ~0
+                # A rate over one interval, never a division by ~0; frames held up by a loop
+                # stall (a busy CI machine) may arrive at twice the clip's rate in one interval.
+                assert fps < 90, stats
                 if fps > 20:
                     break
                 assert asyncio.get_running_loop().time() < deadline, stats
