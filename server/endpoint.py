@@ -18,13 +18,13 @@ from typing import Any, TypeVar
 from aiohttp import web
 from pydantic import BaseModel, ValidationError
 
-from server.auth import Role, json_error, requires
+from server.auth import Handler, Role, json_error, requires
 
 # A body the client declared but does not send holds a connection and a handler: not for long
 # (Settings.body_timeout_s, TC_BODY_TIMEOUT).
 BODY_TIMEOUT_KEY = web.AppKey("body_timeout_s", float)
-Handler = Callable[..., Awaitable[web.StreamResponse]]
-Wrapped = Callable[[web.Request], Awaitable[web.StreamResponse]]
+# What a declared handler takes: the request, and `body=` / `query=` when it declares them.
+Declared = Callable[..., Awaitable[web.StreamResponse]]
 M = TypeVar("M", bound=BaseModel)
 
 
@@ -47,11 +47,11 @@ def declared(handler: object) -> Endpoint | None:
 def endpoint(*roles: Role, body: type[BaseModel] | None = None,
              query: type[BaseModel] | None = None, query_token: bool = False,
              upload: tuple[str, ...] = (), auth: str | None = None,
-             events: bool = False) -> Callable[[Handler], Wrapped]:
+             events: bool = False) -> Callable[[Declared], Handler]:
     """Declare and enforce an endpoint; with no roles it is public (or `auth` says how)."""
     kind = auth or ("bearer" if roles else "public")
 
-    def wrap(handler: Handler) -> Wrapped:
+    def wrap(handler: Declared) -> Handler:
         async def parsed(request: web.Request) -> web.StreamResponse:
             kwargs: dict[str, Any] = {}
             if query is not None:
@@ -60,7 +60,7 @@ def endpoint(*roles: Role, body: type[BaseModel] | None = None,
                 kwargs["body"] = parse_json(await read_body(request), body)
             return await handler(request, **kwargs)
 
-        checked: Wrapped = requires(*roles, query_token=query_token)(parsed) if roles else parsed
+        checked: Handler = requires(*roles, query_token=query_token)(parsed) if roles else parsed
         checked.__name__ = handler.__name__
         checked.__doc__ = handler.__doc__
         checked.__endpoint__ = Endpoint(  # type: ignore[attr-defined]
