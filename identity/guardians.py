@@ -13,7 +13,7 @@ from aiohttp import web
 from sqlalchemy import select
 
 from server.auth import CLAIMS_KEY, Role, json_error
-from server.endpoint import endpoint
+from server.endpoint import NO_STORE, endpoint
 from server.policy.dates import consultation_date
 from server.store import Database, Guardian, records
 from signaling.handler import CONTEXT_KEY
@@ -25,7 +25,6 @@ from .presence_policy import is_under
 from .registry_api import IDENTITY_KEY
 
 PRESENCE_CONFIG_KEY = web.AppKey("presence_config", PresenceConfig)
-_NO_STORE = {"Cache-Control": "no-store", "Referrer-Policy": "no-referrer"}
 
 
 @dataclass(frozen=True)
@@ -91,4 +90,4 @@ async def upload_guardian_face(request: web.Request) -> web.Response:
         "relation": guardian.relation, "national_id_masked": guardian.national_id_masked,
         "face": {"photo_sha256": row.photo_sha256, "face_px": row.face_px,
                  "enrolled_at": row.enrolled_at.isoformat() if row.enrolled_at else None},
-    }, headers=_NO_STORE)
+    }, headers=NO_STORE)

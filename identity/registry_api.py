@@ -18,7 +18,7 @@ from sqlalchemy import select
 
 from server import fields
 from server.auth import CLAIMS_KEY, Role, json_error
-from server.endpoint import endpoint
+from server.endpoint import NO_STORE, endpoint, page
 from server.fields import Day, Id, MaskedNationalId, Name
 from server.store import Doctor, Hospital, records
 from server.store.models import SYSTEM_CHAIN, TITLES, VISIT_TYPES, WHITELIST_STATUSES
@@ -30,7 +30,6 @@ from .service import IdentityService
 
 IDENTITY_KEY = web.AppKey("identity", IdentityService)
 STATIC_DIR = Path(__file__).resolve().parent.parent / "static"
-_NO_STORE = {"Cache-Control": "no-store", "Referrer-Policy": "no-referrer"}
 
 
 # -- what each route accepts --------------------------------------------------------------------
@@ -77,10 +76,8 @@ class EligibilityQuery(BaseModel):
     specialty: Specialty | None = None  # type: ignore[valid-type]
 
 
-@endpoint()
-async def admin_page(request: web.Request) -> web.FileResponse:
-    """The registry page for admins (its API calls carry the token)."""
-    return web.FileResponse(STATIC_DIR / "admin-doctors.html", headers=_NO_STORE)
+admin_page = page(STATIC_DIR / "admin-doctors.html",
+                  "The registry page for admins (its API calls carry the token).")
 
 
 def add_routes(app: web.Application) -> None:
@@ -166,7 +163,7 @@ async def list_doctors(request: web.Request) -> web.Response:
     await request.app[CONTEXT_KEY].events.append(  # personal data read: who, which
         SYSTEM_CHAIN, "registry.read", _actor(request), {"doctors": len(doctors)})
     return web.json_response({"doctors": [_public(d, faces.get(d.id)) for d in doctors],
-                              "hospitals": hospitals}, headers=_NO_STORE)
+                              "hospitals": hospitals}, headers=NO_STORE)
 
 
 @endpoint(Role.ADMIN)
@@ -176,7 +173,7 @@ async def get_doctor(request: web.Request) -> web.Response:
     enrollment = await request.app[IDENTITY_KEY].enrollment(doctor.id)
     await request.app[CONTEXT_KEY].events.append(SYSTEM_CHAIN, "registry.read", _actor(request),
                                                  {"doctor": doctor.id})
-    return web.json_response(_public(doctor, enrollment), headers=_NO_STORE)
+    return web.json_response(_public(doctor, enrollment), headers=NO_STORE)
 
 
 @endpoint(Role.ADMIN, body=NewDoctor)
@@ -234,7 +231,7 @@ async def read_face(request: web.Request) -> web.Response:
                                 {"doctor": doctor.id, "photo_sha256": enrollment.photo_sha256})
     data = await svc.store.read(enrollment.photo_path)
     kind = "image/png" if enrollment.photo_path.endswith(".png") else "image/jpeg"
-    return web.Response(body=data, content_type=kind, headers=_NO_STORE)
+    return web.Response(body=data, content_type=kind, headers=NO_STORE)
 
 
 @endpoint(Role.ADMIN, query=EligibilityQuery)
@@ -284,4 +281,4 @@ async def read_evidence(request: web.Request) -> web.Response:
     await svc.ctx.events.append(cid, "identity.evidence.read", _actor(request),
                                 {"verification": vid, "sha256": row.thumbnail_sha256})
     return web.Response(body=await svc.store.read(row.thumbnail_path), content_type="image/jpeg",
-                        headers=_NO_STORE)
+                        headers=NO_STORE)

@@ -22,7 +22,7 @@ from sqlalchemy import select
 
 from server import fields
 from server.auth import CLAIMS_KEY, Role, json_error
-from server.endpoint import endpoint
+from server.endpoint import NO_STORE, endpoint, page
 from server.fields import Day, Name
 from server.lifecycle import State
 from server.store.models import SYSTEM_CHAIN, Consultation, Doctor, Hospital
@@ -35,7 +35,6 @@ from .playback import PlaybackTokens
 from .service import Recorder
 
 STATIC_DIR = Path(__file__).resolve().parent.parent / "static"
-_NO_STORE = {"Cache-Control": "no-store", "Referrer-Policy": "no-referrer"}
 # ASCII digits only (`\d` takes Arabic-Indic ones too), and no more of them than a size can
 # have: Python's int() refuses more than 4,300 digits with a ValueError.
 _RANGE = re.compile(r"^bytes=([0-9]{0,18})-([0-9]{0,18})$")
@@ -107,10 +106,8 @@ def _actor(request: web.Request) -> str:
     return f"{claims.role}:{claims.subject}"
 
 
-@endpoint()
-async def replay_page(request: web.Request) -> web.FileResponse:
-    """The auditor's replay page (its API calls carry the token)."""
-    return web.FileResponse(STATIC_DIR / "replay.html", headers=_NO_STORE)
+replay_page = page(STATIC_DIR / "replay.html",
+                   "The auditor's replay page (its API calls carry the token).")
 
 
 @endpoint(*AUDIT, query=RecordingSearch)
@@ -144,7 +141,7 @@ async def search(request: web.Request, query: RecordingSearch) -> web.Response:
         "started_at": c.started_at.isoformat() if c.started_at else None,
         "ended_at": c.ended_at.isoformat() if c.ended_at else None,
         "end_reason": c.end_reason, "recording": status,
-    } for c, hospital, doctor, status in rows]}, headers=_NO_STORE)
+    } for c, hospital, doctor, status in rows]}, headers=NO_STORE)
 
 
 def _day(day: date) -> datetime:
@@ -201,7 +198,7 @@ async def detail(request: web.Request) -> web.Response:
                     "data": e.data,
                     "t_ms": int((e.at - epoch).total_seconds() * 1000) if epoch else None}
                    for e in events],
-    }, headers=_NO_STORE)
+    }, headers=NO_STORE)
 
 
 async def _name(ctx: Any, model: type, id_: str) -> str | None:
@@ -217,7 +214,7 @@ async def verify(request: web.Request) -> web.Response:
     c = await _consultation(request)
     report = await _recorder(request).verify(c.id)
     await ctx.events.append(c.id, "recording.verified", _actor(request), report.event_data())
-    return web.json_response(report.public(), headers=_NO_STORE)
+    return web.json_response(report.public(), headers=NO_STORE)
 
 
 @endpoint(*AUDIT, query=AccessQuery)
@@ -236,7 +233,7 @@ async def access(request: web.Request, query: AccessQuery) -> web.Response:
     await ctx.events.append(c.id, f"recording.{purpose}", _actor(request), {
         "segment": seg.id, "role": seg.role, "seq": seg.seq})
     return web.json_response({"url": f"/media/recordings/{seg.id}?pt={token}",
-                              "expires_in": tokens.ttl_s}, headers=_NO_STORE)
+                              "expires_in": tokens.ttl_s}, headers=NO_STORE)
 
 
 @endpoint(query=PlaybackQuery, auth="playback")
@@ -324,7 +321,7 @@ async def _hold(request: web.Request, body: HoldChange, hold: bool) -> web.Respo
         row = await _recorder(request).set_hold(c.id, _actor(request), body.reason, hold)
     except LookupError:
         raise json_error(404, "no_recording", "this consultation has no recording") from None
-    return web.json_response(_recording_json(row), headers=_NO_STORE)
+    return web.json_response(_recording_json(row), headers=NO_STORE)
 
 
 @endpoint(Role.ADMIN, body=HoldChange)
@@ -343,4 +340,4 @@ async def hold_lift(request: web.Request, body: HoldChange) -> web.Response:
 async def purge_now(request: web.Request) -> web.Response:
     """Delete every segment past its retention date and not on legal hold, now."""
     purged = await _recorder(request).purge()
-    return web.json_response({"purged": purged}, headers=_NO_STORE)
+    return web.json_response({"purged": purged}, headers=NO_STORE)

@@ -7,25 +7,21 @@ from pathlib import Path
 from aiohttp import web
 
 from server.auth import CLAIMS_KEY, Role, json_error
-from server.endpoint import endpoint
+from server.endpoint import NO_STORE, endpoint, page
 from server.store import records
 from signaling.handler import CONTEXT_KEY
 
 
 def add_routes(app: web.Application, static_dir: Path) -> None:
-    @endpoint()
-    async def call_page(request: web.Request) -> web.FileResponse:
-        """The call page for doctors and guardians (the token comes in the fragment)."""
-        return web.FileResponse(static_dir / "call.html", headers=_NO_STORE)
-
-    app.router.add_get("/call", call_page)
+    app.router.add_get("/call", page(
+        static_dir / "call.html",
+        "The call page for doctors and guardians (the token comes in the fragment)."))
     app.router.add_get("/api/me", me)
     app.router.add_get("/api/consultations/{cid}/events", consultation_events)
     app.router.add_get("/healthz", healthz)
     app.router.add_static("/static/", static_dir, append_version=False)
 
 
-_NO_STORE = {"Cache-Control": "no-store", "Referrer-Policy": "no-referrer"}
 
 
 @endpoint(Role.DOCTOR, Role.GUARDIAN)
@@ -53,7 +49,7 @@ async def me(request: web.Request) -> web.Response:
             "scheduled_at": consultation.scheduled_at.isoformat(),
             "visit_type": consultation.visit_type,
         },
-    }, headers=_NO_STORE)
+    }, headers=NO_STORE)
 
 
 @endpoint(Role.AUDITOR, Role.ADMIN, Role.OPS, Role.DOCTOR, Role.QUALITY)

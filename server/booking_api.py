@@ -18,7 +18,7 @@ from server import consent, export, fields
 from server.auth import CLAIMS_KEY, TOKENS_KEY, Role
 from server.booking import BookingRefused, BookingRequest, UnknownRecord, book
 from server.demo import join_link
-from server.endpoint import endpoint
+from server.endpoint import NO_STORE, endpoint
 from server.fields import Day, Id, Instant, MaskedNationalId, Name
 from server.policy import Policy, load_policy
 from server.referral import get_referral, referral_json
@@ -28,7 +28,6 @@ from server.store.models import VISIT_TYPES
 from signaling.handler import CONTEXT_KEY
 
 POLICY_KEY = web.AppKey("policy", Policy)
-_NO_STORE = {"Cache-Control": "no-store", "Referrer-Policy": "no-referrer"}
 # A booking a little in the past is a clock skew; more is a mistake.
 PAST_TOLERANCE = timedelta(hours=1)
 
@@ -139,7 +138,7 @@ async def create_consultation(request: web.Request, body: NewConsultation) -> we
             "doctor": join_link(settings, tokens, Role.DOCTOR, req.doctor_id, cid),
             "guardian": join_link(settings, tokens, Role.GUARDIAN, req.guardian_id, cid),
         },
-    }, status=201, headers=_NO_STORE)
+    }, status=201, headers=NO_STORE)
 
 
 # -- the records a booking needs (hospitals and doctors: the registry, issue 3) -------------------
@@ -210,7 +209,7 @@ async def consent_text(request: web.Request) -> web.Response:
         "text": text,
         "given": given is not None,
         "at": given.accepted_at.isoformat() if given else None,
-    }, headers=_NO_STORE)
+    }, headers=NO_STORE)
 
 
 @endpoint(Role.DOCTOR, Role.GUARDIAN, Role.AUDITOR, Role.ADMIN)
@@ -237,4 +236,4 @@ async def consultation_referral(request: web.Request) -> web.Response:
             "ended_at": consultation.ended_at.isoformat() if consultation.ended_at else None,
         },
         **referral_json(row),
-    }, headers=_NO_STORE)
+    }, headers=NO_STORE)

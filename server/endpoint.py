@@ -13,6 +13,7 @@ import asyncio
 import json
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, TypeVar
 
 from aiohttp import web
@@ -23,6 +24,7 @@ from server.auth import Handler, Role, json_error, requires
 # A body the client declared but does not send holds a connection and a handler: not for long
 # (Settings.body_timeout_s, TC_BODY_TIMEOUT).
 BODY_TIMEOUT_KEY = web.AppKey("body_timeout_s", float)
+NO_STORE = {"Cache-Control": "no-store", "Referrer-Policy": "no-referrer"}
 # What a declared handler takes: the request, and `body=` / `query=` when it declares them.
 Declared = Callable[..., Awaitable[web.StreamResponse]]
 M = TypeVar("M", bound=BaseModel)
@@ -38,6 +40,17 @@ class Endpoint:
     auth: str = "bearer"  # "bearer", "public", or "playback" (a per-segment grant in ?pt=)
     summary: str = ""
     events: bool = False  # answers with server-sent events, open until the client leaves
+
+
+def page(file: Path, summary: str) -> Handler:
+    """A page shell: public, as it holds no data (the page reads its token from the URL fragment
+    and sends it with its API calls), and never cached."""
+
+    async def serve(request: web.Request) -> web.StreamResponse:
+        return web.FileResponse(file, headers=NO_STORE)
+
+    serve.__doc__ = summary
+    return endpoint()(serve)
 
 
 def declared(handler: object) -> Endpoint | None:

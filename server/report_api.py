@@ -16,7 +16,7 @@ from aiohttp import web
 from pydantic import BaseModel, ConfigDict, Field
 
 from server.auth import CLAIMS_KEY, Role, json_error
-from server.endpoint import endpoint
+from server.endpoint import NO_STORE, endpoint, page
 from server.fields import Day, Id, Month
 from server.report import Period, build, to_csv
 from server.report_labels import labelled
@@ -24,16 +24,12 @@ from server.store import SYSTEM_CHAIN
 from signaling.handler import CONTEXT_KEY
 
 REPORT_ROLES = (Role.ADMIN, Role.REGULATOR)
-_NO_STORE = {"Cache-Control": "no-store", "Referrer-Policy": "no-referrer"}
 
 
 def add_routes(app: web.Application, static_dir: Path) -> None:
-    @endpoint()
-    async def report_page(request: web.Request) -> web.FileResponse:
-        """The printable progress report (it asks for an admin or regulator token)."""
-        return web.FileResponse(static_dir / "report.html", headers=_NO_STORE)
-
-    app.router.add_get("/report", report_page)
+    app.router.add_get("/report", page(
+        static_dir / "report.html",
+        "The printable progress report (it asks for an admin or regulator token)."))
     app.router.add_get("/api/reports/progress", progress_json)
     app.router.add_get("/api/reports/progress.csv", progress_csv)
 
@@ -88,7 +84,7 @@ async def _report(request: web.Request, query: ReportQuery, fmt: str) -> dict[st
 async def progress_json(request: web.Request, query: ReportQuery) -> web.Response:
     """The progress report for a month or a date range, per hospital and specialty (JSON)."""
     report = await _report(request, query, "json")
-    return web.json_response(report, headers=_NO_STORE,
+    return web.json_response(report, headers=NO_STORE,
                              dumps=functools.partial(json.dumps, ensure_ascii=False))
 
 
@@ -100,5 +96,5 @@ async def progress_csv(request: web.Request, query: ReportQuery) -> web.Response
     return web.Response(
         body=("\ufeff" + to_csv(report)).encode("utf-8"),
         content_type="text/csv", charset="utf-8",
-        headers={**_NO_STORE,
+        headers={**NO_STORE,
                  "Content-Disposition": f'attachment; filename="progress-{name}.csv"'})

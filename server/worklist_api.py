@@ -23,7 +23,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from server.auth import CLAIMS_KEY, TOKENS_KEY, Role, json_error
 from server.day_token import MAX_HOURS, DayTokenRefused, issue_day_link
-from server.endpoint import endpoint
+from server.endpoint import NO_STORE, endpoint, page
 from server.policy.dates import consultation_date
 from server.store import SYSTEM_CHAIN, records
 from server.worklist import (
@@ -36,16 +36,12 @@ from server.worklist import (
 from signaling.handler import CONTEXT_KEY
 
 REFRESH_S = 1.0  # a snapshot of the worklist this often on the stream
-_NO_STORE = {"Cache-Control": "no-store", "Referrer-Policy": "no-referrer"}
 
 
 def add_routes(app: web.Application, static_dir: Path) -> None:
-    @endpoint()
-    async def worklist_page(request: web.Request) -> web.FileResponse:
-        """The doctor's worklist page (the day token comes in the fragment)."""
-        return web.FileResponse(static_dir / "worklist.html", headers=_NO_STORE)
-
-    app.router.add_get("/worklist", worklist_page)
+    app.router.add_get("/worklist", page(
+        static_dir / "worklist.html", "The doctor's worklist page (the day token comes in the "
+        "fragment)."))
     app.router.add_post("/api/admin/doctors/{doctor_id}/day-token", issue_day_token)
     app.router.add_get("/api/worklist", worklist_view)
     app.router.add_get("/api/worklist/stream", worklist_stream)
@@ -78,7 +74,7 @@ async def issue_day_token(request: web.Request, body: DayTokenRequest) -> web.Re
     return web.json_response({
         "doctor_id": doctor_id, "token": day.token, "expires_at": day.expires_at.isoformat(),
         "link": day.link},
-        status=201, headers=_NO_STORE)
+        status=201, headers=NO_STORE)
 
 
 async def _snapshot(request: web.Request) -> dict[str, Any]:
@@ -105,7 +101,7 @@ async def _log_read(request: web.Request, how: str) -> None:
 async def worklist_view(request: web.Request) -> web.Response:
     """Today's consultations of the token's doctor (Beijing date), with live status."""
     await _log_read(request, "once")
-    return web.json_response(await _snapshot(request), headers=_NO_STORE,
+    return web.json_response(await _snapshot(request), headers=NO_STORE,
                              dumps=lambda v: json.dumps(v, ensure_ascii=False))
 
 
@@ -118,7 +114,7 @@ async def worklist_stream(request: web.Request) -> web.StreamResponse:
     """
     await _log_read(request, "stream")
     expires_at = request[CLAIMS_KEY].expires_at
-    response = web.StreamResponse(headers={"Content-Type": "text/event-stream", **_NO_STORE})
+    response = web.StreamResponse(headers={"Content-Type": "text/event-stream", **NO_STORE})
     await response.prepare(request)
     with contextlib.suppress(ConnectionResetError, asyncio.CancelledError):
         while time.time() < expires_at:
@@ -166,7 +162,7 @@ async def join(request: web.Request) -> web.Response:
     token = request.app[TOKENS_KEY].issue(Role.DOCTOR, claims.subject, cid, ttl_s=ttl)
     await ctx.events.append(cid, "worklist.join", _actor(request), {"ttl_s": ttl})
     return web.json_response({"consultation_id": cid, "link": f"/call#token={token}",
-                              "expires_in_s": ttl}, headers=_NO_STORE)
+                              "expires_in_s": ttl}, headers=NO_STORE)
 
 
 @endpoint(Role.GUARDIAN)
@@ -182,4 +178,4 @@ async def queue(request: web.Request) -> web.Response:
                              consultation_date(mine.scheduled_at))
     visit_s = average_visit_s(await recent_visit_lengths(ctx.db, mine.doctor_id, now))
     return web.json_response({"consultation_id": cid, **queue_place(mine, today, now, visit_s)},
-                             headers=_NO_STORE)
+                             headers=NO_STORE)

@@ -16,7 +16,7 @@ from sqlalchemy import select
 
 from server import fields
 from server.auth import CLAIMS_KEY, Role, json_error
-from server.endpoint import endpoint
+from server.endpoint import NO_STORE, endpoint, page
 from server.quality import Refused, adverse, feedback, refs, role_of
 from server.store import SYSTEM_CHAIN, Consultation, Hospital, records
 from server.store.quality import (
@@ -29,16 +29,12 @@ from server.store.quality import (
 from signaling.handler import CONTEXT_KEY
 
 STAFF = (Role.QUALITY, Role.ADMIN)
-_NO_STORE = {"Cache-Control": "no-store", "Referrer-Policy": "no-referrer"}
 
 
 def add_routes(app: web.Application, static_dir: Path) -> None:
-    @endpoint()
-    async def quality_page(request: web.Request) -> web.FileResponse:
-        """The quality staff's page: open questions, complaints and adverse events."""
-        return web.FileResponse(static_dir / "quality-desk.html", headers=_NO_STORE)
-
-    app.router.add_get("/quality", quality_page)
+    app.router.add_get("/quality", page(
+        static_dir / "quality-desk.html",
+        "The quality staff's page: open questions, complaints and adverse events."))
     app.router.add_post("/api/consultations/{cid}/feedback", open_feedback)
     app.router.add_get("/api/consultations/{cid}/feedback", consultation_feedback)
     app.router.add_get("/api/quality/feedback", open_feedback_list)
@@ -184,7 +180,7 @@ async def open_feedback(request: web.Request, body: NewFeedback) -> web.Response
     except Refused as exc:
         raise _refusal(exc) from None
     return web.json_response(feedback_json(feedback.Thread(item, []), staff=False),
-                             status=201, headers=_NO_STORE)
+                             status=201, headers=NO_STORE)
 
 
 @endpoint(Role.GUARDIAN, *STAFF)
@@ -197,7 +193,7 @@ async def consultation_feedback(request: web.Request) -> web.Response:
         await _audited(request, f"feedback of {consultation.id}", len(threads))
     return web.json_response({"consultation": consultation.id,
                               "items": [feedback_json(t, staff) for t in threads]},
-                             headers=_NO_STORE)
+                             headers=NO_STORE)
 
 
 @endpoint(*STAFF, query=Listing)
@@ -209,7 +205,7 @@ async def open_feedback_list(request: web.Request, query: Listing) -> web.Respon
     await _audited(request, "feedback", len(threads))
     return web.json_response({"items": [
         feedback_json(t, staff=True) | {"consultation": consultations.get(t.item.consultation_id)}
-        for t in threads]}, headers=_NO_STORE)
+        for t in threads]}, headers=NO_STORE)
 
 
 @endpoint(*STAFF, body=Reply)
@@ -257,7 +253,7 @@ async def file_adverse_event(request: web.Request, body: NewAdverseEvent) -> web
     if row.severity == adverse.SEVERE:
         alerted = await adverse.alert_ops(ctx.live, ctx.settings.node_id, row)
     return web.json_response(adverse_json(adverse.Record(row, []), staff=by != Role.DOCTOR)
-                             | {"alerted": alerted}, status=201, headers=_NO_STORE)
+                             | {"alerted": alerted}, status=201, headers=NO_STORE)
 
 
 @endpoint(Role.DOCTOR, *STAFF)
@@ -270,7 +266,7 @@ async def consultation_adverse_events(request: web.Request) -> web.Response:
         await _audited(request, f"adverse events of {consultation.id}", len(found))
     return web.json_response({"consultation": consultation.id,
                               "items": [adverse_json(r, staff) for r in found]},
-                             headers=_NO_STORE)
+                             headers=NO_STORE)
 
 
 @endpoint(*STAFF, query=Listing)
@@ -282,7 +278,7 @@ async def open_adverse_list(request: web.Request, query: Listing) -> web.Respons
     await _audited(request, "adverse events", len(found))
     return web.json_response({"items": [
         adverse_json(r, staff=True) | {"consultation": consultations.get(r.event.consultation_id)}
-        for r in found]}, headers=_NO_STORE)
+        for r in found]}, headers=NO_STORE)
 
 
 @endpoint(*STAFF, body=Handling)
