@@ -1,9 +1,11 @@
-"""Helpers for issue 6 (consent, booking, referral) shared by the call tests."""
+"""Helpers shared by the call tests: joining a booked call, consent, referral (issue 6)."""
 
 from __future__ import annotations
 
 import asyncio
 import json
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -11,6 +13,7 @@ import aiohttp
 
 from bench.client import CallClient
 from server.consent import CURRENT_VERSION
+from server.demo import Booking
 from server.policy.dates import SHANGHAI
 from server.store import ChainReport, EventLog
 
@@ -33,6 +36,22 @@ async def chain_verified(events: EventLog, cid: str, timeout: float = 5.0) -> Ch
         if report.ok or asyncio.get_running_loop().time() > deadline:
             return report
         await asyncio.sleep(0.05)
+
+
+@asynccontextmanager
+async def joined(node, clips) -> AsyncIterator[tuple[Booking, CallClient, CallClient]]:  # type: ignore[no-untyped-def]
+    """Book; join the guardian and the doctor with media (not yet consented); close both after."""
+    booking = await node.book()
+    guardian = node.client(booking.guardian_link.split("#token=")[1], clips)
+    doctor = node.client(booking.doctor_link.split("#token=")[1], clips)
+    try:
+        for side in (guardian, doctor):
+            await side.connect()
+            await side.start_media()
+        yield booking, guardian, doctor
+    finally:
+        await guardian.close()
+        await doctor.close()
 
 
 async def start_call(guardian: CallClient, doctor: CallClient) -> None:

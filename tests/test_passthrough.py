@@ -9,6 +9,7 @@ from aiortc import rtcrtpreceiver as aiortc_receiver
 from aiortc.rtp import RtpPacket
 
 from signaling import passthrough
+from tests.clinical_helpers import joined
 
 from .codec_counter import count_codecs
 from .node_fixtures import Node
@@ -120,19 +121,10 @@ async def test_no_codec_runs_in_a_relayed_call(node: Node, clips, monkeypatch) -
     encodes, which the call counters show.)
     """
     codecs = count_codecs(monkeypatch)
-    booking = await node.book()
-    guardian = node.client(booking.guardian_link.split("#token=")[1], clips)
-    doctor = node.client(booking.doctor_link.split("#token=")[1], clips)
-    try:
-        for side in (guardian, doctor):
-            await side.connect()
-            await side.start_media()
+    async with joined(node, clips) as (_, guardian, doctor):
         for side in (guardian, doctor):
             await side.wait_frames("video", 30)
             await side.wait_frames("audio", 30)
-    finally:
-        await guardian.close()
-        await doctor.close()
     assert codecs.calls == []
     assert codecs.video_contexts == []
 

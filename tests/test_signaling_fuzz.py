@@ -28,6 +28,7 @@ from hypothesis import HealthCheck, given, settings
 from bench.client import CallClient
 from server.auth import Role
 from signaling.server_messages import SERVER_MESSAGES
+from tests.clinical_helpers import joined
 
 from .node_fixtures import Node, node_settings, start_node
 from .offers import AIORTC, CHROMIUM
@@ -139,20 +140,11 @@ async def fuzz_call(tmp_path: Path, clips, caplog) -> AsyncIterator[FuzzCall]:  
     previous = loop.get_exception_handler()
     loop.set_exception_handler(lambda _, context: unretrieved.append(context))
     async with start_node(settings_) as node:
-        booking = await node.book()
-        guardian = node.client(booking.guardian_link.split("#token=")[1], clips)
-        doctor = node.client(booking.doctor_link.split("#token=")[1], clips)
-        try:
-            for side in (guardian, doctor):
-                await side.connect()
-                await side.start_media()
+        async with joined(node, clips) as (booking, guardian, doctor):
             await doctor.wait_connected()
             call = FuzzCall(node, booking.consultation_id, guardian, doctor, loop)
             yield call
             await call.call_goes_on()
-        finally:
-            await guardian.close()
-            await doctor.close()
     gc.collect()
     loop.set_exception_handler(previous)
     assert unretrieved == [], [{k: str(v) for k, v in c.items()} for c in unretrieved]

@@ -17,6 +17,7 @@ from bench.client import CallClient
 from server.auth import Role
 from signaling.handler import refusal_record
 from signaling.protocol import ProtocolError
+from tests.clinical_helpers import joined
 
 from .node_fixtures import Node
 from .offers import aiortc_offer, repeated_sections
@@ -61,19 +62,10 @@ class Call:
 @pytest.fixture
 async def call(node: Node, clips) -> AsyncIterator[Call]:  # type: ignore[no-untyped-def]
     """Both participants joined with media flowing both ways (state `verifying`)."""
-    booking = await node.book()
-    guardian = node.client(booking.guardian_link.split("#token=")[1], clips)
-    doctor = node.client(booking.doctor_link.split("#token=")[1], clips)
-    try:
-        for side in (guardian, doctor):
-            await side.connect()
-            await side.start_media()
+    async with joined(node, clips) as (booking, guardian, doctor):
         for side in (guardian, doctor):
             await side.wait_frames("video", 3)
         yield Call(node, booking.consultation_id, doctor, guardian)
-    finally:
-        await guardian.close()
-        await doctor.close()
 
 
 @pytest.fixture
