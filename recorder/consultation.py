@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 from server.auth import Role
 
 from .participant import ParticipantRecorder
-from .segment import OpenSegment, Stored, storage_key, store_blocking
+from .segment import OpenSegment, Stored, discard_spool, storage_key, store_blocking
 from .webm import MuxStats
 
 if TYPE_CHECKING:
@@ -96,6 +96,7 @@ class ConsultationRecording:
             await self.recorder.index_segment(self.cid, self.epoch_at, seg.role, seg.seq,
                                               seg.t_start_ms, stats, stored, "closed")
             self.closed_segments += 1
+        await loop.run_in_executor(self.recorder.executor, discard_spool, seg.path)
 
     async def stop(self) -> None:
         """Close every participant's open segment and wait until all are stored and indexed."""

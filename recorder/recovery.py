@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from . import index
-from .segment import SPOOL_NAME, storage_key, store_blocking
+from .segment import SPOOL_NAME, discard_spool, storage_key, store_blocking
 from .webm import salvage
 
 if TYPE_CHECKING:
@@ -37,7 +37,8 @@ async def recover_spool(recorder: Recorder) -> None:
         match = SPOOL_NAME.match(path.name)
         recording = await index.get_recording(db, cid)
         if match is None or recording is None:
-            if path.suffix in (".enc", ".tmp"):  # half-finished encryption of a closed file
+            if path.suffix in (".enc", ".tmp") or path.name.endswith(".repaired.webm"):
+                # Half-finished encryption of a closed file, or of an earlier recovery's repair.
                 await asyncio.to_thread(path.unlink)
                 continue
             log.warning("recorder: unknown file in the spool, left alone: %s", path)
@@ -59,6 +60,12 @@ async def recover_spool(recorder: Recorder) -> None:
 async def _recover_file(recorder: Recorder, cid: str, epoch_at, path: Path, match) -> None:
     role, seq, t_start = match["role"], int(match["seq"]), int(match["t"])
     taken = await index.segment_at(recorder.ctx.db, cid, role, seq)
+    if taken is not None and taken.t_start_ms == t_start and await asyncio.to_thread(
+            recorder.storage.size, taken.storage_key) == taken.size:
+        # Stored and indexed, killed before its working copy was dropped: a leftover.
+        log.info("recorder: %s is stored and indexed; dropping its working copy", path.name)
+        await asyncio.to_thread(discard_spool, path)
+        return
     if taken is not None and taken.state != "recovered":  # (recovered: a re-run, replace it)
         # After a failover the node that took over numbered on from what was indexed, so it may
         # have used this number for its own segment: never overwrite that, take the next one.
@@ -77,5 +84,6 @@ async def _recover_file(recorder: Recorder, cid: str, epoch_at, path: Path, matc
     stored = await loop.run_in_executor(recorder.executor, store_blocking, repaired,
                                         storage_key(cid, role, seq), recorder.storage,
                                         recorder.keys)
-    await asyncio.to_thread(path.unlink)
     await recorder.index_segment(cid, epoch_at, role, seq, t_start, stats, stored, "recovered")
+    await asyncio.to_thread(discard_spool, path)
+    await asyncio.to_thread(discard_spool, repaired)

@@ -93,7 +93,12 @@ class Stored:
 
 
 def store_blocking(path: Path, key: str, storage: Storage, keys: KeyRing) -> Stored:
-    """Encrypt the closed plaintext file, hash what will be stored, store it, drop the plaintext."""
+    """Encrypt the closed plaintext file, hash what will be stored, and store it.
+
+    The plaintext stays in the spool until the segment is indexed (`discard_spool`): a process
+    killed between the store and the index row would otherwise lose the whole segment, and
+    leave a stored object no row accounts for. With the spool file kept, recovery stores it
+    again over the orphan and indexes it."""
     sealed = path.with_name(path.name + ".enc")
     encrypt_file(path, sealed, keys)
     digest = hashlib.sha256()
@@ -104,5 +109,9 @@ def store_blocking(path: Path, key: str, storage: Storage, keys: KeyRing) -> Sto
     plain_size = path.stat().st_size
     storage.put_file(key, sealed)
     sealed.unlink(missing_ok=True)
-    path.unlink()
     return Stored(key, keys.current_id, size, digest.hexdigest(), plain_size)
+
+
+def discard_spool(path: Path) -> None:
+    """Drop a segment's plaintext working copy, once its stored object is indexed."""
+    path.unlink(missing_ok=True)
