@@ -57,7 +57,7 @@ WALL = (214, 220, 222)
 # The older set: adults only (children are not told apart by dlib's model; two_people cannot
 # be enrolled).
 OLDER = ("obama", "biden", "adult_a", "adult_b")
-GRID = [round(0.30 + 0.01 * i, 2) for i in range(36)]  # 0.30 .. 0.65
+GRID = [round(0.30 + 0.01 * i, 2) for i in range(46)]  # 0.30 .. 0.75
 
 
 @dataclass(frozen=True)
@@ -346,10 +346,13 @@ def by_frame(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
 
 
 def _versions() -> dict[str, Any]:
-    import dlib
-    import face_recognition
+    from importlib.metadata import version
 
-    return {"face_recognition": face_recognition.__version__, "dlib": dlib.__version__,
+    import dlib
+
+    # face_recognition's own __version__ still says 1.2.3 in its 1.3.0 release.
+    return {"face_recognition": version("face_recognition"), "dlib": dlib.__version__,
+            "dlib_package": f"dlib-bin {version('dlib-bin')}",
             "av": av.__version__, "numpy": np.__version__, "python": platform.python_version(),
             # The worker's detector: its DETECTOR name if it states one, else what it calls now.
             "detector": getattr(worker, "DETECTOR", "dlib HOG (face_recognition.face_locations,"

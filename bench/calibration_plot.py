@@ -28,12 +28,14 @@ def _hist(ax: Any, result: dict[str, Any], kind: str, title: str) -> None:
             label=f"different people ({len(diff)} pairs)")
     chosen = side["choice"].get("threshold")
     _marks(ax, result, chosen)
-    ax.annotate(f"largest same\n{side['largest_same']:.3f}", (side["largest_same"], 0),
-                xytext=(side["largest_same"] - 0.28, 3.2), color=SAME, fontsize=8,
+    top = ax.get_ylim()[1]
+    ax.set_ylim(0, top * 1.35)
+    ax.annotate(f"largest same {side['largest_same']:.3f}", (side["largest_same"], 0.05),
+                xytext=(0.02, top * 0.55), color=SAME, fontsize=8,
                 arrowprops={"arrowstyle": "->", "color": SAME})
-    ax.annotate(f"smallest different\n{side['smallest_different']:.3f}",
-                (side["smallest_different"], 0), xytext=(side["smallest_different"] + 0.05, 3.2),
-                color=DIFF, fontsize=8, arrowprops={"arrowstyle": "->", "color": DIFF})
+    ax.annotate(f"smallest different {side['smallest_different']:.3f}",
+                (side["smallest_different"], 0.05), xytext=(0.8, top * 1.2), color=DIFF,
+                fontsize=8, arrowprops={"arrowstyle": "->", "color": DIFF})
     ax.set_title(title, fontsize=10)
     ax.set_xlabel("face distance (enrolled upload vs live VP8 frame)")
     ax.set_ylabel("density")
@@ -49,24 +51,35 @@ def _marks(ax: Any, result: dict[str, Any], chosen: float | None) -> None:
         ax.axvline(configured, color="grey", lw=1, ls=":", label=f"configured {configured:.2f}")
 
 
-def _curves(ax: Any, result: dict[str, Any]) -> None:
+def _curves(ax: Any, result: dict[str, Any], zoom: tuple[float, float] | None = None) -> None:
+    """FAR and FRR per threshold; `zoom`: only that range, in pairs (frames) counted."""
     styles = {"single": ("-", "single frame"), "per_frame": (":", "every frame (blurred too)"),
               "fused": ("--", "fused (median of best 3)")}
     for kind, (ls, label) in styles.items():
         curve = result[kind]["curve"]
+        if zoom:
+            curve = [c for c in curve if zoom[0] <= c["threshold"] <= zoom[1]]
         t = [c["threshold"] for c in curve]
-        ax.plot(t, [100 * c["frr"] for c in curve], ls=ls, color=SAME,
+        rej = [c["false_rejects"] if zoom else 100 * c["frr"] for c in curve]
+        acc = [c["false_accepts"] if zoom else 100 * c["far"] for c in curve]
+        ax.plot(t, rej, ls=ls, color=SAME, marker="." if zoom else None,
                 label=f"false rejects, {label}")
-        ax.plot(t, [100 * c["far"] for c in curve], ls=ls, color=DIFF,
+        ax.plot(t, acc, ls=ls, color=DIFF, marker="." if zoom else None,
                 label=f"false accepts, {label}")
     chosen = result["fused"]["choice"].get("threshold")
     _marks(ax, result, chosen)
-    ax.set_title("false accepts / false rejects per threshold", fontsize=10)
     ax.set_xlabel("threshold (accept when distance ≤ threshold)")
+    ax.grid(alpha=0.3)
+    if zoom:
+        ax.set_title(f"the gap, {zoom[0]:.2f}–{zoom[1]:.2f}: errors counted", fontsize=10)
+        ax.set_ylabel("pairs wrongly decided (frames, for 'every frame')")
+        ax.set_ylim(-0.5, 25)
+        ax.set_xlim(zoom[0] - 0.005, zoom[1] + 0.005)
+        return
+    ax.set_title("false accepts / false rejects per threshold", fontsize=10)
     ax.set_ylabel("% of pairs (of frames, for 'every frame')")
     ax.set_ylim(-2, 100)
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=7, loc="upper center")
+    ax.legend(fontsize=7, loc="center left")
 
 
 def draw(result: dict[str, Any], path: Path) -> None:
@@ -76,17 +89,19 @@ def draw(result: dict[str, Any], path: Path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig = plt.figure(figsize=(12, 9), dpi=100)
-    grid = fig.add_gridspec(2, 2, height_ratios=[1, 1.1])
+    fig = plt.figure(figsize=(13, 10), dpi=100)
+    grid = fig.add_gridspec(2, 2)
     _hist(fig.add_subplot(grid[0, 0]), result, "single", "single frame (0.15 s into the stream)")
     _hist(fig.add_subplot(grid[0, 1]), result, "fused",
           "fused: median of the best 3 of 8 frames (one blurred)")
-    _curves(fig.add_subplot(grid[1, :]), result)
+    _curves(fig.add_subplot(grid[1, 0]), result)
+    _curves(fig.add_subplot(grid[1, 1]), result, zoom=(0.55, 0.66))
     v = result["versions"]
     fig.suptitle(f"Face threshold calibration, {result['date']}: {result['photos']['count']} "
-                 f"photos of {len(result['photos']['identities'])} adults, 640x480 VP8 at "
-                 f"{result['live_path']['bitrate'] // 1000} kbit/s; face_recognition "
-                 f"{v['face_recognition']}, dlib {v['dlib']}, {v['detector']}", fontsize=10)
+                 f"photos of {len(result['photos']['identities'])} adults, every ordered pair, "
+                 f"live side 640x480 VP8 at {result['live_path']['bitrate'] // 1000} kbit/s\n"
+                 f"face_recognition {v['face_recognition']}, dlib {v['dlib']}, detector: "
+                 f"{v['detector']} on a {v['detect_width']} px wide copy", fontsize=10)
     fig.tight_layout()
     fig.savefig(path)
     plt.close(fig)
