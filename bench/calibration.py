@@ -17,8 +17,12 @@ Every enrolled reference is then paired with the live clip of every other photo.
 - `single`: the first analysed frame's distance (0.15 s into the stream, a sharp frame);
 - `frames`: every analysed frame's distance (None: no face found), the blurred one included;
 - `fused`: `identity.fusion.fused_distance` of those frames (what a fused decision sees).
-The worker's own functions are called, so a rerun measures whatever detector and encoder the
-worker uses then. One JSON document goes to stdout (and `--out`), progress to stderr.
+Also: `stills` (enrolled upload against enrolled upload, no video: what the live path adds),
+`per_frame` (every analysed frame a decision of its own), `by_frame` (the blurred frame stands
+out) and `children_live` (the two children filmed against their closest enrolled adult: guardian
+presence uses the same threshold). The worker's own functions are called, so a rerun measures
+whatever detector and encoder the worker uses then. One JSON document goes to stdout (and
+`--out`), progress to stderr.
 """
 
 from __future__ import annotations
@@ -69,6 +73,15 @@ class Photo:
     @property
     def name(self) -> str:
         return f"{self.path.parent.name}/{self.path.name}"
+
+
+def children() -> list[Photo]:
+    """The children of ../shared/faces: never enrolled here, but filmed, because guardian presence
+    uses the same threshold and a child must not pass for an enrolled adult."""
+    with open(FACES / "MANIFEST.tsv", newline="") as f:
+        return [Photo(row["identity"], FACES / row["file"], "faces")
+                for row in csv.DictReader(f, delimiter="\t")
+                if row["identity"].startswith("child")]
 
 
 def photos(older: bool = True) -> list[Photo]:
@@ -244,6 +257,22 @@ def pairs(measured: list[Measured]) -> list[dict[str, Any]]:
     return out
 
 
+def child_rows(measured: list[Measured], kids: list[Measured]) -> list[dict[str, Any]]:
+    """Each child's live clip against its closest enrolled adult."""
+    out = []
+    for kid in kids:
+        rows = pairs([*measured, kid])
+        rows = [r for r in rows if r["live"] == kid.photo.name]
+        closest = min(rows, key=lambda r: r["single"] if r["single"] is not None else math.inf)
+        out.append({"live": kid.photo.name, "closest_adult": closest["enrolled"],
+                    "single": closest["single"] and round(closest["single"], 4),
+                    "smallest_any_frame": min(d for r in rows for d in r["frames"]
+                                              if d is not None),
+                    "smallest_fused": round(min(r["fused"] for r in rows
+                                                if r["fused"] is not None), 4)})
+    return out
+
+
 def _percentiles(values: list[float]) -> dict[str, Any]:
     if not values:
         return {"n": 0}
@@ -362,7 +391,8 @@ def _versions() -> dict[str, Any]:
 
 def run(older: bool = True, jobs: int = 1) -> dict[str, Any]:
     started = time.monotonic()
-    measured = _measure_all(photos(older), jobs)
+    everyone = _measure_all(photos(older) + children(), jobs)
+    measured = [m for m in everyone if not m.photo.identity.startswith("child")]
     rows = pairs(measured)
     cfg = IdentityConfig()
     result = {
@@ -390,6 +420,8 @@ def run(older: bool = True, jobs: int = 1) -> dict[str, Any]:
         "per_frame": _side(rows, "per_frame", cfg.threshold),
         "fused": _side(rows, "fused", cfg.threshold),
         "by_frame": by_frame(rows),
+        "children_live": child_rows(measured, [m for m in everyone
+                                                  if m.photo.identity.startswith("child")]),
         "cpu_s": round(sum(m.cpu_s for m in measured), 1),
         "wall_s": round(time.monotonic() - started, 1),
         "pairs": [{**r, "single": r["single"] and round(r["single"], 4),
