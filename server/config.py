@@ -134,7 +134,7 @@ def _identity() -> IdentityConfig:
     """TC_IDENTITY_REQUIRED and TC_FACE_*: the doctor's face verification (identity/config.py)."""
     return IdentityConfig(
         required=not _off(_env("TC_IDENTITY_REQUIRED", "1")),
-        threshold=float(_env("TC_FACE_THRESHOLD", "0.5")),
+        threshold=float(_env("TC_FACE_THRESHOLD", "0.61")),
         challenge=_env("TC_FACE_CHALLENGE", "random"),
         challenge_time_s=float(_env("TC_FACE_CHALLENGE_S", "15")),
         recheck_s=float(_env("TC_FACE_RECHECK_S", "30")),
