@@ -28,7 +28,7 @@ from .assurance import Assurance
 from .config import IdentityConfig
 from .models import FaceEnrollment
 from .pool import FacePool
-from .storage import ProtectedStore
+from .storage import protected_store
 from .verifier import Verification
 
 log = logging.getLogger(__name__)
@@ -52,7 +52,7 @@ class IdentityService:
         settings = ctx.settings
         self.pool = FacePool(config.workers,
                              LogSettings(settings.log_level, settings.node_id, settings.json_logs))
-        self.store = ProtectedStore(ctx.settings.data_dir / "identity")
+        self.store = protected_store(settings.data_dir / "identity", settings.store)
         self.verifications: dict[str, Verification] = {}
         self.assurances: dict[str, Assurance] = {}
         self.stats = Stats()

@@ -8,7 +8,7 @@ from server.config import Settings
 from server.store import Database, EventLog
 
 from . import integrity
-from .storage import LocalStorage
+from .store_config import open_storage
 
 
 async def verify_recordings(settings: Settings, cid: str) -> int:
@@ -16,7 +16,7 @@ async def verify_recordings(settings: Settings, cid: str) -> int:
     db = await Database.open(settings.database_url)
     try:
         events = EventLog(db)
-        storage = LocalStorage(settings.recordings_dir / "store")
+        storage = open_storage(settings.store, settings.recordings_dir / "store", "recordings")
         report = await integrity.verify(db, events, storage, cid)
         await events.append(cid, "recording.verified", "system:cli", report.event_data())
     finally:

@@ -88,7 +88,7 @@ class ConsultationRecording:
             stored = await loop.run_in_executor(
                 self.recorder.executor, store_blocking, seg.path,
                 storage_key(self.cid, seg.role, seg.seq), self.recorder.storage,
-                self.recorder.keys)
+                self.recorder.keys, self.recorder.retain_from(datetime.now(UTC)))
         except OSError as exc:
             self.fail(f"{type(exc).__name__}: {exc}")
             return

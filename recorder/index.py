@@ -19,6 +19,15 @@ def add_years(at: datetime, years: int) -> datetime:
         return (at - timedelta(days=1)).replace(year=at.year + years)
 
 
+def retain_until(at: datetime, years: int) -> datetime:
+    """Kept at least three years (the rule), or `years` (TC_RETENTION_YEARS) when longer.
+
+    A recording's retain_until counts from its end; each segment is written to a store with
+    Object Lock counting from when it was stored, which is never later than the end: the store
+    lets go of every segment by the time the database says the recording may go."""
+    return add_years(at, max(3, years))
+
+
 async def start_recording(db: Database, cid: str, epoch_at: datetime) -> Recording:
     """The recording's row, created at the first `active`; a restart keeps the first epoch."""
     async with db.session() as session, session.begin():

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -81,9 +82,13 @@ async def _recover_file(recorder: Recorder, cid: str, epoch_at, path: Path, matc
             "role": role, "seq": seq, "t_start_ms": t_start, "bytes": size,
             "reason": "an unfinished segment held no readable packet"})
         return
+    # The recording's own date once it has ended (another node may have ended it), else from now.
+    recording = await index.get_recording(recorder.ctx.db, cid)
+    until = (recording.retain_until if recording is not None and recording.retain_until
+             else recorder.retain_from(datetime.now(UTC)))
     stored = await loop.run_in_executor(recorder.executor, store_blocking, repaired,
                                         storage_key(cid, role, seq), recorder.storage,
-                                        recorder.keys)
+                                        recorder.keys, until)
     await recorder.index_segment(cid, epoch_at, role, seq, t_start, stats, stored, "recovered")
     await asyncio.to_thread(discard_spool, path)
     await asyncio.to_thread(discard_spool, repaired)

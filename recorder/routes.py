@@ -338,6 +338,7 @@ async def hold_lift(request: web.Request, body: HoldChange) -> web.Response:
 
 @endpoint(Role.ADMIN)
 async def purge_now(request: web.Request) -> web.Response:
-    """Delete every segment past its retention date and not on legal hold, now."""
+    """Delete every segment past its retention date and not on legal hold, now. A segment the
+    store still keeps (Object Lock) is not purged: a `recording.purge_refused` event instead."""
     purged = await _recorder(request).purge()
     return web.json_response({"purged": purged}, headers=NO_STORE)

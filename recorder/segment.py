@@ -12,6 +12,7 @@ import hashlib
 import re
 from concurrent.futures import Executor
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 
 from .crypto import KeyRing, encrypt_file
@@ -92,8 +93,10 @@ class Stored:
     plain_size: int
 
 
-def store_blocking(path: Path, key: str, storage: Storage, keys: KeyRing) -> Stored:
-    """Encrypt the closed plaintext file, hash what will be stored, and store it.
+def store_blocking(path: Path, key: str, storage: Storage, keys: KeyRing,
+                   retain_until: datetime | None = None) -> Stored:
+    """Encrypt the closed plaintext file, hash what will be stored, and store it (kept by a
+    store with object lock until `retain_until`).
 
     The plaintext stays in the spool until the segment is indexed (`discard_spool`): a process
     killed between the store and the index row would otherwise lose the whole segment, and
@@ -107,7 +110,7 @@ def store_blocking(path: Path, key: str, storage: Storage, keys: KeyRing) -> Sto
             digest.update(block)
     size = sealed.stat().st_size
     plain_size = path.stat().st_size
-    storage.put_file(key, sealed)
+    storage.put_file(key, sealed, retain_until)
     sealed.unlink(missing_ok=True)
     return Stored(key, keys.current_id, size, digest.hexdigest(), plain_size)
 

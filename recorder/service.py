@@ -29,7 +29,8 @@ from .integrity import VerifyReport
 from .playback import PlaybackTokens
 from .recovery import recover_spool
 from .segment import Stored
-from .storage import LocalStorage, Storage
+from .storage import Storage, StoreRefused
+from .store_config import open_storage
 from .webm import MuxStats
 
 log = logging.getLogger(__name__)
@@ -42,7 +43,9 @@ class Recorder:
         self.keys = KeyRing(self.settings.recording_key, self.settings.recording_old_keys)
         root = self.settings.recordings_dir
         self.spool = root / "spool"
-        self.storage: Storage = storage or LocalStorage(root / "store")
+        self.storage: Storage = storage or open_storage(self.settings.store, root / "store",
+                                                        "recordings")
+        self.store_status: dict[str, Any] = {"backend": self.settings.store.kind}
         self.executor = ThreadPoolExecutor(1, thread_name_prefix="recorder")
         self.active: dict[str, ConsultationRecording] = {}
         self._purger: asyncio.Task[None] | None = None
@@ -118,9 +121,12 @@ class Recorder:
         if consultation.final:
             ended = datetime.now(UTC)
             values["ended_at"] = ended
-            values["retain_until"] = index.add_years(ended, max(3, self.settings.retention_years))
+            values["retain_until"] = self.retain_from(ended)
         if values:
             await index.update_recording(self.ctx.db, cid, **values)
+
+    def retain_from(self, at: datetime) -> datetime:
+        return index.retain_until(at, self.settings.retention_years)
 
     async def recording_failed(self, rec: ConsultationRecording, error: str) -> None:
         """Stop this consultation's recording cleanly, tell ops and the event log."""
@@ -160,15 +166,40 @@ class Recorder:
                 "video_packets": stats.video_packets, "audio_packets": stats.audio_packets})
         finally:
             self._being_logged.discard(row.id)
+        # A hold set while this segment was being stored: the hold's own pass (set_hold) may
+        # have listed the segments before this row existed.
+        recording = await index.get_recording(self.ctx.db, cid)
+        if recording is not None and recording.legal_hold:
+            await asyncio.to_thread(self.storage.set_legal_hold, stored.storage_key, True)
         return row
 
     # -- start-up and shutdown ---------------------------------------------------------------
 
     async def open(self) -> None:
-        """Recover what a previous run left unfinished, then start the purge job."""
+        """Check the store, recover what a previous run left unfinished, start the purge job."""
+        await self.check_store()
         await recover_spool(self)
         if self.settings.purge_interval_s > 0:
             self._purger = asyncio.create_task(self._purge_loop(), name="recording-purge")
+
+    async def check_store(self) -> None:
+        """Does the store itself enforce retention? Said in the log and in /readyz. A store that
+        cannot be reached at all raises: the node does not start recording into it."""
+        lock = await asyncio.to_thread(lambda: self.storage.object_lock)
+        where = self.storage.description
+        if lock:
+            detail = f"{where}: the store enforces retention and legal holds (Object Lock)"
+            log.info("recorder: %s", detail)
+        else:
+            why = getattr(self.storage, "lock_detail", "") or "no object lock"
+            detail = (f"{where}: {why}; retention and legal holds are enforced by the "
+                      "database and the purge job only")
+            if self.settings.store.kind == "local":
+                log.info("recorder: %s", detail)
+            else:
+                log.warning("recorder: %s", detail)
+        self.store_status = {"backend": self.settings.store.kind, "object_lock": lock,
+                             "detail": detail}
 
     async def _purge_loop(self) -> None:
         while True:
@@ -191,13 +222,24 @@ class Recorder:
     # -- retention ---------------------------------------------------------------------------
 
     async def purge(self, now: datetime | None = None) -> list[dict[str, Any]]:
-        """Delete segments past retain_until, except under legal hold; each deletion an event."""
+        """Delete segments past retain_until, except under legal hold; each deletion an event.
+
+        A segment the store will not let go yet (its Object Lock retention or legal hold still
+        holds) keeps its row: the refusal is logged and an event, and the next purge retries."""
         now = now or datetime.now(UTC)
         done: list[dict[str, Any]] = []
         for recording, seg in await index.expired(self.ctx.db, now):
             if recording.legal_hold:
                 continue
-            existed = await asyncio.to_thread(self.storage.delete, seg.storage_key)
+            try:
+                existed = await asyncio.to_thread(self.storage.delete, seg.storage_key)
+            except StoreRefused as exc:
+                log.warning("recorder: purge of %s refused by the store: %s", seg.storage_key,
+                            exc.reason)
+                await self.event(seg.consultation_id, "recording.purge_refused", {
+                    "segment": seg.id, "role": seg.role, "seq": seg.seq,
+                    "reason": exc.reason}, actor="system:retention")
+                continue
             await index.mark_purged(self.ctx.db, seg.id, now)
             item = {"segment": seg.id, "role": seg.role, "seq": seg.seq, "sha256": seg.sha256,
                     "retain_until": recording.retain_until.isoformat()
@@ -211,14 +253,26 @@ class Recorder:
         row = await index.get_recording(self.ctx.db, cid)
         if row is None:
             raise LookupError(cid)
+        # The store's holds first: should this fail, the database still says what it said
+        # (a hold in the store but not in the database only makes a purge be refused). Then
+        # again for a segment indexed meanwhile, which read the database's hold before it changed.
+        done: set[str] = set()
+        await self._store_holds(cid, hold, done)
         now = datetime.now(UTC)
         await index.update_recording(self.ctx.db, cid, legal_hold=hold, hold_reason=reason,
                                      hold_by=actor, hold_at=now)
+        await self._store_holds(cid, hold, done)
         await self.event(cid, "recording.hold.set" if hold else "recording.hold.lifted",
                          {"reason": reason}, actor=actor)
         updated = await index.get_recording(self.ctx.db, cid)
         assert updated is not None
         return updated
+
+    async def _store_holds(self, cid: str, hold: bool, done: set[str]) -> None:
+        for seg in await index.segments(self.ctx.db, cid):
+            if seg.state != "purged" and seg.id not in done:
+                await asyncio.to_thread(self.storage.set_legal_hold, seg.storage_key, hold)
+                done.add(seg.id)
 
     # -- integrity and playback --------------------------------------------------------------
 

@@ -131,10 +131,15 @@ def _guardian_connected(rooms: Rooms) -> Gate:
 
 @endpoint()
 async def readyz(request: web.Request) -> web.Response:
-    """Ready only when the database and the live-state store both answer."""
+    """Ready only when the database and the live-state store both answer. `recording_store`
+    says where recordings go and whether that store enforces retention (issue 12): detail for
+    ops, not a readiness condition (a store without Object Lock is a choice, not a fault)."""
     ctx = request.app.get(CONTEXT_KEY)
     checks = {"database": False, "live_state": False}
     if ctx is not None:
         checks = {"database": await ctx.db.ping(), "live_state": await ctx.live.ping()}
     ok = all(checks.values())
-    return web.json_response({"ready": ok, **checks}, status=200 if ok else 503)
+    recorder = request.app.get(recorder_http.RECORDER_KEY)
+    store = recorder.store_status if recorder is not None else None
+    return web.json_response({"ready": ok, **checks, "recording_store": store},
+                             status=200 if ok else 503)

@@ -20,6 +20,7 @@ from aiortc import RTCIceServer
 from identity.config import IdentityConfig
 from identity.image_check import PhotoLimits
 from identity.presence_config import PresenceConfig
+from recorder.store_config import StoreConfig
 from signaling.turn import TURN_SCHEMES, TurnConfig
 
 
@@ -100,6 +101,7 @@ class Settings:
     recording_key: str = ""  # base64 of 32 bytes; see recorder/crypto.py for rotation
     recording_old_keys: list[str] = field(default_factory=list)
     purge_interval_s: float = 3600.0
+    store: StoreConfig = field(default_factory=StoreConfig)  # issue 12: local folder or S3
 
     @property
     def recordings_dir(self) -> Path:
@@ -165,6 +167,22 @@ def _presence() -> PresenceConfig:
     ).checked()
 
 
+def _store() -> StoreConfig:
+    """TC_RECORDING_STORE and TC_S3_*: where recordings and identity's files are kept
+    (recorder/store_config.py). The credentials come from the environment only."""
+    return StoreConfig(
+        kind=_env("TC_RECORDING_STORE", "local"),
+        endpoint=_env("TC_S3_ENDPOINT", ""),
+        bucket=_env("TC_S3_BUCKET", ""),
+        region=_env("TC_S3_REGION", "us-east-1"),
+        prefix=_env("TC_S3_PREFIX", ""),
+        multipart_mb=int(_env("TC_S3_MULTIPART_MB", "64")),
+        checksum=_env("TC_S3_CHECKSUM", "when_supported"),
+        access_key_id=os.environ.get("TC_S3_ACCESS_KEY_ID", ""),
+        secret_access_key=os.environ.get("TC_S3_SECRET_ACCESS_KEY", ""),
+    ).checked()
+
+
 def _recording_key(data_dir: Path) -> str:
     """TC_RECORDING_KEY, or for a local demo a random key kept in the data dir (not the repo)."""
     key = os.environ.get("TC_RECORDING_KEY", "")
@@ -223,6 +241,8 @@ def load_settings(**overrides: object) -> Settings:
         values["presence"] = _presence()
     if "turn" not in overrides:
         values["turn"] = _turn()
+    if "store" not in overrides:
+        values["store"] = _store()
     values.update(overrides)
     if "token_secret" not in values:
         values["token_secret"] = _token_secret(data_dir)

@@ -25,6 +25,7 @@ const KINDS = {
   'recording.access': ['访问片段', 'Segment accessed'],
   'recording.verified': ['完整性校验', 'Integrity verified'],
   'recording.purged': ['到期删除', 'Purged'],
+  'recording.purge_refused': ['存储拒绝删除（仍在保留期）', 'Purge refused by the store (still retained)'],
   'recording.hold.set': ['法律保全', 'Legal hold set'],
   'recording.hold.lifted': ['解除保全', 'Legal hold lifted'],
 };

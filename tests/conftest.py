@@ -1,4 +1,5 @@
-pytest_plugins = ["tests.db_fixtures", "tests.live_fixtures", "tests.node_fixtures"]
+pytest_plugins = ["tests.db_fixtures", "tests.live_fixtures", "tests.node_fixtures",
+                  "tests.s3_fixtures"]
 
 # Issue 3: tests that are not about identity run without the face verification gate; the
 # identity tests turn it on for their own node (tests/identity_fixtures.py).

@@ -65,7 +65,12 @@ async def test_health_and_readiness(node: Node) -> None:
         assert r.status == 200
     async with node.session.get(node.url + "/readyz") as r:
         body = await r.json()
-        assert r.status == 200 and body == {"ready": True, "database": True, "live_state": True}
+        assert r.status == 200 and body == {
+            "ready": True, "database": True, "live_state": True, "recording_store": {
+                "backend": "local", "object_lock": False,
+                "detail": f"local folder {node.settings.recordings_dir / 'store'}: no object "
+                          "lock; retention and legal holds are enforced by the database and "
+                          "the purge job only"}}
 
 
 async def test_ops_ends_a_call_and_others_are_refused(node: Node, clips) -> None:
