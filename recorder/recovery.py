@@ -10,16 +10,21 @@ recording still marked `recording` with no live owner becomes `interrupted`.
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import logging
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
+
+from cryptography.exceptions import InvalidTag
 
 from . import index
 from .segment import SPOOL_NAME, discard_spool, storage_key, store_blocking
 from .webm import salvage
 
 if TYPE_CHECKING:
+    from server.store.recordings import RecordingSegment
+
     from .service import Recorder
 
 log = logging.getLogger(__name__)
@@ -58,11 +63,30 @@ async def recover_spool(recorder: Recorder) -> None:
             "segment_s": recorder.settings.recording_segment_s})
 
 
+def _stored_copy_of(recorder: Recorder, row: RecordingSegment, path: Path) -> bool:
+    """Blocking: is `path` exactly the plaintext of the stored segment `row`? Only then is it a
+    leftover: after a failover another node may have stored a different segment under the same
+    number."""
+    if row.plain_size != path.stat().st_size:
+        return False
+    try:
+        stored = hashlib.sha256()
+        for block in recorder.decryptor(row).read():
+            stored.update(block)
+    except (OSError, KeyError, ValueError, InvalidTag):  # missing, unreadable or altered
+        return False
+    mine = hashlib.sha256()
+    with open(path, "rb") as f:
+        while block := f.read(1 << 20):
+            mine.update(block)
+    return stored.digest() == mine.digest()
+
+
 async def _recover_file(recorder: Recorder, cid: str, epoch_at, path: Path, match) -> None:
     role, seq, t_start = match["role"], int(match["seq"]), int(match["t"])
     taken = await index.segment_at(recorder.ctx.db, cid, role, seq)
-    if taken is not None and taken.t_start_ms == t_start and await asyncio.to_thread(
-            recorder.storage.size, taken.storage_key) == taken.size:
+    if taken is not None and await asyncio.get_running_loop().run_in_executor(
+            recorder.executor, _stored_copy_of, recorder, taken, path):
         # Stored and indexed, killed before its working copy was dropped: a leftover.
         log.info("recorder: %s is stored and indexed; dropping its working copy", path.name)
         await asyncio.to_thread(discard_spool, path)

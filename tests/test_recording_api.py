@@ -255,11 +255,12 @@ async def test_recovery_never_overwrites_a_segment_another_node_stored(rec_node:
     node = rec_node
     cid = await recorded_call(node, clips)
     recorder = recorder_of(node)
-    theirs = next(s for s in await closed_segments(node, cid) if s.role == "guardian")
-    # The dead node's spool still holds its own guardian segment with that number.
+    theirs, other = [s for s in await closed_segments(node, cid) if s.role == "guardian"][:2]
+    # The dead node's spool still holds its own guardian segment with that number (its media,
+    # not a copy of the one stored: a copy would be a leftover, dropped).
     spool = recorder.spool / cid
     spool.mkdir(parents=True, exist_ok=True)
-    decrypt_to(recorder, theirs, spool / spool_name("guardian", theirs.seq, theirs.t_start_ms))
+    decrypt_to(recorder, other, spool / spool_name("guardian", theirs.seq, theirs.t_start_ms))
     before = {s.id: (s.seq, s.sha256) for s in await closed_segments(node, cid)}
 
     await recover_spool(recorder)
