@@ -12,8 +12,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import itertools
-import os
 import shutil
+import socket
 import subprocess
 import sys
 import time
@@ -33,7 +33,7 @@ INSTALL = "apt-get install -y janus"
 LIB = Path("/usr/lib/x86_64-linux-gnu/janus")
 PLUGIN = "janus.plugin.videoroom"
 KEEPALIVE_S = 20.0
-DUMMY, DUMMY_ADDRESS = "tcbench0", "10.254.77.1"  # only inside a private network namespace
+VETH, VETH_ADDRESS = "tcbench", "10.254.77.1"  # only inside a private network namespace
 
 
 def ensure_installed() -> str:
@@ -63,19 +63,22 @@ def local_address() -> str:
     Janus gathers no candidates on a loopback interface, whatever its enforce list says. Traffic
     between two addresses of this machine still never leaves it (the kernel delivers it through
     its loopback path), so the clients and Janus use one such address. In a private network
-    namespace (`unshare -n`, only `lo`), a dummy interface is added for it.
+    namespace (`unshare -n`, only `lo`), a veth pair is added for it.
     """
     out = subprocess.run(["ip", "-4", "-o", "addr", "show", "scope", "global"],
                          capture_output=True, text=True, check=True).stdout
     for line in out.splitlines():
         return line.split()[3].split("/")[0]
-    if os.readlink("/proc/self/ns/net") == os.readlink("/proc/1/ns/net"):
+    if [name for _, name in socket.if_nameindex()] != ["lo"]:  # a private namespace: ours
+
         raise RuntimeError("no non-loopback IPv4 address for Janus's ICE on this machine")
-    for command in (["ip", "link", "add", DUMMY, "type", "dummy"],
-                    ["ip", "addr", "add", f"{DUMMY_ADDRESS}/32", "dev", DUMMY],
-                    ["ip", "link", "set", DUMMY, "up"]):
+    # A veth pair (these kernels have no `dummy`); Janus wants its interface up and running.
+    for command in (["ip", "link", "add", VETH, "type", "veth", "peer", "name", f"{VETH}p"],
+                    ["ip", "addr", "add", f"{VETH_ADDRESS}/32", "dev", VETH],
+                    ["ip", "link", "set", f"{VETH}p", "up"],
+                    ["ip", "link", "set", VETH, "up"]):
         subprocess.run(command, check=True)
-    return DUMMY_ADDRESS
+    return VETH_ADDRESS
 
 
 def write_config(directory: Path, ws_port: int, rtp_ports: tuple[int, int],
