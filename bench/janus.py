@@ -3,8 +3,8 @@
 The same load as through the node: each consultation is one VideoRoom room; each participant
 publishes the clip tracks on one peer connection and receives the other participant's feed on a
 second one (VideoRoom's publisher/subscriber model). Janus runs as its own process with a config
-written to a temp dir: WebSocket transport on 127.0.0.1, ICE on the loopback interface only, no
-STUN, every other plugin and transport disabled, so its CPU is the relay's alone.
+written to a temp dir: WebSocket transport on 127.0.0.1, ICE on one local address only (see
+`local_address`), no STUN, every other plugin and transport disabled, so its CPU is the relay's.
 """
 
 from __future__ import annotations

@@ -1,13 +1,16 @@
 """Media relay benchmark: N consultations through a real node process, measured from outside.
 
     python -m bench.relay --consultations 1 4 8 [--seconds 20] [--bitrate 1000000] [--warmup 5]
+        [--janus] [--recording off|on|both] [--lag-at 8]
 
 For each N: a fresh node (`python -m server run`, SQLite in a temp dir, 127.0.0.1 only) with N
 seeded consultations; 2N clients (guardian + doctor) in worker processes, each sending
 pre-encoded 640x480 30 fps VP8 plus Opus and receiving the other side without decoding. After
 the warm-up, one steady window is measured: the node's CPU (from /proc), the clients' received
-frame rates and the end-to-end latency carried in each frame's trailer. One JSON document goes to
-stdout, logs to stderr. See bench/README.md for what each number means.
+frame rates and the end-to-end latency carried in each frame's trailer, and from inside the node
+its own forwarding delay and event-loop lag (GET /metrics/timing). `--janus` runs the same load
+through Janus's VideoRoom as well (bench/janus.py) and reports node ÷ Janus. One JSON document
+goes to stdout, logs to stderr. See bench/README.md for what each number means.
 """
 
 from __future__ import annotations
