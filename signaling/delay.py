@@ -12,6 +12,11 @@ allocation, no lock (the loop is single-threaded), 321 counters whatever the tra
 snapshots subtract, so a reader (bench/relay.py, an operator) gets the percentiles of any window
 without the node keeping samples or being reset. The price of that is resolution: a bucket is
 4.4 % wide (16 a doubling).
+
+Always on, because it costs little: measured here, 1.4 µs a frame (arrival lookup and three
+histogram updates) and 0.3 µs an RTP packet (the `on_rtp` hook), about 3 ms a second at N = 8
+consultations (0.3 % of a core, 0.04 % per consultation), against ~4 % of a core per
+consultation for the relay itself.
 """
 
 from __future__ import annotations
