@@ -45,6 +45,7 @@ def create_app(settings: Settings) -> web.Application:
     app.cleanup_ctx.append(_node)
     app.router.add_get("/ws", websocket)
     app.router.add_get("/metrics", metrics.metrics)
+    app.router.add_get("/metrics/timing", metrics.timing)
     app.router.add_get("/readyz", readyz)
     ops_api.add_routes(app, STATIC_DIR)  # issue 7: live monitoring for ops
     api.add_routes(app, STATIC_DIR)
@@ -81,7 +82,8 @@ async def _node(app: web.Application) -> AsyncIterator[None]:
     cluster.on_remote_transition.append(lifecycle.notify)
     cluster.on_reclaimed.append(rooms.republish)
     await cluster.start()
-    watcher = asyncio.create_task(metrics.watch_loop_and_cpu(), name="loop-watch")
+    watcher = asyncio.create_task(metrics.watch_loop_and_cpu(settings.loop_watch_s),
+                                  name="loop-watch")
     lifecycle.accept_gates.append(("guardian_connected", _guardian_connected(rooms)))
     # Issue 6: the policy again on the day the consultation starts, and informed consent.
     lifecycle.accept_gates.append(

@@ -86,6 +86,7 @@ class Settings:
     ice_host_addresses: list[str] = field(default_factory=list)
     rejoin_grace_s: float = 60.0
     stats_interval_s: float = 5.0
+    loop_watch_s: float = 0.5  # how often the event loop's lag is sampled (server/metrics.py)
     video_max_kbps: int = 1700
     heartbeat_s: float = 2.0
     node_ttl_s: float = 6.0
@@ -222,6 +223,7 @@ def load_settings(**overrides: object) -> Settings:
         ice_host_addresses=_split(_env("TC_ICE_HOST_ADDRESSES", "")),
         rejoin_grace_s=float(_env("TC_REJOIN_GRACE", "60")),
         stats_interval_s=float(_env("TC_STATS_INTERVAL", "5")),
+        loop_watch_s=max(0.001, float(_env("TC_LOOP_WATCH_MS", "500")) / 1000),
         video_max_kbps=max(100, int(_env("TC_VIDEO_MAX_KBPS", "1700"))),
         body_timeout_s=float(_env("TC_BODY_TIMEOUT", "10")),
         heartbeat_s=float(_env("TC_HEARTBEAT", "2")),

@@ -19,6 +19,7 @@ import av
 from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
 
 from .budget import SendBudget
+from .delay import FORWARDING
 from .passthrough import is_vp8_keyframe
 
 KEYFRAME_REQUEST_INTERVAL_S = 1.0
@@ -52,7 +53,8 @@ class MediaSource:
     def detach(self) -> None:
         self._requester = None
 
-    def publish(self, packet: av.Packet | None) -> None:
+    def publish(self, packet: av.Packet | None, arrived: float | None = None) -> None:
+        """A frame from upstream; `arrived`: when its first RTP packet came (signaling/delay.py)."""
         if packet is None:  # the upstream receiver stopped; subscribers wait for the next one
             return
         now = time.monotonic()
@@ -75,7 +77,7 @@ class MediaSource:
                 subscriber.dropped += 1
                 subscriber._need_keyframe = self.kind == "video"  # resume on a whole picture
                 continue
-            subscriber._offer(packet, keyframe)
+            subscriber._offer(packet, keyframe, arrived, now)
 
     def request_keyframe(self) -> None:
         """Ask upstream for a key frame, coalescing requests.
@@ -113,12 +115,14 @@ class Subscription:
         self.maxsize = maxsize
         self.relay = relay  # to the other participant (held while `source.held`)
         self.dropped = 0
-        self._queue: deque[av.Packet] = deque()
+        self.times: tuple[float | None, float] = (None, 0.0)  # of the last packet get() returned
+        self._queue: deque[tuple[av.Packet, float | None, float]] = deque()
         self._waiter: asyncio.Future[None] | None = None
         self._need_keyframe = source.kind == "video"
         self._closed = False
 
-    def _offer(self, packet: av.Packet, keyframe: bool) -> None:
+    def _offer(self, packet: av.Packet, keyframe: bool, arrived: float | None = None,
+               published: float = 0.0) -> None:
         if self._need_keyframe:
             if not keyframe:
                 self.dropped += 1
@@ -132,12 +136,13 @@ class Subscription:
                 self._need_keyframe = True
                 self.source.request_keyframe()
                 return
-        self._queue.append(packet)
+        self._queue.append((packet, arrived, published))
         waiter = self._waiter
         if waiter is not None and not waiter.done():
             waiter.set_result(None)
 
     async def get(self) -> av.Packet:
+        """The next packet; `times` then holds when it arrived and was published."""
         while not self._queue:
             if self._closed:
                 raise MediaStreamError
@@ -146,7 +151,9 @@ class Subscription:
                 await self._waiter
             finally:
                 self._waiter = None
-        return self._queue.popleft()
+        packet, arrived, published = self._queue.popleft()
+        self.times = (arrived, published)
+        return packet
 
     def resync(self) -> None:
         """Drop what is queued and wait for the next key frame (asked for once)."""
@@ -169,6 +176,10 @@ class RelayTrack(MediaStreamTrack):
     aiortc's sender packetizes an av.Packet without encoding it. With a `budget` (video), a frame
     the participant's downlink cannot take in time is dropped here, with the frames that depend
     on it, rather than queued in the network or the node's socket.
+
+    The sender asks for the next frame right after handing the last one's packets to the
+    transport, so the start of `recv` is when the previous frame left: its forwarding delay
+    (signaling/delay.py) is recorded there.
     """
 
     def __init__(self, source: MediaSource, budget: SendBudget | None = None) -> None:
@@ -178,8 +189,13 @@ class RelayTrack(MediaStreamTrack):
         self.budget = budget
         self.frames = 0
         self.bytes = 0
+        self._handed: tuple[float | None, float] | None = None  # the frame the sender has
 
     async def recv(self) -> av.Packet:  # type: ignore[override]
+        if self._handed is not None:
+            arrived, published = self._handed
+            self._handed = None
+            FORWARDING.record(self.kind, arrived, published, time.monotonic())
         if self.readyState != "live":
             raise MediaStreamError
         if self.budget is not None and not self.frames:
@@ -199,6 +215,7 @@ class RelayTrack(MediaStreamTrack):
             raise
         self.frames += 1
         self.bytes += packet.size
+        self._handed = self.subscription.times
         return packet
 
     def stop(self) -> None:

@@ -12,11 +12,11 @@ encoder the pass-through never has), the REMB the node sends a browser about its
 of aiortc's own, see `stop_own_remb`), and transport-wide feedback (signaling/twcc.py).
 
 This leans on private details of aiortc (pinned in pyproject.toml): the receiver's
-`__decoder_queue`, `__jitter_buffer`, `__remote_bitrate_estimator` and `__rtcp_ssrc`
-attributes and its `_handle_rtp_packet` and `_send_rtcp`, the module-level `decoder_worker`,
-aiortc's codec tables, the sender's `_handle_rtcp_packet`, and aioice's nominated pair. Each
-hook checks what it needs and raises if it is gone, and tests/test_passthrough.py fails loudly
-after an upgrade that breaks them.
+`__decoder_queue`, `__jitter_buffer`, `__remote_bitrate_estimator`, `__rtcp_ssrc` and
+`__timestamp_mapper` attributes and its `_handle_rtp_packet` and `_send_rtcp`, the
+module-level `decoder_worker`, aiortc's codec tables, the sender's `_handle_rtcp_packet`, and
+aioice's nominated pair. Each hook checks what it needs and raises if it is gone, and
+tests/test_passthrough.py fails loudly after an upgrade that breaks them.
 """
 
 from __future__ import annotations
@@ -48,6 +48,7 @@ _QUEUE_ATTR = "_RTCRtpReceiver__decoder_queue"
 _JITTER_ATTR = "_RTCRtpReceiver__jitter_buffer"
 _ESTIMATOR_ATTR = "_RTCRtpReceiver__remote_bitrate_estimator"
 _RTCP_SSRC_ATTR = "_RTCRtpReceiver__rtcp_ssrc"
+_MAPPER_ATTR = "_RTCRtpReceiver__timestamp_mapper"
 _original_worker = rtcrtpreceiver.decoder_worker
 
 
@@ -92,6 +93,19 @@ def install(receiver: RTCRtpReceiver, sink: Sink) -> None:
     if rtcrtpreceiver.decoder_worker is not _decoder_worker:
         rtcrtpreceiver.decoder_worker = _decoder_worker
     setattr(receiver, _QUEUE_ATTR, PassthroughQueue(sink))
+
+
+def frame_rtp_timestamp(receiver: RTCRtpReceiver) -> Callable[[], int | None]:
+    """The RTP timestamp of the frame `receiver` is handing to its sink right now.
+
+    aiortc rebases each frame's timestamp to start at 0 just before handing it over; its
+    TimestampMapper keeps the original as `_last`, which is what the frame's packets carried.
+    """
+    mapper = getattr(receiver, _MAPPER_ATTR, None)
+    if mapper is None or not hasattr(mapper, "_last"):
+        raise RuntimeError("aiortc's RTCRtpReceiver no longer has the timestamp mapper; check "
+                           "signaling/passthrough.py against the installed aiortc")
+    return lambda: mapper._last
 
 
 def release_audio_promptly(receiver: RTCRtpReceiver) -> None:

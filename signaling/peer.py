@@ -26,6 +26,7 @@ from aiortc.sdp import candidate_from_sdp
 from . import passthrough
 from .bandwidth import Link, RembSender
 from .budget import SendBudget
+from .delay import FrameArrivals
 from .media import MediaSource, RelayTrack
 from .protocol import IceCandidate
 from .twcc import FeedbackSender
@@ -80,7 +81,11 @@ class Peer:
                 self._feed(transceiver.receiver, self._incoming[transceiver.kind])
 
     def _feed(self, receiver: RTCRtpReceiver, source: MediaSource) -> None:
-        passthrough.install(receiver, source.publish)
+        # For the forwarding delay (signaling/delay.py).
+        arrivals = FrameArrivals(passthrough.frame_rtp_timestamp(receiver))
+        passthrough.on_rtp(receiver, arrivals.saw)
+        passthrough.install(receiver,
+                            lambda packet: source.publish(packet, arrivals.take(packet)))
         if source.kind == "audio":
             passthrough.release_audio_promptly(receiver)
         else:
