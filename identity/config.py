@@ -47,7 +47,7 @@ class IdentityConfig:
     # Seconds for EACH action, from its announcement.
     challenge_time_s: float = 8.0
     # Frames with exactly one usable face whose fused distance decides the match before the
-    # actions (fusion.fused_verdict stops at 3 when they agree).
+    # actions (fusion.fused_verdict stops at 2 that match, or 4 that do not).
     match_frames: int = 5
     # Frames fused per re-check during the call (2 when the first two agree).
     recheck_frames: int = 3

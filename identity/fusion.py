@@ -7,9 +7,10 @@ motion or a VP8 loss (one high outlier) cannot fail the registered doctor.
 
 `fused_verdict` stops early without changing the decision: it says whether the fused distance of
 the frames seen so far and `still_to_come` more is on one side of the threshold whatever those
-frames show (each 0 or each infinite). Three matching frames of five already decide a match; two
-agreeing frames of three decide a re-check, so the third (an encoding, ~0.16 s of a worker) is
-only spent when the first two disagree.
+frames show (each 0 or each infinite). The fused distance is the second best, so two matching
+frames decide a match, and four of five over the threshold a mismatch; two agreeing frames of
+three decide a re-check, so the third (an encoding, ~0.16 s of a worker) is only spent when the
+first two disagree. One frame never decides alone.
 """
 
 from __future__ import annotations
