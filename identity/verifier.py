@@ -40,7 +40,7 @@ from server.auth import Role
 
 from .frames import FrameTap
 from .fusion import fused_distance, fused_verdict
-from .geometry import pose_from_landmarks
+from .geometry import Pose, pose_from_landmarks
 from .liveness import DONE, WRONG, StepJudge, challenge_sequence
 from .models import FaceVerification
 from .texts import CHALLENGE_TEXT, FAILURE_TEXT, GUIDANCE_TEXT, STEP_TEXT
@@ -117,6 +117,7 @@ class Verification:
         self.state = "running"  # running | verified | locked | not_enrolled | stopped
         self.joined_at = time.monotonic()
         self.poses_seen = 0  # challenge frames judged so far (the bench paces a turn by it)
+        self.pose: Pose | None = None  # the last one judged (a browser test paces a turn by it)
         self.said: dict[str, Any] | None = None  # the last step told: again to a rejoining page
         self.verified_at: float | None = None
         self.last: Attempt | None = None
@@ -290,7 +291,8 @@ class Verification:
                     problems[problem or "no_face"] += 1
                     continue
                 self.poses_seen += 1
-                if step.add(pose_from_landmarks(result.landmarks), arrived) == DONE:
+                self.pose = pose_from_landmarks(result.landmarks)
+                if step.add(self.pose, arrived) == DONE:
                     frames.append(rgb)
                     attempt.challenge_seen_at = arrived
             attempt.early_frames += step.early
