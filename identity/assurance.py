@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING
 from server import referral
 from server.auth import Role
 
-from .frames import grab_frames
+from .frames import DecodeCost, grab_frames
 from .fusion import fused_distance, fused_verdict
 from .texts import ASSURANCE_TEXT, PAUSED_TEXT, RESUMED_TEXT
 from .verifier import classify
@@ -70,32 +70,34 @@ class Assurance:
         Several faces in two frames is `several_faces`; otherwise the frames with one face
         decide by their fused distance; none with a face: the most frequent reason."""
         cfg = self.svc.config
-        started = time.process_time()
-        try:
-            frames = await grab_frames(self.room.participants[Role.DOCTOR].sources["video"],
-                                       GRAB_TIMEOUT_S, cfg.recheck_frames)
-        except TimeoutError:
-            return "no_video", {"frames": 0}
-        decode_s = time.process_time() - started
+        source = self.room.participants[Role.DOCTOR].sources["video"]
+        decode = DecodeCost()
         worker_s = 0.0
         distances: list[float] = []
         reasons: Counter[str] = Counter()
         faces: list[int] = []
-        for i, rgb in enumerate(frames):
-            result = await self.svc.pool.analyse(rgb, known=self.encoding)
-            worker_s += result.cpu_s
-            faces.append(result.faces)
-            if result.faces == 1 and result.distance is not None:
-                distances.append(result.distance)
-                if fused_verdict(distances, cfg.threshold, len(frames) - i - 1) is not None:
-                    break
-            else:
-                reasons[classify(result, cfg.threshold) or "no_face"] += 1
+        try:
+            async with contextlib.aclosing(grab_frames(source, GRAB_TIMEOUT_S,
+                                                       cfg.recheck_frames, cost=decode)) as frames:
+                async for rgb in frames:
+                    result = await self.svc.pool.analyse(rgb, known=self.encoding)
+                    worker_s += result.cpu_s
+                    faces.append(result.faces)
+                    if result.faces == 1 and result.distance is not None:
+                        distances.append(result.distance)
+                        still = cfg.recheck_frames - len(faces)
+                        if fused_verdict(distances, cfg.threshold, still) is not None:
+                            break  # the rest could not change it: not decoded, not encoded
+                    else:
+                        reasons[classify(result, cfg.threshold) or "no_face"] += 1
+        except TimeoutError:
+            return "no_video", {"frames": 0}
         self.svc.stats.checks += 1
+        decode_s = decode.seconds
         self.svc.stats.check_cpu_s += worker_s + decode_s
         self.checks += 1
         fused = fused_distance(distances) if distances else None
-        if reasons["several_faces"] >= min(2, len(frames)):
+        if reasons["several_faces"] >= min(2, len(faces)):
             reason: str | None = "several_faces"
         elif fused is not None:
             reason = None if fused <= cfg.threshold else "not_registered"

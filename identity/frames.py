@@ -15,6 +15,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
 
 import av
 import numpy as np
@@ -77,31 +79,52 @@ class FrameTap:
             await self._task
 
 
-async def grab_frames(source: MediaSource, timeout: float, count: int = 1,
-                      every: int = 5) -> list[np.ndarray]:
-    """`count` decoded frames, the first from the key frame a new subscription begins with,
-    then every `every`-th; fewer (at least one) when the time runs out; TimeoutError for none."""
+@dataclass
+class DecodeCost:
+    """CPU seconds spent decoding (and converting) frames, measured around the decode itself:
+    the process clock across an await would count whatever else the node did meanwhile."""
+
+    seconds: float = 0.0
+
+
+async def grab_frames(source: MediaSource, timeout: float, count: int = 1, every: int = 5,
+                      cost: DecodeCost | None = None) -> AsyncIterator[np.ndarray]:
+    """Up to `count` decoded frames, the first from the key frame a new subscription begins
+    with, then every `every`-th; stops early when the time runs out (TimeoutError only if none
+    came). A consumer that has seen enough stops iterating: the frames after it are not decoded
+    (use contextlib.aclosing, so the subscription closes at once)."""
     codec = av.CodecContext.create("vp8", "r")
     sub = source.subscribe(maxsize=64)
-    frames: list[np.ndarray] = []
-    decoded = 0
+    given = decoded = 0
+    deadline = asyncio.get_running_loop().time() + timeout
     try:
-        async with asyncio.timeout(timeout):
-            while len(frames) < count:
-                frame = _decode(codec, await sub.get())
-                if frame is None:
-                    continue
-                if decoded % every == 0:
-                    frames.append(frame.to_ndarray(format="rgb24"))
-                decoded += 1
-    except TimeoutError:
-        if not frames:
-            raise
+        while given < count:
+            try:
+                async with asyncio.timeout_at(deadline):
+                    packet = await sub.get()
+            except TimeoutError:
+                if not given:
+                    raise
+                return
+            started = time.process_time()
+            frame = _decode(codec, packet)
+            rgb = (frame.to_ndarray(format="rgb24")
+                   if frame is not None and decoded % every == 0 else None)
+            if cost is not None:
+                cost.seconds += time.process_time() - started
+            if frame is None:
+                continue
+            decoded += 1
+            if rgb is not None:
+                given += 1
+                yield rgb
     finally:
         sub.close()
-    return frames
 
 
 async def grab_frame(source: MediaSource, timeout: float) -> np.ndarray:
     """One decoded frame, starting from the key frame a new subscription begins with."""
-    return (await grab_frames(source, timeout))[0]
+    async with contextlib.aclosing(grab_frames(source, timeout)) as frames:
+        async for frame in frames:
+            return frame
+    raise TimeoutError("no frame")
