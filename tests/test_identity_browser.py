@@ -91,6 +91,7 @@ async def test_no_face_is_guidance_then_the_actions_in_order_pass_and_start(
             assert (await body_data(page))["verifyReason"] == "no_face"
             panel = await page.inner_text("#verify-panel")
             assert "face the camera" in panel and "不计入" in panel, panel
+            await browser.screenshot(page, "guidance-no-face")
             verifying = identity_service(node).verifications[cid]
             await until(lambda: verifying.last is not None, 20, "an attempt ended on guidance")
             assert verifying.last.outcome == "no_face"
@@ -100,6 +101,8 @@ async def test_no_face_is_guidance_then_the_actions_in_order_pass_and_start(
                 await wait_for_body_data(page, "verifyStepIndex", f"{index}/2", timeout_s=40)
                 data = await body_data(page)
                 assert (data["verify"], data["verifyChallenge"]) == ("challenge", action), data
+                assert f"{index}/2" in await page.inner_text("#verify-panel h3")
+                await browser.screenshot(page, f"action-{index}")
                 await _turn(node, cid, camera, end)
             await wait_for_body_data(page, "verify", "verified", timeout_s=30)
             await browser.screenshot(page, "verified")
