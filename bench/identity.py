@@ -2,17 +2,21 @@
 
     .venv/bin/python -m bench.identity [--checks 10]
 
-A real node on 127.0.0.1 with verification on (head-turn challenge). The doctor is a scripted
-WebRTC client whose camera is VP8 made from real photos (../shared/faces): obama2, whose head is
-turned, and, once the node asks for the turn, obama.jpg (facing the camera: the turn's middle
-pose, held until the node has judged it) and then obama2's mirror image (turned the other way).
+A real node on 127.0.0.1 with verification on and a two-action sequence (turn_left, then
+turn_right; blinks cannot be made from still photos). The doctor is a scripted WebRTC client
+whose camera is VP8 made from real photos (../shared/faces): obama2, whose head is turned to the
+doctor's right, obama.jpg (facing the camera: a turn's middle pose, held until the node has
+judged it) and obama2's mirror image (turned to the left). Each action is done only once the node
+has announced it: right → front → left, then left → front → right.
 Reported (JSON):
 - join_to_verified_s: the doctor's join → the `verified` message;
-- after_challenge_s: the moment the turn's last pose starts → `verified` (target < 3 s);
+- after_challenge_s: the moment the last action's last pose starts → `verified` (target < 3 s;
+  it includes judging that pose and the fused identity check of the action frames);
 - loop_lag_ms: the node's event-loop lag (max, p99) sampled every 10 ms while faces are checked
   (face work is in a process pool: this shows it does not stall media or signaling);
-- recheck: CPU per continuous check (frame decode in the node + detection and encoding in the
-  worker) and the resulting share of one core at the default cadence (target < 2%).
+- recheck: CPU per continuous check (frame decodes in the node + detection and encoding of the
+  fused frames in the worker, `frames_per_check` of them) and the resulting share of one core at
+  the default cadence (target < 2%).
 """
 
 from __future__ import annotations
@@ -170,21 +174,39 @@ async def verified_call(node: IdentityNode, shots: dict[str, Clip]) -> dict[str,
     await doctor.connect()
     await doctor.start_media()
     show(doctor, shots["obama2"])
-    challenge = await doctor.expect("verify", timeout=60, step="challenge")
-    # The doctor turns to their left: through facing the camera (obama.jpg) to obama2 mirrored.
-    # A head passes through the poses in between; the verifier must see at least one of them.
     verification = svc.verifications[booking.consultation_id]
-    seen = verification.poses_seen
-    show(doctor, shots["obama_front"])
-    await until(lambda: verification.poses_seen >= seen + 2, 20, "the turn's middle pose seen")
-    show(doctor, shots["obama2_mirrored"])
-    turned_at = time.monotonic()
+    turned_at, challenges = await do_actions(doctor, verification, shots)
     await doctor.expect("verify", timeout=30, step="verified")
     verified_at = time.monotonic()
     return {"booking": booking, "doctor": doctor, "guardian": guardian,
-            "challenge": challenge["challenge"],
+            "challenge": ",".join(challenges),
             "join_to_verified_s": round(verified_at - joined_at, 3),
             "after_challenge_s": round(verified_at - turned_at, 3)}
+
+
+async def turn(doctor: CallClient, verification: Any, shots: dict[str, Clip], end: str) -> float:
+    """Turn the head through facing the camera to `end` (a shot): the middle pose is held until
+    the verifier has judged three frames of it; returns when the last pose started."""
+    seen = verification.poses_seen
+    show(doctor, shots["obama_front"])
+    await until(lambda: verification.poses_seen >= seen + 3, 20, "the turn's middle pose seen")
+    show(doctor, shots[end])
+    return time.monotonic()
+
+
+async def do_actions(doctor: CallClient, verification: Any, shots: dict[str, Clip],
+                     steps: int | None = None) -> tuple[float, list[str]]:
+    """Do each announced action after its announcement (turns only), starting turned to the
+    right (obama2); returns when the last one's last pose started, and the actions asked."""
+    asked: list[str] = []
+    done_at = time.monotonic()
+    while True:
+        step = await doctor.expect("verify", timeout=60, step="challenge")
+        asked.append(step["challenge"])
+        ends = {"turn_left": "obama2_mirrored", "turn_right": "obama2"}
+        done_at = await turn(doctor, verification, shots, ends[step["challenge"]])
+        if step["index"] == step["of"] or (steps is not None and len(asked) >= steps):
+            return done_at, asked
 
 
 async def run(checks: int) -> dict[str, Any]:
@@ -192,7 +214,7 @@ async def run(checks: int) -> dict[str, Any]:
 
     shots = camera_shots()
     with tempfile.TemporaryDirectory() as tmp:
-        async with IdentityNode(Path(tmp), challenge="turn_left") as node:
+        async with IdentityNode(Path(tmp), challenge="turn_left,turn_right") as node:
             lag = LoopLag()
             call = await verified_call(node, shots)
             verify_lag = await lag.stop()
@@ -209,6 +231,7 @@ async def run(checks: int) -> dict[str, Any]:
             lag = LoopLag()
             worker_cpu: list[float] = []
             decode_cpu: list[float] = []
+            frames: list[int] = []
             wall: list[float] = []
             for _ in range(checks):
                 started = time.perf_counter()
@@ -217,6 +240,7 @@ async def run(checks: int) -> dict[str, Any]:
                 assert reason is None, (reason, facts)
                 worker_cpu.append(facts["worker_cpu_s"])
                 decode_cpu.append(facts["decode_cpu_s"])
+                frames.append(len(facts["faces"]))
             check_lag = await lag.stop()
             per_check = statistics.fmean(worker_cpu) + statistics.fmean(decode_cpu)
             cadence = svc.config.recheck_s
@@ -234,6 +258,8 @@ async def run(checks: int) -> dict[str, Any]:
             "checks": checks,
             "worker_cpu_s_per_check": round(statistics.fmean(worker_cpu), 4),
             "node_decode_cpu_s_per_check": round(statistics.fmean(decode_cpu), 4),
+            "frames_per_check": round(statistics.fmean(frames), 2),
+            "recheck_frames": svc.config.recheck_frames,
             "wall_s_per_check": round(statistics.fmean(wall), 3),
             "cadence_s": cadence,
             "core_share_percent": round(100 * per_check / cadence, 3),

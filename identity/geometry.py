@@ -8,7 +8,9 @@ direction; it does not depend on distance to the camera or on the picture's scal
 of a still photo leaves it unchanged (measured: still photos vary by < 0.02 under the test clips'
 pan/zoom, and a photo tilted strongly away from the camera by ~0.03), so a still photo cannot
 pass. A turn must also go through the poses in between, so swapping one photo for another (or
-for its mirror image) cannot pass either; a replayed video of the doctor could (see README).
+for its mirror image) cannot pass either. A replayed video of the doctor doing one action could:
+the random sequence of actions, each judged only after its announcement (liveness.py), is what
+makes a recorded clip fail.
 In camera image coordinates, a person turning to THEIR left moves the nose towards the image's
 right: the ratio increases.
 """

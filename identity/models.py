@@ -35,7 +35,8 @@ class FaceVerification(Base):
     doctor_id: Mapped[str] = mapped_column(ForeignKey("doctors.id"))
     attempt: Mapped[int] = mapped_column(Integer)
     outcome: Mapped[str] = mapped_column(String(40))
-    challenge: Mapped[str | None] = mapped_column(String(20))
+    # The actions asked, in order, comma-separated ("turn_left,blink,turn_right").
+    challenge: Mapped[str | None] = mapped_column(String(60))
     distance: Mapped[float | None] = mapped_column(Float)
     frames: Mapped[int] = mapped_column(Integer)
     thumbnail_path: Mapped[str | None] = mapped_column(String(300))

@@ -26,9 +26,24 @@ FAILURE_TEXT: dict[str, tuple[str, str]] = {
                       "Several people on camera: only you may be in front of the camera"),
     "not_registered": ("画面中的人与登记的医生不符",
                        "The person on camera is not the registered doctor"),
-    "challenge_not_done": ("未在规定时间内完成指定动作",
-                           "The requested action was not seen in time"),
+    "challenge_wrong": ("动作与要求不符（顺序不对或提前做了），本次核验未通过",
+                        "The actions did not follow the requests (wrong order or too early)"),
     "no_video": ("没有收到视频画面", "No video received"),
+}
+
+# Guidance: what the doctor should fix. These never count towards the lock (verifier.py).
+GUIDANCE_TEXT: dict[str, tuple[str, str]] = {
+    "no_face": ("未检测到人脸：请正对摄像头，脸部完整出现在画面中",
+                "No face seen: face the camera with your whole face in the picture"),
+    "several_faces": ("画面中有多人：请确保镜头前只有您本人",
+                      "Several people on camera: only you may be in front of the camera"),
+    "too_dark": ("画面太暗：请打开灯或面向光源", "Too dark: turn on a light or face a window"),
+    "face_too_small": ("脸部太小：请靠近摄像头",
+                       "Your face is too small: move closer to the camera"),
+    "challenge_not_done": ("未在规定时间内看到指定动作：请在提示出现后再做，稍后将给出新的动作",
+                           "The action was not seen in time: do it after it is shown; "
+                           "new actions follow"),
+    "no_video": ("没有收到视频画面：请检查摄像头", "No video received: check your camera"),
 }
 
 PAUSED_TEXT = ("医生身份待重新确认，医生画面和声音已暂停",

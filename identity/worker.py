@@ -71,6 +71,19 @@ class FrameResult:
     thumbnail: bytes | None = None
     cpu_s: float = 0.0
     boxes: list[Box] = field(default_factory=list)
+    luma: float = 0.0  # mean Rec. 601 luma (0-255) of the largest face, or of the frame
+
+
+def _luma(rgb: np.ndarray, box: Box | None) -> float:
+    """How lit the face is (the whole frame when there is none): a camera in a dark room is
+    guidance for the doctor, not evidence against them. Every 4th pixel: ~0.1 ms."""
+    if box is not None:
+        top, right, bottom, left = box
+        rgb = rgb[max(0, top):bottom, max(0, left):right]
+    sample = rgb[::4, ::4].reshape(-1, 3)
+    if not len(sample):
+        return 0.0
+    return float((sample @ np.array([0.299, 0.587, 0.114])).mean())
 
 
 def _detect(rgb: np.ndarray) -> list[Box]:
@@ -119,6 +132,7 @@ def analyse(rgb: np.ndarray, known: list[float] | None = None, encode: bool = Fa
     fr = _lib()
     people = _people(_detect(rgb))
     result = FrameResult(faces=len(people), boxes=people)
+    result.luma = _luma(rgb, people[0] if people else None)
     if people:
         box = people[0]
         result.box = box

@@ -133,13 +133,21 @@ def _off(raw: str) -> bool:
     return raw.lower() in ("0", "false", "no", "off")
 
 
+def _steps(value: str) -> tuple[int, int]:
+    """TC_FACE_CHALLENGE_STEPS: "3" (always three actions) or "2-3" (two or three, at random)."""
+    low, _, high = value.partition("-")
+    return int(low), int(high or low)
+
+
 def _identity() -> IdentityConfig:
     """TC_IDENTITY_REQUIRED and TC_FACE_*: the doctor's face verification (identity/config.py)."""
     return IdentityConfig(
         required=not _off(_env("TC_IDENTITY_REQUIRED", "1")),
         threshold=float(_env("TC_FACE_THRESHOLD", "0.61")),
         challenge=_env("TC_FACE_CHALLENGE", "random"),
-        challenge_time_s=float(_env("TC_FACE_CHALLENGE_S", "15")),
+        challenge_steps=_steps(_env("TC_FACE_CHALLENGE_STEPS", "2-3")),
+        challenge_time_s=float(_env("TC_FACE_CHALLENGE_S", "8")),
+        dark_luma=float(_env("TC_FACE_DARK_LUMA", "30")),
         recheck_s=float(_env("TC_FACE_RECHECK_S", "30")),
         grace_s=float(_env("TC_FACE_GRACE_S", "10")),
         mismatch_action=_env("TC_FACE_MISMATCH_ACTION", "alert"),

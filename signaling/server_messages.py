@@ -140,12 +140,15 @@ class Verify(ServerMessage):
     """Doctor only: a step of identity verification (issue 3); the fields depend on the step."""
 
     type: Literal["verify"]
-    step: Literal["waiting_video", "looking", "challenge", "verified", "failed", "locked"]
+    step: Literal["waiting_video", "looking", "guidance", "challenge", "verified", "failed",
+                  "locked"]
     zh: str
     en: str
     attempt: int | None = None
     max_attempts: int | None = None
     challenge: str | None = None
+    index: int | None = None
+    of: int | None = None
     seconds: float | None = None
     reason: str | None = None
     remaining: int | None = None

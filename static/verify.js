@@ -2,15 +2,19 @@
 //
 // The node verifies the doctor from its own copy of the live camera video (never a photo from
 // this page) and tells the page what it needs through `verify` messages (signaling/PROTOCOL.md):
-//   step: waiting_video | looking | challenge | verified | failed | locked
+//   step: waiting_video | looking | guidance | challenge | verified | failed | locked
 // This module only shows them. State for people and for tests: document.body.dataset
 //   verify           the last step
-//   verifyReason     why the last attempt failed (no_face, several_faces, not_registered, ...)
-//   verifyChallenge  the action asked for (blink, turn_left, turn_right)
+//   verifyReason     the last reason: guidance (no_face, several_faces, too_dark, face_too_small,
+//                    challenge_not_done, no_video: what to fix, no attempt used) or a failure
+//                    (not_registered, challenge_wrong: these count towards the lock)
+//   verifyChallenge  the action asked for now (blink, turn_left, turn_right)
+//   verifyStepIndex  which action of the sequence it is ("2/3")
 
 const TONES = {
   waiting_video: 'info',
   looking: 'info',
+  guidance: 'warn',
   challenge: 'warn',
   verified: 'ok',
   failed: 'danger',
@@ -20,6 +24,7 @@ const TONES = {
 const TITLES = {
   waiting_video: ['身份核验', 'Identity check'],
   looking: ['身份核验中', 'Checking your identity'],
+  guidance: ['请调整后继续', 'Please fix this to go on'],
   challenge: ['活体检测：请完成动作', 'Liveness check: please do this'],
   verified: ['身份核验通过', 'Identity verified'],
   failed: ['身份核验未通过', 'Identity check failed'],
@@ -80,13 +85,20 @@ export function handleVerify(msg) {
   body.dataset.verify = step;
   if (msg.reason) body.dataset.verifyReason = msg.reason;
   if (msg.challenge) body.dataset.verifyChallenge = msg.challenge;
+  if (step === 'challenge' && msg.index && msg.of) body.dataset.verifyStepIndex = `${msg.index}/${msg.of}`;
   const box = ensurePanel();
   box.hidden = false;
   box.dataset.tone = TONES[step] || 'info';
   const [tzh, ten] = TITLES[step] || ['身份核验', 'Identity check'];
   const title = document.createElement('h3');
   title.textContent = `${tzh} ${ten}`;
+  if (step === 'challenge' && msg.index && msg.of) {
+    title.textContent += ` — 第 ${msg.index}/${msg.of} 个动作 action ${msg.index} of ${msg.of}`;
+  }
   const parts = [title, line(step === 'challenge' ? 'verify-action' : 'verify-text', msg.zh, msg.en)];
+  if (step === 'guidance') {
+    parts.push(line('verify-meta', '此项不计入核验失败次数', 'This does not count as a failed attempt'));
+  }
   if (step === 'failed' && typeof msg.remaining === 'number') {
     parts.push(line('verify-meta', msg.remaining > 0 ? `还可重试 ${msg.remaining} 次，即将自动重试` : '',
       msg.remaining > 0 ? `${msg.remaining} attempt(s) left; retrying shortly` : ''));

@@ -244,6 +244,43 @@ def make_y4m(
     return path
 
 
+class LiveCamera:
+    """A y4m clip the test rewrites while Chromium plays it: a camera that reacts.
+
+    Chromium's fake capture reads each frame from the file as it plays it (its Y4M parser reads
+    at the frame's offset, frame by frame, looping), so writing a new picture over every frame,
+    in place, switches what the camera shows within a frame or two. For a person who acts when
+    asked (the liveness actions): `show(image)` after the page announced the action. The picture
+    is still (no pan/zoom), as bench/identity.py's clips.
+    """
+
+    def __init__(self, path: Path, first: ImageSource, fps: int = 15, frames: int = 15,
+                 size: tuple[int, int] = (640, 480)) -> None:
+        self.path, self.size, self.frames = Path(path), size, frames
+        yuv = self._yuv(first)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        header = f"YUV4MPEG2 W{size[0]} H{size[1]} F{fps}:1 Ip A1:1 C420jpeg\n".encode("ascii")
+        self._offsets = [len(header) + i * (6 + len(yuv)) + 6 for i in range(frames)]
+        with open(self.path, "wb") as out:
+            out.write(header)
+            for _ in range(frames):
+                out.write(b"FRAME\n" + yuv)
+
+    def _yuv(self, image: ImageSource) -> bytes:
+        rgb = _contain(load_photo(image), self.size)
+        frame = av.VideoFrame.from_ndarray(np.asarray(rgb), format="rgb24")
+        return frame.reformat(format="yuv420p").to_ndarray().tobytes()
+
+    def show(self, image: ImageSource) -> None:
+        yuv = self._yuv(image)
+        fd = os.open(self.path, os.O_WRONLY)
+        try:
+            for offset in self._offsets:
+                os.pwrite(fd, yuv, offset)
+        finally:
+            os.close(fd)
+
+
 @dataclass(frozen=True)
 class Y4mInfo:
     width: int

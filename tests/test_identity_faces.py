@@ -4,13 +4,16 @@ geometry. Runs the worker functions in-process (the pool runs the very same func
 from __future__ import annotations
 
 import io
+import itertools
+import random
 
 import numpy as np
 import pytest
-from PIL import Image, ImageFile, ImageOps
+from PIL import Image, ImageEnhance, ImageFile, ImageOps
 
 from identity import image_check, worker
-from identity.config import IdentityConfig
+from identity.config import CHALLENGES, IdentityConfig
+from identity.fusion import fused_distance, fused_verdict
 from identity.geometry import (
     Pose,
     blinked,
@@ -20,6 +23,8 @@ from identity.geometry import (
     turned,
 )
 from identity.image_check import PhotoLimits
+from identity.liveness import DONE, WRONG, challenge_sequence, judge, rival_turn
+from identity.verifier import frame_problem
 from tests.browser import (
     ADULT_A,
     ADULT_B,
@@ -239,3 +244,123 @@ def test_turn_direction_and_threshold() -> None:
     assert challenge_done("turn_right", [Pose(0.3, 0.1), Pose(0.3, 0.0), Pose(0.3, -0.12)])
     with pytest.raises(ValueError):
         challenge_done("nod", [])
+
+
+# -- sequence liveness (identity/liveness.py) --------------------------------------------------
+
+OPEN, SHUT = 0.3, 0.1
+RIGHT, FRONT, LEFT = -0.19, -0.01, 0.19  # obama2, obama.jpg, obama2 mirrored (measured yaws)
+
+
+def _frames(yaws: list[float], ears: list[float] | None = None, start: float = 0.0
+            ) -> list[tuple[Pose, float]]:
+    """Poses at 10 frames a second from `start` (their arrival times)."""
+    ears = ears or [OPEN] * len(yaws)
+    return [(Pose(e, y), start + 0.1 * i) for i, (y, e) in enumerate(zip(yaws, ears, strict=True))]
+
+
+def test_a_step_passes_on_the_asked_action_after_its_announcement() -> None:
+    left_turn = [RIGHT, RIGHT, FRONT, FRONT, LEFT]
+    step = judge("turn_left", 1.0, _frames(left_turn, start=1.05))
+    assert step.verdict == DONE and step.early == 0
+    blink = judge("blink", 1.0, _frames([FRONT] * 5, [OPEN, OPEN, SHUT, OPEN, OPEN], 1.05))
+    assert blink.verdict == DONE
+
+
+def test_an_action_done_before_the_announcement_does_not_count() -> None:
+    """The clip turned left, then the step was announced: only the held pose is judged."""
+    frames = _frames([RIGHT, FRONT, LEFT, LEFT, LEFT, LEFT], start=0.0)  # arrive 0.0 … 0.5
+    step = judge("turn_left", 0.25, frames)  # announced after the turn's middle pose arrived
+    assert step.verdict is None and step.early == 3
+    assert judge("turn_left", -1.0, frames).verdict == DONE  # the same frames, asked in time
+    blink = _frames([FRONT] * 6, [OPEN, SHUT, OPEN, OPEN, OPEN, OPEN])
+    assert judge("blink", 0.15, blink).verdict is None  # blinked at 0.1, asked at 0.15
+
+
+def test_the_actions_in_the_wrong_order_fail() -> None:
+    """Asked to turn left, the clip turns right first (its next action): evidence of a replay."""
+    step = judge("turn_left", 0.0, _frames([LEFT, FRONT, RIGHT, FRONT, LEFT], start=0.1))
+    assert step.verdict == WRONG and step.rival == "turn_right"
+    # Asked to blink, the clip turns (either way) before blinking.
+    turn_then_blink = judge("blink", 0.0, _frames([RIGHT, FRONT, LEFT, LEFT, LEFT],
+                                                  [OPEN, OPEN, OPEN, SHUT, OPEN], 0.1))
+    assert turn_then_blink.verdict == WRONG and turn_then_blink.rival == "turn_left"
+
+
+def test_what_a_live_doctor_does_between_actions_is_not_a_rival() -> None:
+    # Back to facing the camera after the previous step's left turn, then the blink asked.
+    back = judge("blink", 0.0, _frames([LEFT, 0.1, FRONT, FRONT, FRONT],
+                                       [OPEN, OPEN, OPEN, SHUT, OPEN], 0.1))
+    assert back.verdict == DONE
+    # A blink of their own during a turn step is not a rival (people blink by themselves).
+    own_blink = judge("turn_right", 0.0, _frames([LEFT, LEFT, FRONT, FRONT, RIGHT],
+                                                 [OPEN, SHUT, OPEN, OPEN, OPEN], 0.1))
+    assert own_blink.verdict == DONE
+    # A swapped photo (one jump to the other side) is neither the action nor a rival.
+    swapped = judge("turn_left", 0.0, _frames([LEFT, LEFT, RIGHT, RIGHT], start=0.1))
+    assert swapped.verdict is None
+    assert not rival_turn("right", [LEFT, FRONT])  # ends facing the camera: a way back
+
+
+def test_a_random_sequence_never_repeats_an_action_in_a_row() -> None:
+    rng = random.Random(14)
+    for _ in range(200):
+        steps = challenge_sequence(CHALLENGES, rng.randint(2, 3), rng)
+        assert 2 <= len(steps) <= 3 and set(steps) <= set(CHALLENGES)
+        assert all(a != b for a, b in itertools.pairwise(steps))
+    seen = {challenge_sequence(CHALLENGES, 3, rng) for _ in range(300)}
+    assert len(seen) == 12  # 3 × 2 × 2: every sequence can come up
+
+
+def test_config_pins_or_refuses_a_sequence() -> None:
+    assert IdentityConfig(challenge="turn_left,blink").checked().pinned() == ("turn_left", "blink")
+    assert IdentityConfig().checked().pinned() == ()
+    for bad in ("turn_left,turn_left", "nod", "blink,", ""):
+        with pytest.raises(ValueError):
+            IdentityConfig(challenge=bad).checked()
+    with pytest.raises(ValueError):
+        IdentityConfig(challenge_steps=(3, 2)).checked()
+
+
+# -- fusion (identity/fusion.py) ----------------------------------------------------------------
+
+
+def test_one_outlier_frame_neither_passes_nor_fails() -> None:
+    assert fused_distance([0.2, 0.25, 0.9, 0.22, 0.3]) == pytest.approx(0.22)  # one blurred
+    assert fused_distance([0.7, 0.68, 0.3, 0.72, 0.75]) == pytest.approx(0.68)  # one lucky
+    assert fused_verdict([0.2, 0.25, 0.9, 0.22, 0.3], THRESHOLD) is True
+    assert fused_verdict([0.7, 0.68, 0.3, 0.72, 0.75], THRESHOLD) is False
+
+
+def test_the_fused_verdict_stops_only_when_the_rest_cannot_change_it() -> None:
+    assert fused_verdict([0.2], THRESHOLD, still_to_come=4) is None  # one frame never decides
+    assert fused_verdict([0.2, 0.9], THRESHOLD, still_to_come=3) is None
+    assert fused_verdict([0.2, 0.3], THRESHOLD, still_to_come=3) is True  # the 2nd best is 0.3
+    assert fused_verdict([0.7, 0.8, 0.75], THRESHOLD, still_to_come=2) is None  # 2 could be 0
+    assert fused_verdict([0.7, 0.8, 0.75, 0.9], THRESHOLD, still_to_come=1) is False
+    assert fused_verdict([0.2, 0.3], THRESHOLD, still_to_come=1) is True  # a re-check's two
+    assert fused_verdict([0.2, 0.7], THRESHOLD, still_to_come=1) is None  # they disagree
+    # Exhaustively: stopping early never gives another answer than seeing every frame.
+    rng = random.Random(2)
+    for _ in range(500):
+        n = rng.randint(1, 5)
+        ds = [rng.choice([0.1, 0.3, 0.45, 0.55, 0.7, 1.0]) for _ in range(n)]
+        final = fused_distance(ds) <= THRESHOLD
+        for k in range(1, n + 1):
+            verdict = fused_verdict(ds[:k], THRESHOLD, n - k)
+            assert verdict is None or verdict == final, (ds, k)
+
+
+def test_frame_problems_are_guidance_not_evidence() -> None:
+    """A dark or small face is left out of the decision; dark frames say so, measured."""
+    front = head_and_shoulders(OBAMA).resize((640, 480))
+    dark = np.asarray(ImageEnhance.Brightness(front).enhance(0.15))
+    result = worker.analyse(dark)
+    assert frame_problem(result, 80, IdentityConfig().dark_luma) == "too_dark", result.luma
+    lit = worker.analyse(np.asarray(front))
+    assert lit.luma > 60 and frame_problem(lit, 80, IdentityConfig().dark_luma) is None
+    small = Image.new("RGB", (640, 480), (214, 220, 222))
+    small.paste(front.resize((256, 192)))
+    far = worker.analyse(np.asarray(small))
+    assert far.faces == 1 and frame_problem(far, 80, 30.0) == "face_too_small", far.face_px
+    assert frame_problem(worker.analyse(np.asarray(empty_scene((640, 480)))), 80, 30) == "no_face"
