@@ -1,8 +1,9 @@
 """What runs inside the face worker processes (dlib holds the GIL, so never in the node's own).
 
-Each worker imports face_recognition once (initialise) and then answers small requests: find the
-faces in a frame (HOG on a 320-wide copy: 59 ms instead of 185 ms at 640x480), and only when
-asked, the 128-d encoding (156 ms, computed on the full-size crop for accuracy) and the 68 landmarks
+Each worker imports face_recognition (and, with TC_FACE_DETECTOR=blazeface, loads BlazeFace) once
+(initialise) and then answers small requests: find the faces in a frame (HOG on a 320-wide copy:
+59 ms instead of 185 ms at 640x480; or BlazeFace, identity/blazeface.py), and only when asked,
+the 128-d encoding (156 ms, computed on the full-size crop for accuracy) and the 68 landmarks
 (3.5 ms) of the largest face. Results are plain picklable dataclasses; errors in an enrollment
 photo are returned as a code, not raised, so the parent can answer 422 with a clear message.
 """
@@ -30,26 +31,41 @@ DETECT_WIDTH = 320
 PERSON_SHARE = 0.4
 THUMB_PX = 160
 
+DETECTORS = ("hog", "blazeface")
+BLAZEFACE_MODEL = "full"  # bench/detector.py: the short-range model misses faces under ~50 px
+
 _fr: Any = None
+_detector = "hog"
+_blaze: Any = None
 
 Box = tuple[int, int, int, int]  # top, right, bottom, left (face_recognition's order)
 
 
-def start(logs: LogSettings | None = None) -> None:
+def start(logs: LogSettings | None = None, detector: str = "hog") -> None:
     """A worker process's initialiser: log as the node does, then load the models."""
     if logs is not None:
         logs.configure()
-    initialise()
+    initialise(detector)
 
 
-def initialise() -> None:
-    """Import face_recognition and run it once, so the first real request is not the slow one."""
-    global _fr
-    with warnings.catch_warnings():  # face_recognition_models imports deprecated pkg_resources
-        warnings.simplefilter("ignore")
-        import face_recognition
-    _fr = face_recognition
-    _fr.face_locations(np.zeros((48, 64, 3), dtype=np.uint8))
+def initialise(detector: str = "hog") -> None:
+    """Import face_recognition (and load BlazeFace if it is the detector) and run them once, so
+    the first real request is not the slow one. Again with the same detector: nothing to do."""
+    global _fr, _detector, _blaze
+    if detector not in DETECTORS:
+        raise ValueError(f"face detector {detector!r}: one of {DETECTORS}")
+    if _fr is None:
+        with warnings.catch_warnings():  # face_recognition_models imports deprecated pkg_resources
+            warnings.simplefilter("ignore")
+            import face_recognition
+        _fr = face_recognition
+        _fr.face_locations(np.zeros((48, 64, 3), dtype=np.uint8))
+    if detector == "blazeface" and _blaze is None:
+        from .blazeface import BlazeFace
+
+        _blaze = BlazeFace(BLAZEFACE_MODEL, threads=1)
+        _blaze(np.zeros((48, 64, 3), dtype=np.uint8))
+    _detector = detector
 
 
 def _lib() -> Any:
@@ -74,7 +90,25 @@ class FrameResult:
 
 
 def _detect(rgb: np.ndarray) -> list[Box]:
-    """Faces on a copy DETECT_WIDTH wide, boxes scaled back to `rgb`, largest first."""
+    """The faces in a frame with the worker's detector, largest first."""
+    _lib()
+    return detect_blazeface(rgb) if _detector == "blazeface" else detect_hog(rgb)
+
+
+def detect_blazeface(rgb: np.ndarray) -> list[Box]:
+    """BlazeFace on the whole frame (it scales to its own input), dlib-like boxes, largest first."""
+    global _blaze
+    if _blaze is None:
+        from .blazeface import BlazeFace
+
+        _blaze = BlazeFace(BLAZEFACE_MODEL, threads=1)
+    boxes = _blaze(rgb)
+    boxes.sort(key=lambda b: (b[1] - b[3]) * (b[2] - b[0]), reverse=True)
+    return boxes
+
+
+def detect_hog(rgb: np.ndarray) -> list[Box]:
+    """HOG on a copy DETECT_WIDTH wide, boxes scaled back to `rgb`, largest first."""
     fr = _lib()
     h, w = rgb.shape[:2]
     scale = min(1.0, DETECT_WIDTH / w)
