@@ -44,7 +44,7 @@ import numpy as np
 from PIL import Image, ImageOps
 
 from identity import worker
-from identity.blazeface import BlazeFace
+from identity.blazeface import CANDIDATE, MIN_SCORE, MODELS, BlazeFace, Net, to_dlib
 from tests.browser import FACES, empty_scene, load_photo, side_by_side
 
 log = logging.getLogger("bench.detector")
@@ -52,6 +52,8 @@ log = logging.getLogger("bench.detector")
 FRAME = (640, 480)
 SIZES = (20, 30, 40, 50, 64, 80, 120)
 SHRINK = (1.0, 0.5, 1 / 3)
+CANDIDATES = tuple(sorted({0.35, 0.25, CANDIDATE, 0.05}, reverse=True))
+IN_USE = f"blazeface_look_{CANDIDATE:.2f}"  # what TC_FACE_DETECTOR=blazeface runs
 WALL = (214, 220, 222)
 
 Box = tuple[int, int, int, int]  # top, right, bottom, left
@@ -102,15 +104,33 @@ def hit(found: Box, truth: Box) -> bool:
     return left <= cx <= r and t <= cy <= b and 0.5 <= ratio <= 2.0
 
 
+def by_area(boxes: list[Box]) -> list[Box]:
+    return sorted(boxes, key=lambda b: (b[1] - b[3]) * (b[2] - b[0]), reverse=True)
+
+
+LOOKS: dict[str, BlazeFace] = {}
+
+
 def detectors() -> dict[str, Detector]:
-    short, full = BlazeFace("short", threads=1), BlazeFace("full", threads=1)
+    """HOG as the workers run it; each BlazeFace model alone; the full-range model with the
+    closer look (the workers' BlazeFace) from candidates of several scores (CANDIDATE's curve)."""
+    short = Net("short", threads=1)
+    out: dict[str, Detector] = {
+        "hog": worker.detect_hog,
+        "blazeface_short": lambda rgb: by_area([to_dlib(b, rgb.shape[1], rgb.shape[0],
+                                                        MODELS["short"])
+                                                for _, b in short.raw(rgb)]),
+        "blazeface_full": _cascade(BlazeFace(threads=1, candidate=MIN_SCORE)),
+    }
+    for candidate in CANDIDATES:
+        name = f"blazeface_look_{candidate:.2f}"
+        LOOKS[name] = BlazeFace(threads=1, candidate=candidate, verify=worker.hog_verifies)
+        out[name] = _cascade(LOOKS[name])
+    return out
 
-    def by_area(fn: BlazeFace) -> Detector:
-        return lambda rgb: sorted(fn(rgb), key=lambda b: (b[1] - b[3]) * (b[2] - b[0]),
-                                  reverse=True)
 
-    return {"hog": worker.detect_hog, "blazeface_short": by_area(short),
-            "blazeface_full": by_area(full)}
+def _cascade(det: BlazeFace) -> Detector:
+    return lambda rgb: by_area(det(rgb))
 
 
 def recall_by_size(dets: dict[str, Detector], faces: dict[str, list[tuple[Image.Image, Box]]]
@@ -205,12 +225,12 @@ def frames_640(paths: list[Path]) -> list[tuple[str, np.ndarray]]:
             for p in paths]
 
 
-def box_map(full: BlazeFace, frames: list[tuple[str, np.ndarray]]) -> dict[str, Any]:
-    """HOG's box relative to BlazeFace's raw box for the same face (in BlazeFace widths)."""
+def box_map(net: Net, frames: list[tuple[str, np.ndarray]]) -> dict[str, Any]:
+    """HOG's box relative to a BlazeFace model's raw box for the same face (in its widths)."""
     dx, dy, scale = [], [], []
     for _, rgb in frames:
         hog = worker.detect_hog(rgb)
-        raw = full.raw(rgb)
+        raw = net.raw(rgb)
         if not hog or not raw:
             continue
         t, r, b, left = hog[0]
@@ -224,13 +244,13 @@ def box_map(full: BlazeFace, frames: list[tuple[str, np.ndarray]]) -> dict[str, 
             "scale_spread": [round(min(scale), 3), round(max(scale), 3)]}
 
 
-def encodings(full: BlazeFace, frames: list[tuple[str, np.ndarray]]) -> dict[str, Any]:
+def encodings(det: BlazeFace, frames: list[tuple[str, np.ndarray]]) -> dict[str, Any]:
     fr = worker._lib()
     rows = []
     landmark_shift = []
     for who, rgb in frames:
         hog = worker.detect_hog(rgb)
-        bf = sorted(full(rgb), key=lambda b: (b[1] - b[3]) * (b[2] - b[0]), reverse=True)
+        bf = by_area(det(rgb))
         if not hog or not bf:
             continue
         e_hog = fr.face_encodings(rgb, [hog[0]])[0]
@@ -292,19 +312,26 @@ def main(argv: list[str] | None = None) -> int:
     result: dict[str, Any] = {"bench": "detector", "frame": list(FRAME),
                               "photos": {k: len(v) for k, v in faces.items()}}
     result["recall_by_face_px"] = recall_by_size(dets, faces)
+    result["closer_looks_in_recall_frames"] = {n: d.looks for n, d in LOOKS.items()}
     result["guardian_child"] = guardian_child(dets, [*by_kind["adult"][30:],
                                                      *by_kind["adult"][:30:3]], by_kind["child"])
     result["empty_false_faces"] = empty(dets)
     probe = np.asarray(side_by_side(FACES / "obama/obama2.jpg", FACES / "child_a/kid1.jpg")
                        .resize(FRAME, Image.Resampling.LANCZOS))
     result["cpu_ms_per_frame"] = cpu_ms(dets, probe, args.runs)
+    # A frame with a face BlazeFace is unsure of (child_b at half size, ~0.4): one closer look.
+    unsure = Image.new("RGB", FRAME, WALL)
+    unsure.paste(side_by_side(FACES / "obama/obama2.jpg", FACES / "child_b/girl1.jpg")
+                 .resize((FRAME[0] // 2, FRAME[1] // 2), Image.Resampling.LANCZOS),
+                 (FRAME[0] // 4, FRAME[1] // 4))
+    result["cpu_ms_per_frame_unsure_face"] = cpu_ms(dets, np.asarray(unsure), args.runs // 2)
     calib = frames_640(sorted((FACES / "calibration").glob("*.jpg")))
-    full = BlazeFace("full", threads=1)
-    result["box_map"] = box_map(full, calib + frames_640(by_kind["adult"][30:] + by_kind["child"]))
-    result["box_map_in_use"] = dict(zip(("dx", "dy", "scale"), _in_use(), strict=True))
-    result["encoding"] = encodings(full, calib)
-    result["ratio_blazeface_full_over_hog"] = ratios(result, "blazeface_full")
-    result["ratio_blazeface_short_over_hog"] = ratios(result, "blazeface_short")
+    mapped = calib + frames_640(by_kind["adult"][30:] + by_kind["child"])
+    result["box_map"] = {name: box_map(Net(name), mapped) | {"in_use": MODELS[name].to_dlib}
+                         for name in MODELS}
+    result["encoding"] = encodings(BlazeFace(threads=1), calib)
+    result["ratio_over_hog"] = {name: ratios(result, name)
+                                for name in ("blazeface_full", "blazeface_short", IN_USE)}
     text = json.dumps(result, indent=2)
     print(text)
     if args.out:
@@ -312,15 +339,12 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
-def _in_use() -> tuple[float, float, float]:
-    from identity import blazeface
-
-    return blazeface.DLIB_DX, blazeface.DLIB_DY, blazeface.DLIB_SCALE
-
-
 def ratios(result: dict[str, Any], name: str) -> dict[str, Any]:
     cpu = result["cpu_ms_per_frame"]
-    out: dict[str, Any] = {"cpu_median": round(cpu[name]["median"] / cpu["hog"]["median"], 3)}
+    small = result["cpu_ms_per_frame_unsure_face"]
+    out: dict[str, Any] = {
+        "cpu_median": round(cpu[name]["median"] / cpu["hog"]["median"], 3),
+        "cpu_median_unsure_face": round(small[name]["median"] / small["hog"]["median"], 3)}
     for size, row in result["recall_by_face_px"].items():
         for kind, v in row.items():
             if v["n"]:

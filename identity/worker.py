@@ -32,7 +32,6 @@ PERSON_SHARE = 0.4
 THUMB_PX = 160
 
 DETECTORS = ("hog", "blazeface")
-BLAZEFACE_MODEL = "full"  # bench/detector.py: the short-range model misses faces under ~50 px
 
 _fr: Any = None
 _detector = "hog"
@@ -63,7 +62,7 @@ def initialise(detector: str = "hog") -> None:
     if detector == "blazeface" and _blaze is None:
         from .blazeface import BlazeFace
 
-        _blaze = BlazeFace(BLAZEFACE_MODEL, threads=1)
+        _blaze = BlazeFace(threads=1, verify=hog_verifies)
         _blaze(np.zeros((48, 64, 3), dtype=np.uint8))
     _detector = detector
 
@@ -101,10 +100,30 @@ def detect_blazeface(rgb: np.ndarray) -> list[Box]:
     if _blaze is None:
         from .blazeface import BlazeFace
 
-        _blaze = BlazeFace(BLAZEFACE_MODEL, threads=1)
+        _blaze = BlazeFace(threads=1, verify=hog_verifies)
     boxes = _blaze(rgb)
     boxes.sort(key=lambda b: (b[1] - b[3]) * (b[2] - b[0]), reverse=True)
     return boxes
+
+
+VERIFY_FACE_PX = 100  # HOG finds faces from ~80 px without upsampling: some margin
+
+
+def hog_verifies(crop: np.ndarray, box: np.ndarray) -> bool:
+    """BlazeFace's closer look: HOG on the crop scaled so the face is VERIFY_FACE_PX wide finds a
+    face of about the same size (0.5–2x) whose centre is inside `box` ([xmin, ymin, xmax, ymax]
+    in the crop); not a smaller face inside a large loose box."""
+    from PIL import Image
+
+    scale = VERIFY_FACE_PX / max(1.0, float(box[2] - box[0]))
+    h, w = crop.shape[:2]
+    img = Image.fromarray(crop).resize((max(1, round(w * scale)), max(1, round(h * scale))))
+    for t, r, b, left in _lib().face_locations(np.asarray(img), number_of_times_to_upsample=0):
+        cx, cy = (left + r) / 2 / scale, (t + b) / 2 / scale
+        ratio = (r - left) / VERIFY_FACE_PX
+        if box[0] <= cx <= box[2] and box[1] <= cy <= box[3] and 0.5 <= ratio <= 2.0:
+            return True
+    return False
 
 
 def detect_hog(rgb: np.ndarray) -> list[Box]:
