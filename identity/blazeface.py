@@ -14,13 +14,19 @@ the 128-d encoding and the liveness landmarks, were trained on HOG's boxes.
 
 from __future__ import annotations
 
+import contextlib
 import importlib.util
-from collections.abc import Callable
+import logging
+import os
+import tempfile
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 from PIL import Image
+
+log = logging.getLogger(__name__)
 
 Box = tuple[int, int, int, int]  # top, right, bottom, left
 # Is there a face at `box` ([xmin, ymin, xmax, ymax]) in this crop? (the closer look)
@@ -67,6 +73,24 @@ def model_path(name: str) -> Path:
     return path
 
 
+@contextlib.contextmanager
+def _native_stderr_to_log() -> Iterator[None]:
+    """LiteRT's C++ prints "INFO: Created TensorFlow Lite XNNPACK delegate" straight to fd 2,
+    which would be a plain-text line in a worker's JSON log: capture fd 2 and log what came."""
+    saved = os.dup(2)
+    with tempfile.TemporaryFile() as sink:
+        os.dup2(sink.fileno(), 2)
+        try:
+            yield
+        finally:
+            os.dup2(saved, 2)
+            os.close(saved)
+            sink.seek(0)
+            for line in sink.read().decode(errors="replace").splitlines():
+                if line.strip():
+                    log.debug("litert: %s", line.strip())
+
+
 def _anchors(model: Model) -> np.ndarray:
     """SSD anchor centres (x, y) in [0, 1], in the model's output order (ssd_anchors_calculator)."""
     out: list[tuple[float, float]] = []
@@ -90,8 +114,9 @@ class Net:
         from ai_edge_litert.interpreter import Interpreter
 
         self.model = MODELS[name]
-        self._interp = Interpreter(model_path=str(model_path(name)), num_threads=threads)
-        self._interp.allocate_tensors()
+        with _native_stderr_to_log():
+            self._interp = Interpreter(model_path=str(model_path(name)), num_threads=threads)
+            self._interp.allocate_tensors()
         self._input = self._interp.get_input_details()[0]["index"]
         outputs = self._interp.get_output_details()
         # Boxes (…, 16) and scores (…, 1): told apart by shape, not by the order in the file.

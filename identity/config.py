@@ -17,6 +17,11 @@ from dataclasses import dataclass, field, replace
 from .image_check import PhotoLimits
 
 CHALLENGES = ("blink", "turn_left", "turn_right")
+# Finding the faces in a frame (identity/worker.py): BlazeFace (identity/blazeface.py), or dlib's
+# HOG on a 320-wide copy. bench/detector.py: BlazeFace finds faces from ~30 px (HOG from ~64 px)
+# at ~1/7 of HOG's CPU, and dlib's encodings from its boxes are as far apart as from HOG's.
+DETECTORS = ("blazeface", "hog")
+DEFAULT_DETECTOR = "blazeface"
 ACTIONS = ("alert", "pause", "end")
 
 
@@ -50,6 +55,7 @@ class IdentityConfig:
     # Pixel limits of every reference photo, doctors' and guardians' (image_check.py).
     photo: PhotoLimits = field(default_factory=PhotoLimits)
     workers: int = 1
+    detector: str = DEFAULT_DETECTOR
 
     def checked(self) -> IdentityConfig:
         if not 0.0 < self.threshold < 0.6:
@@ -58,6 +64,8 @@ class IdentityConfig:
             raise ValueError(f"TC_FACE_CHALLENGE={self.challenge!r}: random or one of {CHALLENGES}")
         if self.mismatch_action not in ACTIONS:
             raise ValueError(f"TC_FACE_MISMATCH_ACTION={self.mismatch_action!r}: one of {ACTIONS}")
+        if self.detector not in DETECTORS:
+            raise ValueError(f"TC_FACE_DETECTOR={self.detector!r}: one of {DETECTORS}")
         self.photo.checked()
         return self
 

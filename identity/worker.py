@@ -21,6 +21,7 @@ import numpy as np
 from server.logs import LogSettings
 
 from . import image_check
+from .config import DEFAULT_DETECTOR, DETECTORS
 from .image_check import PhotoLimits
 
 DEFAULT_LIMITS = PhotoLimits()
@@ -31,26 +32,25 @@ DETECT_WIDTH = 320
 PERSON_SHARE = 0.4
 THUMB_PX = 160
 
-DETECTORS = ("hog", "blazeface")
 
 _fr: Any = None
-_detector = "hog"
+_detector = DEFAULT_DETECTOR
 _blaze: Any = None
 
 Box = tuple[int, int, int, int]  # top, right, bottom, left (face_recognition's order)
 
 
-def start(logs: LogSettings | None = None, detector: str = "hog") -> None:
+def start(logs: LogSettings | None = None, detector: str = DEFAULT_DETECTOR) -> None:
     """A worker process's initialiser: log as the node does, then load the models."""
     if logs is not None:
         logs.configure()
     initialise(detector)
 
 
-def initialise(detector: str = "hog") -> None:
+def initialise(detector: str = DEFAULT_DETECTOR) -> None:
     """Import face_recognition (and load BlazeFace if it is the detector) and run them once, so
     the first real request is not the slow one. Again with the same detector: nothing to do."""
-    global _fr, _detector, _blaze
+    global _fr, _detector
     if detector not in DETECTORS:
         raise ValueError(f"face detector {detector!r}: one of {DETECTORS}")
     if _fr is None:
@@ -60,10 +60,7 @@ def initialise(detector: str = "hog") -> None:
         _fr = face_recognition
         _fr.face_locations(np.zeros((48, 64, 3), dtype=np.uint8))
     if detector == "blazeface" and _blaze is None:
-        from .blazeface import BlazeFace
-
-        _blaze = BlazeFace(threads=1, verify=hog_verifies)
-        _blaze(np.zeros((48, 64, 3), dtype=np.uint8))
+        _blazeface()(np.zeros((48, 64, 3), dtype=np.uint8))
     _detector = detector
 
 
@@ -94,14 +91,20 @@ def _detect(rgb: np.ndarray) -> list[Box]:
     return detect_blazeface(rgb) if _detector == "blazeface" else detect_hog(rgb)
 
 
-def detect_blazeface(rgb: np.ndarray) -> list[Box]:
-    """BlazeFace on the whole frame (it scales to its own input), dlib-like boxes, largest first."""
+def _blazeface() -> Any:
+    """The worker's BlazeFace, loaded once: one LiteRT thread (the pool is the parallelism)."""
     global _blaze
     if _blaze is None:
         from .blazeface import BlazeFace
 
         _blaze = BlazeFace(threads=1, verify=hog_verifies)
-    boxes = _blaze(rgb)
+    return _blaze
+
+
+def detect_blazeface(rgb: np.ndarray) -> list[Box]:
+    """BlazeFace on the whole frame (it scales to its own input), dlib-like boxes, largest first;
+    faces it is unsure of confirmed by HOG on a close crop (hog_verifies)."""
+    boxes = _blazeface()(rgb)
     boxes.sort(key=lambda b: (b[1] - b[3]) * (b[2] - b[0]), reverse=True)
     return boxes
 
