@@ -1,30 +1,35 @@
-"""Face detector benchmark (issue 14, item 3): dlib's HOG as the face workers run it against
-BlazeFace (identity/blazeface.py, short- and full-range models), on the real photos.
+"""Face detector benchmark (issue 14, item 3): dlib's HOG as the face workers ran it against
+BlazeFace (identity/blazeface.py), on the real photos of ../shared/faces.
 
     python -m bench.detector [--runs 200] [--out result.json]
 
-Every frame is 640x480, as the node decodes the patient's and the doctor's video. Reported (JSON):
+Detectors, all on one thread: `hog` (worker.detect_hog: a 320-wide copy, upsample 1);
+`blazeface_short` and `blazeface_full` (each model alone, MediaPipe's 0.5 score);
+`blazeface_look_<c>` (the full-range model, faces scoring c–0.5 kept when HOG confirms them on a
+close crop: worker.hog_verifies). `blazeface_look_0.15` is what TC_FACE_DETECTOR=blazeface runs;
+the other c make CANDIDATE's curve. Every frame is 640x480, as the node decodes the video.
+Reported (JSON):
 - recall_by_face_px: each photo (calibration/ 30 adults, adult_a/b, obama/, biden/, child_a/b,
-  and their mirror images) scaled so its face is 20 ... 120 px wide and pasted with the face at
-  the frame's centre; a hit is a box whose centre is inside the true face and whose width is
-  within 0.5–2x of it; `extra`: boxes that are not the face (after the worker's `_people` rule);
-  children are also counted apart. The true face: HOG (upsample 1) on the photo at ≤ 800 px;
-- guardian_child: every adult photo beside every child photo (tests.browser.side_by_side, as the
+  and their mirror images) scaled so its face is 20 ... 120 px wide (never enlarged) and pasted
+  with the face at the frame's centre; a hit is a box whose centre is inside the true face and
+  whose width is 0.5–2x of it; `extra`: other boxes counted as people (worker._people); the true
+  face: HOG (upsample 1) on the photo at ≤ 800 px;
+- guardian_child: adult photos beside both child photos (tests.browser.side_by_side, as the
   presence tests build them), the pair at full size and shrunk to 1/2 and 1/3 in the middle of a
-  wall (the family sitting further back): how often both faces are found, and the people counted
-  by the worker's `_people` rule (exactly 2 is right);
-- empty: false faces on a wall with nobody in front of it, and on a wall-and-photo-free frame;
-- cpu_ms_per_frame: process_time per 640x480 frame (a guardian-with-child frame), median and p90
-  over --runs, one thread each (dlib's HOG is single-threaded; LiteRT is set to 1 thread);
-- box_map: where HOG boxes a face relative to BlazeFace's box (centre shift and size ratio, in
-  BlazeFace widths), fitted on the photos both find: identity/blazeface.py's DLIB_* constants;
-- encoding: dlib's 128-d encodings of the calibration photos (640x480 frames), from the HOG box
-  and from BlazeFace's mapped box: the distance between the two for the same frame, and the
-  same-person / different-person distances both ways, including an enrollment encoded from a
-  HOG box against a live frame from a BlazeFace box; and the 68 landmarks' mean shift (share of
-  the eye distance), which the liveness challenge reads;
-- ratio: BlazeFace ÷ HOG for CPU and recall, measured in this run.
-One JSON document goes to stdout (and --out), progress to stderr.
+  wall (the family further from the camera): how often both faces are found, and how many people
+  `_people` counts (2 is right);
+- empty_false_faces: faces found on an empty wall and on a photo's faceless edge;
+- cpu_ms_per_frame: process_time per 640x480 guardian-with-child frame, median and p90 over
+  --runs; cpu_ms_per_frame_unsure_face: a frame with a face BlazeFace is unsure of (one look);
+- closer_looks_in_recall_frames: how many HOG looks each `look` variant took over recall frames;
+- box_map: where HOG boxes a face relative to each model's box (centre shift and size ratio, in
+  its box widths), medians over the photos both find: blazeface.MODELS' `to_dlib`;
+- encoding: dlib's 128-d encodings of the calibration photos (640x480 frames), from HOG's box
+  and from BlazeFace's mapped box: their distance on the same frame; same- and different-person
+  distances both ways, and enrolled-from-HOG against live-from-BlazeFace (enroll keeps HOG);
+  the 68 landmarks' mean shift as a share of the eye distance (the liveness challenge reads them);
+- ratio_over_hog: BlazeFace ÷ HOG for CPU, recall per size, guardian-with-child, this run.
+One JSON document goes to stdout (and --out), progress to stderr. About 2.5 minutes.
 """
 
 from __future__ import annotations

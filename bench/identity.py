@@ -1,6 +1,6 @@
 """Identity benchmark (issue 3): verification latency and the CPU cost of continuous checks.
 
-    .venv/bin/python -m bench.identity [--checks 10]
+    .venv/bin/python -m bench.identity [--checks 10] [--detector hog]
 
 A real node on 127.0.0.1 with verification on (head-turn challenge). The doctor is a scripted
 WebRTC client whose camera is VP8 made from real photos (../shared/faces): obama2, whose head is
@@ -187,12 +187,13 @@ async def verified_call(node: IdentityNode, shots: dict[str, Clip]) -> dict[str,
             "after_challenge_s": round(verified_at - turned_at, 3)}
 
 
-async def run(checks: int) -> dict[str, Any]:
+async def run(checks: int, detector: str | None = None) -> dict[str, Any]:
     from server.consent import CURRENT_VERSION, record_consent
 
     shots = camera_shots()
     with tempfile.TemporaryDirectory() as tmp:
-        async with IdentityNode(Path(tmp), challenge="turn_left") as node:
+        chosen = {"detector": detector} if detector else {}
+        async with IdentityNode(Path(tmp), challenge="turn_left", **chosen) as node:
             lag = LoopLag()
             call = await verified_call(node, shots)
             verify_lag = await lag.stop()
@@ -223,6 +224,7 @@ async def run(checks: int) -> dict[str, Any]:
             await doctor.close()
             await guardian.close()
     return {
+        "detector": svc.config.detector,
         "verification": {
             "challenge": call["challenge"],
             "join_to_verified_s": call["join_to_verified_s"],
@@ -246,8 +248,10 @@ async def run(checks: int) -> dict[str, Any]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--checks", type=int, default=10)
+    parser.add_argument("--detector", choices=("blazeface", "hog"),
+                        help="TC_FACE_DETECTOR for this node (default: the configured default)")
     args = parser.parse_args()
-    print(json.dumps(asyncio.run(run(args.checks)), indent=2))
+    print(json.dumps(asyncio.run(run(args.checks, args.detector)), indent=2))
 
 
 if __name__ == "__main__":
