@@ -34,7 +34,7 @@ THUMB_PX = 160
 
 
 _fr: Any = None
-_detector = DEFAULT_DETECTOR
+DETECTOR = DEFAULT_DETECTOR  # what this process finds faces with (initialise sets it)
 _blaze: Any = None
 
 Box = tuple[int, int, int, int]  # top, right, bottom, left (face_recognition's order)
@@ -50,7 +50,7 @@ def start(logs: LogSettings | None = None, detector: str = DEFAULT_DETECTOR) -> 
 def initialise(detector: str = DEFAULT_DETECTOR) -> None:
     """Import face_recognition (and load BlazeFace if it is the detector) and run them once, so
     the first real request is not the slow one. Again with the same detector: nothing to do."""
-    global _fr, _detector
+    global _fr, DETECTOR
     if detector not in DETECTORS:
         raise ValueError(f"face detector {detector!r}: one of {DETECTORS}")
     if _fr is None:
@@ -61,7 +61,7 @@ def initialise(detector: str = DEFAULT_DETECTOR) -> None:
         _fr.face_locations(np.zeros((48, 64, 3), dtype=np.uint8))
     if detector == "blazeface" and _blaze is None:
         _blazeface()(np.zeros((48, 64, 3), dtype=np.uint8))
-    _detector = detector
+    DETECTOR = detector
 
 
 def _lib() -> Any:
@@ -88,7 +88,7 @@ class FrameResult:
 def _detect(rgb: np.ndarray) -> list[Box]:
     """The faces in a frame with the worker's detector, largest first."""
     _lib()
-    return detect_blazeface(rgb) if _detector == "blazeface" else detect_hog(rgb)
+    return detect_blazeface(rgb) if DETECTOR == "blazeface" else detect_hog(rgb)
 
 
 def _blazeface() -> Any:
