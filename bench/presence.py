@@ -1,7 +1,7 @@
 """Guardian presence benchmark (issue 4): the node's CPU for one pediatric consultation with
 presence checks on, and the time from the guardian leaving the picture to the alert.
 
-    python -m bench.presence [--seconds 30] [--leaves 3] [--no-baseline]
+    python -m bench.presence [--seconds 30] [--leaves 3] [--no-baseline] [--detector hog]
 
 A real node process (`python -m server run`, SQLite in a temp dir, 127.0.0.1 only, recording on,
 defaults for presence: 1 sample/s, absent after 5 s unseen) hosts one booked pediatric
@@ -13,6 +13,7 @@ switches (at a key frame) to the child alone, and the time until the doctor's cl
 `presence: absent` message is measured, `--leaves` times. With the baseline (default) the same
 call is measured once more with TC_GUARDIAN_PRESENCE=0, so the cost of presence itself shows.
 Doctor identity is off here (TC_IDENTITY_REQUIRED=0): bench/identity.py measures its re-checks.
+--detector sets the node's TC_FACE_DETECTOR (default: the node's own default).
 One JSON document goes to stdout, logs to stderr.
 """
 
@@ -132,14 +133,15 @@ async def seed_pediatric(data_dir: Path, database_url: str, secret: str, port: i
 
 
 def start_presence_node(data_dir: Path, database_url: str, secret: str, port: int,
-                        presence: bool) -> subprocess.Popen:
+                        presence: bool, detector: str | None = None) -> subprocess.Popen:
     """The relay node with recording on, identity off, and presence on or off."""
+    extra = {"TC_FACE_DETECTOR": detector} if detector else {}
     return start_node(data_dir, database_url, secret, port, TC_RECORDING="1",
-                      TC_GUARDIAN_PRESENCE="1" if presence else "0")
+                      TC_GUARDIAN_PRESENCE="1" if presence else "0", **extra)
 
 
 async def measure(presence: bool, seconds: float, leaves: int,
-                  shots: dict[str, Clip]) -> dict[str, Any]:
+                  shots: dict[str, Clip], detector: str | None = None) -> dict[str, Any]:
     from server.consent import CURRENT_VERSION
 
     with tempfile.TemporaryDirectory(prefix="bench-presence-") as tmp:
@@ -147,7 +149,7 @@ async def measure(presence: bool, seconds: float, leaves: int,
         port, secret = free_port(), secrets.token_urlsafe(32)
         database_url = f"sqlite+aiosqlite:///{data_dir / 'node.db'}"
         _cid, g_token, d_token = await seed_pediatric(data_dir, database_url, secret, port)
-        node = start_presence_node(data_dir, database_url, secret, port, presence)
+        node = start_presence_node(data_dir, database_url, secret, port, presence, detector)
         base = f"http://127.0.0.1:{port}"
         try:
             await asyncio.to_thread(wait_healthy, node, base, NODE_START_TIMEOUT_S)
@@ -207,7 +209,8 @@ async def measure(presence: bool, seconds: float, leaves: int,
     return result
 
 
-async def run(seconds: float, leaves: int, baseline: bool) -> dict[str, Any]:
+async def run(seconds: float, leaves: int, baseline: bool,
+              detector: str | None = None) -> dict[str, Any]:
     from signaling import ice
     from tests.browser import CHILD_A, OBAMA_2, empty_scene, side_by_side
 
@@ -217,7 +220,7 @@ async def run(seconds: float, leaves: int, baseline: bool) -> dict[str, Any]:
              "alone": scene_clip(side_by_side(empty_scene(), CHILD_A)),
              "doctor": encode_vp8(640, 480, fps=30, seconds=4.0, bitrate=1_000_000),
              "audio": encode_opus(1.0)}
-    runs = [await measure(True, seconds, leaves, shots)]
+    runs = [await measure(True, seconds, leaves, shots, detector)]
     if baseline:
         runs.append(await measure(False, seconds, 0, shots))
     on = runs[0]
@@ -225,7 +228,8 @@ async def run(seconds: float, leaves: int, baseline: bool) -> dict[str, Any]:
         "benchmark": "guardian presence, one pediatric consultation",
         "machine": machine(),
         "settings": {"sample_fps": 1, "absent_after_s": 5, "present_after": 2,
-                     "detect_width": 320, "video": "640x480 30 fps VP8 ~1 Mbit/s each way",
+                     "detector": detector or "node default",
+                     "video": "640x480 30 fps VP8 ~1 Mbit/s each way",
                      "recording": True, "doctor_identity": "off (see bench/identity.py)"},
         "runs": runs,
         "cpu_per_pediatric_consultation_percent": on["node_cpu_percent"],
@@ -247,10 +251,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--leaves", type=int, default=3, help="guardian departures to time")
     parser.add_argument("--no-baseline", action="store_true",
                         help="skip the run with presence off")
+    parser.add_argument("--detector", choices=("blazeface", "hog"),
+                        help="the node's TC_FACE_DETECTOR (default: the node's default)")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, stream=sys.stderr,
                         format="%(asctime)s %(name)s %(message)s")
-    report = asyncio.run(run(args.seconds, args.leaves, not args.no_baseline))
+    report = asyncio.run(run(args.seconds, args.leaves, not args.no_baseline, args.detector))
     json.dump(report, sys.stdout, indent=2, ensure_ascii=False)
     print()
     return 0

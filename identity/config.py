@@ -41,6 +41,11 @@ CHALLENGES = ("blink", "turn_left", "turn_right")
 # The closest different-person distance on the calibration set (any single live frame, 0.621):
 # a threshold at or past it accepts a measured impostor.
 MAX_THRESHOLD = 0.62
+# Finding the faces in a frame (identity/worker.py): BlazeFace (identity/blazeface.py), or dlib's
+# HOG on a 320-wide copy. bench/detector.py: BlazeFace finds faces from ~30 px (HOG from ~64 px)
+# at ~1/7 of HOG's CPU, and dlib's encodings from its boxes are as far apart as from HOG's.
+DETECTORS = ("blazeface", "hog")
+DEFAULT_DETECTOR = "blazeface"
 ACTIONS = ("alert", "pause", "end")
 
 
@@ -82,6 +87,7 @@ class IdentityConfig:
     # Pixel limits of every reference photo, doctors' and guardians' (image_check.py).
     photo: PhotoLimits = field(default_factory=PhotoLimits)
     workers: int = 1
+    detector: str = DEFAULT_DETECTOR
 
     def checked(self) -> IdentityConfig:
         if not 0.0 < self.threshold < MAX_THRESHOLD:
@@ -100,6 +106,8 @@ class IdentityConfig:
             raise ValueError("match_frames and recheck_frames must be at least 1")
         if self.mismatch_action not in ACTIONS:
             raise ValueError(f"TC_FACE_MISMATCH_ACTION={self.mismatch_action!r}: one of {ACTIONS}")
+        if self.detector not in DETECTORS:
+            raise ValueError(f"TC_FACE_DETECTOR={self.detector!r}: one of {DETECTORS}")
         self.photo.checked()
         return self
 

@@ -4,7 +4,7 @@ face work runs in separate processes and the event loop only awaits their answer
 Started lazily (nodes and tests that never verify anybody pay nothing) with the forkserver
 context: a clean process that does not inherit the node's sockets, threads or event loop, nor its
 logging set-up. Each worker's initialiser configures logging as the node's (JSON lines, warnings
-included) and imports face_recognition once.
+included), imports face_recognition and loads the face detector (TC_FACE_DETECTOR) once.
 """
 
 from __future__ import annotations
@@ -19,21 +19,24 @@ import numpy as np
 from server.logs import LogSettings
 
 from . import worker
+from .config import DEFAULT_DETECTOR
 from .image_check import PhotoLimits
 from .worker import EnrollResult, FrameResult
 
 
 class FacePool:
-    def __init__(self, workers: int = 1, logs: LogSettings | None = None) -> None:
+    def __init__(self, workers: int = 1, logs: LogSettings | None = None,
+                 detector: str = DEFAULT_DETECTOR) -> None:
         self.workers = max(1, workers)
         self.logs = logs  # None: the workers keep Python's default logging
+        self.detector = detector
         self._executor: ProcessPoolExecutor | None = None
 
     def _pool(self) -> ProcessPoolExecutor:
         if self._executor is None:
             self._executor = ProcessPoolExecutor(
                 self.workers, mp_context=multiprocessing.get_context("forkserver"),
-                initializer=worker.start, initargs=(self.logs,))
+                initializer=worker.start, initargs=(self.logs, self.detector))
         return self._executor
 
     async def _run(self, fn: Any, *args: Any) -> Any:
@@ -41,7 +44,8 @@ class FacePool:
 
     async def warm(self) -> None:
         """Start the workers and load the models now, so the first check is not the slow one."""
-        await asyncio.gather(*(self._run(worker.initialise) for _ in range(self.workers)))
+        await asyncio.gather(*(self._run(worker.initialise, self.detector)
+                               for _ in range(self.workers)))
 
     async def analyse(self, rgb: np.ndarray, known: list[float] | None = None,
                       encode: bool = False, landmarks: bool = False,

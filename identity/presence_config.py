@@ -1,10 +1,11 @@
 """Guardian presence settings (issue 4) and their rules; server/config.py reads them from the
 environment with everything else (TC_GUARDIAN_*, TC_PEDIATRIC_AGE, TC_PRESCRIBE_GUARDIAN_AGE).
 
-Defaults follow the rules and the measured costs: one sample a second (HOG at 320 wide is ~59 ms
-of a worker, so ~6% of a core), absent after 5 s unseen (a sample interval plus the hysteresis
-keeps leaving → alert under 6 s), present again after 2 consecutive matches, an absence over 60 s
-asks the doctor to decide (or terminates with a referral when TC_GUARDIAN_ABSENT_ACTION=terminate).
+Defaults follow the rules and the measured costs: one sample a second (a whole-picture search is
+~4 ms of a worker with BlazeFace, ~29 ms with HOG at 320 wide: bench/detector.py), absent after
+5 s unseen (a sample interval plus the hysteresis keeps leaving → alert under 6 s), present again
+after 2 consecutive matches, an absence over 60 s asks the doctor to decide (or terminates with a
+referral when TC_GUARDIAN_ABSENT_ACTION=terminate).
 """
 
 from __future__ import annotations

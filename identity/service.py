@@ -51,7 +51,8 @@ class IdentityService:
         self.ctx = ctx
         settings = ctx.settings
         self.pool = FacePool(config.workers,
-                             LogSettings(settings.log_level, settings.node_id, settings.json_logs))
+                             LogSettings(settings.log_level, settings.node_id, settings.json_logs),
+                             config.detector)
         self.store = protected_store(settings.data_dir / "identity", settings.store)
         self.verifications: dict[str, Verification] = {}
         self.assurances: dict[str, Assurance] = {}

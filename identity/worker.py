@@ -1,8 +1,9 @@
 """What runs inside the face worker processes (dlib holds the GIL, so never in the node's own).
 
-Each worker imports face_recognition once (initialise) and then answers small requests: find the
-faces in a frame (HOG on a 320-wide copy: 59 ms instead of 185 ms at 640x480), and only when
-asked, the 128-d encoding (156 ms, computed on the full-size crop for accuracy) and the 68 landmarks
+Each worker imports face_recognition (and, with TC_FACE_DETECTOR=blazeface, loads BlazeFace) once
+(initialise) and then answers small requests: find the faces in a frame (HOG on a 320-wide copy:
+59 ms instead of 185 ms at 640x480; or BlazeFace, identity/blazeface.py), and only when asked,
+the 128-d encoding (156 ms, computed on the full-size crop for accuracy) and the 68 landmarks
 (3.5 ms) of the largest face. Results are plain picklable dataclasses; errors in an enrollment
 photo are returned as a code, not raised, so the parent can answer 422 with a clear message.
 """
@@ -20,6 +21,7 @@ import numpy as np
 from server.logs import LogSettings
 
 from . import image_check
+from .config import DEFAULT_DETECTOR, DETECTORS
 from .image_check import PhotoLimits
 
 DEFAULT_LIMITS = PhotoLimits()
@@ -30,26 +32,36 @@ DETECT_WIDTH = 320
 PERSON_SHARE = 0.4
 THUMB_PX = 160
 
+
 _fr: Any = None
+DETECTOR = DEFAULT_DETECTOR  # what this process finds faces with (initialise sets it)
+_blaze: Any = None
 
 Box = tuple[int, int, int, int]  # top, right, bottom, left (face_recognition's order)
 
 
-def start(logs: LogSettings | None = None) -> None:
+def start(logs: LogSettings | None = None, detector: str = DEFAULT_DETECTOR) -> None:
     """A worker process's initialiser: log as the node does, then load the models."""
     if logs is not None:
         logs.configure()
-    initialise()
+    initialise(detector)
 
 
-def initialise() -> None:
-    """Import face_recognition and run it once, so the first real request is not the slow one."""
-    global _fr
-    with warnings.catch_warnings():  # face_recognition_models imports deprecated pkg_resources
-        warnings.simplefilter("ignore")
-        import face_recognition
-    _fr = face_recognition
-    _fr.face_locations(np.zeros((48, 64, 3), dtype=np.uint8))
+def initialise(detector: str = DEFAULT_DETECTOR) -> None:
+    """Import face_recognition (and load BlazeFace if it is the detector) and run them once, so
+    the first real request is not the slow one. Again with the same detector: nothing to do."""
+    global _fr, DETECTOR
+    if detector not in DETECTORS:
+        raise ValueError(f"face detector {detector!r}: one of {DETECTORS}")
+    if _fr is None:
+        with warnings.catch_warnings():  # face_recognition_models imports deprecated pkg_resources
+            warnings.simplefilter("ignore")
+            import face_recognition
+        _fr = face_recognition
+        _fr.face_locations(np.zeros((48, 64, 3), dtype=np.uint8))
+    if detector == "blazeface" and _blaze is None:
+        _blazeface()(np.zeros((48, 64, 3), dtype=np.uint8))
+    DETECTOR = detector
 
 
 def _lib() -> Any:
@@ -87,7 +99,51 @@ def _luma(rgb: np.ndarray, box: Box | None) -> float:
 
 
 def _detect(rgb: np.ndarray) -> list[Box]:
-    """Faces on a copy DETECT_WIDTH wide, boxes scaled back to `rgb`, largest first."""
+    """The faces in a frame with the worker's detector, largest first."""
+    _lib()
+    return detect_blazeface(rgb) if DETECTOR == "blazeface" else detect_hog(rgb)
+
+
+def _blazeface() -> Any:
+    """The worker's BlazeFace, loaded once: one LiteRT thread (the pool is the parallelism)."""
+    global _blaze
+    if _blaze is None:
+        from .blazeface import BlazeFace
+
+        _blaze = BlazeFace(threads=1, verify=hog_verifies)
+    return _blaze
+
+
+def detect_blazeface(rgb: np.ndarray) -> list[Box]:
+    """BlazeFace on the whole frame (it scales to its own input), dlib-like boxes, largest first;
+    faces it is unsure of confirmed by HOG on a close crop (hog_verifies)."""
+    boxes = _blazeface()(rgb)
+    boxes.sort(key=lambda b: (b[1] - b[3]) * (b[2] - b[0]), reverse=True)
+    return boxes
+
+
+VERIFY_FACE_PX = 100  # HOG finds faces from ~80 px without upsampling: some margin
+
+
+def hog_verifies(crop: np.ndarray, box: np.ndarray) -> bool:
+    """BlazeFace's closer look: HOG on the crop scaled so the face is VERIFY_FACE_PX wide finds a
+    face of about the same size (0.5–2x) whose centre is inside `box` ([xmin, ymin, xmax, ymax]
+    in the crop); not a smaller face inside a large loose box."""
+    from PIL import Image
+
+    scale = VERIFY_FACE_PX / max(1.0, float(box[2] - box[0]))
+    h, w = crop.shape[:2]
+    img = Image.fromarray(crop).resize((max(1, round(w * scale)), max(1, round(h * scale))))
+    for t, r, b, left in _lib().face_locations(np.asarray(img), number_of_times_to_upsample=0):
+        cx, cy = (left + r) / 2 / scale, (t + b) / 2 / scale
+        ratio = (r - left) / VERIFY_FACE_PX
+        if box[0] <= cx <= box[2] and box[1] <= cy <= box[3] and 0.5 <= ratio <= 2.0:
+            return True
+    return False
+
+
+def detect_hog(rgb: np.ndarray) -> list[Box]:
+    """HOG on a copy DETECT_WIDTH wide, boxes scaled back to `rgb`, largest first."""
     fr = _lib()
     h, w = rgb.shape[:2]
     scale = min(1.0, DETECT_WIDTH / w)

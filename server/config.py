@@ -158,6 +158,7 @@ def _identity() -> IdentityConfig:
             min_side=int(_env("TC_FACE_MIN_PHOTO_SIDE", "64")),
             max_aspect=float(_env("TC_FACE_MAX_PHOTO_ASPECT", "4"))),
         workers=int(_env("TC_FACE_WORKERS", "1")),
+        detector=_env("TC_FACE_DETECTOR", "blazeface"),
     ).checked()
 
 
