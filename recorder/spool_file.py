@@ -60,7 +60,7 @@ class SpoolFile(io.RawIOBase):
         iv = os.urandom(_IV)
         dek = new_data_key()
         header = _header(iv, wrap(keys, dek, MAGIC + iv))
-        f = open(path, "w+b")
+        f = os.fdopen(os.open(path, os.O_RDWR | os.O_CREAT | os.O_TRUNC, 0o600), "w+b")
         f.write(header)
         f.flush()
         return cls(f, len(header), dek, iv)
