@@ -128,3 +128,32 @@ async def test_rotation_rewraps_data_keys_and_the_media_and_their_hashes_stay(
         for seg in await closed_segments(node, cid):
             assert play(recorder, seg).packets.get("video", 0) > 0
         assert await index.segments_to_rewrap(node.ctx.db, _kid(new)) == []
+
+
+async def test_a_spool_file_under_a_key_this_node_lacks_waits_for_it(tmp_path, clips) -> None:
+    """Recovery never drops what it cannot read: the file stays until a node has its key."""
+    from datetime import UTC, datetime
+
+    from recorder.keys import KeyRing
+    from recorder.recovery import recover_spool
+    from recorder.segment import spool_name
+    from recorder.webm import SegmentMuxer
+
+    old, new = _key(), _key()
+    data = tmp_path / "node"
+    async with start_node(node_settings(data, recording_key=new)) as node:
+        cid = (await node.book()).consultation_id
+        await index.start_recording(node.ctx.db, cid, datetime.now(UTC))
+        path = recorder_of(node).spool / cid / spool_name("guardian", 0, 0)
+        muxer = SegmentMuxer(path, keys=KeyRing(old))  # what a killed node left, under `old`
+        for i, packet in enumerate(clips["video"].packets):
+            muxer.write("video", packet, round(i * 1000 / 30))
+        muxer.abort()
+        await recover_spool(recorder_of(node))
+        assert path.exists() and await closed_segments(node, cid) == []
+    async with start_node(node_settings(data, recording_key=new,
+                                        recording_old_keys=[old])) as node:
+        assert not path.exists()  # recovered at start
+        [seg] = await closed_segments(node, cid)
+        assert seg.state == "recovered" and seg.key_id == _kid(new)
+        assert play(recorder_of(node), seg).packets["video"] > 0
