@@ -47,7 +47,7 @@ class ConsultationRecording:
     def open_segment(self, role: str, seq: int, t_ms: int) -> OpenSegment:
         boundary = (t_ms // self.segment_ms + 1) * self.segment_ms
         return OpenSegment(self.recorder.executor, self.recorder.spool, self.cid, role, seq,
-                           t_ms, boundary)
+                           t_ms, boundary, self.recorder.keys)
 
     def finish(self, seg: OpenSegment) -> None:
         task = asyncio.create_task(self._finish(seg), name=f"finish-{seg.path.name}")
@@ -118,6 +118,7 @@ def segment_values(cid: str, epoch_at: datetime, role: str, seq: int, t_start_ms
     return {
         "consultation_id": cid, "role": role, "seq": seq, "state": state,
         "storage_key": stored.storage_key, "key_id": stored.key_id,
+        "wrapped_key": stored.wrapped_key,
         "t_start_ms": t_start_ms, "duration_ms": stats.duration_ms,
         "started_at": started, "ended_at": started + timedelta(milliseconds=stats.duration_ms),
         "video_packets": stats.video_packets, "audio_packets": stats.audio_packets,

@@ -1,92 +1,90 @@
 """Segments encrypted at rest: AES-256-GCM in fixed-size chunks, so a byte range decrypts alone.
 
-File layout (all integers little-endian):
+File layout, version 2 (every segment stored since envelope encryption; integers little-endian):
 
-    magic "TCREC1" | kid length (1) | kid (ascii) | chunk size (4) | base nonce (12)
+    magic "TCREC2" | chunk size (4) | base nonce (12)
     chunk 0 ciphertext+tag | chunk 1 ciphertext+tag | ...
+
+Each segment has its own random data key (DEK). The stored object holds no key at all: the DEK,
+wrapped by the deployment's master key (recorder/keys.py), is kept beside it, in the segment's
+index row (`wrapped_key`, with the master key's id in `key_id`). So the media object is written
+once and never again, which a bucket with Object Lock requires anyway, its SHA-256 in the event
+log stays true, and rotating the master key (`python -m server rewrap-recordings`) rewrites a
+60-byte row value per segment, not the media. The wrapped DEK is bound to this header (its
+random base nonce), so a wrapped key moved onto another row does not open.
 
 Chunk i is sealed with nonce = base nonce with its last 8 bytes XOR i, and with associated data
 = header + i + "is last chunk" flag, so chunks cannot be reordered, swapped between files, or
 cut off at a chunk boundary without the tag failing. Playback with HTTP Range decrypts only the
 chunks the range touches.
 
-Key rotation: the header names its key by id (the first 16 hex digits of SHA-256 of the key).
-Set a new TC_RECORDING_KEY and move the old one into TC_RECORDING_OLD_KEYS (comma-separated):
-new segments use the new key, old segments still open with theirs. Re-encrypting old segments
-under the new key (then dropping the old key) is a re-write of each file plus an index update.
+Version 1 (segments stored before; still read): "TCREC1" | kid length (1) | kid | chunk size |
+base nonce, the chunks sealed directly with the master key named by kid. Those cannot be
+rewrapped (their key is the master key): they open as long as that key is in
+TC_RECORDING_OLD_KEYS.
 """
 
 from __future__ import annotations
 
-import base64
-import hashlib
 import os
 import struct
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import BinaryIO
 
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
-MAGIC = b"TCREC1"
+from .keys import (
+    KeyMissing,
+    KeyRing,
+    WrappedKey,
+    WrappedKeyInvalid,
+    key_id,
+    new_data_key,
+    unwrap,
+    wrap,
+)
+
+__all__ = ["CHUNK", "Decryptor", "Header", "KeyMissing", "KeyRing", "WrappedKey",
+           "WrappedKeyInvalid", "key_id", "seal"]
+
+MAGIC1 = b"TCREC1"
+MAGIC2 = b"TCREC2"
 CHUNK = 64 * 1024
 TAG = 16
-
-
-def key_id(key: bytes) -> str:
-    return hashlib.sha256(key).hexdigest()[:16]
-
-
-class KeyRing:
-    """The current key (used to write) and older keys (still accepted to read), by key id."""
-
-    def __init__(self, current_b64: str, old_b64: list[str] | None = None) -> None:
-        self.current = _decode_key(current_b64)
-        self.current_id = key_id(self.current)
-        self._keys = {key_id(k): k for k in [_decode_key(o) for o in old_b64 or []]}
-        self._keys[self.current_id] = self.current
-
-    def get(self, kid: str) -> bytes:
-        try:
-            return self._keys[kid]
-        except KeyError:
-            raise KeyError(
-                f"no recording key with id {kid}: add it to TC_RECORDING_OLD_KEYS") from None
-
-
-def _decode_key(raw: str) -> bytes:
-    key = base64.b64decode(raw.strip(), validate=True)
-    if len(key) != 32:
-        raise ValueError("a recording key must be base64 of 32 bytes (AES-256)")
-    return key
+HEADER2_LEN = len(MAGIC2) + 4 + 12
+HEADER_MAX = len(MAGIC1) + 1 + 255 + 16
 
 
 @dataclass(frozen=True)
 class Header:
-    kid: str
+    version: int
     chunk: int
     nonce: bytes
     raw: bytes
+    kid: str | None = None  # version 1 only: the master key that sealed the chunks
 
     @classmethod
     def parse(cls, data: bytes) -> Header:
-        if not data.startswith(MAGIC):
-            raise ValueError("not an encrypted recording segment")
-        n = data[len(MAGIC)]
-        start = len(MAGIC) + 1
-        kid = data[start:start + n].decode("ascii")
-        chunk, = struct.unpack_from("<I", data, start + n)
-        nonce = data[start + n + 4:start + n + 16]
-        return cls(kid, chunk, nonce, data[:start + n + 16])
+        if data.startswith(MAGIC2):
+            if len(data) < HEADER2_LEN:
+                raise ValueError("encrypted segment is truncated")
+            chunk, = struct.unpack_from("<I", data, len(MAGIC2))
+            return cls(2, chunk, data[len(MAGIC2) + 4:HEADER2_LEN], data[:HEADER2_LEN])
+        if data.startswith(MAGIC1):
+            n = data[len(MAGIC1)]
+            start = len(MAGIC1) + 1
+            kid = data[start:start + n].decode("ascii")
+            chunk, = struct.unpack_from("<I", data, start + n)
+            nonce = data[start + n + 4:start + n + 16]
+            return cls(1, chunk, nonce, data[:start + n + 16], kid)
+        raise ValueError("not an encrypted recording segment")
 
     @classmethod
-    def new(cls, kid: str, chunk: int = CHUNK) -> Header:
+    def new(cls, chunk: int = CHUNK) -> Header:
         nonce = os.urandom(12)
-        raw = MAGIC + bytes([len(kid)]) + kid.encode("ascii") + struct.pack("<I", chunk) + nonce
-        return cls(kid, chunk, nonce, raw)
-
-
-HEADER_MAX = len(MAGIC) + 1 + 255 + 16
+        return cls(2, chunk, nonce, MAGIC2 + struct.pack("<I", chunk) + nonce)
 
 
 def _nonce(base: bytes, index: int) -> bytes:
@@ -97,22 +95,40 @@ def _aad(header: Header, index: int, last: bool) -> bytes:
     return header.raw + struct.pack("<QB", index, 1 if last else 0)
 
 
-def encrypt_file(src: Path, dst: Path, keys: KeyRing) -> None:
-    """Encrypt `src` into `dst` (written whole, then renamed, so `dst` is never half a file)."""
-    header = Header.new(keys.current_id)
-    aes = AESGCM(keys.current)
-    size = src.stat().st_size
+def seal(src: BinaryIO, size: int, dst: Path, keys: KeyRing) -> WrappedKey:
+    """Encrypt `size` bytes read from `src` into `dst` under a new data key (written whole,
+    then renamed, so `dst` is never half a file); returns that key wrapped."""
+    header = Header.new()
+    dek = new_data_key()
+    wrapped = wrap(keys, dek, header.raw)
+    aes = AESGCM(dek)
     count = max(1, -(-size // header.chunk))
     tmp = dst.with_name(dst.name + ".tmp")
-    with open(src, "rb") as fin, open(tmp, "wb") as fout:
+    with open(tmp, "wb") as fout:
         fout.write(header.raw)
         for i in range(count):
-            plain = fin.read(header.chunk)
+            plain = src.read(header.chunk)
             fout.write(aes.encrypt(_nonce(header.nonce, i), plain,
                                    _aad(header, i, i == count - 1)))
         fout.flush()
         os.fsync(fout.fileno())
     tmp.replace(dst)
+    return wrapped
+
+
+def read_header(read_at: ReadAt, stored_size: int) -> Header:
+    return Header.parse(read_at(0, min(HEADER_MAX, stored_size)))
+
+
+def data_key(header: Header, keys: KeyRing, wrapped: WrappedKey | None) -> bytes:
+    """The key that seals this segment's chunks: unwrapped (version 2) or the master key
+    itself (version 1). KeyMissing, WrappedKeyInvalid when it cannot be had."""
+    if header.version == 1:
+        assert header.kid is not None
+        return keys.get(header.kid)
+    if wrapped is None:
+        raise WrappedKeyInvalid("the index holds no wrapped data key for this segment")
+    return unwrap(keys, wrapped, header.raw)
 
 
 ReadAt = Callable[[int, int], bytes]  # (offset, length) -> bytes of the stored object
@@ -121,10 +137,11 @@ ReadAt = Callable[[int, int], bytes]  # (offset, length) -> bytes of the stored 
 class Decryptor:
     """Plaintext view of one stored segment, read through `read_at` chunk by chunk."""
 
-    def __init__(self, read_at: ReadAt, stored_size: int, keys: KeyRing) -> None:
-        self.header = Header.parse(read_at(0, min(HEADER_MAX, stored_size)))
+    def __init__(self, read_at: ReadAt, stored_size: int, keys: KeyRing,
+                 wrapped: WrappedKey | None = None) -> None:
+        self.header = read_header(read_at, stored_size)
         self._read_at = read_at
-        self._aes = AESGCM(keys.get(self.header.kid))
+        self._aes = AESGCM(data_key(self.header, keys, wrapped))
         body = stored_size - len(self.header.raw)
         step = self.header.chunk + TAG
         self.chunks = max(1, -(-body // step))

@@ -115,3 +115,27 @@ async def mark_purged(db: Database, segment_id: str, at: datetime) -> None:
     async with db.session() as session, session.begin():
         await session.execute(update(RecordingSegment).where(RecordingSegment.id == segment_id)
                               .values(state="purged", purged_at=at))
+
+
+async def segments_to_rewrap(db: Database, current_kid: str,
+                             cids: list[str] | None = None) -> list[RecordingSegment]:
+    """Stored segments whose data key (or, version 1, whose chunks) another master key holds."""
+    found = select(RecordingSegment).where(RecordingSegment.state != "purged",
+                                           RecordingSegment.key_id != current_kid)
+    if cids:
+        found = found.where(RecordingSegment.consultation_id.in_(cids))
+    async with db.session() as session:
+        return list(await session.scalars(found.order_by(RecordingSegment.consultation_id,
+                                                         RecordingSegment.t_start_ms)))
+
+
+async def set_wrapped_key(db: Database, segment_id: str, was: str, kek_id: str,
+                          wrapped: str) -> bool:
+    """Replace a segment's wrapped data key, only if it is still `was` (another rewrap running
+    at the same time wins, and this one changes nothing)."""
+    async with db.session() as session, session.begin():
+        done = await session.execute(
+            update(RecordingSegment).where(RecordingSegment.id == segment_id,
+                                           RecordingSegment.wrapped_key == was)
+            .values(key_id=kek_id, wrapped_key=wrapped))
+        return bool(done.rowcount)

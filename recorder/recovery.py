@@ -2,7 +2,10 @@
 
 A spool file is a segment that was being written when the process died. Its name says whose and
 which it is; `salvage` keeps every readable packet (the torn tail of at most about a second is
-lost), and the result is encrypted, stored and indexed as `recovered`. A file with nothing
+lost), reading it through its encryption (recorder/spool_file.py) and writing the repair the
+same way, and the result is encrypted, stored and indexed as `recovered`. A spool file whose
+master key this node lacks is left as it is, with an error in the log, for a node (or a restart)
+with TC_RECORDING_KEY/TC_RECORDING_OLD_KEYS set right. A file with nothing
 readable is recorded as lost. Either way the consultation's event log says what happened, and a
 recording still marked `recording` with no live owner becomes `interrupted`.
 """
@@ -19,7 +22,9 @@ from typing import TYPE_CHECKING
 from cryptography.exceptions import InvalidTag
 
 from . import index
+from .keys import KeyMissing
 from .segment import SPOOL_NAME, discard_spool, storage_key, store_blocking
+from .spool_file import SpoolFile
 from .webm import salvage
 
 if TYPE_CHECKING:
@@ -49,7 +54,10 @@ async def recover_spool(recorder: Recorder) -> None:
                 continue
             log.warning("recorder: unknown file in the spool, left alone: %s", path)
             continue
-        await _recover_file(recorder, cid, recording.epoch_at, path, match)
+        try:
+            await _recover_file(recorder, cid, recording.epoch_at, path, match)
+        except KeyMissing as exc:
+            log.error("recorder: spool file %s left for later: %s", path, exc)
     for recording in await index.recordings_in(db, "recording"):
         cid = recording.consultation_id
         if cid in recorder.active or await recorder.ctx.live.owner(cid) is not None:
@@ -67,18 +75,22 @@ def _stored_copy_of(recorder: Recorder, row: RecordingSegment, path: Path) -> bo
     """Blocking: is `path` exactly the plaintext of the stored segment `row`? Only then is it a
     leftover: after a failover another node may have stored a different segment under the same
     number."""
-    if row.plain_size != path.stat().st_size:
+    try:
+        f = SpoolFile.open(path, recorder.keys)  # (KeyMissing: left for later)
+    except ValueError:  # a header cut short: salvage finds it holds nothing
         return False
+    with f:
+        if row.plain_size != f.size:
+            return False
+        mine = hashlib.sha256()
+        while block := f.read(1 << 20):
+            mine.update(block)
     try:
         stored = hashlib.sha256()
         for block in recorder.decryptor(row).read():
             stored.update(block)
     except (OSError, KeyError, ValueError, InvalidTag):  # missing, unreadable or altered
         return False
-    mine = hashlib.sha256()
-    with open(path, "rb") as f:
-        while block := f.read(1 << 20):
-            mine.update(block)
     return stored.digest() == mine.digest()
 
 
@@ -98,7 +110,8 @@ async def _recover_file(recorder: Recorder, cid: str, epoch_at, path: Path, matc
     repaired = path.with_name(path.stem + ".repaired.webm")
     loop = asyncio.get_running_loop()
     size = (await asyncio.to_thread(path.stat)).st_size
-    stats = await loop.run_in_executor(recorder.executor, salvage, path, repaired)
+    stats = await loop.run_in_executor(recorder.executor, salvage, path, repaired,
+                                       recorder.keys)
     if stats is None:
         await asyncio.to_thread(path.unlink)
         repaired.unlink(missing_ok=True)

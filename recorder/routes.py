@@ -31,6 +31,7 @@ from signaling.handler import CONTEXT_KEY
 
 from . import index
 from .http import RECORDER_KEY
+from .keys import KeyMissing, WrappedKeyInvalid
 from .playback import PlaybackTokens
 from .service import Recorder
 
@@ -255,8 +256,10 @@ async def media(request: web.Request, query: PlaybackQuery) -> web.StreamRespons
         dec = await asyncio.to_thread(recorder.decryptor, seg)
     except FileNotFoundError:
         raise json_error(404, "missing_file", "the segment's file is missing") from None
-    except KeyError as exc:  # written under a key this node no longer has (rotation)
-        raise json_error(500, "recording_key_missing", str(exc.args[0])) from None
+    except KeyMissing as exc:  # wrapped under a master key this node does not have
+        raise json_error(500, "recording_key_missing", str(exc), key_id=exc.kid) from None
+    except WrappedKeyInvalid as exc:  # the index's wrapped key was altered or swapped
+        raise json_error(409, "recording_key_invalid", str(exc), key_id=seg.key_id) from None
     start, end = _range(request.headers.get("Range"), dec.size)
     pieces = dec.read(start, end)
     try:  # the first piece before any header goes out: an altered file is a clear error

@@ -15,7 +15,9 @@ from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 
-from .crypto import KeyRing, encrypt_file
+from .crypto import seal
+from .keys import KeyRing
+from .spool_file import SpoolFile
 from .storage import Storage
 from .webm import MuxStats, SegmentMuxer
 
@@ -34,7 +36,7 @@ def storage_key(cid: str, role: str, seq: int) -> str:
 
 class OpenSegment:
     def __init__(self, executor: Executor, spool: Path, cid: str, role: str, seq: int,
-                 t_start_ms: int, boundary_ms: int) -> None:
+                 t_start_ms: int, boundary_ms: int, keys: KeyRing) -> None:
         self.cid, self.role, self.seq = cid, role, seq
         self.t_start_ms = t_start_ms
         self.boundary_ms = boundary_ms
@@ -42,7 +44,7 @@ class OpenSegment:
         self.error: str | None = None
         self.last_ms = t_start_ms
         self._executor = executor
-        self._muxer = SegmentMuxer(self.path)
+        self._muxer = SegmentMuxer(self.path, keys=keys)
         self._batch: list[tuple[str, bytes, int]] = []
         self._timer: asyncio.TimerHandle | None = None
 
@@ -87,34 +89,37 @@ class OpenSegment:
 @dataclass(frozen=True)
 class Stored:
     storage_key: str
-    key_id: str
+    key_id: str  # the master key the data key is wrapped under
     size: int
     sha256: str
     plain_size: int
+    wrapped_key: str  # the segment's data key, wrapped (kept in the index, not in the object)
 
 
 def store_blocking(path: Path, key: str, storage: Storage, keys: KeyRing,
                    retain_until: datetime | None = None) -> Stored:
-    """Encrypt the closed plaintext file, hash what will be stored, and store it (kept by a
-    store with object lock until `retain_until`).
+    """Encrypt the closed spool file (read through its own encryption) under a new data key,
+    hash what will be stored, and store it (kept by a store with object lock until
+    `retain_until`).
 
-    The plaintext stays in the spool until the segment is indexed (`discard_spool`): a process
-    killed between the store and the index row would otherwise lose the whole segment, and
-    leave a stored object no row accounts for. With the spool file kept, recovery stores it
-    again over the orphan and indexes it."""
+    The spool file stays until the segment is indexed (`discard_spool`): a process killed
+    between the store and the index row would otherwise lose the whole segment (its data key
+    is only in the row), and leave a stored object no row accounts for. With the spool file
+    kept, recovery stores it again over the orphan and indexes it."""
     sealed = path.with_name(path.name + ".enc")
-    encrypt_file(path, sealed, keys)
+    with SpoolFile.open(path, keys) as plain:
+        plain_size = plain.size
+        wrapped = seal(plain, plain_size, sealed, keys)
     digest = hashlib.sha256()
     with open(sealed, "rb") as f:
         while block := f.read(1 << 20):
             digest.update(block)
     size = sealed.stat().st_size
-    plain_size = path.stat().st_size
     storage.put_file(key, sealed, retain_until)
     sealed.unlink(missing_ok=True)
-    return Stored(key, keys.current_id, size, digest.hexdigest(), plain_size)
+    return Stored(key, wrapped.kek_id, size, digest.hexdigest(), plain_size, wrapped.text)
 
 
 def discard_spool(path: Path) -> None:
-    """Drop a segment's plaintext working copy, once its stored object is indexed."""
+    """Drop a segment's working copy, once its stored object is indexed."""
     path.unlink(missing_ok=True)

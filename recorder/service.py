@@ -24,8 +24,9 @@ from signaling.room import Room
 
 from . import index, integrity
 from .consultation import ACTOR, ConsultationRecording, segment_values
-from .crypto import Decryptor, KeyRing
+from .crypto import Decryptor
 from .integrity import VerifyReport
+from .keys import KeyRing, WrappedKey
 from .playback import PlaybackTokens
 from .recovery import recover_spool
 from .segment import Stored
@@ -46,6 +47,7 @@ class Recorder:
         self.storage: Storage = storage or open_storage(self.settings.store, root / "store",
                                                         "recordings")
         self.store_status: dict[str, Any] = {"backend": self.settings.store.kind}
+        self.key_status: dict[str, Any] = {"key_id": self.keys.current_id}
         self.executor = ThreadPoolExecutor(1, thread_name_prefix="recorder")
         self.active: dict[str, ConsultationRecording] = {}
         self._purger: asyncio.Task[None] | None = None
@@ -177,10 +179,30 @@ class Recorder:
 
     async def open(self) -> None:
         """Check the store, recover what a previous run left unfinished, start the purge job."""
+        self.check_key()
         await self.check_store()
         await recover_spool(self)
         if self.settings.purge_interval_s > 0:
             self._purger = asyncio.create_task(self._purge_loop(), name="recording-purge")
+
+    def check_key(self) -> None:
+        """A node of several nodes with a master key of its own (TC_RECORDING_KEY unset): it
+        records, but no other node can replay, verify-decrypt or recover what it stores. Said
+        loudly, in the log at every start and in /readyz; not refused: the call must go on,
+        and nothing is lost (the key is in <data>/recording-key; adding it to every node's
+        TC_RECORDING_OLD_KEYS and running `rewrap-recordings` brings those segments under the
+        shared key)."""
+        shared = self.settings.redis_url is not None or self.settings.store.kind != "local"
+        self.key_status = {"key_id": self.keys.current_id,
+                           "source": "node" if self.settings.recording_key_from_file
+                           else "environment"}
+        if shared and self.settings.recording_key_from_file:
+            detail = ("TC_RECORDING_KEY is not set on a node of several (REDIS_URL or a shared "
+                      f"store): its recordings are sealed under master key {self.keys.current_id}"
+                      f", kept only in {self.settings.data_dir / 'recording-key'}, which no other"
+                      " node has; set the same TC_RECORDING_KEY on every node")
+            self.key_status["warning"] = detail
+            log.warning("recorder: %s", detail)
 
     async def check_store(self) -> None:
         """Does the store itself enforce retention? Said in the log and in /readyz. A store that
@@ -287,5 +309,12 @@ class Recorder:
         if size is None:
             raise FileNotFoundError(seg.storage_key)
         return Decryptor(lambda o, n: self.storage.read_at(seg.storage_key, o, n), size,
-                         self.keys)
+                         self.keys, wrapped_of(seg))
+
+
+def wrapped_of(seg: RecordingSegment) -> WrappedKey | None:
+    """The segment's wrapped data key from its index row (None: a version-1 segment)."""
+    if seg.wrapped_key is None:
+        return None
+    return WrappedKey.from_text(seg.key_id, seg.wrapped_key)
 

@@ -8,6 +8,8 @@ post-processing step.
 Crash safety: the muxer closes a Matroska cluster at least every second and flushes each packet
 to the file, so a killed process leaves a file that demuxes up to its last second or so. `salvage`
 re-muxes whatever packets of such a file are readable into a proper file (cues, duration).
+Given the master keys, a segment is written (and salvaged) through `SpoolFile`, encrypted as it
+is written (recorder/spool_file.py); without them, as a plain file.
 All functions here block: they run in the recorder's writer thread.
 """
 
@@ -20,7 +22,9 @@ from pathlib import Path
 
 import av
 
+from .keys import KeyRing
 from .opus_template import opus_template
+from .spool_file import SpoolFile
 
 MS = Fraction(1, 1000)
 HOLD_AUDIO_MS = 2000  # wait this long for a video key frame (its size) before writing the header
@@ -53,11 +57,14 @@ class MuxStats:
 class SegmentMuxer:
     """One WebM file being written; call `write` for each packet, then `close`."""
 
-    def __init__(self, path: Path, size: tuple[int, int] | None = None) -> None:
+    def __init__(self, path: Path, size: tuple[int, int] | None = None,
+                 keys: KeyRing | None = None) -> None:
         self.path = path
         self.size = size
+        self.keys = keys
         self.stats = MuxStats()
         self._out: av.container.OutputContainer | None = None
+        self._file: SpoolFile | None = None
         self._streams: dict[str, av.stream.Stream] = {}
         self._held: list[tuple[str, bytes, int]] = []
 
@@ -78,7 +85,11 @@ class SegmentMuxer:
 
     def _open(self) -> None:
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        out = av.open(str(self.path), "w", format="webm", options=OPTIONS)
+        if self.keys is None:
+            out = av.open(str(self.path), "w", format="webm", options=OPTIONS)
+        else:
+            self._file = SpoolFile.create(self.path, self.keys)
+            out = av.open(self._file, "w", format="webm", options=OPTIONS)
         width, height = self.size or (640, 480)
         video = out.add_mux_stream("vp8", width=width, height=height)
         audio = out.add_stream_from_template(opus_template(), opaque=True)
@@ -111,7 +122,12 @@ class SegmentMuxer:
         if self._out is not None:
             self._out.close()
             self._out = None
-            self.stats.size = self.path.stat().st_size
+            if self._file is not None:
+                self.stats.size = self._file.size
+                self._file.close()
+                self._file = None
+            else:
+                self.stats.size = self.path.stat().st_size
         return self.stats
 
     def abort(self) -> None:
@@ -122,15 +138,30 @@ class SegmentMuxer:
                 out.close()
             except Exception:
                 pass
+        f, self._file = self._file, None
+        if f is not None:
+            try:
+                f.close()
+            except Exception:
+                pass
 
 
-def salvage(src: Path, dst: Path) -> MuxStats | None:
-    """Re-mux the readable packets of a possibly damaged segment; None when nothing is readable."""
+def salvage(src: Path, dst: Path, keys: KeyRing | None = None) -> MuxStats | None:
+    """Re-mux the readable packets of a possibly damaged segment; None when nothing is readable.
+    With `keys`, `src` is read and `dst` written through SpoolFile (KeyMissing propagates: the
+    file is then left for a node that has its key)."""
+    reader: SpoolFile | None = None
     try:
-        source = av.open(str(src))
-    except (av.error.FFmpegError, OSError):
+        if keys is None:
+            source = av.open(str(src))
+        else:
+            reader = SpoolFile.open(src, keys)
+            source = av.open(reader)
+    except (av.error.FFmpegError, OSError, ValueError):
+        if reader is not None:
+            reader.close()
         return None
-    muxer = SegmentMuxer(dst)
+    muxer = SegmentMuxer(dst, keys=keys)
     try:
         streams = {s.index: s.type for s in source.streams if s.type in ("video", "audio")}
         try:
@@ -144,6 +175,8 @@ def salvage(src: Path, dst: Path) -> MuxStats | None:
             pass  # a torn tail: keep what came before it
     finally:
         source.close()
+        if reader is not None:
+            reader.close()
     stats = muxer.close()
     return stats if stats.video_packets + stats.audio_packets else None
 

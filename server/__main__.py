@@ -1,4 +1,5 @@
-"""Command line: `python -m server run|seed-demo|token|day-link|verify-chain|verify-recordings`."""
+"""Command line: `python -m server run|seed-demo|token|day-link|verify-chain|verify-recordings|
+rewrap-recordings`."""
 
 from __future__ import annotations
 
@@ -96,6 +97,10 @@ def main(argv: list[str] | None = None) -> int:
     recordings = sub.add_parser("verify-recordings",
                                 help="re-hash a consultation's recording segments (issue 5)")
     recordings.add_argument("consultation")
+    rewrap = sub.add_parser("rewrap-recordings",
+                            help="rewrap stored segments' data keys under TC_RECORDING_KEY "
+                                 "(master key rotation; the media are not rewritten)")
+    rewrap.add_argument("consultations", nargs="*", help="only these (default: all)")
     verify = sub.add_parser("verify-chain", help="check a consultation's audit hash chain")
     verify.add_argument("chain", help="consultation id, or 'system'")
     args = parser.parse_args(argv)
@@ -118,6 +123,10 @@ def main(argv: list[str] | None = None) -> int:
         from recorder.cli import verify_recordings
 
         return asyncio.run(verify_recordings(settings, args.consultation))
+    if args.command == "rewrap-recordings":
+        from recorder.cli import rewrap
+
+        return asyncio.run(rewrap(settings, args.consultations))
     if args.command == "verify-chain":
         return asyncio.run(_verify(settings, args.chain))
     ssl_context = None

@@ -135,7 +135,9 @@ def _guardian_connected(rooms: Rooms) -> Gate:
 async def readyz(request: web.Request) -> web.Response:
     """Ready only when the database and the live-state store both answer. `recording_store`
     says where recordings go and whether that store enforces retention (issue 12): detail for
-    ops, not a readiness condition (a store without Object Lock is a choice, not a fault)."""
+    ops, not a readiness condition (a store without Object Lock is a choice, not a fault).
+    `recording_key` names the master key new segments are wrapped under, and warns when a
+    node of several has a key of its own (TC_RECORDING_KEY unset)."""
     ctx = request.app.get(CONTEXT_KEY)
     checks = {"database": False, "live_state": False}
     if ctx is not None:
@@ -143,5 +145,7 @@ async def readyz(request: web.Request) -> web.Response:
     ok = all(checks.values())
     recorder = request.app.get(recorder_http.RECORDER_KEY)
     store = recorder.store_status if recorder is not None else None
-    return web.json_response({"ready": ok, **checks, "recording_store": store},
+    key = recorder.key_status if recorder is not None else None
+    return web.json_response({"ready": ok, **checks, "recording_store": store,
+                              "recording_key": key},
                              status=200 if ok else 503)

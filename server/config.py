@@ -99,7 +99,8 @@ class Settings:
     log_level: str = "INFO"
     recording_enabled: bool = True
     recording_segment_s: float = 60.0
-    recording_key: str = ""  # base64 of 32 bytes; see recorder/crypto.py for rotation
+    recording_key: str = ""  # the master key, base64 of 32 bytes; see recorder/keys.py
+    recording_key_from_file: bool = False  # TC_RECORDING_KEY unset: this node's own key
     recording_old_keys: list[str] = field(default_factory=list)
     purge_interval_s: float = 3600.0
     store: StoreConfig = field(default_factory=StoreConfig)  # issue 12: local folder or S3
@@ -193,19 +194,20 @@ def _store() -> StoreConfig:
     ).checked()
 
 
-def _recording_key(data_dir: Path) -> str:
-    """TC_RECORDING_KEY, or for a local demo a random key kept in the data dir (not the repo)."""
+def _recording_key(data_dir: Path) -> tuple[str, bool]:
+    """TC_RECORDING_KEY, or for a local demo a random key kept in the data dir (not the repo);
+    and whether it is that node-local one (the recorder warns about it on a node of several)."""
     key = os.environ.get("TC_RECORDING_KEY", "")
     if key:
-        return key
+        return key, False
     path = data_dir / "recording-key"
     if path.exists():
-        return path.read_text().strip()
+        return path.read_text().strip(), True
     data_dir.mkdir(parents=True, exist_ok=True)
     key = base64.b64encode(secrets.token_bytes(32)).decode()
     path.write_text(key)
     path.chmod(0o600)
-    return key
+    return key, True
 
 
 def load_settings(**overrides: object) -> Settings:
@@ -258,5 +260,5 @@ def load_settings(**overrides: object) -> Settings:
     if "token_secret" not in values:
         values["token_secret"] = _token_secret(data_dir)
     if "recording_key" not in values:
-        values["recording_key"] = _recording_key(data_dir)
+        values["recording_key"], values["recording_key_from_file"] = _recording_key(data_dir)
     return Settings(**values)  # type: ignore[arg-type]

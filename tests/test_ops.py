@@ -7,6 +7,7 @@ import time
 
 from prometheus_client.parser import text_string_to_metric_families
 
+from recorder.http import RECORDER_KEY
 from server.auth import Role
 
 from .clinical_helpers import give_consent
@@ -70,7 +71,10 @@ async def test_health_and_readiness(node: Node) -> None:
                 "backend": "local", "object_lock": False,
                 "detail": f"local folder {node.settings.recordings_dir / 'store'}: no object "
                           "lock; retention and legal holds are enforced by the database and "
-                          "the purge job only"}}
+                          "the purge job only"},
+            # One node, no TC_RECORDING_KEY: its own master key, and no warning (not shared).
+            "recording_key": {"key_id": node.app[RECORDER_KEY].keys.current_id,
+                              "source": "node"}}
 
 
 async def test_ops_ends_a_call_and_others_are_refused(node: Node, clips) -> None:

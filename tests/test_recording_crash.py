@@ -59,6 +59,9 @@ async def test_killed_node_recovers_its_recording(tmp_path: Path, clips) -> None
                 while len([p for p in spool.glob("*.webm") if p.stat().st_size > 20_000]) < 2:
                     assert time.monotonic() < deadline, "the open segments did not grow"
                     await asyncio.sleep(0.1)
+                for open_segment in spool.glob("*.webm"):  # at rest: encrypted as written
+                    head = open_segment.read_bytes()[:4096]
+                    assert head.startswith(b"TCSPL1") and b"\x1a\x45\xdf\xa3" not in head
                 node.kill()
                 killed_at = datetime.now(UTC)
             finally:

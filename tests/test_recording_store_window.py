@@ -24,7 +24,8 @@ async def _closed_and_stored(node: Node, clips, seq: int = 1):
     cid = (await node.book()).consultation_id
     epoch = datetime.now(UTC)
     await index.start_recording(node.ctx.db, cid, epoch)
-    seg = OpenSegment(recorder.executor, recorder.spool, cid, "guardian", seq, 0, 10_000)
+    seg = OpenSegment(recorder.executor, recorder.spool, cid, "guardian", seq, 0, 10_000,
+                      recorder.keys)
     for i, packet in enumerate(clips["video"].packets):
         seg.write("video", packet, round(i * 1000 / 30))
     for i, packet in enumerate(clips["audio"].packets):

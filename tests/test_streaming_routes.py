@@ -15,6 +15,7 @@ import aiohttp
 import pytest
 from aiohttp.test_utils import TestServer
 
+from recorder import index
 from recorder.segment import store_blocking
 from server.app import create_app
 from server.auth import Role
@@ -155,8 +156,11 @@ async def test_an_aborted_download_is_logged_at_info_not_error(
     recorder = recorder_of(node)
     big = Path(tempfile.mkdtemp(dir=tmp_path)) / "big.webm"
     big.write_bytes(WEBM_MAGIC + bytes(16 * 1024 * 1024))
-    await asyncio.to_thread(store_blocking, big, seg.storage_key, recorder.storage,
-                            recorder.keys)
+    stored = await asyncio.to_thread(store_blocking, big, seg.storage_key, recorder.storage,
+                                     recorder.keys)
+    # Its data key is in the index, beside the object (recorder/crypto.py).
+    await index.set_wrapped_key(node.ctx.db, seg.id, seg.wrapped_key, stored.key_id,
+                                stored.wrapped_key)
 
     caplog.set_level(logging.INFO)
     sock = socket.socket()

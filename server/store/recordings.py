@@ -50,7 +50,12 @@ class RecordingSegment(Base):
     seq: Mapped[int] = mapped_column(Integer)
     state: Mapped[str] = mapped_column(String(20))
     storage_key: Mapped[str] = mapped_column(String(300))
+    # The master key (its id) the segment's data key is wrapped under, and that data key,
+    # wrapped (base64; recorder/keys.py). Beside the stored object, never in it: rotation
+    # rewraps this value and leaves the object, and its hash, as they were. NULL for a
+    # segment stored before envelope encryption (sealed directly with the key `key_id`).
     key_id: Mapped[str] = mapped_column(String(32))
+    wrapped_key: Mapped[str | None] = mapped_column(String(100))
     # Milliseconds from the recording's epoch to the segment's first packet, and its length.
     t_start_ms: Mapped[int] = mapped_column(BigInteger)
     duration_ms: Mapped[int] = mapped_column(Integer)
