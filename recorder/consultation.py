@@ -15,7 +15,9 @@ from typing import TYPE_CHECKING, Any
 from server.auth import Role
 
 from .participant import ParticipantRecorder
-from .segment import OpenSegment, Stored, discard_spool, storage_key, store_blocking
+from .segment import OpenSegment, Stored, discard_spool, storage_key
+from .storage import StoreUnavailable
+from .uploads import seal
 from .webm import MuxStats
 
 if TYPE_CHECKING:
@@ -84,11 +86,17 @@ class ConsultationRecording:
             if seg.error:
                 self.fail(seg.error)
             return
-        try:
-            stored = await loop.run_in_executor(
-                self.recorder.executor, store_blocking, seg.path,
-                storage_key(self.cid, seg.role, seg.seq), self.recorder.storage,
-                self.recorder.keys, self.recorder.retain_from(datetime.now(UTC)))
+        key = storage_key(self.cid, seg.role, seg.seq)
+        retain = self.recorder.retain_from(datetime.now(UTC))
+        try:  # encrypt and hash in the writer thread; a full disk fails the recording
+            stored, sealed = await loop.run_in_executor(
+                self.recorder.executor, seal, seg.path, key, self.recorder.keys, retain)
+            # The store away is not a failure: the segment waits in the spool (uploads.py).
+            await self.recorder.uploads.send(self.cid, key, sealed, retain)
+        except StoreUnavailable as exc:  # still away as the node shuts down
+            log.warning("recorder: %s stays in the spool for the next start: %s",
+                        seg.path.name, exc.detail)
+            return
         except OSError as exc:
             self.fail(f"{type(exc).__name__}: {exc}")
             return

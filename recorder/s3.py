@@ -29,12 +29,13 @@ from functools import cached_property
 from pathlib import Path
 from typing import Any
 
+from boto3.exceptions import S3UploadFailedError
 from boto3.s3.transfer import TransferConfig
 from boto3.session import Session
 from botocore.config import Config
-from botocore.exceptions import ClientError
+from botocore.exceptions import BotoCoreError, ClientError
 
-from .storage import StoreRefused
+from .storage import StoreRefused, StoreUnavailable
 from .store_config import StoreConfig
 
 log = logging.getLogger(__name__)
@@ -62,8 +63,10 @@ class S3Storage:
         self.client: Any = session.client(
             "s3", endpoint_url=config.endpoint or None,
             config=Config(s3={"addressing_style": "path"},
-                          retries={"max_attempts": 5, "mode": "standard"},
-                          connect_timeout=5, read_timeout=30,
+                          retries={"max_attempts": config.max_attempts,
+                                   "mode": "standard"},
+                          connect_timeout=config.connect_timeout_s,
+                          read_timeout=config.read_timeout_s,
                           request_checksum_calculation=config.checksum,
                           response_checksum_validation=config.checksum))
         part = config.multipart_mb * MIB
@@ -102,8 +105,13 @@ class S3Storage:
         if retain_until is not None and self.object_lock:
             extra["ObjectLockMode"] = "COMPLIANCE"
             extra["ObjectLockRetainUntilDate"] = retain_until.astimezone(UTC)
-        self.client.upload_file(str(src), self.bucket, self._key(key), ExtraArgs=extra,
-                                Config=self.transfer)
+        try:
+            self.client.upload_file(str(src), self.bucket, self._key(key), ExtraArgs=extra,
+                                    Config=self.transfer)
+        except (BotoCoreError, ClientError, S3UploadFailedError) as exc:
+            # Unreachable, timed out, 5xx, refused: an incomplete PUT or multipart upload is
+            # never visible (s3transfer aborts the multipart one), so trying again is safe.
+            raise StoreUnavailable(key, f"{type(exc).__name__}: {exc}") from exc
 
     def size(self, key: str) -> int | None:
         try:

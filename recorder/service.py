@@ -32,6 +32,7 @@ from .recovery import recover_spool
 from .segment import Stored
 from .storage import Storage, StoreRefused
 from .store_config import open_storage
+from .uploads import Uploads
 from .webm import MuxStats
 
 log = logging.getLogger(__name__)
@@ -49,6 +50,8 @@ class Recorder:
         self.store_status: dict[str, Any] = {"backend": self.settings.store.kind}
         self.key_status: dict[str, Any] = {"key_id": self.keys.current_id}
         self.executor = ThreadPoolExecutor(1, thread_name_prefix="recorder")
+        # Sealed segments to the store, in order, held back while it is away (uploads.py).
+        self.uploads = Uploads(self, self.storage, self.settings.recording_retry_max_s)
         self.active: dict[str, ConsultationRecording] = {}
         self._purger: asyncio.Task[None] | None = None
         self._stopping: set[asyncio.Task[None]] = set()
@@ -236,9 +239,13 @@ class Recorder:
             self._purger.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._purger
+        # Segments the store still refuses stay in the spool for the next start, rather than
+        # holding the shutdown until the store returns.
+        self.uploads.stop_retrying()
         await self.wait_stopped()
         for cid in list(self.active):
             await self.stop(cid, "node shutting down")
+        await self.uploads.close()
         self.executor.shutdown(wait=True)
 
     # -- retention ---------------------------------------------------------------------------

@@ -30,6 +30,18 @@ class StoreRefused(Exception):
         self.reason = reason
 
 
+class StoreUnavailable(ConnectionError):
+    """The store did not take the object (unreachable, timed out, answered an error): nothing
+    is stored under the key, and the same upload may be tried again later. A ConnectionError,
+    so callers that treat any OSError as "not stored" still do; the recorder tells it apart
+    from a local disk error (recorder/uploads.py)."""
+
+    def __init__(self, key: str, detail: str) -> None:
+        super().__init__(f"{key}: the store did not take it: {detail}")
+        self.key = key
+        self.detail = detail
+
+
 class Storage(Protocol):
     @property
     def object_lock(self) -> bool:
@@ -42,7 +54,8 @@ class Storage(Protocol):
     def put_file(self, key: str, src: Path, retain_until: datetime | None = None) -> None:
         """Store `src` under `key` (atomically: readers see the old object or the new one),
         kept by the store until `retain_until` where it has `object_lock`. `src` may be
-        consumed (moved); the caller removes what is left of it."""
+        consumed (moved); the caller removes what is left of it. Raises StoreUnavailable when
+        a remote store did not take it (try again later), OSError for a local failure."""
 
     def size(self, key: str) -> int | None:
         """The stored object's size, or None when there is no such object."""

@@ -29,6 +29,13 @@ class StoreConfig:
     # TC_S3_CHECKSUM: botocore's default sends a CRC with every upload; a few older
     # S3-compatible services refuse it, and "when_required" sends one only where S3 needs it.
     checksum: str = "when_supported"
+    # TC_S3_CONNECT_TIMEOUT / TC_S3_READ_TIMEOUT (seconds) and TC_S3_MAX_ATTEMPTS (botocore's
+    # tries of one request): how long one upload may hang on a store that stopped answering
+    # before the recorder calls it unreachable and keeps the segment in its spool
+    # (recorder/uploads.py). The read timeout is per socket read or write, not per object.
+    connect_timeout_s: float = 5.0
+    read_timeout_s: float = 15.0
+    max_attempts: int = 3
     # From the environment only (TC_S3_ACCESS_KEY_ID / TC_S3_SECRET_ACCESS_KEY); empty: the
     # client's own chain (AWS_ACCESS_KEY_ID..., an instance role). Never printed.
     access_key_id: str = field(default="", repr=False)
@@ -43,6 +50,10 @@ class StoreConfig:
             raise ValueError(f"TC_S3_CHECKSUM: {self.checksum!r}: one of {', '.join(CHECKSUMS)}")
         if bool(self.access_key_id) != bool(self.secret_access_key):
             raise ValueError("TC_S3_ACCESS_KEY_ID and TC_S3_SECRET_ACCESS_KEY go together")
+        if self.connect_timeout_s <= 0 or self.read_timeout_s <= 0:
+            raise ValueError("TC_S3_CONNECT_TIMEOUT and TC_S3_READ_TIMEOUT: above 0 seconds")
+        if self.max_attempts < 1:
+            raise ValueError("TC_S3_MAX_ATTEMPTS: at least 1")
         if self.multipart_mb < 5:
             raise ValueError("TC_S3_MULTIPART_MB: at least 5 (S3's smallest part)")
         return self

@@ -103,6 +103,9 @@ class Settings:
     recording_key_from_file: bool = False  # TC_RECORDING_KEY unset: this node's own key
     recording_old_keys: list[str] = field(default_factory=list)
     purge_interval_s: float = 3600.0
+    # A segment the store would not take is tried again after 1 s, then twice as long each
+    # time up to this (recorder/uploads.py).
+    recording_retry_max_s: float = 30.0
     store: StoreConfig = field(default_factory=StoreConfig)  # issue 12: local folder or S3
 
     @property
@@ -189,6 +192,9 @@ def _store() -> StoreConfig:
         prefix=_env("TC_S3_PREFIX", ""),
         multipart_mb=int(_env("TC_S3_MULTIPART_MB", "64")),
         checksum=_env("TC_S3_CHECKSUM", "when_supported"),
+        connect_timeout_s=float(_env("TC_S3_CONNECT_TIMEOUT", "5")),
+        read_timeout_s=float(_env("TC_S3_READ_TIMEOUT", "15")),
+        max_attempts=int(_env("TC_S3_MAX_ATTEMPTS", "3")),
         access_key_id=os.environ.get("TC_S3_ACCESS_KEY_ID", ""),
         secret_access_key=os.environ.get("TC_S3_SECRET_ACCESS_KEY", ""),
     ).checked()
@@ -247,6 +253,7 @@ def load_settings(**overrides: object) -> Settings:
         recording_segment_s=float(_env("TC_RECORDING_SEGMENT_S", "60")),
         recording_old_keys=_split(_env("TC_RECORDING_OLD_KEYS", "")),
         purge_interval_s=float(_env("TC_PURGE_INTERVAL_S", "3600")),
+        recording_retry_max_s=float(_env("TC_RECORDING_RETRY_MAX_S", "30")),
     )
     if "identity" not in overrides:
         values["identity"] = _identity()

@@ -78,7 +78,8 @@ const CHECKS = {
   identity: { verified: "已核验 verified", verifying: "核验中 verifying", failed: "未通过 failed",
     locked: "已锁定 locked", mismatch: "非本人 mismatch" },
   guardian: { present: "在镜头前 present", absent: "不在镜头前 absent" },
-  recording: { on: "录制中 recording", off: "未录制 off", failed: "录制故障 failed" },
+  recording: { on: "录制中 recording", off: "未录制 off", failed: "录制故障 failed",
+    waiting: "等待存储 waiting for the store" },
 };
 const LABELS = { identity: "医生核验 Identity", guardian: "监护人 Guardian", recording: "录制 Recording" };
 const BAD = new Set(["failed", "locked", "mismatch", "absent"]);

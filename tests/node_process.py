@@ -49,12 +49,22 @@ class NodeProcess:
     def url(self) -> str:
         return f"{'https' if self.tls else 'http'}://127.0.0.1:{self.port}"
 
-    def start(self, timeout: float = 30) -> None:
+    def environment(self) -> dict[str, str]:
         # TC_* settings the suite sets (conftest: gates that are not under test) pass through.
         env = {k: v for k, v in os.environ.items() if k not in ("DATABASE_URL", "REDIS_URL")}
         env.update(TC_DATA_DIR=str(self.data_dir), TC_HOST="127.0.0.1", TC_PORT=str(self.port),
                    TC_ICE_HOST_ADDRESSES="127.0.0.1", TC_TOKEN_SECRET=self.secret,
                    TC_LOG_LEVEL="INFO", **self.env)
+        return env
+
+    def cli(self, *args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
+        """`python -m server ARGS` with this node's settings, as an operator runs it there."""
+        return subprocess.run([*self.prefix, sys.executable, "-m", "server", *args], cwd=ROOT,
+                              env=self.environment(), capture_output=True, text=True,
+                              timeout=timeout, stdin=subprocess.DEVNULL)
+
+    def start(self, timeout: float = 30) -> None:
+        env = self.environment()
         self.data_dir.mkdir(parents=True, exist_ok=True)
         with open(self.log, "ab") as log:
             self.proc = subprocess.Popen([*self.prefix, sys.executable, "-m", "server", "run"],

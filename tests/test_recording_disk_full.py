@@ -7,6 +7,7 @@ volume (the database stays on the ordinary disk).
 
 from __future__ import annotations
 
+import asyncio
 import time
 from pathlib import Path
 
@@ -71,8 +72,13 @@ async def test_full_disk_stops_recording_and_the_call_goes_on(tmp_path: Path, cl
         assert node.proc is not None and node.proc.poll() is None  # the node stayed up
         auditor = {"Authorization": f"Bearer {booked.tokens.issue(Role.AUDITOR, 'audit-1')}"}
         async with aiohttp.ClientSession(node.url, headers=auditor) as http:
-            async with http.get(f"/api/recordings/{cid}") as r:
-                recording = (await r.json())["recording"]
+            deadline = time.monotonic() + 10
+            while True:  # the recorder dates the ended recording in the background: bounded
+                async with http.get(f"/api/recordings/{cid}") as r:
+                    recording = (await r.json())["recording"]
+                if recording["retain_until"] or time.monotonic() > deadline:
+                    break
+                await asyncio.sleep(0.2)
             assert recording["status"] == "failed" and recording["retain_until"], recording
             async with http.get(f"/api/recordings/{cid}/verify") as r:
                 report = await r.json()
