@@ -92,18 +92,18 @@ class ParticipantRecorder:
                 self._offset = Offset(self._offset.what)
                 self._by_arrival.clear()
             self._held.append(item)
-            self._release(now)
+            self._release()
             return
         self._write(*item)
 
-    def _release(self, now: float, force: bool = False) -> None:
+    def _release(self, force: bool = False) -> None:
         """Time and write the held packets once each kind's upstream has sent a report (or
-        after REPORT_WAIT_S, or at the end), the offset seeded from all of them."""
+        once REPORT_WAIT_S of media is held, or at the end), the offset seeded from all."""
         latest = {kind: upstream for kind, _, _, upstream in self._held}
         missing = [kind for kind, upstream in latest.items()
                    if self.sources[kind].sender_time(0, upstream) is None]
-        waited = now - self._held[0][2]
-        if not force and (waited < SEED_S or (missing and waited < REPORT_WAIT_S)):
+        held_s = self._held[-1][2] - self._held[0][2]
+        if not force and (held_s < SEED_S or (missing and held_s < REPORT_WAIT_S)):
             return
         for kind in missing:
             log.warning("recorder: %s: no %s sender report within %.0f s, timing it by arrival",
@@ -141,8 +141,9 @@ class ParticipantRecorder:
         if kind == "video":
             if self.last_video_ms is not None and t_ms - self.last_video_ms > GAP_MS:
                 self.rec.gap(self.role, self.last_video_ms, t_ms)
-                self.cut()
-                seg = None
+                if seg is not None and seg.t_start_ms <= self.last_video_ms:
+                    self.cut()  # (not one that audio after the gap opened: that one is new)
+                    seg = None
             self.last_video_ms = t_ms
         if seg is not None:
             due = max(seg.boundary_ms, seg.t_start_ms + MIN_SEGMENT_MS)
@@ -178,6 +179,6 @@ class ParticipantRecorder:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
         if self._held and self.rec.failed is None:
-            self._release(time.monotonic(), force=True)
+            self._release(force=True)
         self.cut()
 
