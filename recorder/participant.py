@@ -131,7 +131,8 @@ class ParticipantRecorder:
         return round(by_arrival.place(arrival_ms, packet.pts * 1000 * float(packet.time_base)))
 
     def _write(self, kind: str, packet: av.Packet, arrived: float, upstream: int) -> None:
-        t_ms = self._time_ms(kind, packet, arrived, upstream)
+        # Captured a little before the recording began (in flight when it did): at its start.
+        t_ms = max(0, self._time_ms(kind, packet, arrived, upstream))
         data = bytes(packet)
         keyframe = kind == "video" and is_vp8_keyframe(data)
         seg = self.segment

@@ -249,3 +249,11 @@ def test_sender_reports_are_kept_in_the_rebased_timeline() -> None:
     assert source.sender_time(packet.pts, second) is None
     source.sender_report(second, ntp + (5 << 32), 960)
     assert source.sender_time(packet.pts, second) == pytest.approx(NTP_BASE + 5.5 - 0.02)
+
+
+async def test_media_captured_just_before_the_recording_began_starts_at_zero() -> None:
+    """Frames in flight when the recording began are placed at its start, not before it (a
+    negative start has no spool name, segment.SPOOL_NAME, and no grid line of its own)."""
+    rec = await replay(media(3.0, start=-0.05), reports(3.0, every=0.5), segment_ms=2000)
+    assert rec.closed[0].t_start_ms == 0
+    assert rec.closed[0].end_ms - rec.closed[0].t_start_ms >= MIN_SEGMENT_MS
