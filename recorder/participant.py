@@ -39,10 +39,11 @@ log = logging.getLogger(__name__)
 GAP_MS = 2000
 FORCE_CUT_MS = 3000  # past the grid line with no key frame: cut anyway, video waits for one
 MIN_SEGMENT_MS = 1000
-# aiortc sends a sender report every 0.5-1.5 s, Chromium every ~1 s for video and ~5 s for audio
-# (the first one sooner): most starts wait about a second; an audio report later than this
-# leaves that kind timed by arrival until it comes.
-REPORT_WAIT_S = 3.0
+# aiortc sends a sender report every 0.5-1.5 s, Chromium every ~1 s for video and every 2.5-7.5 s
+# for audio: measured here (tests/test_browser_call.py), a guardian's rejoin held 2.4 s for
+# Chromium's first audio report. A kind whose report is later than this is timed by arrival until
+# one comes (then by it). At most this much of a participant's media is held in memory.
+REPORT_WAIT_S = 4.0
 # Packets held at least this long at a start, so the offset starts from the fastest of both
 # kinds' first packets (25 audio and 15 video frames) rather than from whichever came first.
 SEED_S = 0.5
@@ -105,6 +106,9 @@ class ParticipantRecorder:
         held_s = self._held[-1][2] - self._held[0][2]
         if not force and (held_s < SEED_S or (missing and held_s < REPORT_WAIT_S)):
             return
+        log.info("recorder: %s: %d packets held %.2f s for sender reports (%s)", self.role,
+                 len(self._held), held_s, ", ".join(
+                     f"{kind} {'missing' if kind in missing else 'in'}" for kind in latest))
         for kind in missing:
             log.warning("recorder: %s: no %s sender report within %.0f s, timing it by arrival",
                         self.role, kind, REPORT_WAIT_S)

@@ -18,7 +18,7 @@ from fractions import Fraction
 import av
 import pytest
 
-from recorder.participant import MIN_SEGMENT_MS, ParticipantRecorder
+from recorder.participant import MIN_SEGMENT_MS, REPORT_WAIT_S, ParticipantRecorder
 from recorder.timing import REANCHOR_MS, REANCHOR_WINDOW_MS, Offset
 from signaling.media import MediaSource
 
@@ -257,3 +257,14 @@ async def test_media_captured_just_before_the_recording_began_starts_at_zero() -
     rec = await replay(media(3.0, start=-0.05), reports(3.0, every=0.5), segment_ms=2000)
     assert rec.closed[0].t_start_ms == 0
     assert rec.closed[0].end_ms - rec.closed[0].t_start_ms >= MIN_SEGMENT_MS
+
+
+async def test_a_sender_without_reports_is_recorded_by_arrival(caplog) -> None:
+    """No sender report ever: after REPORT_WAIT_S of held media, everything is written, placed
+    by its own RTP time from the fastest arrival, and the fallback is logged."""
+    events = media(REPORT_WAIT_S + 2.0)
+    rec = await replay(events, [])
+    by_kind = placed(rec)
+    assert len(by_kind["audio"]) == sum(k == "audio" for _, k, _, _ in events)
+    assert capture_offsets(rec, events) == {20}
+    assert "no audio sender report" in caplog.text and "no video sender report" in caplog.text
