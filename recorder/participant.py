@@ -47,6 +47,7 @@ REPORT_WAIT_S = 4.0
 # Packets held at least this long at a start, so the offset starts from the fastest of both
 # kinds' first packets (25 audio and 15 video frames) rather than from whichever came first.
 SEED_S = 0.5
+HOLD_MAX = 1000  # packets (~12 s of both kinds): a backlog arriving at once is held no more
 QUEUE = 512
 
 Held = tuple[str, av.Packet, float, int]  # kind, packet, arrival (monotonic), upstream
@@ -104,7 +105,8 @@ class ParticipantRecorder:
         missing = [kind for kind, upstream in latest.items()
                    if self.sources[kind].sender_time(0, upstream) is None]
         held_s = self._held[-1][2] - self._held[0][2]
-        if not force and (held_s < SEED_S or (missing and held_s < REPORT_WAIT_S)):
+        if not force and len(self._held) < HOLD_MAX and (
+                held_s < SEED_S or (missing and held_s < REPORT_WAIT_S)):
             return
         log.info("recorder: %s: %d packets held %.2f s for sender reports (%s)", self.role,
                  len(self._held), held_s, ", ".join(
