@@ -16,7 +16,7 @@ import aiohttp
 import av
 from aiortc import RTCConfiguration, RTCPeerConnection, RTCSessionDescription
 
-from bench.clip import Clip, ClipTrack, read_stamp
+from bench.clip import Clip, ClipTrack, read_stamp, report_capture_clock
 from signaling import passthrough
 
 
@@ -63,6 +63,8 @@ class CallClient:
         self.inbox: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
         self.received = {"audio": Received(), "video": Received()}
         self.tracks: list[ClipTrack] = []
+        # Stamp frames and send sender reports by capture time, as a browser does (bench/clip.py)
+        self.capture_clock = False
         self.joined: dict[str, Any] = {}
         self.redirects: list[str] = []
         self._reader: asyncio.Task[None] | None = None
@@ -151,9 +153,12 @@ class CallClient:
         pc.on("track", lambda track: self._on_track(pc, track))
         for kind in ("audio", "video"):
             if kind in self.clips:
-                track = ClipTrack(self.clips[kind])
+                track = ClipTrack(self.clips[kind], capture_stamps=self.capture_clock)
                 self.tracks.append(track)
-                passthrough.on_keyframe_request(pc.addTrack(track), track.request_keyframe)
+                sender = pc.addTrack(track)
+                passthrough.on_keyframe_request(sender, track.request_keyframe)
+                if self.capture_clock:
+                    report_capture_clock(sender, track)
             else:
                 pc.addTransceiver(kind, direction="recvonly")
         await pc.setLocalDescription(await pc.createOffer())

@@ -17,6 +17,8 @@ from fractions import Fraction
 import av
 import numpy as np
 from aiortc.mediastreams import MediaStreamTrack
+from aiortc.rtcrtpsender import RTCRtpSender
+from aiortc.rtp import RtcpSrPacket
 
 TRAILER = struct.Struct("!d4s")
 MAGIC = b"TCB1"
@@ -83,17 +85,28 @@ def encode_opus(seconds: float = 1.0, bitrate: int = 32000) -> Clip:
 
 
 class ClipTrack(MediaStreamTrack):
-    """Replays a clip in real time as av.Packet (aiortc's sender packetizes without encoding)."""
+    """Replays a clip in real time as av.Packet (aiortc's sender packetizes without encoding).
 
-    def __init__(self, clip: Clip, stamp: bool = True) -> None:
+    With `capture_stamps`, each frame's stamp is when it was captured (its place in the replay,
+    on the wall clock) rather than when it was handed to the sender, and `lag_s` holds frames
+    that long after capture before sending them: a slow camera pipeline, or first packets that
+    are late. Recording tests measure A/V sync against these stamps: a frame and the audio
+    captured with it carry the same stamp, like a flash and a beep made together.
+    """
+
+    def __init__(self, clip: Clip, stamp: bool = True, capture_stamps: bool = False) -> None:
         super().__init__()
         self.kind = clip.kind
         self.clip = clip
         self.stamp = stamp
+        self.capture_stamps = capture_stamps
+        self.lag_s = 0.0
+        self.handed_lag_s = 0.0  # of the last frame handed over: sent minus captured
         self.sent = 0
         self.keyframe_requests = 0
         self._skip = 0  # clip packets jumped over to answer key-frame requests
         self._start: float | None = None
+        self._start_wall = 0.0
         self._time_base = Fraction(1, clip.clock_rate)
 
     def request_keyframe(self) -> None:
@@ -106,18 +119,46 @@ class ClipTrack(MediaStreamTrack):
     async def recv(self) -> av.Packet:  # type: ignore[override]
         if self._start is None:
             self._start = time.monotonic()
-        due = self._start + self.sent * self.clip.interval
+            self._start_wall = time.time()
+        due = self._start + self.sent * self.clip.interval + self.lag_s
         delay = due - time.monotonic()
         if delay > 0:
             await asyncio.sleep(delay)
+        now = time.time()
+        captured = self._start_wall + self.sent * self.clip.interval
+        self.handed_lag_s = now - captured
         data = self.clip.packets[(self.sent + self._skip) % len(self.clip.packets)]
         if self.stamp:
-            data += TRAILER.pack(time.time(), MAGIC)
+            data += TRAILER.pack(captured if self.capture_stamps else now, MAGIC)
         packet = av.Packet(data)
         packet.pts = packet.dts = self.sent * self.clip.pts_step
         packet.time_base = self._time_base
         self.sent += 1
         return packet
+
+
+def report_capture_clock(sender: RTCRtpSender, track: ClipTrack) -> None:
+    """Make `sender`'s RTCP sender reports pair RTP time with capture time, as Chromium's do.
+
+    aiortc pairs the RTP timestamp of the last packet sent with the wall clock when it was sent,
+    so a frame sent late looks captured late; Chromium pairs it with the capture clock (its SR
+    extrapolates from the last frame's capture time). A receiver that times media by sender
+    reports can only undo sending delays the second way. Test and bench senders only: this
+    rewrites each SR on its way out, moving its NTP time back by how late the last frame left.
+    Hooks aiortc's private `_send_rtcp`; fails at once if aiortc no longer has it.
+    """
+    original = getattr(sender, "_send_rtcp", None)
+    if not callable(original):
+        raise RuntimeError("aiortc's RTCRtpSender no longer has _send_rtcp; check "
+                           "bench/clip.py against the installed aiortc")
+
+    async def send(packets: list) -> None:
+        for packet in packets:
+            if isinstance(packet, RtcpSrPacket) and packet.sender_info.ntp_timestamp:
+                packet.sender_info.ntp_timestamp -= int(track.handed_lag_s * (1 << 32))
+        await original(packets)
+
+    sender._send_rtcp = send  # type: ignore[method-assign]
 
 
 def read_stamp(data: bytes) -> float | None:

@@ -3,6 +3,9 @@
 A `MediaSource` outlives the participant's peer connections: when a participant reconnects, the new
 receiver feeds the same source, and the source keeps its timeline continuous (pts rebased on the
 wall clock), so the other side, the recorder and the identity checks see one stream.
+Each upstream's RTCP sender reports are kept in the same rebased timeline (`sender_time`): what
+the recorder times media by, on the sender's own clock, so audio and video stay together whichever
+arrived late.
 Subscribers never wait on each other: each has its own small buffer, and a video subscriber that
 falls behind drops to the next key frame instead of growing a backlog.
 """
@@ -43,12 +46,35 @@ class MediaSource:
         self._last_pts = 0
         self._last_wall = 0.0
         self._clock_rate = 90000 if kind == "video" else 48000
+        self.upstream = 0  # which upstream feeds the source: one more at each attach
+        self._report: tuple[int, int, float] | None = None  # upstream, pts, sender's seconds
 
-    def attach(self, requester: Callable[[], bool]) -> None:
-        """A new upstream (receiver) feeds this source from now on; rebase its timestamps."""
+    def attach(self, requester: Callable[[], bool]) -> int:
+        """A new upstream (receiver) feeds this source from now on; rebase its timestamps.
+        Returns the upstream's number, for its `sender_report`s."""
         self._requester = requester
         self._offset = None
         self._last_request = self._last_keyframe = 0.0
+        self.upstream += 1
+        return self.upstream
+
+    def sender_report(self, upstream: int, ntp_timestamp: int, frame_timestamp: int | None) -> None:
+        """An RTCP sender report of `upstream`: its media's RTP time (`frame_timestamp`, in the
+        receiver's frame timeline, see passthrough.frame_timestamp_of) was `ntp_timestamp` on
+        the sender's clock. Kept in the source's rebased timeline; ignored from an upstream no
+        longer attached, or before its first frame (the rebasing is not known yet)."""
+        if upstream != self.upstream or frame_timestamp is None or self._offset is None:
+            return
+        seconds = (ntp_timestamp >> 32) + (ntp_timestamp & 0xFFFFFFFF) / (1 << 32)
+        self._report = (upstream, frame_timestamp + self._offset, seconds)
+
+    def sender_time(self, pts: int, upstream: int) -> float | None:
+        """When the frame at `pts` (from `upstream`) was captured, in seconds on the sender's NTP
+        clock, by the latest sender report; None until that upstream has sent one."""
+        report = self._report
+        if report is None or report[0] != upstream:
+            return None
+        return report[2] + (pts - report[1]) / self._clock_rate
 
     def detach(self) -> None:
         self._requester = None
@@ -77,7 +103,7 @@ class MediaSource:
                 subscriber.dropped += 1
                 subscriber._need_keyframe = self.kind == "video"  # resume on a whole picture
                 continue
-            subscriber._offer(packet, keyframe, arrived, now)
+            subscriber._offer(packet, keyframe, arrived, now, self.upstream)
 
     def request_keyframe(self) -> None:
         """Ask upstream for a key frame, coalescing requests.
@@ -116,13 +142,14 @@ class Subscription:
         self.relay = relay  # to the other participant (held while `source.held`)
         self.dropped = 0
         self.times: tuple[float | None, float] = (None, 0.0)  # of the last packet get() returned
-        self._queue: deque[tuple[av.Packet, float | None, float]] = deque()
+        self.upstream = 0  # and which upstream it came from
+        self._queue: deque[tuple[av.Packet, float | None, float, int]] = deque()
         self._waiter: asyncio.Future[None] | None = None
         self._need_keyframe = source.kind == "video"
         self._closed = False
 
     def _offer(self, packet: av.Packet, keyframe: bool, arrived: float | None = None,
-               published: float = 0.0) -> None:
+               published: float = 0.0, upstream: int = 0) -> None:
         if self._need_keyframe:
             if not keyframe:
                 self.dropped += 1
@@ -136,13 +163,14 @@ class Subscription:
                 self._need_keyframe = True
                 self.source.request_keyframe()
                 return
-        self._queue.append((packet, arrived, published))
+        self._queue.append((packet, arrived, published, upstream))
         waiter = self._waiter
         if waiter is not None and not waiter.done():
             waiter.set_result(None)
 
     async def get(self) -> av.Packet:
-        """The next packet; `times` then holds when it arrived and was published."""
+        """The next packet; `times` then holds when it arrived and was published, `upstream`
+        which upstream fed it."""
         while not self._queue:
             if self._closed:
                 raise MediaStreamError
@@ -151,7 +179,7 @@ class Subscription:
                 await self._waiter
             finally:
                 self._waiter = None
-        packet, arrived, published = self._queue.popleft()
+        packet, arrived, published, self.upstream = self._queue.popleft()
         self.times = (arrived, published)
         return packet
 

@@ -13,7 +13,8 @@ of aiortc's own, see `stop_own_remb`), and transport-wide feedback (signaling/tw
 
 This leans on private details of aiortc (pinned in pyproject.toml): the receiver's
 `__decoder_queue`, `__jitter_buffer`, `__remote_bitrate_estimator`, `__rtcp_ssrc` and
-`__timestamp_mapper` attributes and its `_handle_rtp_packet` and `_send_rtcp`, the
+`__timestamp_mapper` attributes and its `_handle_rtp_packet`, `_handle_rtcp_packet` and
+`_send_rtcp`, the sender report's `sender_info`, the
 module-level `decoder_worker`, aiortc's codec tables, the sender's `_handle_rtcp_packet`, and
 aioice's nominated pair. Each hook checks what it needs and raises if it is gone, and
 tests/test_passthrough.py fails loudly after an upgrade that breaks them.
@@ -21,6 +22,7 @@ tests/test_passthrough.py fails loudly after an upgrade that breaks them.
 
 from __future__ import annotations
 
+import dataclasses
 import threading
 from collections.abc import Callable
 from fractions import Fraction
@@ -35,6 +37,7 @@ from aiortc.rtp import (
     RTCP_PSFB_APP,
     RtcpPsfbPacket,
     RtcpRrPacket,
+    RtcpSenderInfo,
     RtcpSrPacket,
     pack_remb_fci,
     unpack_remb_fci,
@@ -106,6 +109,49 @@ def frame_rtp_timestamp(receiver: RTCRtpReceiver) -> Callable[[], int | None]:
         raise RuntimeError("aiortc's RTCRtpReceiver no longer has the timestamp mapper; check "
                            "signaling/passthrough.py against the installed aiortc")
     return lambda: mapper._last
+
+
+def frame_timestamp_of(receiver: RTCRtpReceiver) -> Callable[[int], int | None]:
+    """Turns an RTP timestamp of this receiver's stream into the timeline of the frames it hands
+    over (rebased to 0 at the first frame, wraps unrolled), near the frame handed over last.
+
+    For sender reports (`on_sender_report`), whose RTP timestamp is of the last packet sent:
+    within half the 32-bit range (~6.6 h of video) of the last frame, so a wrap between them
+    counts right. None before the first frame."""
+    mapper = getattr(receiver, _MAPPER_ATTR, None)
+    if mapper is None or not hasattr(mapper, "_last") or not hasattr(mapper, "_origin"):
+        raise RuntimeError("aiortc's RTCRtpReceiver no longer has the timestamp mapper; check "
+                           "signaling/passthrough.py against the installed aiortc")
+
+    def convert(rtp_timestamp: int) -> int | None:
+        last, origin = mapper._last, mapper._origin
+        if last is None or origin is None:
+            return None
+        ahead = (rtp_timestamp - last + (1 << 31)) % (1 << 32) - (1 << 31)
+        return last - origin + ahead
+
+    return convert
+
+
+def on_sender_report(receiver: RTCRtpReceiver, callback: Callable[[int, int], None]) -> None:
+    """Show `callback` each RTCP sender report's (64-bit NTP time, RTP timestamp) pair for this
+    receiver's stream, before aiortc handles the report: the sender's own clock for its media,
+    which is what lip-sync (and the recorder's timing) map both kinds onto."""
+    _require(receiver, "_handle_rtcp_packet")
+    fields = {f.name for f in dataclasses.fields(RtcpSenderInfo)}
+    if not {"ntp_timestamp", "rtp_timestamp"} <= fields or "sender_info" not in {
+            f.name for f in dataclasses.fields(RtcpSrPacket)}:
+        raise RuntimeError("aiortc's RtcpSrPacket no longer has sender_info with ntp_timestamp "
+                           "and rtp_timestamp; check signaling/passthrough.py against the "
+                           "installed aiortc")
+    original = receiver._handle_rtcp_packet
+
+    async def handle(packet: Any) -> None:
+        if isinstance(packet, RtcpSrPacket):
+            callback(packet.sender_info.ntp_timestamp, packet.sender_info.rtp_timestamp)
+        await original(packet)
+
+    receiver._handle_rtcp_packet = handle  # type: ignore[method-assign]
 
 
 def release_audio_promptly(receiver: RTCRtpReceiver) -> None:

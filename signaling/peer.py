@@ -91,7 +91,11 @@ class Peer:
         else:
             self._remb = RembSender(receiver, self.link, self._other_link, self._video_cap)
             self._twcc = FeedbackSender(receiver)
-        source.attach(lambda: passthrough.send_pli(receiver))
+        upstream = source.attach(lambda: passthrough.send_pli(receiver))
+        # The sender's clock for this stream, for the recorder's A/V sync (recorder/timing.py).
+        frame_timestamp = passthrough.frame_timestamp_of(receiver)
+        passthrough.on_sender_report(receiver, lambda ntp, rtp: source.sender_report(
+            upstream, ntp, frame_timestamp(rtp)))
 
     async def answer(self, offer_sdp: str) -> str:
         await _applied("offer", self.pc.setRemoteDescription(

@@ -6,13 +6,14 @@ import asyncio
 import statistics
 import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 import av
 
 from bench.client import CallClient
-from bench.clip import read_stamp
+from bench.clip import ClipTrack, read_stamp
 from recorder import Recorder
 from recorder.http import RECORDER_KEY
 from recorder.index import segments
@@ -26,11 +27,17 @@ def recorder_of(node: Node) -> Recorder:
     return node.app[RECORDER_KEY]
 
 
-async def start_call(node: Node, clips) -> tuple[str, CallClient, CallClient]:
-    """Both sides joined with media, consent given, the doctor accepted: the call is active."""
+async def start_call(node: Node, clips, capture_clock: bool = False,
+                     before_accept: Callable[[CallClient, CallClient], None] | None = None,
+                     ) -> tuple[str, CallClient, CallClient]:
+    """Both sides joined with media, consent given, the doctor accepted: the call is active.
+
+    `capture_clock`: both senders stamp and report by capture time, as browsers do
+    (bench/clip.py); `before_accept(guardian, doctor)` runs just before the recording starts."""
     booking = await node.book()
     guardian = node.client(booking.guardian_link.split("#token=")[1], clips)
     doctor = node.client(booking.doctor_link.split("#token=")[1], clips)
+    guardian.capture_clock = doctor.capture_clock = capture_clock
     await guardian.connect()
     await guardian.start_media()
     await doctor.connect()
@@ -40,6 +47,8 @@ async def start_call(node: Node, clips) -> tuple[str, CallClient, CallClient]:
     for side in (guardian, doctor):
         await side.wait_frames("video", 10)
     await give_consent(guardian, doctor)
+    if before_accept is not None:
+        before_accept(guardian, doctor)
     await doctor.send({"type": "accept"})
     await guardian.expect("state", state="active")
     return booking.consultation_id, guardian, doctor
@@ -106,6 +115,10 @@ def play(recorder: Recorder, seg: RecordingSegment) -> Played:
 def offset_s(stamps: list[tuple[float, float]]) -> float:
     """Median of (recorded time - send time): one number per stream; equal means in sync."""
     return statistics.median(at - sent for at, sent in stamps)
+
+
+def track(client: CallClient, kind: str) -> ClipTrack:
+    return next(t for t in client.tracks if t.kind == kind)
 
 
 async def wait_for(predicate, timeout: float, what: str, interval: float = 0.1) -> None:

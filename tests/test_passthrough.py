@@ -6,7 +6,7 @@ import av
 import pytest
 from aiortc import RTCPeerConnection
 from aiortc import rtcrtpreceiver as aiortc_receiver
-from aiortc.rtp import RtpPacket
+from aiortc.rtp import RtcpSenderInfo, RtcpSrPacket, RtpPacket
 
 from signaling import passthrough
 from tests.clinical_helpers import joined
@@ -156,6 +156,30 @@ async def test_bandwidth_hooks_target_real_attributes() -> None:
         await pc.close()
 
 
+async def test_sender_report_hooks_target_real_attributes() -> None:
+    """A sender report through the real receiver's RTCP handler reaches the callback, and its RTP
+    timestamp lands in the receiver's frame timeline, across a 32-bit wrap."""
+    pc = RTCPeerConnection()
+    try:
+        receiver = pc.addTransceiver("audio").receiver
+        seen: list[tuple[int, int]] = []
+        passthrough.on_sender_report(receiver, lambda ntp, rtp: seen.append((ntp, rtp)))
+        frame_timestamp = passthrough.frame_timestamp_of(receiver)
+        assert frame_timestamp(1000) is None  # no frame yet
+        mapper = getattr(receiver, passthrough._MAPPER_ATTR)
+        assert mapper.map(2**32 - 900) == 0  # what aiortc does to each frame it hands over
+        assert mapper.map(2100) == 3000  # the RTP timestamp wrapped
+        assert frame_timestamp(2100 + 960) == 3960
+        assert frame_timestamp(2**32 - 100) == 800  # a report from before the wrap
+        report = RtcpSrPacket(ssrc=7, sender_info=RtcpSenderInfo(
+            ntp_timestamp=(3_900_000_000 << 32), rtp_timestamp=2100, packet_count=1,
+            octet_count=10))
+        await receiver._handle_rtcp_packet(report)  # as the transport calls it
+        assert seen == [(3_900_000_000 << 32, 2100)]
+    finally:
+        await pc.close()
+
+
 def test_bandwidth_hooks_refuse_objects_without_the_private_parts() -> None:
     class Renamed:
         pass
@@ -168,3 +192,7 @@ def test_bandwidth_hooks_refuse_objects_without_the_private_parts() -> None:
         passthrough.on_rtp(Renamed(), lambda p: None)  # type: ignore[arg-type]
     with pytest.raises(RuntimeError, match="no longer has _handle_rtcp_packet"):
         passthrough.on_feedback(Renamed(), print, print)  # type: ignore[arg-type]
+    with pytest.raises(RuntimeError, match="no longer has _handle_rtcp_packet"):
+        passthrough.on_sender_report(Renamed(), print)  # type: ignore[arg-type]
+    with pytest.raises(RuntimeError, match="timestamp mapper"):
+        passthrough.frame_timestamp_of(Renamed())  # type: ignore[arg-type]
