@@ -41,10 +41,28 @@ def _spool_files(spool: Path) -> list[Path]:
     return sorted(p for p in spool.glob("*/*") if p.is_file())
 
 
-async def recover_spool(recorder: Recorder) -> None:
+async def recorded_elsewhere(recorder: Recorder, cid: str) -> bool:
+    """Is the consultation being recorded now, here or by a live node that took it over? Its
+    spool files then wait: recovery numbers on from the highest indexed segment, which is the
+    number that node's recorder uses next (its upload would overwrite the recovered one)."""
+    if cid in recorder.active or recorder.uploads.pending(cid):
+        return True
+    owner = await recorder.ctx.live.owner(cid)
+    return owner is not None and owner != recorder.settings.node_id
+
+
+async def recover_spool(recorder: Recorder, only: set[str] | None = None) -> set[str]:
+    """Recover the spool (or only these consultations' folders); returns the consultations whose
+    files wait for a recording to end."""
     db = recorder.ctx.db
+    waiting: set[str] = set()
     for path in await asyncio.to_thread(_spool_files, recorder.spool):
         cid = path.parent.name
+        if (only is not None and cid not in only) or cid in waiting:
+            continue
+        if await recorded_elsewhere(recorder, cid):
+            waiting.add(cid)
+            continue
         match = SPOOL_NAME.match(path.name)
         recording = await index.get_recording(db, cid)
         if match is None or recording is None:
@@ -69,6 +87,9 @@ async def recover_spool(recorder: Recorder) -> None:
             "reason": "the node stopped without closing the recording (killed or crashed)",
             "segments": len(segments), "recorded_until_ms": recorded_until,
             "segment_s": recorder.settings.recording_segment_s})
+    if waiting:
+        log.info("recorder: spool files of %s wait until their recording ends", sorted(waiting))
+    return waiting
 
 
 def _stored_copy_of(recorder: Recorder, row: RecordingSegment, path: Path) -> bool:

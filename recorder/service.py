@@ -37,6 +37,8 @@ from .webm import MuxStats
 
 log = logging.getLogger(__name__)
 
+RECOVER_RETRY_S = 30.0  # how often spool files waiting for another node's recording are retried
+
 
 class Recorder:
     def __init__(self, ctx: NodeContext, storage: Storage | None = None) -> None:
@@ -54,6 +56,7 @@ class Recorder:
         self.uploads = Uploads(self, self.storage, self.settings.recording_retry_max_s)
         self.active: dict[str, ConsultationRecording] = {}
         self._purger: asyncio.Task[None] | None = None
+        self._retry: asyncio.Task[None] | None = None
         self._stopping: set[asyncio.Task[None]] = set()
         self._being_logged: set[str] = set()  # segments indexed, their event not yet appended
         self.playback = PlaybackTokens(self.settings.token_secret)
@@ -184,9 +187,22 @@ class Recorder:
         """Check the store, recover what a previous run left unfinished, start the purge job."""
         self.check_key()
         await self.check_store()
-        await recover_spool(self)
+        waiting = await recover_spool(self)
+        if waiting:
+            self._retry = asyncio.create_task(self._recover_later(waiting),
+                                              name="recording-recover")
         if self.settings.purge_interval_s > 0:
             self._purger = asyncio.create_task(self._purge_loop(), name="recording-purge")
+
+    async def _recover_later(self, waiting: set[str]) -> None:
+        """Spool files of a consultation another node was still recording at start: recovered
+        once that recording has ended."""
+        while waiting:
+            await asyncio.sleep(RECOVER_RETRY_S)
+            try:
+                waiting = await recover_spool(self, only=waiting)
+            except Exception:
+                log.exception("recorder: spool recovery failed; retrying")
 
     def check_key(self) -> None:
         """A node of several nodes with a master key of its own (TC_RECORDING_KEY unset): it
@@ -235,10 +251,11 @@ class Recorder:
             await asyncio.sleep(self.settings.purge_interval_s)
 
     async def close(self) -> None:
-        if self._purger is not None:
-            self._purger.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._purger
+        for task in (self._purger, self._retry):
+            if task is not None:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
         # Segments the store still refuses stay in the spool for the next start, rather than
         # holding the shutdown until the store returns.
         self.uploads.stop_retrying()

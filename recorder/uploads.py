@@ -106,6 +106,10 @@ class Uploads:
     def waiting(self) -> int:
         return len(self._queue)
 
+    def pending(self, cid: str) -> bool:
+        """Segments of `cid` still waiting for the store (their files are in the spool)."""
+        return any(item.cid == cid for item in self._queue)
+
     async def send(self, cid: str, key: str, sealed: Path,
                    retain_until: datetime | None) -> None:
         """Until the store has it. Raises StoreUnavailable only when the node is shutting down

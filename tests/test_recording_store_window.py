@@ -67,3 +67,21 @@ async def test_a_kill_after_the_index_row_keeps_one_copy(node: Node, clips) -> N
     assert report.ok and report.checked == 1, report.public()
     assert [row.state for row in await index.segments(node.ctx.db, cid)] == ["closed"]
     assert not await asyncio.to_thread(seg.path.exists)
+
+
+async def test_a_spool_waits_while_another_node_records_the_consultation(node: Node,
+                                                                         clips) -> None:
+    """A node restarted while the node that took its call over still records it: recovering now
+    would take the number that node's recorder uses next, and its upload would overwrite the
+    recovered segment. The files wait, and are recovered once that recording has ended."""
+    recorder, cid, _, seg, stats, _ = await _closed_and_stored(node, clips)
+    live = node.ctx.live
+    assert await live.claim(cid, "node-b", 60) == "node-b"
+    assert await recover_spool(recorder) == {cid}
+    assert await index.segments(node.ctx.db, cid) == []
+    assert await asyncio.to_thread(seg.path.exists)
+    assert await live.release(cid, "node-b")
+    assert await recover_spool(recorder, only={cid}) == set()
+    (row,) = await index.segments(node.ctx.db, cid)
+    assert (row.state, row.video_packets) == ("recovered", stats.video_packets)
+    assert (await _verified(node, cid)).ok
