@@ -41,7 +41,7 @@ from .recording_helpers import wait_for
 from .s3_fixtures import S3Server
 
 SECRET = secrets.token_urlsafe(40)
-SEGMENT_S = 2.0
+SEGMENT_S = 3.0
 
 
 @dataclass
@@ -264,6 +264,10 @@ def _grown(spool: Path):
     async def check() -> bool:
         sizes = await asyncio.to_thread(
             lambda: [p.stat().st_size for p in spool.glob("*.webm")])
+        # A first cluster (a second of media) on disk on both sides at once. The muxer writes a
+        # cluster whole, so a side's open segment has data from about a second after it opened
+        # until it closes; with 2 s segments and the sides' key frames a second apart, that was
+        # never both at once: segments here are 3 s.
         return len([s for s in sizes if s > 20_000]) >= 2
     return check
 
