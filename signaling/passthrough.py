@@ -41,6 +41,7 @@ from aiortc.rtp import (
 )
 
 from .background import spawn
+from .reassembly import PromptJitterBuffer
 
 Sink = Callable[[av.Packet | None], None]
 
@@ -57,6 +58,7 @@ class PassthroughQueue:
 
     def __init__(self, sink: Sink) -> None:
         self.sink = sink
+        self.codec: Any = None  # of the last frame
         self._time_bases: dict[int, Fraction] = {}
 
     def put(self, item: tuple[Any, Any] | None) -> None:
@@ -64,6 +66,7 @@ class PassthroughQueue:
             self.sink(None)
             return
         codec, frame = item
+        self.codec = codec
         time_base = self._time_bases.get(codec.clockRate)
         if time_base is None:
             time_base = self._time_bases[codec.clockRate] = Fraction(1, codec.clockRate)
@@ -108,15 +111,37 @@ def frame_rtp_timestamp(receiver: RTCRtpReceiver) -> Callable[[], int | None]:
     return lambda: mapper._last
 
 
-def release_audio_promptly(receiver: RTCRtpReceiver) -> None:
-    """Forward each Opus packet as soon as the next one arrives instead of after four more.
+def release_promptly(receiver: RTCRtpReceiver) -> PromptJitterBuffer:
+    """Let each frame go as soon as it is complete (signaling/reassembly.py), not when the next
+    frame's first packet arrives. Call after `install`.
 
-    aiortc's audio jitter buffer prefetches 4 packets (80 ms) to smooth playout for its own
-    decoder; a relay only adds that delay, and the browser at the far end has its own buffer.
+    aiortc's receiver takes one frame from its jitter buffer per RTP packet; when a
+    retransmission completes several, the rest are handed on here, right after that packet,
+    through the same timestamp mapper and queue aiortc uses.
     """
-    if not hasattr(receiver, _JITTER_ATTR):
-        raise RuntimeError("aiortc's RTCRtpReceiver no longer has the jitter buffer attribute")
-    setattr(receiver, _JITTER_ATTR, JitterBuffer(capacity=16, prefetch=0))
+    queue = getattr(receiver, _QUEUE_ATTR, None)
+    mapper = getattr(receiver, _MAPPER_ATTR, None)
+    old = getattr(receiver, _JITTER_ATTR, None)
+    if not isinstance(queue, PassthroughQueue) or not isinstance(old, JitterBuffer) or not \
+            callable(getattr(mapper, "map", None)):
+        raise RuntimeError("release_promptly needs `install` first, and aiortc's receiver's "
+                           "jitter buffer and timestamp mapper; check signaling/passthrough.py "
+                           "against the installed aiortc")
+    _require(receiver, "_handle_rtp_packet")
+    buffer = PromptJitterBuffer(capacity=old.capacity, is_video=old._is_video)
+    setattr(receiver, _JITTER_ATTR, buffer)
+    original = receiver._handle_rtp_packet
+    ready = buffer.ready
+
+    async def handle(packet: Any, arrival_time_ms: int) -> None:
+        await original(packet, arrival_time_ms)
+        while ready:
+            frame = ready.popleft()
+            frame.timestamp = mapper.map(frame.timestamp)
+            queue.put((queue.codec, frame))
+
+    receiver._handle_rtp_packet = handle  # type: ignore[method-assign]
+    return buffer
 
 
 def is_vp8_keyframe(data: bytes) -> bool:

@@ -86,9 +86,8 @@ class Peer:
         passthrough.on_rtp(receiver, arrivals.saw)
         passthrough.install(receiver,
                             lambda packet: source.publish(packet, arrivals.take(packet)))
-        if source.kind == "audio":
-            passthrough.release_audio_promptly(receiver)
-        else:
+        passthrough.release_promptly(receiver)
+        if source.kind == "video":
             self._remb = RembSender(receiver, self.link, self._other_link, self._video_cap)
             self._twcc = FeedbackSender(receiver)
         source.attach(lambda: passthrough.send_pli(receiver))
