@@ -22,6 +22,7 @@ tests/test_passthrough.py fails loudly after an upgrade that breaks them.
 from __future__ import annotations
 
 import threading
+from collections import deque
 from collections.abc import Callable
 from fractions import Fraction
 from typing import Any
@@ -58,15 +59,24 @@ class PassthroughQueue:
 
     def __init__(self, sink: Sink) -> None:
         self.sink = sink
-        self.codec: Any = None  # of the last frame
         self._time_bases: dict[int, Fraction] = {}
+        # Frames completed with the one just put (see `release_promptly`), and aiortc's mapper.
+        self.backlog: tuple[deque[Any], Any] | None = None
 
     def put(self, item: tuple[Any, Any] | None) -> None:
         if item is None:  # the receiver stopped
             self.sink(None)
             return
         codec, frame = item
-        self.codec = codec
+        self._put(codec, frame)
+        if self.backlog is not None:
+            ready, mapper = self.backlog
+            while ready:
+                frame = ready.popleft()
+                frame.timestamp = mapper.map(frame.timestamp)
+                self._put(codec, frame)
+
+    def _put(self, codec: Any, frame: Any) -> None:
         time_base = self._time_bases.get(codec.clockRate)
         if time_base is None:
             time_base = self._time_bases[codec.clockRate] = Fraction(1, codec.clockRate)
@@ -116,8 +126,8 @@ def release_promptly(receiver: RTCRtpReceiver) -> PromptJitterBuffer:
     frame's first packet arrives. Call after `install`.
 
     aiortc's receiver takes one frame from its jitter buffer per RTP packet; when a
-    retransmission completes several, the rest are handed on here, right after that packet,
-    through the same timestamp mapper and queue aiortc uses.
+    retransmission completes several, the queue hands on the rest right after the first,
+    through aiortc's timestamp mapper, as the receiver would have.
     """
     queue = getattr(receiver, _QUEUE_ATTR, None)
     mapper = getattr(receiver, _MAPPER_ATTR, None)
@@ -127,20 +137,9 @@ def release_promptly(receiver: RTCRtpReceiver) -> PromptJitterBuffer:
         raise RuntimeError("release_promptly needs `install` first, and aiortc's receiver's "
                            "jitter buffer and timestamp mapper; check signaling/passthrough.py "
                            "against the installed aiortc")
-    _require(receiver, "_handle_rtp_packet")
     buffer = PromptJitterBuffer(capacity=old.capacity, is_video=old._is_video)
     setattr(receiver, _JITTER_ATTR, buffer)
-    original = receiver._handle_rtp_packet
-    ready = buffer.ready
-
-    async def handle(packet: Any, arrival_time_ms: int) -> None:
-        await original(packet, arrival_time_ms)
-        while ready:
-            frame = ready.popleft()
-            frame.timestamp = mapper.map(frame.timestamp)
-            queue.put((queue.codec, frame))
-
-    receiver._handle_rtp_packet = handle  # type: ignore[method-assign]
+    queue.backlog = (buffer.ready, mapper)
     return buffer
 
 
