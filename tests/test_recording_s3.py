@@ -79,20 +79,20 @@ async def test_a_call_recorded_into_an_object_locked_bucket(tmp_path, clips,
 
             # A legal hold is the objects' legal hold too, and lifting it lifts theirs.
             admin = _auth(node, Role.ADMIN, "admin-s3")
+
+            def holds() -> set[str]:
+                return {admin_s3.get_object_legal_hold(
+                    Bucket=bucket, Key=f"site-1/recordings/{s.storage_key}"
+                )["LegalHold"]["Status"] for s in segs}
+
             async with http.put(f"/api/recordings/{cid}/hold", json={"reason": "complaint"},
                                 headers=admin) as r:
                 assert r.status == 200
-            holds = {admin_s3.get_object_legal_hold(
-                Bucket=bucket, Key=f"site-1/recordings/{s.storage_key}")["LegalHold"]["Status"]
-                for s in segs}
-            assert holds == {"ON"}
+            assert holds() == {"ON"}
             async with http.delete(f"/api/recordings/{cid}/hold", json={"reason": "closed"},
                                    headers=admin) as r:
                 assert r.status == 200
-            holds = {admin_s3.get_object_legal_hold(
-                Bucket=bucket, Key=f"site-1/recordings/{s.storage_key}")["LegalHold"]["Status"]
-                for s in segs}
-            assert holds == {"OFF"}
+            assert holds() == {"OFF"}
 
         # The database says the recording may go; the bucket still keeps it: nothing is
         # marked purged, every refusal is an event, and the recording stays whole.
