@@ -27,7 +27,7 @@ import logging
 from datetime import UTC, datetime
 from functools import cached_property
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from boto3.exceptions import S3UploadFailedError
 from boto3.s3.transfer import TransferConfig
@@ -36,7 +36,9 @@ from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError
 
 from .storage import StoreRefused, StoreUnavailable
-from .store_config import StoreConfig
+
+if TYPE_CHECKING:
+    from .store_config import StoreConfig
 
 log = logging.getLogger(__name__)
 
