@@ -184,12 +184,19 @@ async def verified_call(node: IdentityNode, shots: dict[str, Clip]) -> dict[str,
             "after_challenge_s": round(verified_at - turned_at, 3)}
 
 
+OTHER_SIDE = {"obama2": "obama2_mirrored", "obama2_mirrored": "obama2"}
+
+
 async def turn(doctor: CallClient, verification: Any, shots: dict[str, Clip], end: str) -> float:
-    """Turn the head through facing the camera to `end` (a shot): the middle pose is held until
-    the verifier has judged three frames of it; returns when the last pose started."""
-    seen = verification.poses_seen
-    show(doctor, shots["obama_front"])
-    await until(lambda: verification.poses_seen >= seen + 3, 20, "the turn's middle pose seen")
+    """Turn the head from the other side, through facing the camera, to `end` (a shot): each
+    pose before the last is held until the verifier has judged three frames of it, so the whole
+    movement is seen after the announcement however short the node's path (a real head starts
+    where it is; a turn seen only from the middle is a photo swap); returns when the last pose
+    started."""
+    for pose in (OTHER_SIDE[end], "obama_front"):
+        seen = verification.poses_seen
+        show(doctor, shots[pose])
+        await until(lambda: verification.poses_seen >= seen + 3, 20, f"the turn's {pose} seen")
     show(doctor, shots[end])
     return time.monotonic()
 

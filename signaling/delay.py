@@ -1,8 +1,8 @@
 """What the node itself adds to a frame's trip, measured inside it on every frame.
 
 Three moments per relayed frame: the first RTP packet of it arrives (`arrived`, after SRTP), the
-reassembled frame is published to the participant's MediaSource (`published`: aiortc's jitter
-buffer lets a video frame go when the next frame's first packet is there), and the sender has
+reassembled frame is published to the participant's MediaSource (`published`: once its last
+packet is in, signaling/reassembly.py), and the sender has
 handed the frame's last RTP packet to the transport (`sent`). Parts kept per kind: `hold`
 (arrived → published), `relay` (published → sent: queues, send budget, packetizing, SRTP) and
 `total` (arrived → sent).

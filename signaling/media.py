@@ -145,6 +145,7 @@ class Subscription:
         self.upstream = 0  # and which upstream it came from
         self._queue: deque[tuple[av.Packet, float | None, float, int]] = deque()
         self._waiter: asyncio.Future[None] | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None  # asking for it is a getpid() call
         self._need_keyframe = source.kind == "video"
         self._closed = False
 
@@ -174,7 +175,9 @@ class Subscription:
         while not self._queue:
             if self._closed:
                 raise MediaStreamError
-            self._waiter = asyncio.get_running_loop().create_future()
+            if self._loop is None:
+                self._loop = asyncio.get_running_loop()
+            self._waiter = self._loop.create_future()
             try:
                 await self._waiter
             finally:

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import dataclasses
 import threading
+from collections import deque
 from collections.abc import Callable
 from fractions import Fraction
 from typing import Any
@@ -44,6 +45,7 @@ from aiortc.rtp import (
 )
 
 from .background import spawn
+from .reassembly import PromptJitterBuffer
 
 Sink = Callable[[av.Packet | None], None]
 
@@ -61,12 +63,23 @@ class PassthroughQueue:
     def __init__(self, sink: Sink) -> None:
         self.sink = sink
         self._time_bases: dict[int, Fraction] = {}
+        # Frames completed with the one just put (see `release_promptly`), and aiortc's mapper.
+        self.backlog: tuple[deque[Any], Any] | None = None
 
     def put(self, item: tuple[Any, Any] | None) -> None:
         if item is None:  # the receiver stopped
             self.sink(None)
             return
         codec, frame = item
+        self._put(codec, frame)
+        if self.backlog is not None:
+            ready, mapper = self.backlog
+            while ready:
+                frame = ready.popleft()
+                frame.timestamp = mapper.map(frame.timestamp)
+                self._put(codec, frame)
+
+    def _put(self, codec: Any, frame: Any) -> None:
         time_base = self._time_bases.get(codec.clockRate)
         if time_base is None:
             time_base = self._time_bases[codec.clockRate] = Fraction(1, codec.clockRate)
@@ -154,15 +167,26 @@ def on_sender_report(receiver: RTCRtpReceiver, callback: Callable[[int, int], No
     receiver._handle_rtcp_packet = handle  # type: ignore[method-assign]
 
 
-def release_audio_promptly(receiver: RTCRtpReceiver) -> None:
-    """Forward each Opus packet as soon as the next one arrives instead of after four more.
+def release_promptly(receiver: RTCRtpReceiver) -> PromptJitterBuffer:
+    """Let each frame go as soon as it is complete (signaling/reassembly.py), not when the next
+    frame's first packet arrives. Call after `install`.
 
-    aiortc's audio jitter buffer prefetches 4 packets (80 ms) to smooth playout for its own
-    decoder; a relay only adds that delay, and the browser at the far end has its own buffer.
+    aiortc's receiver takes one frame from its jitter buffer per RTP packet; when a
+    retransmission completes several, the queue hands on the rest right after the first,
+    through aiortc's timestamp mapper, as the receiver would have.
     """
-    if not hasattr(receiver, _JITTER_ATTR):
-        raise RuntimeError("aiortc's RTCRtpReceiver no longer has the jitter buffer attribute")
-    setattr(receiver, _JITTER_ATTR, JitterBuffer(capacity=16, prefetch=0))
+    queue = getattr(receiver, _QUEUE_ATTR, None)
+    mapper = getattr(receiver, _MAPPER_ATTR, None)
+    old = getattr(receiver, _JITTER_ATTR, None)
+    if not isinstance(queue, PassthroughQueue) or not isinstance(old, JitterBuffer) or not \
+            callable(getattr(mapper, "map", None)):
+        raise RuntimeError("release_promptly needs `install` first, and aiortc's receiver's "
+                           "jitter buffer and timestamp mapper; check signaling/passthrough.py "
+                           "against the installed aiortc")
+    buffer = PromptJitterBuffer(capacity=old.capacity, is_video=old._is_video)
+    setattr(receiver, _JITTER_ATTR, buffer)
+    queue.backlog = (buffer.ready, mapper)
+    return buffer
 
 
 def is_vp8_keyframe(data: bytes) -> bool:

@@ -23,7 +23,7 @@ from aiortc import (
 )
 from aiortc.sdp import candidate_from_sdp
 
-from . import passthrough
+from . import fastpath, passthrough
 from .bandwidth import Link, RembSender
 from .budget import SendBudget
 from .delay import FrameArrivals
@@ -35,6 +35,7 @@ log = logging.getLogger(__name__)
 
 KINDS = ("audio", "video")
 passthrough.negotiate_transport_cc()
+fastpath.install()
 CODECS = {"audio": ("audio/opus",), "video": ("video/VP8", "video/rtx")}
 
 
@@ -86,9 +87,8 @@ class Peer:
         passthrough.on_rtp(receiver, arrivals.saw)
         passthrough.install(receiver,
                             lambda packet: source.publish(packet, arrivals.take(packet)))
-        if source.kind == "audio":
-            passthrough.release_audio_promptly(receiver)
-        else:
+        passthrough.release_promptly(receiver)
+        if source.kind == "video":
             self._remb = RembSender(receiver, self.link, self._other_link, self._video_cap)
             self._twcc = FeedbackSender(receiver)
         upstream = source.attach(lambda: passthrough.send_pli(receiver))

@@ -69,8 +69,11 @@ async def test_a_relayed_call_records_the_forwarding_delay(node: Node, clips) ->
         # and the parts add up (each percentile of the sum is at least the parts' own).
         assert 0 < parts["total"]["p50"] < 1000, (kind, parts)
         assert parts["total"]["max"] >= parts["relay"]["p50"], (kind, parts)
-    video = delay.window(before["forwarding"]["video"]["hold"],
-                         after["forwarding"]["video"]["hold"])
-    # aiortc lets a video frame go when the next one's first packet is in: ~one frame at 30 fps.
-    assert 15 < video["p50"] < 200, video
+    # A frame leaves once its last packet is in (signaling/reassembly.py), not when the next
+    # frame's first packet comes (aiortc's own buffer: one frame interval, 33 ms video, 20 ms
+    # audio). Its packets come in one burst from the loopback, so the hold is the time to take
+    # them in: well under a frame interval, even on a loaded machine.
+    for kind, interval_ms in (("video", 33), ("audio", 20)):
+        hold = delay.window(before["forwarding"][kind]["hold"], after["forwarding"][kind]["hold"])
+        assert hold["p50"] < interval_ms / 3, (kind, hold)
     assert delay.window(before["loop_lag"], after["loop_lag"])["count"] >= 1
