@@ -194,9 +194,9 @@ async def turn(doctor: CallClient, verification: Any, shots: dict[str, Clip], en
     where it is; a turn seen only from the middle is a photo swap); returns when the last pose
     started."""
     for pose in (OTHER_SIDE[end], "obama_front"):
-        seen = verification.poses_seen
+        held = verification.poses_seen + 3
         show(doctor, shots[pose])
-        await until(lambda: verification.poses_seen >= seen + 3, 20, f"the turn's {pose} seen")
+        await until(lambda held=held: verification.poses_seen >= held, 20, f"{pose} seen")
     show(doctor, shots[end])
     return time.monotonic()
 
