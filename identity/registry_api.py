@@ -82,15 +82,18 @@ admin_page = page(STATIC_DIR / "admin-doctors.html",
 
 def add_routes(app: web.Application) -> None:
     app.router.add_get("/admin/doctors", admin_page)
-    app.router.add_get("/api/admin/doctors", list_doctors)
+    # No HEAD on the audited reads of personal data (issue 17; tests/test_streaming_routes.py).
+    app.router.add_get("/api/admin/doctors", list_doctors, allow_head=False)
     app.router.add_post("/api/admin/doctors", create_doctor)
-    app.router.add_get("/api/admin/doctors/{doctor_id}", get_doctor)
+    app.router.add_get("/api/admin/doctors/{doctor_id}", get_doctor, allow_head=False)
     app.router.add_patch("/api/admin/doctors/{doctor_id}", update_doctor)
     app.router.add_put("/api/admin/doctors/{doctor_id}/face", upload_face)
-    app.router.add_get("/api/admin/doctors/{doctor_id}/face", read_face)
+    app.router.add_get("/api/admin/doctors/{doctor_id}/face", read_face, allow_head=False)
     app.router.add_get("/api/admin/doctors/{doctor_id}/eligibility", eligibility)
-    app.router.add_get("/api/consultations/{cid}/identity", consultation_identity)
-    app.router.add_get("/api/consultations/{cid}/identity/{vid}/evidence", read_evidence)
+    app.router.add_get("/api/consultations/{cid}/identity", consultation_identity,
+                       allow_head=False)
+    app.router.add_get("/api/consultations/{cid}/identity/{vid}/evidence", read_evidence,
+                       allow_head=False)
 
 
 def _actor(request: web.Request) -> str:

@@ -82,10 +82,12 @@ class HoldChange(BaseModel):
 def add(app: web.Application) -> None:
     r = app.router
     r.add_get("/replay", replay_page)
-    r.add_get("/api/recordings", search)
+    # No HEAD on the audited reads (a search, an opening, a verification that re-hashes every
+    # segment): each is an event (issue 17; tests/test_streaming_routes.py).
+    r.add_get("/api/recordings", search, allow_head=False)
     r.add_post("/api/recordings/purge", purge_now)
-    r.add_get("/api/recordings/{cid}", detail)
-    r.add_get("/api/recordings/{cid}/verify", verify)
+    r.add_get("/api/recordings/{cid}", detail, allow_head=False)
+    r.add_get("/api/recordings/{cid}/verify", verify, allow_head=False)
     r.add_post("/api/recordings/{cid}/segments/{sid}/access", access)
     r.add_put("/api/recordings/{cid}/hold", hold_set)
     r.add_delete("/api/recordings/{cid}/hold", hold_lift)

@@ -17,7 +17,8 @@ def add_routes(app: web.Application, static_dir: Path) -> None:
         static_dir / "call.html",
         "The call page for doctors and guardians (the token comes in the fragment)."))
     app.router.add_get("/api/me", me)
-    app.router.add_get("/api/consultations/{cid}/events", consultation_events)
+    # No HEAD: an audited read (issue 17; tests/test_streaming_routes.py).
+    app.router.add_get("/api/consultations/{cid}/events", consultation_events, allow_head=False)
     app.router.add_get("/healthz", healthz)
     app.router.add_static("/static/", static_dir, append_version=False)
 

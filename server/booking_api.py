@@ -38,8 +38,11 @@ def add_routes(app: web.Application, policy: Policy | None = None) -> None:
     app.router.add_post("/api/patients", create_patient)
     app.router.add_post("/api/guardians", create_guardian)
     app.router.add_post("/api/prior-diagnoses", create_prior_diagnosis)
-    app.router.add_get("/api/consent", consent_text)
-    app.router.add_get("/api/consultations/{cid}/referral", consultation_referral)
+    # No HEAD on an audited read: it would log `consent.shown` (or a read) for a text that was
+    # never sent (issue 17; tests/test_streaming_routes.py).
+    app.router.add_get("/api/consent", consent_text, allow_head=False)
+    app.router.add_get("/api/consultations/{cid}/referral", consultation_referral,
+                       allow_head=False)
     # No HEAD (aiohttp adds one to every GET): it would stream the export and log it as made.
     app.router.add_get("/api/export/consultations", export.consultations, allow_head=False)
 

@@ -35,7 +35,8 @@ def add_routes(app: web.Application, static_dir: Path) -> None:
 
     app.router.add_get("/ops", ops_page)
     app.router.add_get("/api/ops/live", live_view)
-    app.router.add_get("/api/ops/stream", stream)
+    # No HEAD (aiohttp adds one to every GET): it would stream forever (issue 17). 405.
+    app.router.add_get("/api/ops/stream", stream, allow_head=False)
     app.router.add_post("/api/ops/consultations/{cid}/end", end_consultation)
     app.router.add_post("/api/ops/drain", drain)
 

@@ -7,6 +7,10 @@
                                            {"type": "downloaded", "bytes", "seconds"}
   upload    binary frames (≤ CHUNK_BYTES each, ≤ UPLOAD_BYTES in all), then
             {"type": "uploaded"}         → {"type": "upload_result", "bytes", "seconds"}
+The messages are models (server/precall_messages.py), parsed as the call socket parses its own:
+a text frame that is not one of them (not JSON, nested too deep, a lone surrogate, an unknown
+`type`, a bad field, over MAX_TEXT_BYTES) or asks for more than the caps allow is answered with
+{"type": "error", "code", "message"} and the probe goes on, as on the call socket.
 The page times each step itself (it knows when it sent and when the reply came).
 
 Why a WebSocket and not a WebRTC data channel: a data channel to the node would run over the
@@ -37,7 +41,19 @@ from aiohttp import WSMsgType, web
 
 from server.auth import Claims, json_error
 from server.lifecycle import State
+from server.precall_messages import (
+    MAX_TEXT_BYTES,
+    PROBE_MESSAGES,
+    Download,
+    Downloaded,
+    Error,
+    Ping,
+    Pong,
+    ProbeReply,
+    UploadResult,
+)
 from signaling.handler import participant
+from signaling.protocol import ProtocolError, validate
 
 CHUNK_BYTES = 32 * 1024
 DOWNLOAD_BYTES = 2 * 1024 * 1024
@@ -140,31 +156,42 @@ async def _serve(ws: web.WebSocketResponse) -> None:
         if frame.type != WSMsgType.TEXT:
             continue
         try:
-            message = json.loads(frame.data)
-            kind, n = message.get("type"), message.get("n")
-        except (ValueError, AttributeError):
-            kind, n = None, None
-        if kind == "ping" and pings < MAX_PINGS:
+            message = validate(PROBE_MESSAGES, frame.data, MAX_TEXT_BYTES, refs=False)
+        except ProtocolError as exc:
+            await _send(ws, Error.model_validate(exc.to_message()))
+            continue
+        if isinstance(message, Ping):
+            if pings >= MAX_PINGS:
+                await _send(ws, _limit(f"at most {MAX_PINGS} pings per connection test"))
+                continue
             pings += 1
-            await ws.send_json({"type": "pong", "n": n if isinstance(n, int) else None})
-        elif kind == "download" and not downloaded:
+            await _send(ws, Pong(type="pong", n=message.n))
+        elif isinstance(message, Download):
+            if downloaded:
+                await _send(ws, _limit("one download per connection test"))
+                continue
             downloaded = True
-            await ws.send_json({"type": "downloaded", **await _download(ws)})
-        elif kind == "uploaded":
+            await _send(ws, await _download(ws))
+        else:  # Uploaded
             took = time.monotonic() - upload_started if upload_started else 0.0
-            await ws.send_json({"type": "upload_result", "bytes": uploaded,
-                                "seconds": round(took, 3)})
-            return
-        else:
-            await ws.close(code=1008, message=b"unexpected message")
+            await _send(ws, UploadResult(type="upload_result", bytes=uploaded,
+                                         seconds=round(took, 3)))
             return
 
 
-async def _download(ws: web.WebSocketResponse) -> dict[str, float]:
+def _limit(message: str) -> Error:
+    return Error(type="error", code="limit", message=message)
+
+
+async def _send(ws: web.WebSocketResponse, reply: ProbeReply) -> None:
+    await ws.send_str(reply.model_dump_json(exclude_none=isinstance(reply, Error)))
+
+
+async def _download(ws: web.WebSocketResponse) -> Downloaded:
     """Send random chunks until the byte or time cap; the writer's drain paces us to the link."""
     start = time.monotonic()
     sent = 0
     while sent < DOWNLOAD_BYTES and time.monotonic() - start < DOWNLOAD_S:
         await ws.send_bytes(_PAYLOAD)
         sent += len(_PAYLOAD)
-    return {"bytes": sent, "seconds": round(time.monotonic() - start, 3)}
+    return Downloaded(type="downloaded", bytes=sent, seconds=round(time.monotonic() - start, 3))

@@ -30,8 +30,9 @@ def add_routes(app: web.Application, static_dir: Path) -> None:
     app.router.add_get("/report", page(
         static_dir / "report.html",
         "The printable progress report (it asks for an admin or regulator token)."))
-    app.router.add_get("/api/reports/progress", progress_json)
-    app.router.add_get("/api/reports/progress.csv", progress_csv)
+    # No HEAD: making the report is an event (issue 17; tests/test_streaming_routes.py).
+    app.router.add_get("/api/reports/progress", progress_json, allow_head=False)
+    app.router.add_get("/api/reports/progress.csv", progress_csv, allow_head=False)
 
 
 class ReportQuery(BaseModel):

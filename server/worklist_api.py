@@ -43,8 +43,10 @@ def add_routes(app: web.Application, static_dir: Path) -> None:
         static_dir / "worklist.html", "The doctor's worklist page (the day token comes in the "
         "fragment)."))
     app.router.add_post("/api/admin/doctors/{doctor_id}/day-token", issue_day_token)
-    app.router.add_get("/api/worklist", worklist_view)
-    app.router.add_get("/api/worklist/stream", worklist_stream)
+    # No HEAD (aiohttp adds one to every GET): it would log a `worklist.read` that showed
+    # nothing, and on the stream send the events forever (issue 17). 405.
+    app.router.add_get("/api/worklist", worklist_view, allow_head=False)
+    app.router.add_get("/api/worklist/stream", worklist_stream, allow_head=False)
     app.router.add_post("/api/worklist/{cid}/join", join)
     app.router.add_get("/api/queue", queue)
 

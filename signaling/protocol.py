@@ -4,13 +4,14 @@ Every message is checked here before anything acts on it, so the handlers only e
 models of signaling/client_messages.py and a bad message becomes one clear `error` reply, never
 an exception that closes the socket. Parsing is pydantic's JSON parser over the union of those
 models: it refuses lone surrogates and nesting deeper than its limit (200) as invalid JSON.
+`validate` does the same for another socket's messages (the pre-call probe, server/precall.py).
 """
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, TypeVar
 
-from pydantic import BaseModel, ConfigDict, ValidationError
+from pydantic import BaseModel, ConfigDict, TypeAdapter, ValidationError
 from pydantic_core import ErrorDetails
 
 from .client_messages import (
@@ -42,10 +43,11 @@ __all__ = [
     "MAX_PRESCRIPTION_ITEMS", "MAX_SDP_BYTES", "PROTOCOL_VERSION", "QUALITY_LEVELS",
     "QUALITY_LIMITATIONS", "TERMINATE_REASONS", "URGENCIES", "Accept", "Candidate", "Consent",
     "End", "IceCandidate", "Join", "Leave", "Message", "Offer", "Ping", "Prescribe",
-    "ProtocolError", "Quality", "Terminate", "parse",
+    "ProtocolError", "Quality", "Terminate", "parse", "validate",
 ]
 
 Message = ClientMessage
+T = TypeVar("T")
 
 
 class ProtocolError(Exception):
@@ -74,15 +76,23 @@ class _Envelope(BaseModel):
 
 def parse(raw: str | bytes, max_bytes: int) -> ClientMessage:
     """One client frame → one message, or a ProtocolError saying exactly what is wrong."""
+    return validate(MESSAGES, raw, max_bytes)
+
+
+def validate(messages: TypeAdapter[T], raw: str | bytes, max_bytes: int,
+             refs: bool = True) -> T:
+    """One frame → one of `messages` (a union tagged by `type`), or a ProtocolError; `refs`:
+    a refusal carries the message's `id` as `re` (the call socket's messages have one)."""
     if len(raw) > max_bytes:
         raise ProtocolError("too_large", f"message is {len(raw)} bytes; the limit is {max_bytes}")
     try:
-        return MESSAGES.validate_json(raw)
+        return messages.validate_json(raw)
     except ValidationError as exc:
-        raise _refusal(exc.errors(include_url=False, include_input=False), raw) from None
+        raise _refusal(exc.errors(include_url=False, include_input=False),
+                       raw if refs else None) from None
 
 
-def _refusal(errors: list[ErrorDetails], raw: str | bytes) -> ProtocolError:
+def _refusal(errors: list[ErrorDetails], raw: str | bytes | None) -> ProtocolError:
     first = errors[0]
     kind = first["type"]
     if kind == "json_invalid":
@@ -93,7 +103,7 @@ def _refusal(errors: list[ErrorDetails], raw: str | bytes) -> ProtocolError:
     bad_id = [e for e in errors if e["loc"][1:2] == ("id",)]
     if bad_id:
         return ProtocolError("bad_field", f"'id' {bad_id[0]['msg']}", "id")
-    ref = _ref(raw)
+    ref = _ref(raw) if raw is not None else None
     if kind == "union_tag_not_found":
         return ProtocolError("unknown_type", "'type' is missing", "type", ref)
     if kind == "union_tag_invalid":

@@ -1,7 +1,8 @@
 """Hypothesis strategies for hostile signaling frames (issue 17).
 
 Three families, each drawn from what a real page sends and then damaged:
-- `frames()`: messages of every client type (the shapes of signaling/client_messages.py) with a
+- `frames()`: messages of every client type (the shapes of signaling/client_messages.py, or with
+  `PROBE_VALID` those of the pre-call probe, server/precall_messages.py) with a
   field replaced, dropped or added, a bad `id` or `type`, values that are the wrong kind, huge,
   deeply nested, non-finite or unusual Unicode (lone surrogates, controls); and raw frames that are
   not JSON messages at all (text, bytes, cut JSON, deep brackets, oversized);
@@ -97,7 +98,8 @@ referral = st.fixed_dictionaries(
 item = st.fixed_dictionaries({"drug": short, "dose": short},
                              optional={"route": short, "days": st.just("3")})
 figure = st.floats(0, 100, allow_nan=False)
-VALID: dict[str, st.SearchStrategy[dict[str, Any]]] = {
+Shapes = dict[str, st.SearchStrategy[dict[str, Any]]]  # message type → its valid fields
+VALID: Shapes = {
     "join": st.fixed_dictionaries({"protocol": st.sampled_from([1, 2])}),
     "offer": st.fixed_dictionaries({"sdp": st.just("v=0\r\n") | short.map("v=0\r\n".__add__)}),
     "candidate": st.fixed_dictionaries({"candidate": st.none() | st.fixed_dictionaries(
@@ -116,12 +118,17 @@ VALID: dict[str, st.SearchStrategy[dict[str, Any]]] = {
                   "limitation": st.sampled_from(QUALITY_LIMITATIONS)}),
     "ping": st.just({}),
 }
+PROBE_VALID: Shapes = {
+    "ping": st.fixed_dictionaries({}, optional={"n": st.integers(0, 1000) | st.integers()}),
+    "download": st.just({}),
+    "uploaded": st.just({}),
+}
 
 
 @st.composite
-def damaged(draw: st.DrawFn) -> dict[str, Any]:
-    kind = draw(st.sampled_from(sorted(VALID)))
-    message: dict[str, Any] = {"type": kind, **draw(VALID[kind])}
+def damaged(draw: st.DrawFn, valid: Shapes = VALID) -> dict[str, Any]:
+    kind = draw(st.sampled_from(sorted(valid)))
+    message: dict[str, Any] = {"type": kind, **draw(valid[kind])}
     if draw(st.booleans()):
         message["id"] = draw(st.one_of(st.integers(-10, 10**6), short, hostile))
     how = draw(st.sampled_from(["valid", "replace", "drop", "add", "type", "nested"]))
@@ -154,9 +161,9 @@ raw_frames = st.one_of(
 )
 
 
-def frames() -> st.SearchStrategy[Frame]:
-    """Whole frames: damaged messages and raw ones."""
-    messages = damaged().map(lambda m: Frame(encode(m)))
+def frames(valid: Shapes = VALID) -> st.SearchStrategy[Frame]:
+    """Whole frames: damaged messages (of the shapes in `valid`) and raw ones."""
+    messages = damaged(valid).map(lambda m: Frame(encode(m)))
     raw = raw_frames.map(lambda f: f if isinstance(f, Frame) else Frame(f))
     return st.integers(0, 3).flatmap(lambda i: messages if i else raw).filter(  # 3 in 4 messages
         lambda f: len(f.data) < 1_000_000)  # past 1 MiB the node closes the socket (by design)

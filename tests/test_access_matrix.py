@@ -93,3 +93,63 @@ async def test_call_roles_stay_in_their_consultation(node: Node, role: Role) -> 
         if "{cid}" in path and role in op["x-roles"]:
             status, body = await _call(node, method, path, token)
             assert (status, body["error"]["code"]) == (403, "wrong_consultation"), path
+
+
+async def _call_query(node: Node, path: str, token: str) -> tuple[int, dict]:
+    """GET with the token as `?token=` (EventSource and WebSocket cannot set a header)."""
+    async with node.session.get(node.url + _url(path), params={"token": token},
+                                timeout=10) as r:
+        body = await r.json() if r.content_type == "application/json" else {}
+        return r.status, body
+
+
+def _own_token(node: Node, role: Role, ttl: int | None = None) -> str:
+    return node.token(role, f"{role}-1", CID if role in (Role.DOCTOR, Role.GUARDIAN) else None,
+                      ttl)
+
+
+async def test_a_token_in_the_query_is_checked_as_in_the_header(node: Node) -> None:
+    """The routes that take `?token=` (the event streams): bad, expired and other roles' tokens
+    are refused there as in the header; the other routes ignore a token in the query."""
+    query_routes = 0
+    for method, path, op in _operations(node):
+        if op["x-auth"] != "bearer":
+            continue
+        allowed = set(op["x-roles"])
+        if not any(p["name"] == "token" and p["in"] == "query" for p in op.get("parameters", [])):
+            if method == "GET":  # a token in a URL ends up in logs: only where it must
+                status, body = await _call_query(node, path, _own_token(node, min(allowed)))
+                assert (status, body["error"]["code"]) == (401, "no_token"), path
+            continue
+        query_routes += 1
+        for role in Role:
+            status, body = await _call_query(node, path, _own_token(node, role))
+            where = f"{path} ?token= of {role}"
+            if role in allowed:
+                assert status not in (401, 403), (where, status, body)
+                status, body = await _call_query(node, path, _own_token(node, role, ttl=-10))
+                assert (status, body["error"]["code"]) == (401, "bad_token"), f"{where}, expired"
+                assert "expired" in body["error"]["message"], body
+            else:
+                assert (status, body["error"]["code"]) == (403, "wrong_role"), where
+        for name, make in BAD_TOKENS.items():
+            status, body = await _call_query(node, path, make())
+            assert (status, body["error"]["code"]) == (401, "bad_token"), f"{path} {name}"
+        status, body = await _call_query(node, path, "")
+        assert (status, body["error"]["code"]) == (401, "no_token"), path
+    assert query_routes == 2  # /api/ops/stream, /api/worklist/stream
+
+
+@pytest.mark.parametrize("path", ["/ws", "/api/precall/probe"])
+async def test_websockets_refuse_bad_query_tokens_before_the_upgrade(node: Node,
+                                                                     path: str) -> None:
+    """The two WebSockets (not in the document): the same refusals, as JSON, before upgrading."""
+    for name, make in {**BAD_TOKENS, "expired_doctor": lambda: _own_token(
+            node, Role.DOCTOR, ttl=-10)}.items():
+        status, body = await _call_query(node, path, make())
+        assert (status, body["error"]["code"]) == (401, "bad_token"), f"{path} {name}"
+    for role in set(Role) - {Role.DOCTOR, Role.GUARDIAN}:
+        status, body = await _call_query(node, path, _own_token(node, role))
+        assert (status, body["error"]["code"]) == (403, "wrong_role"), f"{path} {role}"
+    status, body = await _call_query(node, path, "")
+    assert (status, body["error"]["code"]) == (401, "no_token"), path

@@ -4,12 +4,18 @@ rate-limited, and measures what it says."""
 from __future__ import annotations
 
 import asyncio
+import logging
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager
+from typing import Any
 
 import aiohttp
+import pytest
 
 from server import precall
 from server.auth import Role
 from server.lifecycle import State
+from server.precall_messages import MAX_TEXT_BYTES, PROBE_REPLIES
 
 from .node_fixtures import Node
 
@@ -101,18 +107,119 @@ async def test_probe_cannot_be_run_in_parallel_or_too_often(node: Node) -> None:
     assert await _status(node, doctor) == 101
 
 
-async def test_unexpected_or_oversized_input_closes_the_probe(node: Node) -> None:
+async def test_oversized_upload_or_frame_closes_the_probe(node: Node) -> None:
     booking = await node.book()
     token = node.token(Role.DOCTOR, booking.doctor_id, booking.consultation_id)
-    async with node.session.ws_connect(_url(node), params={"token": token}) as ws:
-        await ws.send_json({"type": "download_forever"})
-        frame = await ws.receive(timeout=5)
-        assert frame.type == aiohttp.WSMsgType.CLOSE and frame.data == 1008
     async with node.session.ws_connect(_url(node), params={"token": token}) as ws:
         for _ in range(precall.UPLOAD_BYTES // precall.CHUNK_BYTES + 1):
             await ws.send_bytes(b"\0" * precall.CHUNK_BYTES)
         frame = await ws.receive(timeout=5)
         assert frame.type == aiohttp.WSMsgType.CLOSE and frame.data == 1009
+    async with node.session.ws_connect(_url(node), params={"token": token}) as ws:
+        await ws.send_str('{"type": "ping", "pad": "' + "x" * 2 * precall.CHUNK_BYTES + '"}')
+        frame = await ws.receive(timeout=5)
+        assert frame.type == aiohttp.WSMsgType.CLOSE and frame.data == 1009
+
+
+# -- hostile text frames (issue 17): an `error` reply, the probe goes on, nothing logged ---------
+
+@pytest.fixture
+def no_errors_logged(caplog: pytest.LogCaptureFixture) -> Iterator[None]:
+    caplog.set_level(logging.WARNING)
+    yield
+    assert [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR] == []
+
+
+@asynccontextmanager
+async def _probe(node: Node) -> AsyncIterator[aiohttp.ClientWebSocketResponse]:
+    booking = await node.book()
+    token = node.token(Role.GUARDIAN, booking.guardian_id, booking.consultation_id)
+    async with node.session.ws_connect(_url(node), params={"token": token}) as ws:
+        yield ws
+
+
+async def _reply(ws: aiohttp.ClientWebSocketResponse) -> dict[str, Any]:
+    """The next message, which must be a documented reply (server/precall_messages.py)."""
+    frame = await ws.receive(timeout=5)
+    assert frame.type == aiohttp.WSMsgType.TEXT, (frame.type, frame.data, frame.extra)
+    message = frame.json()
+    PROBE_REPLIES.validate_python(message)
+    return message
+
+
+async def _refused(ws: aiohttp.ClientWebSocketResponse, frame: str, code: str) -> dict[str, Any]:
+    """`frame` gets an `error` with `code`, and the probe still answers a ping."""
+    await ws.send_str(frame)
+    reply = await _reply(ws)
+    assert reply["type"] == "error" and reply["code"] == code, (frame[:60], reply)
+    await ws.send_json({"type": "ping", "n": 7})
+    assert await _reply(ws) == {"type": "pong", "n": 7}
+    return reply
+
+
+@pytest.mark.usefixtures("no_errors_logged")
+async def test_deep_json_is_refused_and_the_probe_goes_on(node: Node) -> None:
+    async with _probe(node) as ws:
+        await _refused(ws, "[" * 50_000, "too_large")  # the audit's frame: refused by its size
+        reply = await _refused(ws, "[" * 1000, "bad_json")  # deep within the size limit
+        assert "not valid JSON" in reply["message"]
+        await _refused(ws, '{"type": "ping", "n": ' + "[" * 300 + "]" * 300 + "}", "bad_json")
+        await _refused(ws, '{"":' * 203 + "1" + "}" * 203, "bad_json")  # 1,016 bytes
+
+
+@pytest.mark.usefixtures("no_errors_logged")
+async def test_lone_surrogate_is_refused(node: Node) -> None:
+    async with _probe(node) as ws:
+        await _refused(ws, '{"type": "ping", "n": 1, "note": "\\ud800"}', "bad_json")
+        await _refused(ws, '{"type": "\\udfff"}', "bad_json")
+
+
+@pytest.mark.usefixtures("no_errors_logged")
+async def test_unknown_or_missing_type_is_refused(node: Node) -> None:
+    async with _probe(node) as ws:
+        reply = await _refused(ws, '{"type": "download_forever"}', "unknown_type")
+        assert reply["field"] == "type" and "download_forever" in reply["message"]
+        assert (await _refused(ws, '{"n": 1}', "unknown_type"))["field"] == "type"
+        await _refused(ws, '{"type": null}', "unknown_type")
+
+
+@pytest.mark.usefixtures("no_errors_logged")
+async def test_oversized_text_frame_is_refused(node: Node) -> None:
+    async with _probe(node) as ws:
+        padded = '{"type": "ping", "n": 1, "pad": "' + "x" * MAX_TEXT_BYTES + '"}'
+        reply = await _refused(ws, padded, "too_large")
+        assert str(MAX_TEXT_BYTES) in reply["message"]
+
+
+@pytest.mark.usefixtures("no_errors_logged")
+async def test_non_json_or_bad_fields_are_refused(node: Node) -> None:
+    async with _probe(node) as ws:
+        await _refused(ws, "hello", "bad_json")
+        await _refused(ws, '{"type": "ping"', "bad_json")
+        assert "object" in (await _refused(ws, "[1, 2]", "bad_json"))["message"]
+        for n in ('"1"', "true", "-1", "1.5", str(10**30)):
+            reply = await _refused(ws, '{"type": "ping", "n": ' + n + "}", "bad_field")
+            assert reply["field"] == "n", reply
+
+
+@pytest.mark.usefixtures("no_errors_logged")
+async def test_more_than_the_caps_is_refused_with_limit(node: Node,
+                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(precall, "DOWNLOAD_BYTES", 2 * precall.CHUNK_BYTES)
+    async with _probe(node) as ws:
+        for n in range(precall.MAX_PINGS):
+            await ws.send_json({"type": "ping", "n": n})
+            assert await _reply(ws) == {"type": "pong", "n": n}
+        await ws.send_json({"type": "ping"})
+        assert (await _reply(ws))["code"] == "limit"
+        await ws.send_json({"type": "download"})
+        while (frame := await ws.receive(timeout=5)).type == aiohttp.WSMsgType.BINARY:
+            pass
+        assert PROBE_REPLIES.validate_python(frame.json()).type == "downloaded"
+        await ws.send_json({"type": "download"})
+        assert (await _reply(ws))["code"] == "limit"
+        await ws.send_json({"type": "uploaded"})
+        assert (await _reply(ws)) == {"type": "upload_result", "bytes": 0, "seconds": 0.0}
 
 
 def test_limiter_forgets_participants_whose_window_passed() -> None:

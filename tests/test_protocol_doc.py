@@ -1,6 +1,7 @@
 """PROTOCOL.md's message tables and the signaling models say the same, both ways.
 
-The "Client → node" and "Node → client" tables are parsed: each row's `type`, and in its fields
+The "Client → node" and "Node → client" tables (and the pre-call probe's two, against
+server/precall_messages.py) are parsed: each row's `type`, and in its fields
 cell the backticked field names, `{…}` for the fields of an object (or of each item of a list),
 and in the `(…)` after a field the backticked values of an enumeration and a `≤ N` bound. The
 models are read the same way (aliases, nested models, Literal values, max_length / le). A field,
@@ -19,6 +20,7 @@ from typing import Any, Literal
 from pydantic import BaseModel
 from pydantic.fields import FieldInfo
 
+from server import precall_messages
 from signaling import client_messages, server_messages
 
 PROTOCOL_MD = Path(client_messages.__file__).with_name("PROTOCOL.md")
@@ -35,8 +37,9 @@ class Spec:
 
 
 def table(section: str) -> dict[str, dict[str, Spec]]:
-    """The rows of the table under `## section`: message type → its fields."""
-    text = PROTOCOL_MD.read_text().split(f"## {section}\n", 1)[1].split("\n## ", 1)[0]
+    """The rows of the table under `## section` (or `### section`): message type → its fields."""
+    text = PROTOCOL_MD.read_text().split(f"## {section}\n", 1)[1]
+    text = text.split("\n## ", 1)[0].split("\n### ", 1)[0]
     rows: dict[str, dict[str, Spec]] = {}
     for line in text.splitlines():
         cells = [c.strip() for c in line.strip().strip("|").split("|")]
@@ -167,6 +170,12 @@ def test_client_table_matches_the_models() -> None:
 
 def test_server_table_matches_the_models() -> None:
     problems = check("Node → client", server_messages.Message, False)
+    assert not problems, "\n".join(problems)
+
+
+def test_precall_probe_tables_match_the_models() -> None:
+    problems = check("Pre-call test: page → node", precall_messages.Message, True)
+    problems += check("Pre-call test: node → page", precall_messages.Reply, False)
     assert not problems, "\n".join(problems)
 
 

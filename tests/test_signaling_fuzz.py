@@ -8,6 +8,10 @@ the other participant still answers and nothing failed unseen (no ERROR log line
 exception left unretrieved, nothing aiortc refused after signaling/sdp_check.py let it through).
 Examples are derandomized (the same on every run, no example database) and bounded: the module
 takes about 20 s here (4,000 frames), about 40 s with both cores otherwise busy.
+
+The pre-call probe's socket (server/precall.py) gets the same frames, damaged from its own message
+shapes: each on a new probe, whose every reply must be documented (server/precall_messages.py),
+and which then answers, or has closed as documented (1009 over a size cap, 1000 after `uploaded`).
 """
 
 from __future__ import annotations
@@ -22,17 +26,20 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import aiohttp
 import pytest
 from hypothesis import HealthCheck, given, settings
 
 from bench.client import CallClient
+from server import precall
 from server.auth import Role
+from server.precall_messages import PROBE_REPLIES
 from signaling.server_messages import SERVER_MESSAGES
 from tests.clinical_helpers import joined
 
 from .node_fixtures import Node, node_settings, start_node
 from .offers import AIORTC, CHROMIUM
-from .signaling_strategies import Frame, candidates, encode, frames, offers
+from .signaling_strategies import PROBE_VALID, Frame, candidates, encode, frames, offers
 
 # The node runs beside Hypothesis (its thread) and uses `random` (aiortc, aioice) while examples
 # are drawn: that is not a strategy using `random`, which is what the warning is about.
@@ -42,6 +49,16 @@ FUZZ = settings(derandomize=True, database=None, deadline=None, print_blob=False
                 suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large,
                                        HealthCheck.large_base_example, HealthCheck.filter_too_much])
 REPLY_TIMEOUT_S = 10.0
+
+
+async def send_frame(ws: Any, frame: Frame) -> None:
+    """Text as text; a lone surrogate cannot be in a text frame: its bytes as a binary one."""
+    if isinstance(frame.data, bytes):
+        await ws.send_bytes(frame.data)
+    elif frame.data.encode("utf-8", "surrogatepass").decode("utf-8", "replace") == frame.data:
+        await ws.send_str(frame.data)
+    else:
+        await ws.send_bytes(frame.data.encode("utf-8", "surrogatepass"))
 
 
 @dataclass
@@ -66,13 +83,7 @@ class FuzzCall:
         tag = f"fuzz-{next(self._ids)}"
         ws = self.sender.ws
         assert ws is not None and not ws.closed
-        if isinstance(frame.data, bytes):
-            await ws.send_bytes(frame.data)
-        elif frame.data.encode("utf-8", "surrogatepass").decode("utf-8", "replace") == \
-                frame.data:
-            await ws.send_str(frame.data)
-        else:  # a lone surrogate cannot be in a text frame: the same bytes as a binary one
-            await ws.send_bytes(frame.data.encode("utf-8", "surrogatepass"))
+        await send_frame(ws, frame)
         await ws.send_str(encode({"type": "ping", "id": tag}))
         self.sent += 1
         for reply in await self._until_pong(tag):
@@ -197,3 +208,84 @@ async def test_fuzzed_ice_candidates(fuzz_call: FuzzCall) -> None:
         fuzz_call.check(Frame(encode({"type": "candidate", "candidate": candidate})))
 
     await run(fuzz_call, prop)
+
+
+# -- the pre-call probe ---------------------------------------------------------------------------
+
+@dataclass
+class FuzzProbe:
+    """Each example on a new probe of one participant (the limiter's window is opened for it)."""
+
+    node: Node
+    token: str
+    loop: asyncio.AbstractEventLoop
+    sent: int = 0
+    replies: dict[str, int] = field(default_factory=dict)  # reply type, error code or close code
+
+    def check(self, frame: Frame) -> None:
+        asyncio.run_coroutine_threadsafe(self.exchange(frame), self.loop).result(
+            REPLY_TIMEOUT_S + 5)
+
+    async def exchange(self, frame: Frame) -> None:
+        url = self.node.url.replace("http", "ws", 1) + "/api/precall/probe"
+        async with self.node.session.ws_connect(url, params={"token": self.token}) as ws:
+            await send_frame(ws, frame)
+            # Always answered, and it changes nothing: the end of this frame's replies.
+            await ws.send_str('{"type": "end-of-example"}')
+            self.sent += 1
+            deadline = time.monotonic() + REPLY_TIMEOUT_S
+            last: dict[str, Any] | None = None
+            while True:
+                reply = await ws.receive(max(0.0, deadline - time.monotonic()))
+                if reply.type == aiohttp.WSMsgType.BINARY:  # a download's
+                    continue
+                if reply.type != aiohttp.WSMsgType.TEXT:
+                    assert reply.type == aiohttp.WSMsgType.CLOSE, (reply, frame)
+                    assert reply.data == 1009 or (reply.data == 1000 and last is not None and
+                                                  last["type"] == "upload_result"), (reply, frame)
+                    self._count(f"close {reply.data}")
+                    return
+                last = reply.json()
+                PROBE_REPLIES.validate_python(last)
+                if last.get("code") == "unknown_type" and "end-of-example" in last["message"]:
+                    return
+                self._count(last["code"] if last["type"] == "error" else last["type"])
+
+    def _count(self, kind: str) -> None:
+        self.replies[kind] = self.replies.get(kind, 0) + 1
+
+
+async def test_fuzzed_probe_frames(node: Node, caplog: pytest.LogCaptureFixture,
+                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    caplog.set_level(logging.WARNING)
+    monkeypatch.setattr(precall, "DOWNLOAD_BYTES", 2 * precall.CHUNK_BYTES)  # a valid `download`
+    limiter = node.app[precall.LIMITER_KEY]
+    monkeypatch.setattr(limiter, "per_window", 10**6)
+    booking = await node.book()
+    loop = asyncio.get_running_loop()
+    fuzz = FuzzProbe(node, node.token(Role.GUARDIAN, booking.guardian_id,
+                                      booking.consultation_id), loop)
+    gc.collect()
+    unretrieved: list[dict[str, Any]] = []
+    previous = loop.get_exception_handler()
+    loop.set_exception_handler(lambda _, context: unretrieved.append(context))
+
+    @settings(FUZZ, max_examples=300)
+    @given(frame=frames(PROBE_VALID))
+    def prop(frame: Frame) -> None:
+        fuzz.check(frame)
+
+    started = time.monotonic()
+    await asyncio.to_thread(prop)
+    print(f"\n{fuzz.sent} probe frames in {time.monotonic() - started:.1f} s: "
+          f"{dict(sorted(fuzz.replies.items()))}")
+    deadline = time.monotonic() + 5  # the node frees a slot just after the client sees the close
+    while limiter.active:
+        assert time.monotonic() < deadline, limiter.active
+        await asyncio.sleep(0.02)
+    gc.collect()
+    loop.set_exception_handler(previous)
+    assert unretrieved == [], [{k: str(v) for k, v in c.items()} for c in unretrieved]
+    errors = [r.getMessage() + (r.exc_text or "") for r in caplog.records
+              if r.levelno >= logging.ERROR]
+    assert errors == []

@@ -1,6 +1,8 @@
-"""The two streaming routes (a recording's media, the regulator's export) over raw HTTP/1.1:
-HEAD sends no body and leaves no audit trace, a GET pipelined after it is answered, and a
-client that walks away in the middle of a download is an INFO line, not an ERROR (issue 17)."""
+"""The streaming routes (a recording's media, the regulator's export, the ops and worklist
+server-sent events) over raw HTTP/1.1: HEAD is 405, sends no body and leaves no audit trace, a
+GET pipelined after it is answered, and a client that walks away in the middle of a download is
+an INFO line, not an ERROR (issue 17). And no GET route that writes an audit event on a read
+answers HEAD (a HEAD would log a read that delivered nothing)."""
 
 from __future__ import annotations
 
@@ -14,12 +16,14 @@ from pathlib import Path
 import aiohttp
 import pytest
 from aiohttp.test_utils import TestServer
+from sqlalchemy import func, select
 
 from recorder import index
 from recorder.segment import store_blocking
 from server.app import create_app
 from server.auth import Role
-from server.store import SYSTEM_CHAIN
+from server.endpoint import declared
+from server.store import SYSTEM_CHAIN, Event
 
 from .clinical_helpers import around_today
 from .node_fixtures import Node, node_settings, start_node
@@ -186,3 +190,114 @@ async def test_an_aborted_download_is_logged_at_info_not_error(
     await wait_for(settled, 10, "a log line about the aborted download")
     assert [(r.levelname, r.getMessage()) for r in logged()] == [
         ("INFO", f"download aborted by the client: recording segment {sid} of {cid}")]
+
+
+# -- the server-sent event streams --------------------------------------------------------------
+
+async def _until(node: Node, payload: bytes, marker: bytes, timeout: float = 10.0) -> bytes:
+    """Send raw bytes on one connection; what the node answers, up to `marker` (an endless
+    stream does not close by itself)."""
+    reader, writer = await asyncio.open_connection(node.server.host, node.server.port)
+    try:
+        writer.write(payload)
+        await writer.drain()
+        raw = b""
+        async with asyncio.timeout(timeout):
+            while marker not in raw:
+                chunk = await reader.read(65536)
+                assert chunk, f"closed before {marker!r}: {raw[-300:]!r}"
+                raw += chunk
+        return raw
+    finally:
+        writer.close()
+
+
+async def _events(node: Node) -> int:
+    """Every event of every chain."""
+    async with node.ctx.db.session() as session:
+        return (await session.scalar(select(func.count()).select_from(Event))) or 0
+
+
+async def _head_then_get(node: Node, target: str, first_event: bytes) -> bytes:
+    """HEAD alone is 405 with no stream; HEAD then a pipelined GET: the GET gets the stream."""
+    raw = await _exchange(node, _request("HEAD", target, "Connection: close"))
+    [(status, headers, _)] = _responses(raw, ["HEAD"])
+    assert status == 405 and "GET" in headers["allow"], raw[:300]
+    assert b"text/event-stream" not in raw and b"data:" not in raw
+    raw = await _until(node, _request("HEAD", target) + _request("GET", target), first_event)
+    head, sep, rest = raw.partition(b"\r\n\r\n")
+    assert sep and head.startswith(b"HTTP/1.1 405"), raw[:300]
+    assert b"data:" not in head
+    assert rest.startswith(b"HTTP/1.1 200"), rest[:300]
+    assert b"content-type: text/event-stream" in rest.lower()
+    return rest
+
+
+async def test_head_on_the_ops_stream_is_405_and_a_pipelined_get_gets_the_stream(
+        node: Node) -> None:
+    await node.book()
+    target = f"/api/ops/stream?token={node.token(Role.OPS, 'ops-1')}"
+    before = await _events(node)
+    await _head_then_get(node, target, b'data: {"type": "snapshot"')
+    assert await _events(node) == before
+
+
+async def test_head_on_the_worklist_stream_is_405_writes_no_read_and_a_pipelined_get_does(
+        node: Node) -> None:
+    booking = await node.book()
+    target = f"/api/worklist/stream?token={node.token(Role.DOCTOR_DAY, booking.doctor_id)}"
+    await _head_then_get(node, target, b'data: {"type": "worklist"')
+    reads = [e.data for e in await node.ctx.events.events(SYSTEM_CHAIN)
+             if e.kind == "worklist.read"]
+    assert reads == [{"how": "stream"}]  # the GET's; none for either HEAD
+
+
+# -- no HEAD where a read is audited ---------------------------------------------------------------
+
+async def test_no_route_that_audits_a_read_or_streams_answers_head(node: Node) -> None:
+    """Found by behaviour, not by a list: every GET is made as every role with the ids of a real
+    booking; a GET that appends an event is an audited read, and its route must refuse HEAD (as
+    must every server-sent event stream, by its declaration)."""
+    booking = await node.book()
+    ids = {"cid": booking.consultation_id, "doctor_id": booking.doctor_id}
+    queries = {"/api/reports/progress": "?month=2025-01", "/api/reports/progress.csv":
+               "?month=2025-01", "/api/export/consultations": "?" + around_today()}
+    heads = {r.resource.canonical for r in node.app.router.routes()
+             if r.method == "HEAD" and r.resource is not None}
+    audited: set[str] = set()
+    for route in node.app.router.routes():
+        path = route.resource.canonical if route.resource is not None else ""
+        declaration = declared(route.handler)
+        if route.method != "GET" or declaration is None or not declaration.roles:
+            continue
+        if declaration.events:
+            assert path not in heads, f"HEAD {path}: a stream"
+            continue
+        url = node.url + path.format_map({**ids, "vid": "x_1", "sid": "x_1"}) + \
+            queries.get(path, "")
+        for role in declaration.roles:
+            subject = {Role.DOCTOR: booking.doctor_id, Role.DOCTOR_DAY: booking.doctor_id,
+                       Role.GUARDIAN: booking.guardian_id}.get(role, f"{role}-1")
+            token = node.token(role, subject, booking.consultation_id
+                               if role in (Role.DOCTOR, Role.GUARDIAN) else None)
+            before = await _events(node)
+            async with node.session.get(url, headers={"Authorization": f"Bearer {token}"},
+                                        timeout=aiohttp.ClientTimeout(total=10)) as r:
+                await r.read()
+                assert r.status < 500, (path, role, r.status)
+            if await _events(node) > before:
+                audited.add(path)
+                assert path not in heads, f"HEAD {path}: a GET as {role} is audited"
+    # What this walk reaches. Not reached, as they need data it does not make, and refused HEAD
+    # by hand the same way: a referral, an enrolled photo, identity attempts and their evidence.
+    assert audited >= {
+        "/api/admin/doctors", "/api/admin/doctors/{doctor_id}", "/api/consent",
+        "/api/consultations/{cid}/adverse-events", "/api/consultations/{cid}/events",
+        "/api/consultations/{cid}/feedback", "/api/export/consultations",
+        "/api/quality/adverse-events", "/api/quality/feedback", "/api/recordings",
+        "/api/recordings/{cid}", "/api/recordings/{cid}/verify", "/api/reports/progress",
+        "/api/reports/progress.csv", "/api/worklist"}
+    for path in ("/api/consultations/{cid}/referral", "/api/admin/doctors/{doctor_id}/face",
+                 "/api/consultations/{cid}/identity",
+                 "/api/consultations/{cid}/identity/{vid}/evidence"):
+        assert path not in heads, f"HEAD {path}: an audited read"

@@ -36,13 +36,16 @@ def add_routes(app: web.Application, static_dir: Path) -> None:
         static_dir / "quality-desk.html",
         "The quality staff's page: open questions, complaints and adverse events."))
     app.router.add_post("/api/consultations/{cid}/feedback", open_feedback)
-    app.router.add_get("/api/consultations/{cid}/feedback", consultation_feedback)
-    app.router.add_get("/api/quality/feedback", open_feedback_list)
+    # No HEAD on the four lists: each read is an event (issue 17; tests/test_streaming_routes.py).
+    app.router.add_get("/api/consultations/{cid}/feedback", consultation_feedback,
+                       allow_head=False)
+    app.router.add_get("/api/quality/feedback", open_feedback_list, allow_head=False)
     app.router.add_post("/api/quality/feedback/{ref}/reply", reply_feedback)
     app.router.add_post("/api/quality/feedback/{ref}/close", close_feedback)
     app.router.add_post("/api/consultations/{cid}/adverse-events", file_adverse_event)
-    app.router.add_get("/api/consultations/{cid}/adverse-events", consultation_adverse_events)
-    app.router.add_get("/api/quality/adverse-events", open_adverse_list)
+    app.router.add_get("/api/consultations/{cid}/adverse-events", consultation_adverse_events,
+                       allow_head=False)
+    app.router.add_get("/api/quality/adverse-events", open_adverse_list, allow_head=False)
     app.router.add_post("/api/quality/adverse-events/{ref}/actions", handle_adverse_event)
     app.router.add_post("/api/quality/adverse-events/{ref}/close", close_adverse_event)
 
