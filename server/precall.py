@@ -119,6 +119,9 @@ async def _participant(request: web.Request) -> Claims:
 async def probe(request: web.Request) -> web.StreamResponse:
     """GET /api/precall/probe?token=… — the WebSocket of the connection test (see above)."""
     claims = await _participant(request)
+    ws = web.WebSocketResponse(max_msg_size=CHUNK_BYTES * 2, compress=False)
+    if not ws.can_prepare(request).ok:  # a plain GET must not use up one of the tests
+        raise json_error(400, "websocket_expected", "the connection test is a WebSocket")
     limiter = request.app[LIMITER_KEY]
     key = f"{claims.consultation_id}/{claims.role}/{claims.subject}"
     refused = limiter.start(key)
@@ -127,7 +130,6 @@ async def probe(request: web.Request) -> web.StreamResponse:
         raise web.HTTPTooManyRequests(text=body, content_type="application/json",
                                       headers={"Retry-After": "30"})
     try:
-        ws = web.WebSocketResponse(max_msg_size=CHUNK_BYTES * 2, compress=False)
         await ws.prepare(request)
         try:
             async with asyncio.timeout(PROBE_MAX_S):

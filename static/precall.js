@@ -178,6 +178,12 @@ function openProbe() {
         return;
       }
       const msg = JSON.parse(ev.data);
+      if (msg.type === 'error') {
+        // A refused message (PROTOCOL.md, connection test): fail the test now, not at its limit.
+        const err = new Error(`probe refused: ${msg.code}`);
+        for (const w of waiting.splice(0)) w.rej(err);
+        return;
+      }
       const i = waiting.findIndex((w) => w.type === msg.type);
       if (i >= 0) waiting.splice(i, 1)[0].res({ msg, at: performance.now() });
     };

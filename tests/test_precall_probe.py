@@ -86,6 +86,11 @@ async def test_probe_measures_round_trip_download_and_upload_within_its_caps(nod
 async def test_probe_cannot_be_run_in_parallel_or_too_often(node: Node) -> None:
     booking = await node.book()
     token = node.token(Role.GUARDIAN, booking.guardian_id, booking.consultation_id)
+    for method in ("GET", "HEAD") * precall.PROBES_PER_WINDOW:  # no upgrade: refused, not counted
+        async with node.session.request(method, _url(node), params={"token": token}) as r:
+            assert r.status == 400, (method, r.status)
+            if method == "GET":
+                assert (await r.json())["error"]["code"] == "websocket_expected"
     async with node.session.ws_connect(_url(node), params={"token": token}) as ws:
         assert await _status(node, token) == 429  # one at a time per participant
         await ws.send_json({"type": "ping", "n": 1})
