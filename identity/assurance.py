@@ -143,7 +143,9 @@ class Assurance:
             data = {"doctor": self.doctor_id, "reason": reason,
                     "for_s": round(now - bad_since, 1), "action": cfg.mismatch_action}
             await events.append(self.cid, "identity.alert", "system", data)
-            await self.svc.alert(self.cid, "identity.alert", data)
+            await self.svc.alert(self.cid, "identity.alert",
+                                 f"通话中医生身份异常 The doctor on camera is in doubt ({reason}, "
+                                 f"{data['for_s']} s)", data)
             await self.svc.status(self.cid, "mismatch")
             zh, en = ASSURANCE_TEXT[reason]
             await self.room.send(Role.DOCTOR, {"type": "notice", "code": f"identity_{reason}",

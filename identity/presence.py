@@ -27,6 +27,7 @@ from typing import TYPE_CHECKING, Any
 from aiohttp import web
 
 from server import referral
+from server.alerts import Alert, publish_alert
 from server.auth import Role
 from server.lifecycle import Gate, State, Transition
 from server.live import LiveStateUnavailable
@@ -38,7 +39,7 @@ from .frames import FrameTap
 from .guardians import consultation_ages, guardian_encodings
 from .presence_config import PresenceConfig
 from .presence_policy import Change, Observation, PresenceMachine, Track
-from .service import ALERTS_CHANNEL, IdentityService
+from .service import IdentityService
 
 if TYPE_CHECKING:
     from signaling.room import Room
@@ -75,6 +76,14 @@ class Stats:
     decode_s: float = 0.0
     no_video: int = 0
 
+
+# What the ops page shows for each guardian alert (kinds: guardian.<Change.kind>).
+_ALERT_TEXT = {
+    "guardian.absent": "监护人不在画面中 The guardian is not on camera",
+    "guardian.present": "监护人回到画面 The guardian is back on camera",
+    "guardian.limit": "监护人离开超时 The guardian has been away past the limit",
+    "guardian.absent_limit": "监护人离开超时 The guardian has been away past the limit",
+}
 
 class Monitor:
     """The sampling loop of one consultation's patient-side video."""
@@ -294,12 +303,8 @@ class PresenceService:
             await self._alert(cid, f"guardian.{change.kind}", evidence)
 
     async def _alert(self, cid: str, kind: str, data: dict[str, Any]) -> None:
-        try:
-            await self.ctx.live.publish(ALERTS_CHANNEL, {
-                "kind": kind, "consultation": cid, "node": self.ctx.settings.node_id,
-                "at": datetime.now(UTC).isoformat(), **data})
-        except LiveStateUnavailable:
-            log.warning("live state unavailable: alert %s of %s not published", kind, cid)
+        text = f"{_ALERT_TEXT[kind]} ({data.get('unseen_s', 0)} s)"
+        await publish_alert(self.ctx.live, Alert(kind, text, self.ctx.settings.node_id, cid, data))
 
     async def _limit(self, monitor: Monitor, evidence: dict[str, Any], active: bool) -> None:
         cid, action = monitor.cid, self.config.absent_action

@@ -12,10 +12,10 @@ import asyncio
 import contextlib
 import logging
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from typing import Any
 
 from server import metrics
+from server.alerts import Alert, publish_alert
 from server.auth import Role
 from server.lifecycle import Gate, State, Transition
 from server.live import LiveStateUnavailable
@@ -33,7 +33,6 @@ from .verifier import Verification
 
 log = logging.getLogger(__name__)
 
-ALERTS_CHANNEL = "alerts"
 
 
 @dataclass
@@ -98,11 +97,9 @@ class IdentityService:
         except LiveStateUnavailable:
             metrics.LIVE_STATE_ERRORS.inc()
 
-    async def alert(self, cid: str, kind: str, data: dict[str, Any]) -> None:
-        """An ops alert in live state (fan-out to ops consoles on every node)."""
-        await self.ctx.live.publish(ALERTS_CHANNEL, {
-            "kind": kind, "consultation": cid, "node": self.ctx.settings.node_id,
-            "at": datetime.now(UTC).isoformat(), **data})
+    async def alert(self, cid: str, kind: str, text: str, data: dict[str, Any]) -> None:
+        """An ops alert on every ops page (server/alerts.py)."""
+        await publish_alert(self.ctx.live, Alert(kind, text, self.ctx.settings.node_id, cid, data))
 
     def gate(self) -> Gate:
         async def identity(cid: str) -> str | None:

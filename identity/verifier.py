@@ -377,7 +377,9 @@ class Verification:
         if notify_ops:
             data = {"doctor": self.doctor_id, "failures": failures}
             await self.svc.ctx.events.append(self.cid, "identity.locked", "system", data)
-            await self.svc.alert(self.cid, "identity.locked", data)
+            await self.svc.alert(self.cid, "identity.locked",
+                                 f"医生身份核验已锁定 Doctor verification locked after "
+                                 f"{failures} failed attempts", data)
         await self.say("locked", failures=failures)
 
     async def stop(self) -> None:

@@ -16,6 +16,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from server import metrics
+from server.alerts import Alert, publish_alert
 from server.lifecycle import State, Transition
 from server.live import LiveStateUnavailable
 from server.store.recordings import Recording, RecordingSegment
@@ -145,8 +146,9 @@ class Recorder:
                                                        "segments": rec.closed_segments})
         with contextlib.suppress(Exception):
             await self.ctx.live.put_consultation(rec.cid, {"recording": "failed"})
-            await self.ctx.live.publish("alerts", {
-                "consultation": rec.cid, "code": "recording_failed", "error": error})
+        await publish_alert(self.ctx.live, Alert(
+            "recording.failed", f"录像失败，问诊继续 Recording failed, the call goes on: {error}",
+            self.settings.node_id, rec.cid, {"error": error}))
         room = self.ctx.rooms.get(rec.cid)
         if room is not None:
             await room.broadcast({"type": "notice", "code": "recording_failed",

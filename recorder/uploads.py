@@ -35,7 +35,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from server import metrics
-from server.cluster import ALERTS
+from server.alerts import Alert, publish_alert
 from server.live import LiveStateUnavailable
 
 from .crypto import KeyRing
@@ -195,10 +195,11 @@ class Uploads:
         cids = sorted({i.cid for i in self._queue} - outage.told)
         outage.told.update(cids)
         if first:
-            await self._alert({"kind": "recording.store_unreachable", "error": exc.detail,
-                               "waiting": len(self._queue), "consultations": cids,
-                               "text": f"{self.storage.description}: unreachable; "
-                                       f"{len(self._queue)} segment(s) wait in the spool"})
+            await self._alert("recording.store_unreachable",
+                              f"录像存储不可达 {self.storage.description}: unreachable; "
+                              f"{len(self._queue)} segment(s) wait in the spool",
+                              {"error": exc.detail, "waiting": len(self._queue),
+                               "consultations": cids})
         for cid in cids:
             await self._tell(cid, "recording.store_unreachable", {
                 "error": exc.detail, "since": outage.since_at.isoformat(),
@@ -210,19 +211,20 @@ class Uploads:
         took = round(time.monotonic() - outage.since, 1)
         log.warning("recorder: the store answers again after %.1f s; %d segment(s) still to "
                     "send", took, len(self._queue))
-        await self._alert({"kind": "recording.store_restored", "outage_s": took,
-                           "waiting": len(self._queue), "consultations": sorted(outage.told),
-                           "text": f"{self.storage.description}: reachable again after "
-                                   f"{took} s; the spool is being sent"})
+        await self._alert("recording.store_restored",
+                          f"录像存储恢复 {self.storage.description}: reachable again after "
+                          f"{took} s; the spool is being sent",
+                          {"outage_s": took, "waiting": len(self._queue),
+                           "consultations": sorted(outage.told)})
         for cid in sorted(outage.told):
             await self._tell(cid, "recording.store_restored", {
                 "outage_s": took, "failures": outage.failures,
                 "since": outage.since_at.isoformat()}, "on")
 
-    async def _alert(self, alert: dict) -> None:
-        alert["node"] = self.recorder.settings.node_id
-        with contextlib.suppress(Exception):  # Redis away too: the log and events still say it
-            await self.recorder.ctx.live.publish(ALERTS, alert)
+    async def _alert(self, kind: str, text: str, data: dict) -> None:
+        # Redis away too: the log and the consultations' events still say it.
+        await publish_alert(self.recorder.ctx.live,
+                            Alert(kind, text, self.recorder.settings.node_id, None, data))
 
     async def _tell(self, cid: str, kind: str, data: dict, live: str) -> None:
         try:

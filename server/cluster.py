@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from server import metrics
+from server.alerts import Alert, publish_alert
 from server.config import Settings
 from server.lifecycle import State, Transition
 from server.live import LiveState, LiveStateUnavailable
@@ -29,7 +30,6 @@ from server.store import EventLog
 log = logging.getLogger(__name__)
 
 TRANSITIONS = "transitions"
-ALERTS = "alerts"
 
 
 @dataclass(frozen=True)
@@ -143,8 +143,9 @@ class Cluster:
             await self.events.append(cid, "node.lost", "system", {
                 "node": node, "detected_by": self.me,
                 "reason": "heartbeat expired; participants will rejoin through a live node"})
-            await self.live.publish(ALERTS, {"consultation": cid, "kind": "node_lost",
-                                             "node": node})
+            await publish_alert(self.live, Alert(
+                "node.lost", f"节点失联 Node {node} lost; participants rejoin through a live node",
+                self.me, cid, {"lost_node": node}))
 
     # -- transitions made elsewhere ------------------------------------------------------------
 

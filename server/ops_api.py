@@ -17,8 +17,8 @@ from aiohttp import web
 from pydantic import BaseModel, ConfigDict
 
 from server import fields
+from server.alerts import ALERTS
 from server.auth import CLAIMS_KEY, Role, json_error
-from server.cluster import ALERTS
 from server.endpoint import endpoint
 from server.lifecycle import State, TransitionError
 from server.live import LiveStateUnavailable

@@ -17,8 +17,8 @@ from typing import Any
 from aiohttp import web
 
 from server import metrics
+from server.alerts import Alert, publish_alert
 from server.auth import Role
-from server.cluster import ALERTS
 from server.lifecycle import State, Transition
 from server.live import LiveStateUnavailable
 
@@ -129,12 +129,11 @@ class Room:
     async def _network_changed(self, p: Participant, change: str, problems: list[str]) -> None:
         await self.ctx.events.append(self.consultation_id, f"network.{change}", p.actor,
                                      {"problems": problems})
-        try:
-            await self.ctx.live.publish(ALERTS, {
-                "kind": f"network.{change}", "consultation": self.consultation_id,
-                "role": str(p.role), "problems": problems, "node": self.ctx.settings.node_id})
-        except LiveStateUnavailable:
-            metrics.LIVE_STATE_ERRORS.inc()
+        text = (f"{p.role} 网络较差 connection poor: {', '.join(problems)}" if change == "poor"
+                else f"{p.role} 网络恢复 connection recovered")
+        await publish_alert(self.ctx.live, Alert(
+            f"network.{change}", text, self.ctx.settings.node_id, self.consultation_id,
+            {"role": str(p.role), "problems": problems}))
 
     # -- messages ---------------------------------------------------------------------------
 

@@ -123,8 +123,9 @@ function render(snapshot) {
 }
 
 function alert(message) {
-  const text = `${new Date().toLocaleTimeString()} · ${message.kind || "alert"} · ` +
-    `${message.consultation || ""} ${message.text || message.node || ""}`;
+  // Every alert has a kind and a bilingual text (server/alerts.py); the node says where.
+  const text = [new Date().toLocaleTimeString(), message.kind, message.consultation,
+    message.text, message.node && `@${message.node}`].filter(Boolean).join(" · ");
   const list = $("alerts");
   list.prepend(el("li", {}, text));
   while (list.children.length > 50) list.lastChild.remove();

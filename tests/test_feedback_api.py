@@ -17,8 +17,8 @@ from typing import Any
 import pytest
 from sqlalchemy import func, select
 
+from server.alerts import ALERTS
 from server.auth import Role
-from server.cluster import ALERTS
 from server.demo import Booking
 from server.store.quality import AdverseEvent, Feedback
 from tests.node_fixtures import Node

@@ -1,4 +1,5 @@
-"""The recordings disk fills up mid-call: recording stops cleanly, ops are told, the call goes on.
+"""The recordings disk fills up mid-call: recording stops cleanly, ops are told (the alert's
+text on the real ops page), the call goes on.
 
 A real full disk, not an injected exception: the node runs in its own mount namespace with a
 small tmpfs over its recordings folder, so the writes fail with ENOSPC exactly as on a full
@@ -18,11 +19,13 @@ from prometheus_client.parser import text_string_to_metric_families
 from server.auth import Role
 from server.store import EventLog
 
+from .browser import OBAMA, launch_chromium, make_y4m
 from .clinical_helpers import start_call
 from .node_fixtures import SECRET
 from .node_process import booked_node
 
 DISK = "1500k"  # a few seconds of both sides' media
+ARTIFACTS = Path(__file__).resolve().parent.parent / "test-artifacts" / "disk-full"
 
 
 def _on_small_disk(folder: Path) -> tuple[str, ...]:
@@ -37,8 +40,15 @@ async def test_full_disk_stops_recording_and_the_call_goes_on(tmp_path: Path, cl
     async with booked_node(data, SECRET, _on_small_disk(data / "recordings"),
                            TC_RECORDING_SEGMENT_S="2") as booked:
         node, cid = booked.node, booked.booking.consultation_id
-        ops = {"Authorization": f"Bearer {booked.tokens.issue(Role.OPS, 'ops-1')}"}
-        async with aiohttp.ClientSession() as session:
+        ops_token = booked.tokens.issue(Role.OPS, "ops-1")
+        ops = {"Authorization": f"Bearer {ops_token}"}
+        camera = make_y4m(tmp_path / "cam.y4m", OBAMA, seconds=1)
+        async with aiohttp.ClientSession() as session, \
+                launch_chromium(camera, ARTIFACTS) as browser:
+            ops_page = await browser.new_page("ops")
+            await ops_page.goto(f"{node.url}/ops#token={ops_token}")
+            await ops_page.wait_for_function("document.body.dataset.phase === 'live'",
+                                             timeout=15_000)
             guardian = booked.client("guardian", clips, session)
             doctor = booked.client("doctor", clips, session)
             try:
@@ -52,6 +62,11 @@ async def test_full_disk_stops_recording_and_the_call_goes_on(tmp_path: Path, cl
                     await side.wait_frames("video", 60, timeout=15)
                     await side.wait_frames("audio", 100, timeout=15)
                 assert time.monotonic() - failed_at < 15
+                # The ops page shows the alert with its reason, not a bare "alert".
+                await ops_page.wait_for_function(
+                    "() => [...document.querySelectorAll('#alerts li')].some(li =>"
+                    " li.textContent.includes('recording.failed') &&"
+                    " li.textContent.includes('No space left on device'))", timeout=15_000)
                 async with session.get(f"{node.url}/api/ops/live", headers=ops) as r:
                     live = (await r.json())["consultations"][cid]
                 assert live["recording"] == "failed" and live["state"] == "active", live

@@ -10,14 +10,13 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from server import metrics
-from server.cluster import ALERTS
-from server.live import LiveState, LiveStateUnavailable
+from server.alerts import Alert, publish_alert
+from server.live import LiveState
 from server.quality import MAX_PER_CONSULTATION, Refused, digest, hold, refs
 from server.store import Database, EventLog
 from server.store.models import utcnow
@@ -65,17 +64,10 @@ async def alert_ops(live: LiveState, node: str, row: AdverseEvent) -> bool:
     The alert names the consultation and the reference, never the description. False when the
     live state is down: the event is stored either way and the quality page lists it.
     """
-    try:
-        await live.publish(ALERTS, {
-            "kind": ALERT_KIND, "consultation": row.consultation_id, "node": node,
-            "at": datetime.now(UTC).isoformat(), "ref": row.ref, "severity": row.severity,
-            "text": f"严重负性事件 {row.ref}，请立即处置 Severe adverse event {row.ref}: "
-                    f"handle it now"})
-    except LiveStateUnavailable:
-        metrics.LIVE_STATE_ERRORS.inc()
-        log.warning("live state unavailable: the alert for %s was not published", row.ref)
-        return False
-    return True
+    return await publish_alert(live, Alert(
+        ALERT_KIND, f"严重负性事件 {row.ref}，请立即处置 Severe adverse event {row.ref}: "
+                    f"handle it now", node, row.consultation_id,
+        {"ref": row.ref, "severity": row.severity}))
 
 
 async def _find(db: Database, ref: str) -> AdverseEvent:
