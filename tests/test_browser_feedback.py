@@ -1,5 +1,5 @@
 """Issue 15 through the real pages in Chromium: after a call that ended in a referral, the
-guardian complains on the same link (script tags and all, shown as text), the doctor files a
+guardian complains on the same link (markup refused, plain text shown as text), the doctor files a
 severe adverse event, quality staff answer and handle both on the quality page, and the guardian
 reads the answer on their link.
 
@@ -20,9 +20,12 @@ from .clinical_helpers import active_call, chain_verified
 from .node_fixtures import Node
 
 ARTIFACTS = Path(__file__).resolve().parent.parent / "test-artifacts" / "browser_feedback"
-COMPLAINT = ('等了40分钟医生才上线 <script>window.__owned = 1</script>'
-             '<img src=x onerror="window.__owned = 2">')
-ANSWER = "非常抱歉，已核实为排班延误，已向科室反馈。<b>不是HTML</b>"
+MARKUP = ('等了40分钟医生才上线 <script>window.__owned = 1</script>'
+          '<img src=x onerror="window.__owned = 2">')
+# Plain text that an HTML parser would change (entities) or that holds a lone `<`: it must show
+# exactly as written.
+COMPLAINT = '等了40分钟医生才上线，孩子体重 < 10kg，&lt;img src=x onerror=alert(1)&gt; &amp;'
+ANSWER = "非常抱歉，已核实为排班延误，已向科室反馈。&lt;b&gt;不是HTML&lt;/b&gt; 1 < 2"
 
 pytestmark = pytest.mark.browser
 
@@ -59,6 +62,11 @@ async def test_guardian_complains_after_the_call_and_reads_the_answer(
         assert "请填写内容" in await guardian.inner_text("#feedback-error")
         await guardian.check("#fb-kind-complaint")
         await guardian.select_option("#fb-category", "waiting")
+        await guardian.fill("#fb-text", MARKUP)  # markup: refused by the node, said so
+        await guardian.click("#feedback-submit-btn")
+        await guardian.wait_for_selector("#feedback-error:not([hidden])")
+        assert "网页代码" in await guardian.inner_text("#feedback-error")
+        assert await guardian.input_value("#fb-text") == MARKUP  # kept, to be corrected
         await guardian.fill("#fb-text", COMPLAINT)
         await guardian.click("#feedback-submit-btn")
         await wait_for_body_data(guardian, "feedback", "sent")

@@ -28,6 +28,8 @@ from .clinical_helpers import active_call, chain_verified, exported
 REF = re.compile(r"^TS-\d{8}-\d{4}$")
 AE_REF = re.compile(r"^AE-\d{8}-\d{4}$")
 SCRIPT = '<script>alert("x")</script><img src=x onerror=alert(1)> 孩子还在发烧'
+# Plain text with the characters markup is made of: stored and answered exactly as written.
+PLAIN = '孩子体重 < 10kg，体温 >39℃，剂量<5ml? a < b && c > d; &lt;script&gt; 还在发烧'
 
 
 def _auth(token: str) -> dict[str, str]:
@@ -71,9 +73,9 @@ async def test_a_complaint_is_numbered_answered_and_closed(node: Node) -> None:
     cid, guardian = booking.consultation_id, _guardian(node, booking)
     feedback = f"/api/consultations/{cid}/feedback"
     _, item = await _call(node, "POST", feedback, guardian, 201,
-                          json={"kind": "complaint", "category": "waiting", "text": SCRIPT})
+                          json={"kind": "complaint", "category": "waiting", "text": PLAIN})
     assert REF.match(item["ref"]) and item["ref"].endswith("-0001"), item
-    assert item["text"] == SCRIPT and item["status"] == "open"  # stored as text, as it came
+    assert item["text"] == PLAIN and item["status"] == "open"  # stored as text, as it came
     _, question = await _call(node, "POST", feedback, guardian, 201,
                               json={"kind": "question", "text": "  复诊需要带什么？ "})
     assert question["ref"].endswith("-0002") and question["category"] is None
@@ -112,7 +114,7 @@ async def test_a_complaint_is_numbered_answered_and_closed(node: Node) -> None:
     events = [e for e in await node.events(cid) if e["kind"].startswith("feedback.")]
     assert [(e["kind"], e["data"]) for e in events] == [
         ("feedback.opened", {"ref": ref, "kind": "complaint", "category": "waiting",
-                             "text_sha256": _sha(SCRIPT)}),
+                             "text_sha256": _sha(PLAIN)}),
         ("feedback.opened", {"ref": question["ref"], "kind": "question", "category": None,
                              "text_sha256": _sha("复诊需要带什么？")}),
         ("feedback.replied", {"ref": ref, "by": "quality",
@@ -217,6 +219,8 @@ BAD_FEEDBACK: list[tuple[str, dict[str, Any], int, str, str | None]] = [
      "text"),
     ("control character", {"json": {"kind": "complaint", "text": "a\u0000b"}}, 422,
      "bad_field", "text"),
+    ("script tags", {"json": {"kind": "complaint", "text": SCRIPT}}, 422, "markup_not_allowed",
+     "text"),
     ("deep JSON", {"data": b"[" * 50_000 + b"]" * 50_000}, 400, "bad_json", None),
     ("not JSON", {"data": b"<script>alert(1)</script>"}, 400, "bad_json", None),
     ("a list", {"json": ["complaint"]}, 400, "bad_json", None),
@@ -265,6 +269,52 @@ async def test_hostile_input_is_refused_and_the_call_goes_on(node: Node, clips) 
     finally:
         for side in (guardian_client, doctor_client):
             await side.close()
+
+
+MARKUP = ['<script>alert(1)</script>', '家长说 <img src=x onerror=alert(1)>', '正文</p>',
+          '<!-- 注释 --> 好', '<svg/onload=alert(1)>', '<?php echo 1; ?>', '<B>加粗</B>',
+          "<a href='javascript:alert(1)'>点这里</a>", '<iframe src=//x>']
+
+
+async def test_markup_is_refused_in_every_free_text_field(node: Node) -> None:
+    """Questions, complaints, replies, adverse-event reports and handling notes: HTML markup is a
+    422 naming the field, and nothing is stored; a lone `<` or `>` is text and goes through."""
+    booking = await node.book()
+    cid, guardian, quality = booking.consultation_id, _guardian(node, booking), _staff(node)
+    _, item = await _call(node, "POST", f"/api/consultations/{cid}/feedback", guardian, 201,
+                          json={"kind": "question", "text": PLAIN})
+    _, event = await _call(node, "POST", f"/api/consultations/{cid}/adverse-events",
+                           _doctor(node, booking), 201,
+                           json={"severity": "mild", "description": PLAIN})
+    fields = [
+        (f"/api/consultations/{cid}/feedback", guardian, {"kind": "complaint"}, "text"),
+        (f"/api/quality/feedback/{item['ref']}/reply", quality, {}, "text"),
+        (f"/api/consultations/{cid}/adverse-events", _doctor(node, booking),
+         {"severity": "severe"}, "description"),
+        (f"/api/quality/adverse-events/{event['ref']}/actions", quality,
+         {"action": "clinical_review"}, "note"),
+    ]
+    for path, token, rest, field in fields:
+        for text in MARKUP:
+            status, body = await _call(node, "POST", path, token, json={**rest, field: text})
+            assert (status, body["error"]["code"], body["error"]["field"]) == (
+                422, "markup_not_allowed", field), (path, text, body)
+            assert "<script>" in body["error"]["zh"] and body["error"]["message"]
+    assert await _count(node, Feedback) == 1 and await _count(node, AdverseEvent) == 1
+    _, mine = await _call(node, "GET", f"/api/consultations/{cid}/feedback", guardian, 200)
+    assert mine["items"][0]["replies"] == [] and mine["items"][0]["status"] == "open"
+    _, records = await _call(node, "GET", f"/api/consultations/{cid}/adverse-events",
+                             _doctor(node, booking), 200)
+    assert records["items"][0]["actions"] == [] and records["items"][0]["status"] == "open"
+    assert [e["kind"] for e in await node.events(cid)
+            if e["kind"].startswith(("feedback.", "adverse_event."))] == [
+        "feedback.opened", "adverse_event.filed"]
+    # Plain text with `<` and `>` in it is accepted in each field, exactly as written.
+    _, reply = await _call(node, "POST", fields[1][0], quality, 201, json={"text": PLAIN})
+    _, step = await _call(node, "POST", fields[3][0], quality, 201,
+                          json={"action": "clinical_review", "note": PLAIN})
+    assert reply["reply"]["text"] == PLAIN and step["action"]["note"] == PLAIN
+    assert item["text"] == PLAIN and event["description"] == PLAIN
 
 
 async def test_too_many_from_one_consultation_is_429(node: Node) -> None:

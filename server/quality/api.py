@@ -49,7 +49,9 @@ def add_routes(app: web.Application, static_dir: Path) -> None:
 
 # -- what each route accepts --------------------------------------------------------------------
 
-Text = fields.text(MAX_TEXT)
+# What guardians and staff write for each other: plain text, never markup (422
+# `markup_not_allowed`, the field named); shown as text on every page regardless.
+Text = fields.plain_text(MAX_TEXT)
 
 
 class NewFeedback(BaseModel):
