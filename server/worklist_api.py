@@ -14,7 +14,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-import time
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -117,7 +116,7 @@ async def worklist_stream(request: web.Request) -> web.StreamResponse:
     response = web.StreamResponse(headers={"Content-Type": "text/event-stream", **NO_STORE})
     await response.prepare(request)
     with contextlib.suppress(ConnectionResetError, asyncio.CancelledError):
-        while time.time() < expires_at:
+        while request.app[TOKENS_KEY].now() < expires_at:
             snapshot = await _snapshot(request)
             message = json.dumps(snapshot, ensure_ascii=False)
             await response.write(f"data: {message}\n\n".encode())
@@ -156,7 +155,7 @@ async def join(request: web.Request) -> web.Response:
     if consultation_date(consultation.scheduled_at) != consultation_date(ctx.clock.now()):
         raise await _refuse_join(request, cid, 409, "not_today",
                                  "only today's consultations open from the worklist")
-    ttl = min(ctx.settings.token_ttl_s, claims.expires_at - int(time.time()))
+    ttl = min(ctx.settings.token_ttl_s, claims.expires_at - request.app[TOKENS_KEY].now())
     if ttl <= 0:
         raise json_error(401, "bad_token", "token expired")
     token = request.app[TOKENS_KEY].issue(Role.DOCTOR, claims.subject, cid, ttl_s=ttl)

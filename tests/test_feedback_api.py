@@ -12,14 +12,18 @@ import asyncio
 import hashlib
 import json
 import re
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import aiohttp
 import pytest
 from sqlalchemy import func, select
 
-from server.auth import Role
+from server.auth import BOUND_ROLES, Role
 from server.cluster import ALERTS
 from server.demo import Booking
+from server.quality import feedback_token
+from server.store import Consultation, records
 from server.store.quality import AdverseEvent, Feedback
 from tests.node_fixtures import Node
 
@@ -131,6 +135,98 @@ async def test_a_complaint_is_numbered_answered_and_closed(node: Node) -> None:
     row = (await exported(node.session, node.url, node.token(Role.REGULATOR, "r")))[cid]
     assert row["feedback"] == {"questions": 1, "complaints": 1, "replied": 1, "closed": 1}
     assert "孩子" not in json.dumps(row, ensure_ascii=False)
+
+
+async def test_the_guardian_reads_the_answer_days_after_the_call_link_expired(
+        node: Node) -> None:
+    booking = await node.book()
+    cid = booking.consultation_id
+    call = booking.guardian_link.split("#token=")[1]  # the join link minted at booking
+    feedback = f"/api/consultations/{cid}/feedback"
+    _, item = await _call(node, "POST", feedback, call, 201,
+                          json={"kind": "complaint", "text": "医生迟到了半小时"})
+    later = item["feedback_token"]
+    claims = node.tokens.verify(later)
+    assert (claims.role, claims.subject, claims.consultation_id) == (
+        Role.GUARDIAN_FEEDBACK, booking.guardian_id, cid)
+    consultation = await records.get_consultation(node.ctx.db, cid)
+    assert consultation is not None and consultation.ended_at is None
+    until = consultation.scheduled_at + timedelta(days=node.settings.feedback_days)
+    assert claims.expires_at == int(until.timestamp())
+    assert item["feedback_expires_at"] == datetime.fromtimestamp(claims.expires_at,
+                                                                 UTC).isoformat()
+    issued = [e for e in await node.events(cid) if e["kind"] == "feedback_token.issued"]
+    assert [(e["actor"], e["data"]) for e in issued] == [
+        (f"guardian:{booking.guardian_id}", {"expires_at": item["feedback_expires_at"]})]
+    assert later not in json.dumps(await node.events(cid))
+
+    # Three days on (the tokens' clock, no waiting): the call link no longer opens anything,
+    # the answer written meanwhile is read with the feedback token, and more can be asked.
+    node.tokens.clock.fixed = node.tokens.clock.now() + timedelta(days=3)
+    answer = "已与医生核实，已致歉并调整排班。"
+    await _call(node, "POST", f"/api/quality/feedback/{item['ref']}/reply", _staff(node), 201,
+                json={"text": answer})
+    status, body = await _call(node, "GET", feedback, call)
+    assert (status, body["error"]["code"], body["error"]["message"]) == (
+        401, "bad_token", "token expired")
+    _, mine = await _call(node, "GET", feedback, later, 200)
+    assert [(r["text"], r["by"]) for r in mine["items"][0]["replies"]] == [(answer, "quality")]
+    _, more = await _call(node, "POST", feedback, later, 201,
+                          json={"kind": "question", "text": "下次复诊怎么预约？"})
+    assert "feedback_token" not in more  # its own token already; nothing to stretch
+    assert [e["actor"] for e in await node.events(cid) if e["kind"] == "feedback.opened"][-1] \
+        == f"guardian_feedback:{booking.guardian_id}"
+
+    # It opens nothing else: no call, no consultation data, no other consultation.
+    for method, path in (("GET", "/api/me"), ("GET", "/api/consent"), ("GET", "/api/queue"),
+                         ("GET", f"/api/consultations/{cid}/referral"),
+                         ("GET", f"/api/consultations/{cid}/events"),
+                         ("GET", f"/api/consultations/{cid}/adverse-events"),
+                         ("POST", f"/api/consultations/{cid}/adverse-events"),
+                         ("GET", "/api/quality/feedback"),
+                         ("POST", f"/api/quality/feedback/{item['ref']}/close"),
+                         ("GET", "/api/worklist")):
+        status, body = await _call(node, method, path, later,
+                                   **({"json": {}} if method == "POST" else {}))
+        assert (status, body["error"]["code"]) == (403, "wrong_role"), (method, path, body)
+    other = await node.book()
+    status, body = await _call(node, "GET", f"/api/consultations/{other.consultation_id}"
+                                            "/feedback", later)
+    assert (status, body["error"]["code"]) == (403, "wrong_consultation")
+    with pytest.raises(aiohttp.WSServerHandshakeError) as refused:
+        await node.session.ws_connect(f"{node.url}/ws?token={later}")
+    assert refused.value.status == 403
+
+    # And it ends with the period: TC_FEEDBACK_DAYS after the consultation.
+    node.tokens.clock.fixed = until + timedelta(seconds=1)
+    status, body = await _call(node, "GET", feedback, later)
+    assert (status, body["error"]["code"]) == (401, "bad_token")
+
+
+def test_the_feedback_period_runs_from_the_end_of_the_consultation() -> None:
+    slot = datetime(2026, 12, 2, 2, 0, tzinfo=UTC)
+    booked = Consultation(scheduled_at=slot, ended_at=None)
+    assert feedback_token.expiry(booked, 30) == slot + timedelta(days=30)
+    late = Consultation(scheduled_at=slot, ended_at=slot + timedelta(hours=3))
+    assert feedback_token.expiry(late, 30) == slot + timedelta(days=30, hours=3)
+    early = Consultation(scheduled_at=slot, ended_at=slot - timedelta(minutes=10))
+    assert feedback_token.expiry(early, 7) == slot + timedelta(days=7)
+
+
+async def test_no_feedback_token_once_the_period_is_over(node: Node) -> None:
+    """A guardian token still valid (minted for a long call) past the period: the item is filed,
+    no feedback token comes with it."""
+    booking = await node.book()
+    cid = booking.consultation_id
+    consultation = await records.get_consultation(node.ctx.db, cid)
+    assert consultation is not None
+    node.tokens.clock.fixed = consultation.scheduled_at + timedelta(
+        days=node.settings.feedback_days, seconds=1)
+    _, item = await _call(node, "POST", f"/api/consultations/{cid}/feedback",
+                          _guardian(node, booking), 201,
+                          json={"kind": "question", "text": "还能咨询吗？"})
+    assert "feedback_token" not in item
+    assert not [e for e in await node.events(cid) if e["kind"] == "feedback_token.issued"]
 
 
 async def test_reference_numbers_stay_unique_when_filed_at_once(node: Node) -> None:
@@ -330,8 +426,9 @@ async def test_too_many_from_one_consultation_is_429(node: Node) -> None:
 
 # (method, path, roles allowed); {cid} is the booked consultation, {ref} a made-up number.
 ROUTES = [
-    ("POST", "/api/consultations/{cid}/feedback", {Role.GUARDIAN}),
-    ("GET", "/api/consultations/{cid}/feedback", {Role.GUARDIAN, Role.QUALITY, Role.ADMIN}),
+    ("POST", "/api/consultations/{cid}/feedback", {Role.GUARDIAN, Role.GUARDIAN_FEEDBACK}),
+    ("GET", "/api/consultations/{cid}/feedback",
+     {Role.GUARDIAN, Role.GUARDIAN_FEEDBACK, Role.QUALITY, Role.ADMIN}),
     ("GET", "/api/quality/feedback", {Role.QUALITY, Role.ADMIN}),
     ("POST", "/api/quality/feedback/TS-20260101-0001/reply", {Role.QUALITY, Role.ADMIN}),
     ("POST", "/api/quality/feedback/TS-20260101-0001/close", {Role.QUALITY, Role.ADMIN}),
@@ -360,15 +457,15 @@ async def test_every_route_refuses_the_roles_it_does_not_name(
     status, error = await _call(node, method, url, expired, **body)
     assert (status, error["error"]["code"]) == (401, "bad_token")
     for role in Role:
-        bound = cid if role in (Role.DOCTOR, Role.GUARDIAN) else None
+        bound = cid if role in BOUND_ROLES else None
         status, error = await _call(node, method, url, node.token(role, f"{role}-1", bound),
                                     **body)
         if role in allowed:
             assert status not in (401, 403), (role, status, error)
         else:
             assert (status, error["error"]["code"]) == (403, "wrong_role"), (role, error)
-    for role in allowed & {Role.DOCTOR, Role.GUARDIAN}:
-        if "{cid}" in path:  # a call role's token is for its own consultation only
+    for role in allowed & BOUND_ROLES:
+        if "{cid}" in path:  # a bound role's token is for its own consultation only
             other = node.token(role, f"{role}-1", "c_someone_else")
             status, error = await _call(node, method, url, other, **body)
             assert (status, error["error"]["code"]) == (403, "wrong_consultation")

@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from server.auth import Role
+from server.auth import BOUND_ROLES, Role
 from server.report import empty, flatten
 from server.store import SYSTEM_CHAIN
 
@@ -22,7 +22,7 @@ KEYS = [key for key, _ in flatten(empty())]
 
 
 def _bearer(node: Node, role: Role, subject: str = "r-1") -> dict[str, str]:
-    cid = "c_x" if role in (Role.DOCTOR, Role.GUARDIAN) else None
+    cid = "c_x" if role in BOUND_ROLES else None
     return {"Authorization": f"Bearer {node.token(role, subject, cid)}"}
 
 

@@ -14,7 +14,7 @@ import pytest
 from sqlalchemy import update
 
 from server.__main__ import main
-from server.auth import Role, Tokens
+from server.auth import BOUND_ROLES, Role, Tokens
 from server.config import load_settings
 from server.consent import CURRENT_VERSION, record_consent
 from server.lifecycle import State
@@ -263,7 +263,7 @@ async def test_roles_of_the_new_routes(node: Node, method: str, path: str) -> No
                "/api/admin/doctors/d_x/day-token": {Role.ADMIN}}.get(path, {Role.DOCTOR_DAY})
     body = {} if method == "POST" else None
     for role in Role:
-        token = node.token(role, "x-1", "c_x" if role in (Role.DOCTOR, Role.GUARDIAN) else None)
+        token = node.token(role, "x-1", "c_x" if role in BOUND_ROLES else None)
         async with node.session.request(method, node.url + path, headers=_auth(token),
                                         json=body) as r:
             if role in allowed:

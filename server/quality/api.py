@@ -1,8 +1,9 @@
 """HTTP routes for questions, complaints and adverse events, and the quality staff's page.
 
 The guardian asks or complains on their own consultation (their token) and reads the answers
-there; the doctor files adverse events on their own consultation; quality staff and admin see
-every open item, answer, handle and close. Every refusal is a JSON error with a code.
+there, also after the call token expired (the feedback token, feedback_token.py); the doctor
+files adverse events on their own consultation; quality staff and admin see every open item,
+answer, handle and close. Every refusal is a JSON error with a code.
 """
 
 from __future__ import annotations
@@ -15,9 +16,9 @@ from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy import select
 
 from server import fields
-from server.auth import CLAIMS_KEY, Role, json_error
+from server.auth import CLAIMS_KEY, TOKENS_KEY, Role, json_error
 from server.endpoint import NO_STORE, endpoint, page
-from server.quality import Refused, adverse, feedback, refs, role_of
+from server.quality import Refused, adverse, feedback, feedback_token, refs, role_of
 from server.store import SYSTEM_CHAIN, Consultation, Hospital, records
 from server.store.quality import (
     ADVERSE_ACTIONS,
@@ -29,6 +30,8 @@ from server.store.quality import (
 from signaling.handler import CONTEXT_KEY
 
 STAFF = (Role.QUALITY, Role.ADMIN)
+# The guardian: with the call token, or later with the feedback token (feedback_token.py).
+GUARDIAN = (Role.GUARDIAN, Role.GUARDIAN_FEEDBACK)
 
 
 def add_routes(app: web.Application, static_dir: Path) -> None:
@@ -170,22 +173,32 @@ async def _audited(request: web.Request, what: str, count: int) -> None:
 
 # -- questions and complaints -----------------------------------------------------------------
 
-@endpoint(Role.GUARDIAN, body=NewFeedback)
+@endpoint(*GUARDIAN, body=NewFeedback)
 async def open_feedback(request: web.Request, body: NewFeedback) -> web.Response:
-    """Ask a question or make a complaint about this consultation; 201 with its reference."""
+    """Ask a question or make a complaint about this consultation; 201 with its reference.
+
+    Filed with the call token, the answer also carries `feedback_token` (and its
+    `feedback_expires_at`): the guardian's key to the answers after the call token expired."""
     consultation = await _consultation(request)
     ctx = request.app[CONTEXT_KEY]
+    claims = request[CLAIMS_KEY]
     actor, _ = _who(request)
     try:
         item = await feedback.open_item(ctx.db, ctx.events, consultation.id, actor, body.kind,
                                         body.category, body.text, ctx.clock.now())
     except Refused as exc:
         raise _refusal(exc) from None
-    return web.json_response(feedback_json(feedback.Thread(item, []), staff=False),
-                             status=201, headers=NO_STORE)
+    data = feedback_json(feedback.Thread(item, []), staff=False)
+    if claims.role == Role.GUARDIAN:
+        later = await feedback_token.issue(request.app[TOKENS_KEY], ctx.events, consultation,
+                                           claims.subject, actor, ctx.settings.feedback_days)
+        if later is not None:
+            data |= {"feedback_token": later.token,
+                     "feedback_expires_at": later.expires_at.isoformat()}
+    return web.json_response(data, status=201, headers=NO_STORE)
 
 
-@endpoint(Role.GUARDIAN, *STAFF)
+@endpoint(*GUARDIAN, *STAFF)
 async def consultation_feedback(request: web.Request) -> web.Response:
     """This consultation's questions and complaints with the answers, oldest first."""
     consultation = await _consultation(request)
