@@ -1,7 +1,7 @@
 """Issue 15 through the real pages in Chromium: after a call that ended in a referral, the
 guardian complains on the same link (markup refused, plain text shown as text), the doctor files a
 severe adverse event, quality staff answer and handle both on the quality page, and the guardian
-reads the answer on their link.
+reads the answer on their link, also days later when the link's own token has expired.
 
 The call itself runs between aiortc peers (cheap); Chromium only opens the three pages.
 """
@@ -9,6 +9,7 @@ The call itself runs between aiortc peers (cheap); Chromium only opens the three
 from __future__ import annotations
 
 import re
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
@@ -72,6 +73,8 @@ async def test_guardian_complains_after_the_call_and_reads_the_answer(
         await wait_for_body_data(guardian, "feedback", "sent")
         ref = (await guardian.inner_text("#feedback-ref")).strip()
         assert re.fullmatch(r"TS-\d{8}-0001", ref), ref
+        # The answer may take days: the page keeps the feedback token it was handed.
+        assert "&feedback=" in guardian.url
         await browser.screenshot(guardian, "guardian-complaint-sent")
         await guardian.click("#feedback-cancel-btn")
         item = f'#feedback-list li[data-ref="{ref}"]'
@@ -128,6 +131,19 @@ async def test_guardian_complains_after_the_call_and_reads_the_answer(
         assert await guardian.locator("#feedback-list b").count() == 0
         await guardian.locator("#feedback-section").screenshot(
             path=str(ARTIFACTS / "guardian-reads-answer.png"), timeout=10_000)
+
+        # Three days on the join link has expired; opened again as it came, it still shows the
+        # answer (the feedback token this browser kept), and nothing else of the consultation.
+        node.tokens.clock.fixed = node.tokens.clock.now() + timedelta(days=3)
+        later = await browser.new_page("guardian-days-later")
+        await later.goto(guardian_link)
+        await wait_for_body_data(later, "access", "feedback")
+        answered = later.locator(f'#feedback-list li[data-ref="{ref}"][data-status="replied"]')
+        await answered.wait_for()
+        assert ANSWER in await answered.locator(".thread-reply").inner_text()
+        assert "已过期" in await later.inner_text("#outcome-title")
+        assert await later.locator("#referral").is_hidden()
+        await browser.screenshot(later, "guardian-days-later")
 
     kinds = [e["kind"] for e in await node.events(cid)]
     for kind in ("feedback.opened", "feedback.replied", "adverse_event.filed",
