@@ -432,8 +432,10 @@ ROUTES = [
     ("GET", "/api/quality/feedback", {Role.QUALITY, Role.ADMIN}),
     ("POST", "/api/quality/feedback/TS-20260101-0001/reply", {Role.QUALITY, Role.ADMIN}),
     ("POST", "/api/quality/feedback/TS-20260101-0001/close", {Role.QUALITY, Role.ADMIN}),
-    ("POST", "/api/consultations/{cid}/adverse-events", {Role.DOCTOR, Role.QUALITY, Role.ADMIN}),
-    ("GET", "/api/consultations/{cid}/adverse-events", {Role.DOCTOR, Role.QUALITY, Role.ADMIN}),
+    ("POST", "/api/consultations/{cid}/adverse-events",
+     {Role.DOCTOR, Role.DOCTOR_DAY, Role.QUALITY, Role.ADMIN}),
+    ("GET", "/api/consultations/{cid}/adverse-events",
+     {Role.DOCTOR, Role.DOCTOR_DAY, Role.QUALITY, Role.ADMIN}),
     ("GET", "/api/quality/adverse-events", {Role.QUALITY, Role.ADMIN}),
     ("POST", "/api/quality/adverse-events/AE-20260101-0001/actions", {Role.QUALITY, Role.ADMIN}),
     ("POST", "/api/quality/adverse-events/AE-20260101-0001/close", {Role.QUALITY, Role.ADMIN}),
@@ -458,7 +460,9 @@ async def test_every_route_refuses_the_roles_it_does_not_name(
     assert (status, error["error"]["code"]) == (401, "bad_token")
     for role in Role:
         bound = cid if role in BOUND_ROLES else None
-        status, error = await _call(node, method, url, node.token(role, f"{role}-1", bound),
+        # A day token opens its own doctor's consultations: the booked one's doctor.
+        subject = booking.doctor_id if role == Role.DOCTOR_DAY else f"{role}-1"
+        status, error = await _call(node, method, url, node.token(role, subject, bound),
                                     **body)
         if role in allowed:
             assert status not in (401, 403), (role, status, error)

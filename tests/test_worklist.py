@@ -254,6 +254,63 @@ async def test_a_day_token_opens_nothing_else(node: Node) -> None:
     assert refused.value.status == 403
 
 
+# -- adverse events after the call, from the worklist ------------------------------------------
+
+async def test_the_day_token_files_adverse_events_on_own_consultations_only(node: Node) -> None:
+    """The call page closed, the call token gone: the doctor reports from the worklist with the
+    day token, on their own consultations (403 on another doctor's, which is an event too)."""
+    doctor = await make_doctor(node)
+    other = await make_doctor(node, "钱医生")
+    mine = await book_at(node, doctor, today_at(60))
+    theirs = await book_at(node, other, today_at(60))
+    async with node.ctx.db.session() as s, s.begin():
+        await s.execute(update(Consultation).where(Consultation.id.in_([mine.cid, theirs.cid]))
+                        .values(state="ended", started_at=today_at(60), ended_at=today_at(40)))
+    day = _day_token(node, doctor.id)
+    mine_path = f"/api/consultations/{mine.cid}/adverse-events"
+    # The worklist says which consultations are over (where the page offers the button).
+    rows = (await _call(node, "GET", "/api/worklist", day, 200))["consultations"]
+    assert [(r["consultation_id"], r["state"], r["joinable"]) for r in rows] == [
+        (mine.cid, "ended", False)]
+
+    description = "问诊结束后家长来电：患儿服药后出现皮疹"
+    filed = await _call(node, "POST", mine_path, day, 201,
+                        {"severity": "moderate", "description": description})
+    assert filed["ref"].startswith("AE-") and filed["filed_by"] == "doctor"
+    assert "consultation_id" not in filed  # the doctor's view, not staff's
+    listed = await _call(node, "GET", mine_path, day, 200)
+    assert [(i["ref"], i["description"]) for i in listed["items"]] == [(filed["ref"],
+                                                                       description)]
+    [event] = [e for e in await node.ctx.events.events(mine.cid)
+               if e.kind == "adverse_event.filed"]
+    assert event.actor == f"doctor_day:{doctor.id}"  # the credential used, named
+    assert (event.data["by"], event.data["severity"]) == ("doctor", "moderate")
+
+    theirs_path = f"/api/consultations/{theirs.cid}/adverse-events"
+    for method, body in (("POST", {"severity": "mild", "description": "不是我的"}),
+                         ("GET", None)):
+        err = await _call(node, method, theirs_path, day, 403, body)
+        assert err["error"]["code"] == "not_your_consultation"
+    assert [(e.kind, e.actor, e.data) for e in await node.ctx.events.events(theirs.cid)
+            if e.kind.startswith("adverse_event.")] == [
+        ("adverse_event.refused", f"doctor_day:{doctor.id}", {"code": "not_your_consultation"}),
+        ("adverse_event.refused", f"doctor_day:{doctor.id}", {"code": "not_your_consultation"})]
+    await _call(node, "POST", "/api/consultations/c_nothing/adverse-events", day, 404,
+                {"severity": "mild", "description": "x"})
+    # Still nothing of the handling (staff's), nor the guardian's questions and complaints.
+    for method, path in (("GET", "/api/quality/adverse-events"),
+                         ("POST", f"/api/quality/adverse-events/{filed['ref']}/actions"),
+                         ("POST", f"/api/quality/adverse-events/{filed['ref']}/close"),
+                         ("GET", f"/api/consultations/{mine.cid}/feedback"),
+                         ("POST", f"/api/consultations/{mine.cid}/feedback")):
+        err = await _call(node, method, path, day, 403, {} if method == "POST" else None)
+        assert err["error"]["code"] == "wrong_role", path
+    # Markup is refused here as on the call page.
+    err = await _call(node, "POST", mine_path, day, 422,
+                      {"severity": "mild", "description": "<script>x</script>"})
+    assert (err["error"]["code"], err["error"]["field"]) == ("markup_not_allowed", "description")
+
+
 @pytest.mark.parametrize("method, path", [
     ("GET", "/api/worklist"), ("GET", "/api/worklist/stream"),
     ("POST", "/api/worklist/c_x/join"), ("POST", "/api/admin/doctors/d_x/day-token"),

@@ -90,9 +90,10 @@ class Listing(BaseModel):
 # -- helpers ------------------------------------------------------------------------------------
 
 def _who(request: web.Request) -> tuple[str, str]:
-    """(actor for the event, role for `by`)."""
+    """(actor for the event, the capacity for `by`: a doctor's day token files as the doctor)."""
     claims = request[CLAIMS_KEY]
-    return f"{claims.role}:{claims.subject}", str(claims.role)
+    actor = f"{claims.role}:{claims.subject}"
+    return actor, role_of(actor)
 
 
 def _refusal(exc: Refused) -> web.HTTPException:
@@ -253,10 +254,29 @@ async def close_feedback(request: web.Request) -> web.Response:
 
 # -- adverse events ---------------------------------------------------------------------------
 
-@endpoint(Role.DOCTOR, *STAFF, body=NewAdverseEvent)
+# The doctor: with the call token (this consultation), or with the day token (any of their own
+# consultations: an adverse event noticed after the call, the call page closed).
+DOCTOR = (Role.DOCTOR, Role.DOCTOR_DAY)
+
+
+async def _doctors_own(request: web.Request) -> Consultation:
+    """The route's consultation; with a day token only the doctor's own (403 otherwise, and the
+    refusal is an event on that consultation, as a refused join from the worklist is)."""
+    consultation = await _consultation(request)
+    claims = request[CLAIMS_KEY]
+    if claims.role == Role.DOCTOR_DAY and consultation.doctor_id != claims.subject:
+        actor, _ = _who(request)
+        await request.app[CONTEXT_KEY].events.append(
+            consultation.id, "adverse_event.refused", actor, {"code": "not_your_consultation"})
+        raise json_error(403, "not_your_consultation", "this consultation is another doctor's",
+                         zh="这不是您的问诊")
+    return consultation
+
+
+@endpoint(*DOCTOR, *STAFF, body=NewAdverseEvent)
 async def file_adverse_event(request: web.Request, body: NewAdverseEvent) -> web.Response:
     """File an adverse event on this consultation; a severe one alerts ops at once."""
-    consultation = await _consultation(request)
+    consultation = await _doctors_own(request)
     ctx = request.app[CONTEXT_KEY]
     actor, by = _who(request)
     try:
@@ -267,14 +287,15 @@ async def file_adverse_event(request: web.Request, body: NewAdverseEvent) -> web
     alerted = False
     if row.severity == adverse.SEVERE:
         alerted = await adverse.alert_ops(ctx.live, ctx.settings.node_id, row)
-    return web.json_response(adverse_json(adverse.Record(row, []), staff=by != Role.DOCTOR)
+    staff = request[CLAIMS_KEY].role in STAFF
+    return web.json_response(adverse_json(adverse.Record(row, []), staff=staff)
                              | {"alerted": alerted}, status=201, headers=NO_STORE)
 
 
-@endpoint(Role.DOCTOR, *STAFF)
+@endpoint(*DOCTOR, *STAFF)
 async def consultation_adverse_events(request: web.Request) -> web.Response:
     """This consultation's adverse events with their handling records."""
-    consultation = await _consultation(request)
+    consultation = await _doctors_own(request)
     staff = request[CLAIMS_KEY].role in STAFF
     found = await adverse.records(request.app[CONTEXT_KEY].db, cid=consultation.id)
     if staff:
