@@ -28,8 +28,9 @@ class Role(StrEnum):
     OPS = "ops"
     ADMIN = "admin"
     REGULATOR = "regulator"  # the supervision platform: export and report only (least data)
-    # A doctor's working day: their own worklist only, never a call. Joining one of their own
-    # consultations from it mints a per-consultation DOCTOR token (server/worklist_api.py).
+    # A doctor's working day: their own worklist (and adverse events on their own
+    # consultations), never a call. Joining one of their own consultations from it mints a
+    # per-consultation DOCTOR token (server/worklist_api.py).
     DOCTOR_DAY = "doctor_day"
     QUALITY = "quality"  # staff who handle complaints and adverse events (with admin)
     # The guardian's questions and complaints of one consultation, after the call link has

@@ -2,8 +2,9 @@
 the guardian's place in the queue.
 
 Security: a `doctor_day` token names a doctor and no consultation. No route but these lists that
-role, so it opens nothing else (the call's WebSocket takes only doctor and guardian tokens bound
-to one consultation). Joining from the worklist mints a per-consultation doctor token, and only
+role, and the adverse-event routes of the doctor's own consultations (server/quality/api.py), so
+it opens nothing else (the call's WebSocket takes only doctor and guardian tokens bound to one
+consultation). Joining from the worklist mints a per-consultation doctor token, and only
 for that doctor's own consultation of today that is not over, while the doctor is still active
 in the registry; the minted token never outlives the day token. Each issue and each join (and
 each refused join) is an event.
