@@ -413,6 +413,44 @@ async def test_markup_is_refused_in_every_free_text_field(node: Node) -> None:
     assert item["text"] == PLAIN and event["description"] == PLAIN
 
 
+async def test_a_complaint_and_an_adverse_event_filed_during_the_call(  # type: ignore[no-untyped-def]
+        node: Node, clips) -> None:
+    """Both sides joined and talking: the guardian complains from the call page, the doctor files
+    a severe adverse event (ops alerted); both are stored and numbered, and the call goes on."""
+    booking, guardian_client, doctor_client = await active_call(node, clips)
+    cid = booking.consultation_id
+    alerts = await node.ctx.live.subscribe(ALERTS)
+    try:
+        _, item = await _call(node, "POST", f"/api/consultations/{cid}/feedback",
+                              _guardian(node, booking), 201,
+                              json={"kind": "complaint", "category": "technical",
+                                    "text": "医生那边的声音断断续续"})
+        assert REF.match(item["ref"]) and item["status"] == "open" and item["feedback_token"]
+        _, event = await _call(node, "POST", f"/api/consultations/{cid}/adverse-events",
+                               _doctor(node, booking), 201,
+                               json={"severity": "severe",
+                                     "description": "通话中患儿呼吸急促，已指导家长立即就近急诊"})
+        assert AE_REF.match(event["ref"]) and event["alerted"] is True
+        alert = await alerts.get(timeout=5)
+        assert (alert["kind"], alert["ref"]) == ("adverse_event.severe", event["ref"])
+        # The call did not notice: still active, both sides still receive video.
+        assert await node.ctx.lifecycle.state(cid) == "active"
+        for side in (guardian_client, doctor_client):
+            await side.wait_frames("video", 10)
+        events = await node.events(cid)
+        kinds = [e["kind"] for e in events]
+        started = next(i for i, e in enumerate(events)
+                       if e["kind"] == "state" and e["data"]["to"] == "active")
+        assert kinds.index("feedback.opened") > started  # filed in the active call
+        assert kinds.index("adverse_event.filed") > started
+        assert not {"participant.left", "participant.lost"} & set(kinds)
+        assert (await node.states(cid))[-1] == "active"
+    finally:
+        await alerts.aclose()
+        for side in (guardian_client, doctor_client):
+            await side.close()
+
+
 async def test_too_many_from_one_consultation_is_429(node: Node) -> None:
     booking = await node.book()
     cid, guardian = booking.consultation_id, _guardian(node, booking)

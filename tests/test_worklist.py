@@ -170,6 +170,35 @@ async def test_the_stream_shows_a_guardian_waiting(node: Node) -> None:
             await guardian.close()
 
 
+async def test_the_worklist_shows_the_guardian_on_camera(node: Node) -> None:
+    """The live flag the presence monitor publishes (identity/presence.py: put_consultation
+    {"guardian": present|absent}) is the worklist's "guardian on camera", per consultation."""
+    doctor = await make_doctor(node)
+    slot = await book_at(node, doctor, today_at(10))
+    other = await book_at(node, doctor, today_at(5), "王五")
+    day = _day_token(node, doctor.id)
+
+    def on_camera(data: dict[str, Any]) -> dict[str, Any]:
+        return {c["consultation_id"]: c["on_camera"] for c in data["consultations"]}
+
+    assert on_camera(await _call(node, "GET", "/api/worklist", day, 200)) == {
+        slot.cid: None, other.cid: None}  # not checked yet: no flag, shown as "—"
+    guardian = node.client(guardian_token(node, slot))
+    await guardian.connect()
+    try:
+        for seen in ("present", "absent", "present"):
+            await node.ctx.live.put_consultation(slot.cid, {"guardian": seen})
+            data = await _call(node, "GET", "/api/worklist", day, 200)
+            assert on_camera(data) == {slot.cid: seen, other.cid: None}
+            row = next(c for c in data["consultations"] if c["consultation_id"] == slot.cid)
+            assert row["guardian"] == "waiting"  # connected, the doctor not there yet
+        # Over the stream as well.
+        async with node.session.get(f"{node.url}/api/worklist/stream?token={day}") as stream:
+            assert on_camera(await _next_snapshot(stream))[slot.cid] == "present"
+    finally:
+        await guardian.close()
+
+
 async def _until_closed(response: aiohttp.ClientResponse, timeout: float) -> list[dict]:
     snapshots = []
     async with asyncio.timeout(timeout):
