@@ -68,7 +68,10 @@ class PlaybackQuery(BaseModel):
     """The media URL's own grant (a player cannot send a header); absent or bad: 401."""
 
     model_config = ConfigDict(extra="forbid")
-    pt: Annotated[str, Field(max_length=4096, description="the playback grant that "
+    # A JWT's characters only: so the longest grant still fits aiohttp's request line (8190
+    # bytes) unescaped, where any other character would take up to 12 bytes percent-encoded.
+    pt: Annotated[str, Field(max_length=4096, pattern=r"^[A-Za-z0-9_.-]*$",
+                             description="the playback grant that "
                              "/api/recordings/{cid}/segments/{sid}/access handed out")] = ""
 
 

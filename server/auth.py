@@ -7,7 +7,6 @@ consultation. Nothing is trusted from the client beyond what the signature cover
 from __future__ import annotations
 
 import json
-import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from enum import StrEnum
@@ -15,6 +14,8 @@ from typing import Any
 
 import jwt
 from aiohttp import web
+
+from server.clock import Clock
 
 ALGORITHM = "HS256"
 ISSUER = "teleconsult"
@@ -27,13 +28,19 @@ class Role(StrEnum):
     OPS = "ops"
     ADMIN = "admin"
     REGULATOR = "regulator"  # the supervision platform: export and report only (least data)
-    # A doctor's working day: their own worklist only, never a call. Joining one of their own
-    # consultations from it mints a per-consultation DOCTOR token (server/worklist_api.py).
+    # A doctor's working day: their own worklist (and adverse events on their own
+    # consultations), never a call. Joining one of their own consultations from it mints a
+    # per-consultation DOCTOR token (server/worklist_api.py).
     DOCTOR_DAY = "doctor_day"
     QUALITY = "quality"  # staff who handle complaints and adverse events (with admin)
+    # The guardian's questions and complaints of one consultation, after the call link has
+    # expired: read them with the answers, add one; nothing else (server/quality/feedback_token.py).
+    GUARDIAN_FEEDBACK = "guardian_feedback"
 
 
 CALL_ROLES = frozenset({Role.DOCTOR, Role.GUARDIAN})
+# Roles whose token names one consultation, and opens a route's `{cid}` only when it is that one.
+BOUND_ROLES = CALL_ROLES | {Role.GUARDIAN_FEEDBACK}
 
 
 @dataclass(frozen=True)
@@ -49,11 +56,20 @@ class TokenError(Exception):
 
 
 class Tokens:
-    def __init__(self, secret: str, ttl_s: int) -> None:
+    """Issues and checks tokens against `clock`: the wall clock, or a test's fixed instant (so a
+    test can stand hours or days later without waiting). Its own clock, not the date rules' one:
+    a test that fixes the day of a rule does not expire every token."""
+
+    def __init__(self, secret: str, ttl_s: int, clock: Clock | None = None) -> None:
         if len(secret) < 32:
             raise ValueError("TC_TOKEN_SECRET must be at least 32 characters")
         self._secret = secret
         self._ttl_s = ttl_s
+        self.clock = clock or Clock()
+
+    def now(self) -> int:
+        """Unix seconds, by this issuer's clock."""
+        return int(self.clock.now().timestamp())
 
     def issue(
         self,
@@ -62,11 +78,11 @@ class Tokens:
         consultation_id: str | None = None,
         ttl_s: int | None = None,
     ) -> str:
-        if role in CALL_ROLES and not consultation_id:
+        if role in BOUND_ROLES and not consultation_id:
             raise ValueError(f"a {role} token must name its consultation")
         if role == Role.DOCTOR_DAY and consultation_id:
             raise ValueError("a doctor_day token names no consultation (it opens the worklist)")
-        now = int(time.time())
+        now = self.now()
         payload = {
             "iss": ISSUER,
             "sub": subject,
@@ -85,16 +101,33 @@ class Tokens:
                 self._secret,
                 algorithms=[ALGORITHM],
                 issuer=ISSUER,
-                options={"require": ["exp", "sub", "iss"]},
+                # Times are checked below, against this issuer's clock.
+                options={"require": ["exp", "sub", "iss"], "verify_exp": False,
+                         "verify_iat": False},
             )
+            self._check_times(payload)
             role = Role(payload["role"])
             if role == Role.DOCTOR_DAY and payload.get("cid"):
                 raise ValueError("a doctor_day token names no consultation")
-        except jwt.ExpiredSignatureError as exc:
-            raise TokenError("token expired") from exc
+            if role in BOUND_ROLES and not payload.get("cid"):
+                raise ValueError(f"a {role} token must name its consultation")
         except (jwt.InvalidTokenError, KeyError, ValueError) as exc:
             raise TokenError(f"invalid token: {exc}") from exc
         return Claims(role, str(payload["sub"]), payload.get("cid"), int(payload["exp"]))
+
+
+    def _check_times(self, payload: dict[str, Any]) -> None:
+        """What PyJWT checks of `exp` and `iat` (integers; expired at `exp`; not issued in the
+        future), by this issuer's clock."""
+        exp, iat = payload["exp"], payload.get("iat")
+        for name, value in (("exp", exp), ("iat", iat)):
+            if value is not None and (not isinstance(value, int) or isinstance(value, bool)):
+                raise ValueError(f"{name} must be an integer")
+        now = self.now()
+        if exp <= now:
+            raise TokenError("token expired")
+        if iat is not None and iat > now:
+            raise ValueError("the token is not yet valid (iat)")
 
 
 def json_error(status: int, code: str, message: str, **extra: Any) -> web.HTTPException:
@@ -149,7 +182,8 @@ Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 def requires(*roles: Role, query_token: bool = False) -> Callable[[Handler], Handler]:
     """Decorate a handler: the request must carry a valid token of one of `roles`.
 
-    Call roles are also bound to one consultation: when the route has `{cid}`, it must match.
+    Bound roles (the call's, the guardian's feedback) name one consultation: when the route has
+    `{cid}`, it must be that one.
     """
 
     allowed = frozenset(roles)
@@ -163,7 +197,7 @@ def requires(*roles: Role, query_token: bool = False) -> Callable[[Handler], Han
                     + ", ".join(sorted(allowed))
                 )
             cid = request.match_info.get("cid")
-            if claims.role in CALL_ROLES and cid is not None and cid != claims.consultation_id:
+            if claims.role in BOUND_ROLES and cid is not None and cid != claims.consultation_id:
                 raise json_error(403, "wrong_consultation",
                                  "this token is for another consultation")
             request[CLAIMS_KEY] = claims

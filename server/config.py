@@ -68,6 +68,10 @@ def _split(raw: str) -> list[str]:
     return [part.strip() for part in raw.split(",") if part.strip()]
 
 
+FEEDBACK_DAYS = 30
+MAX_FEEDBACK_DAYS = 365
+
+
 @dataclass(frozen=True)
 class Settings:
     host: str = "127.0.0.1"
@@ -79,6 +83,9 @@ class Settings:
     node_id: str = field(default_factory=socket.gethostname)
     token_secret: str = ""
     token_ttl_s: int = 4 * 3600
+    # Days after a consultation that a guardian who wrote a question or complaint can still
+    # read the answers (server/quality/feedback_token.py).
+    feedback_days: int = FEEDBACK_DAYS
     ice_servers: list[RTCIceServer] = field(default_factory=list)  # STUN only
     turn: TurnConfig = field(default_factory=TurnConfig)  # issue 11: per-participant credentials
     tls_cert: Path | None = None  # with tls_key: the node serves https and wss itself
@@ -216,6 +223,13 @@ def _recording_key(data_dir: Path) -> tuple[str, bool]:
     return key, True
 
 
+def _feedback_days(raw: str) -> int:
+    days = int(raw)
+    if not 1 <= days <= MAX_FEEDBACK_DAYS:
+        raise ValueError(f"TC_FEEDBACK_DAYS must be 1..{MAX_FEEDBACK_DAYS} (days), not {raw}")
+    return days
+
+
 def load_settings(**overrides: object) -> Settings:
     """Build Settings from the environment; keyword overrides win (tests and the CLI use them)."""
     data_dir = Path(str(overrides.pop("data_dir", _env("TC_DATA_DIR", "data"))))
@@ -236,6 +250,7 @@ def load_settings(**overrides: object) -> Settings:
         redis_url=os.environ.get("REDIS_URL") or None,
         node_id=_env("TC_NODE_ID", socket.gethostname()),
         token_ttl_s=int(_env("TC_TOKEN_TTL", str(4 * 3600))),
+        feedback_days=_feedback_days(_env("TC_FEEDBACK_DAYS", str(FEEDBACK_DAYS))),
         ice_servers=_ice_servers(_env("TC_ICE_SERVERS", "")),
         ice_host_addresses=_split(_env("TC_ICE_HOST_ADDRESSES", "")),
         rejoin_grace_s=float(_env("TC_REJOIN_GRACE", "60")),

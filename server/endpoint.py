@@ -20,6 +20,7 @@ from aiohttp import web
 from pydantic import BaseModel, ValidationError
 
 from server.auth import Handler, Role, json_error, requires
+from server.fields import FIELD_CODES
 
 # A body the client declared but does not send holds a connection and a handler: not for long
 # (Settings.body_timeout_s, TC_BODY_TIMEOUT).
@@ -164,4 +165,7 @@ def _refusal(exc: ValidationError, where: str) -> web.HTTPException:
     if not first["loc"]:  # a rule between fields (a model validator), or a key that is not text
         return json_error(422, code, first["msg"])
     field = ".".join(str(part) for part in first["loc"])
+    if first["type"] in FIELD_CODES:  # a refusal people should understand by its own code
+        return json_error(422, first["type"], f"'{field}': {first['msg']}", field=field,
+                          zh=FIELD_CODES[first["type"]])
     return json_error(422, code, f"'{field}': {first['msg']}", field=field)

@@ -39,6 +39,32 @@ def text(max_length: int, min_length: int = 1, strip: bool = True) -> Any:
                                             max_length=max_length), AfterValidator(text_only)]
 
 
+# Where an HTML parser starts markup: `<` then a letter (a tag), `/` (an end tag), `!` (a comment
+# or doctype) or `?` (a processing instruction). A `<` before a space, a digit or a Chinese
+# character ("体重 < 10kg", "<5岁") starts nothing and is plain text.
+_MARKUP = re.compile(r"<[A-Za-z/!?]")
+MARKUP_NOT_ALLOWED = "markup_not_allowed"
+# Field errors that are their own refusal code (not `bad_field`), with the Chinese a page shows.
+FIELD_CODES: dict[str, str] = {
+    MARKUP_NOT_ALLOWED: "请只填写文字，不要包含网页代码（如 <script>、<img>、</…>、<!--）。",
+}
+
+
+def no_markup(value: str) -> str:
+    if _MARKUP.search(value):
+        raise PydanticCustomError(MARKUP_NOT_ALLOWED, "must be plain text: HTML markup (tags "
+                                  "such as <script>, <img> or </…>, comments <!--) is not "
+                                  "accepted")
+    return value
+
+
+def plain_text(max_length: int, min_length: int = 1) -> Any:
+    """Free text people write for other people to read (complaints, replies, adverse-event
+    reports): `text` without HTML markup. The pages show it as text anyway; refusing markup
+    keeps it out of the records, exports and whatever else will display them later."""
+    return Annotated[text(max_length, min_length), AfterValidator(no_markup)]
+
+
 def _in_range(value: date) -> date:
     day = value.date() if isinstance(value, datetime) else value
     if not FIRST_DAY <= day <= LAST_DAY:

@@ -15,7 +15,7 @@ SECTIONS: dict[str, tuple[str, str]] = {
     "recording": ("录音录像", "Recordings"),
     "questions": ("咨询", "Questions"),
     "complaints": ("投诉", "Complaints"),
-    "adverse_events": ("不良事件", "Adverse events"),
+    "adverse_events": ("负性事件", "Adverse events"),
 }
 PARTS: dict[str, tuple[str, str]] = {
     "booked": ("预约", "booked"), "held": ("已开展（进入问诊）", "held (went live)"),

@@ -2,8 +2,9 @@
 the guardian's place in the queue.
 
 Security: a `doctor_day` token names a doctor and no consultation. No route but these lists that
-role, so it opens nothing else (the call's WebSocket takes only doctor and guardian tokens bound
-to one consultation). Joining from the worklist mints a per-consultation doctor token, and only
+role, and the adverse-event routes of the doctor's own consultations (server/quality/api.py), so
+it opens nothing else (the call's WebSocket takes only doctor and guardian tokens bound to one
+consultation). Joining from the worklist mints a per-consultation doctor token, and only
 for that doctor's own consultation of today that is not over, while the doctor is still active
 in the registry; the minted token never outlives the day token. Each issue and each join (and
 each refused join) is an event.
@@ -14,7 +15,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-import time
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -119,7 +119,7 @@ async def worklist_stream(request: web.Request) -> web.StreamResponse:
     response = web.StreamResponse(headers={"Content-Type": "text/event-stream", **NO_STORE})
     await response.prepare(request)
     with contextlib.suppress(ConnectionResetError, asyncio.CancelledError):
-        while time.time() < expires_at:
+        while request.app[TOKENS_KEY].now() < expires_at:
             snapshot = await _snapshot(request)
             message = json.dumps(snapshot, ensure_ascii=False)
             await response.write(f"data: {message}\n\n".encode())
@@ -158,7 +158,7 @@ async def join(request: web.Request) -> web.Response:
     if consultation_date(consultation.scheduled_at) != consultation_date(ctx.clock.now()):
         raise await _refuse_join(request, cid, 409, "not_today",
                                  "only today's consultations open from the worklist")
-    ttl = min(ctx.settings.token_ttl_s, claims.expires_at - int(time.time()))
+    ttl = min(ctx.settings.token_ttl_s, claims.expires_at - request.app[TOKENS_KEY].now())
     if ttl <= 0:
         raise json_error(401, "bad_token", "token expired")
     token = request.app[TOKENS_KEY].issue(Role.DOCTOR, claims.subject, cid, ttl_s=ttl)

@@ -1,6 +1,8 @@
 // Adverse events (负性事件处置预案) on the doctor's call page (issue 15): filed during the call or
 // afterwards with a severity; a severe one alerts the on-duty staff at once. The doctor sees each
 // one's handling record here. Everything shown is set as text, never as HTML.
+// The worklist uses the same dialog for the day's finished consultations, with the day token
+// (wireAdverseDialog, then openAdverseFor(cid) from a row).
 //
 // State for tests: document.body.dataset.adverse = filed; #adverse-list items carry data-ref.
 
@@ -19,17 +21,35 @@ export const ACTIONS = {
 
 let ctx = null;
 
+function openDialog() {
+  $('adverse-error').hidden = true;
+  $('adverse-done').hidden = true;
+  $('adverse-dialog').showModal();
+  $('ae-text').focus();
+}
+
+// The call page: one consultation, with the call token.
 export function wireAdverse(token, cid) {
-  ctx = { token, cid };
+  wireAdverseDialog(token);
+  ctx.cid = cid;
+  $('adverse-btn').addEventListener('click', openDialog);
+  $('adverse-open-btn').addEventListener('click', openDialog);
+}
+
+// A page that reports on several consultations (the worklist, with the day token).
+export function openAdverseFor(cid, label = '') {
+  if (ctx.cid !== cid) {
+    $('ae-text').value = ''; // what was written is about another consultation
+    document.querySelectorAll('input[name="ae-severity"]').forEach((r) => { r.checked = false; });
+  }
+  ctx.cid = cid;
+  if ($('adverse-for')) $('adverse-for').textContent = label;
+  openDialog();
+}
+
+export function wireAdverseDialog(token) {
+  ctx = { token, cid: '' };
   const dialog = $('adverse-dialog');
-  const open = () => {
-    $('adverse-error').hidden = true;
-    $('adverse-done').hidden = true;
-    dialog.showModal();
-    $('ae-text').focus();
-  };
-  $('adverse-btn').addEventListener('click', open);
-  $('adverse-open-btn').addEventListener('click', open);
   $('adverse-cancel-btn').addEventListener('click', () => dialog.close());
   $('ae-text').addEventListener('input', () => {
     $('adverse-error').hidden = true;
@@ -69,7 +89,7 @@ async function file() {
 }
 
 export async function refreshAdverse() {
-  if (!ctx) return;
+  if (!ctx || !$('adverse-list')) return;
   const res = await request('GET', `/api/consultations/${encodeURIComponent(ctx.cid)}/adverse-events`, ctx.token);
   if (!res.ok) return;
   $('adverse-list').replaceChildren(...res.data.items.map(renderRecord));

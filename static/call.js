@@ -13,6 +13,8 @@
 //   consent  the guardian's informed consent: pending | given
 //   referral  after a termination: loading | shown | none
 //   feedback  sent, once the guardian's question or complaint is stored (issue 15)
+//   access    feedback: the call link has expired, the page shows the guardian's questions and
+//             complaints with the answers by the feedback token it kept (issue 15)
 //   adverse   filed, once the doctor's adverse event is stored (issue 15)
 
 import { bilingual } from './bilingual.js';
@@ -21,7 +23,7 @@ import { handlePresence } from './presence.js'; // issue 4: the guardian-absent 
 import { stopPrecall, wirePrecall } from './precall.js'; // issue 11: the pre-call check
 import { QualityMonitor, hideQuality, showPeerQuality } from './quality.js'; // issue 11
 import { watchMediaPath } from './netwatch.js'; // issue 11: a dead media path, renegotiated
-import { showFeedbackSection, wireFeedback } from './feedback.js'; // issue 15: questions, complaints
+import { claimsOf, keptFeedbackToken, showFeedbackSection, wireFeedback } from './feedback.js'; // issue 15
 import { showAdverseSection, wireAdverse } from './adverse.js'; // issue 15: adverse events
 
 import {
@@ -423,6 +425,7 @@ async function start() {
   }
   const { me, error } = await loadMe();
   if (error) {
+    if (error.status === 401 && showFeedbackOnly()) return;
     showLoadError(error);
     return;
   }
@@ -442,6 +445,30 @@ async function start() {
   else setConsent(false);
   wirePrecall({ token: app.token, openCamera, cameraErrorText });
   setPhase('prejoin');
+}
+
+// Issue 15: the call link has expired, but a guardian who wrote to the hospital kept a feedback
+// token (static/feedback.js): their questions and complaints with the answers, and room for one
+// more, until it expires too. Nothing else of the consultation is shown (the token opens nothing
+// else).
+function showFeedbackOnly() {
+  const claims = claimsOf(app.token);
+  if (!claims || claims.role !== 'guardian' || !claims.cid) return false;
+  const token = keptFeedbackToken(claims.cid);
+  if (!token) return false;
+  app.role = 'guardian';
+  body.dataset.role = 'guardian';
+  body.dataset.access = 'feedback';
+  wireFeedback(token, claims.cid);
+  const until = new Date(claimsOf(token).exp * 1000).toLocaleDateString('zh-CN');
+  $('outcome-zh').textContent = '本次问诊链接已过期';
+  $('outcome-en').textContent = 'This consultation link has expired';
+  $('outcome-detail-zh').textContent = `您的咨询与投诉及医院的回复可在此查看至 ${until}。`;
+  $('outcome-detail-en').textContent = `Your questions and complaints, and the hospital's answers, stay readable here until ${until}.`;
+  $('outcome-icon').className = 'panel-icon tone-neutral';
+  setBadge($('state-badge'), '链接已过期', 'Link expired', 'neutral');
+  setPhase('final');
+  return true;
 }
 
 // The guardian reads the versioned consent text before joining and ticks the box; the page

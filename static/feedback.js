@@ -2,6 +2,12 @@
 // one during the call or afterwards, gets a reference number, and reads the hospital's answers
 // on this same link. Everything shown is set as text, never as HTML.
 //
+// The join link's token lasts hours; an answer may take days. Filing with it hands back a
+// feedback token (role guardian_feedback: this consultation's questions and complaints, nothing
+// else, until TC_FEEDBACK_DAYS after it). The page keeps it in its URL fragment (&feedback=) and
+// in this browser's storage under the consultation, reads and writes with it from then on, and
+// call.js opens the same join link with it once the call token has expired.
+//
 // State for people and for tests: document.body.dataset.feedback = sent (after a submission);
 // each item in #feedback-list carries data-ref and data-status.
 
@@ -22,6 +28,52 @@ const ANSWERED_BY = { quality: ['医院质控部门', 'The hospital quality offi
 
 let ctx = null; // {token, cid}
 let poll = 0;
+const STORE = 'tc-feedback:'; // + the consultation id: the guardian's feedback token
+
+// A token's claims, read without checking (the node checks them); null when it is not a JWT.
+export function claimsOf(token) {
+  try {
+    const part = token.split('.')[1].replace(/-/g, '+').replace(/_/g, '/');
+    return JSON.parse(atob(part + '='.repeat((4 - (part.length % 4)) % 4)));
+  } catch {
+    return null;
+  }
+}
+
+function stored(cid) {
+  try {
+    return localStorage.getItem(STORE + cid) || '';
+  } catch {
+    return ''; // storage off (private mode, policy): the fragment still holds it
+  }
+}
+
+// The feedback token kept for `cid` (the link's fragment, then this browser), while valid.
+export function keptFeedbackToken(cid) {
+  const fromLink = new URLSearchParams(location.hash.replace(/^#/, '')).get('feedback') || '';
+  for (const token of [fromLink, stored(cid)]) {
+    const c = token && claimsOf(token);
+    if (c && c.role === 'guardian_feedback' && c.cid === cid && c.exp * 1000 > Date.now()) return token;
+  }
+  try {
+    localStorage.removeItem(STORE + cid); // expired or not this consultation's: gone
+  } catch {
+    // nothing kept
+  }
+  return '';
+}
+
+function keep(token) {
+  ctx.token = token; // answers are read (and more is asked) with it, past the call token's life
+  const params = new URLSearchParams(location.hash.replace(/^#/, ''));
+  params.set('feedback', token);
+  history.replaceState(null, '', `${location.pathname}${location.search}#${params}`);
+  try {
+    localStorage.setItem(STORE + ctx.cid, token);
+  } catch {
+    // the fragment keeps it
+  }
+}
 
 export function wireFeedback(token, cid) {
   ctx = { token, cid };
@@ -62,6 +114,7 @@ async function send() {
     showError(refusal(res));
     return;
   }
+  if (res.data.feedback_token) keep(res.data.feedback_token);
   $('fb-text').value = '';
   $('fb-count').textContent = '0 / 2000';
   const done = $('feedback-done');

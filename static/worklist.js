@@ -1,11 +1,16 @@
 // The doctor's day (issue 15): today's consultations with live status, over server-sent events,
-// and joining one from the list (the node hands out that consultation's call link).
+// and joining one from the list (the node hands out that consultation's call link). A finished
+// consultation has a button to report an adverse event with the day token (static/adverse.js),
+// for when the call page is closed.
 //
 // /worklist#token=<doctor_day token>. For people and tests: document.body.dataset
 //   phase    loading | live | reconnecting | error
 //   waiting  how many guardians are waiting now
-// and each row: tr[data-cid][data-guardian][data-consent][data-on-camera].
+//   adverse  filed, once an adverse event is stored
+// and each row: tr[data-cid][data-guardian][data-consent][data-on-camera]; the report button
+// button.adverse[data-ae-cid].
 import { bilingual } from './bilingual.js';
+import { openAdverseFor, wireAdverseDialog } from './adverse.js';
 
 const token = new URLSearchParams(location.hash.slice(1)).get('token') || '';
 const $ = (id) => document.getElementById(id);
@@ -55,6 +60,13 @@ function row(c) {
   bilingual(join, '接诊', 'Join');
   join.disabled = !c.joinable;
   join.addEventListener('click', () => open(c.consultation_id, join));
+  const actions = el('td', {}, join);
+  if (over) {
+    const report = el('button', { class: 'adverse', type: 'button', 'data-ae-cid': c.consultation_id });
+    bilingual(report, '负性事件', 'Adverse event');
+    report.addEventListener('click', () => openAdverseFor(c.consultation_id, `${c.time} · ${c.patient.name}`));
+    actions.append(report);
+  }
   const tr = el('tr', {
     'data-cid': c.consultation_id, 'data-guardian': c.guardian, 'data-state': c.state,
     'data-consent': c.consent ? 'given' : 'pending', 'data-on-camera': c.on_camera || '',
@@ -66,7 +78,7 @@ function row(c) {
   el('td', {}, side),
   el('td', {}, c.consent ? tag(['已签署', 'given', 'ok']) : tag(['未签署', 'not yet'])),
   el('td', {}, c.on_camera ? tag(CAMERA[c.on_camera] || [c.on_camera, c.on_camera]) : '—'),
-  el('td', {}, join));
+  actions);
   return tr;
 }
 
@@ -130,5 +142,6 @@ if (!token) {
   bilingual($('summary'), '链接缺少访问令牌（#token=…），请向管理员索取今日链接。',
     'The link has no access token (#token=…): ask the administrator for today\'s link.');
 } else {
+  wireAdverseDialog(token);
   connect();
 }

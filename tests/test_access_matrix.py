@@ -13,7 +13,7 @@ import jwt
 import pytest
 
 from server import openapi
-from server.auth import ALGORITHM, ISSUER, Role
+from server.auth import ALGORITHM, BOUND_ROLES, ISSUER, Role
 from tests.node_fixtures import SECRET, Node
 
 CID = "c_matrix"
@@ -68,8 +68,7 @@ async def test_each_role_gets_exactly_its_rights(node: Node) -> None:
             continue
         allowed = set(op["x-roles"])
         for role in Role:
-            token = node.token(role, f"{role}-1", CID if role in (Role.DOCTOR, Role.GUARDIAN)
-                               else None)
+            token = node.token(role, f"{role}-1", CID if role in BOUND_ROLES else None)
             status, body = await _call(node, method, path, token)
             where = f"{method} {path} as {role}"
             if role in allowed:
@@ -86,8 +85,8 @@ async def test_each_role_gets_exactly_its_rights(node: Node) -> None:
     assert checked >= 35 * len(Role)
 
 
-@pytest.mark.parametrize("role", [Role.DOCTOR, Role.GUARDIAN])
-async def test_call_roles_stay_in_their_consultation(node: Node, role: Role) -> None:
+@pytest.mark.parametrize("role", sorted(BOUND_ROLES))
+async def test_bound_roles_stay_in_their_consultation(node: Node, role: Role) -> None:
     token = node.token(role, "p-1", "c_other")
     for method, path, op in _operations(node):
         if "{cid}" in path and role in op["x-roles"]:

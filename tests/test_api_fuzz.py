@@ -24,7 +24,7 @@ from schemathesis.checks import not_a_server_error
 
 from server import openapi
 from server.app import create_app
-from server.auth import CALL_ROLES, Role, Tokens
+from server.auth import BOUND_ROLES, Role, Tokens
 from server.config import load_settings
 from tests.node_process import NodeProcess, free_port
 
@@ -57,7 +57,7 @@ def fuzz_node(tmp_path_factory: pytest.TempPathFactory) -> Iterator[NodeProcess]
 def _token(role: str | None) -> dict[str, str]:
     if role is None:
         return {}
-    cid = CID if Role(role) in CALL_ROLES else None
+    cid = CID if Role(role) in BOUND_ROLES else None
     return {"Authorization": f"Bearer {Tokens(SECRET, 3600).issue(Role(role), 'fuzz', cid)}"}
 
 

@@ -1,7 +1,7 @@
 """Issue 15 through the real pages in Chromium: after a call that ended in a referral, the
-guardian complains on the same link (script tags and all, shown as text), the doctor files a
+guardian complains on the same link (markup refused, plain text shown as text), the doctor files a
 severe adverse event, quality staff answer and handle both on the quality page, and the guardian
-reads the answer on their link.
+reads the answer on their link, also days later when the link's own token has expired.
 
 The call itself runs between aiortc peers (cheap); Chromium only opens the three pages.
 """
@@ -9,6 +9,7 @@ The call itself runs between aiortc peers (cheap); Chromium only opens the three
 from __future__ import annotations
 
 import re
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
@@ -20,9 +21,12 @@ from .clinical_helpers import active_call, chain_verified
 from .node_fixtures import Node
 
 ARTIFACTS = Path(__file__).resolve().parent.parent / "test-artifacts" / "browser_feedback"
-COMPLAINT = ('等了40分钟医生才上线 <script>window.__owned = 1</script>'
-             '<img src=x onerror="window.__owned = 2">')
-ANSWER = "非常抱歉，已核实为排班延误，已向科室反馈。<b>不是HTML</b>"
+MARKUP = ('等了40分钟医生才上线 <script>window.__owned = 1</script>'
+          '<img src=x onerror="window.__owned = 2">')
+# Plain text that an HTML parser would change (entities) or that holds a lone `<`: it must show
+# exactly as written.
+COMPLAINT = '等了40分钟医生才上线，孩子体重 < 10kg，&lt;img src=x onerror=alert(1)&gt; &amp;'
+ANSWER = "非常抱歉，已核实为排班延误，已向科室反馈。&lt;b&gt;不是HTML&lt;/b&gt; 1 < 2"
 
 pytestmark = pytest.mark.browser
 
@@ -59,11 +63,18 @@ async def test_guardian_complains_after_the_call_and_reads_the_answer(
         assert "请填写内容" in await guardian.inner_text("#feedback-error")
         await guardian.check("#fb-kind-complaint")
         await guardian.select_option("#fb-category", "waiting")
+        await guardian.fill("#fb-text", MARKUP)  # markup: refused by the node, said so
+        await guardian.click("#feedback-submit-btn")
+        await guardian.wait_for_selector("#feedback-error:not([hidden])")
+        assert "网页代码" in await guardian.inner_text("#feedback-error")
+        assert await guardian.input_value("#fb-text") == MARKUP  # kept, to be corrected
         await guardian.fill("#fb-text", COMPLAINT)
         await guardian.click("#feedback-submit-btn")
         await wait_for_body_data(guardian, "feedback", "sent")
         ref = (await guardian.inner_text("#feedback-ref")).strip()
         assert re.fullmatch(r"TS-\d{8}-0001", ref), ref
+        # The answer may take days: the page keeps the feedback token it was handed.
+        assert "&feedback=" in guardian.url
         await browser.screenshot(guardian, "guardian-complaint-sent")
         await guardian.click("#feedback-cancel-btn")
         item = f'#feedback-list li[data-ref="{ref}"]'
@@ -120,6 +131,19 @@ async def test_guardian_complains_after_the_call_and_reads_the_answer(
         assert await guardian.locator("#feedback-list b").count() == 0
         await guardian.locator("#feedback-section").screenshot(
             path=str(ARTIFACTS / "guardian-reads-answer.png"), timeout=10_000)
+
+        # Three days on the join link has expired; opened again as it came, it still shows the
+        # answer (the feedback token this browser kept), and nothing else of the consultation.
+        node.tokens.clock.fixed = node.tokens.clock.now() + timedelta(days=3)
+        later = await browser.new_page("guardian-days-later")
+        await later.goto(guardian_link)
+        await wait_for_body_data(later, "access", "feedback")
+        answered = later.locator(f'#feedback-list li[data-ref="{ref}"][data-status="replied"]')
+        await answered.wait_for()
+        assert ANSWER in await answered.locator(".thread-reply").inner_text()
+        assert "已过期" in await later.inner_text("#outcome-title")
+        assert await later.locator("#referral").is_hidden()
+        await browser.screenshot(later, "guardian-days-later")
 
     kinds = [e["kind"] for e in await node.events(cid)]
     for kind in ("feedback.opened", "feedback.replied", "adverse_event.filed",

@@ -12,14 +12,18 @@ import asyncio
 import hashlib
 import json
 import re
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import aiohttp
 import pytest
 from sqlalchemy import func, select
 
 from server.alerts import ALERTS
-from server.auth import Role
+from server.auth import BOUND_ROLES, Role
 from server.demo import Booking
+from server.quality import feedback_token
+from server.store import Consultation, records
 from server.store.quality import AdverseEvent, Feedback
 from tests.node_fixtures import Node
 
@@ -28,6 +32,8 @@ from .clinical_helpers import active_call, chain_verified, exported
 REF = re.compile(r"^TS-\d{8}-\d{4}$")
 AE_REF = re.compile(r"^AE-\d{8}-\d{4}$")
 SCRIPT = '<script>alert("x")</script><img src=x onerror=alert(1)> 孩子还在发烧'
+# Plain text with the characters markup is made of: stored and answered exactly as written.
+PLAIN = '孩子体重 < 10kg，体温 >39℃，剂量<5ml? a < b && c > d; &lt;script&gt; 还在发烧'
 
 
 def _auth(token: str) -> dict[str, str]:
@@ -71,9 +77,9 @@ async def test_a_complaint_is_numbered_answered_and_closed(node: Node) -> None:
     cid, guardian = booking.consultation_id, _guardian(node, booking)
     feedback = f"/api/consultations/{cid}/feedback"
     _, item = await _call(node, "POST", feedback, guardian, 201,
-                          json={"kind": "complaint", "category": "waiting", "text": SCRIPT})
+                          json={"kind": "complaint", "category": "waiting", "text": PLAIN})
     assert REF.match(item["ref"]) and item["ref"].endswith("-0001"), item
-    assert item["text"] == SCRIPT and item["status"] == "open"  # stored as text, as it came
+    assert item["text"] == PLAIN and item["status"] == "open"  # stored as text, as it came
     _, question = await _call(node, "POST", feedback, guardian, 201,
                               json={"kind": "question", "text": "  复诊需要带什么？ "})
     assert question["ref"].endswith("-0002") and question["category"] is None
@@ -112,7 +118,7 @@ async def test_a_complaint_is_numbered_answered_and_closed(node: Node) -> None:
     events = [e for e in await node.events(cid) if e["kind"].startswith("feedback.")]
     assert [(e["kind"], e["data"]) for e in events] == [
         ("feedback.opened", {"ref": ref, "kind": "complaint", "category": "waiting",
-                             "text_sha256": _sha(SCRIPT)}),
+                             "text_sha256": _sha(PLAIN)}),
         ("feedback.opened", {"ref": question["ref"], "kind": "question", "category": None,
                              "text_sha256": _sha("复诊需要带什么？")}),
         ("feedback.replied", {"ref": ref, "by": "quality",
@@ -129,6 +135,98 @@ async def test_a_complaint_is_numbered_answered_and_closed(node: Node) -> None:
     row = (await exported(node.session, node.url, node.token(Role.REGULATOR, "r")))[cid]
     assert row["feedback"] == {"questions": 1, "complaints": 1, "replied": 1, "closed": 1}
     assert "孩子" not in json.dumps(row, ensure_ascii=False)
+
+
+async def test_the_guardian_reads_the_answer_days_after_the_call_link_expired(
+        node: Node) -> None:
+    booking = await node.book()
+    cid = booking.consultation_id
+    call = booking.guardian_link.split("#token=")[1]  # the join link minted at booking
+    feedback = f"/api/consultations/{cid}/feedback"
+    _, item = await _call(node, "POST", feedback, call, 201,
+                          json={"kind": "complaint", "text": "医生迟到了半小时"})
+    later = item["feedback_token"]
+    claims = node.tokens.verify(later)
+    assert (claims.role, claims.subject, claims.consultation_id) == (
+        Role.GUARDIAN_FEEDBACK, booking.guardian_id, cid)
+    consultation = await records.get_consultation(node.ctx.db, cid)
+    assert consultation is not None and consultation.ended_at is None
+    until = consultation.scheduled_at + timedelta(days=node.settings.feedback_days)
+    assert claims.expires_at == int(until.timestamp())
+    assert item["feedback_expires_at"] == datetime.fromtimestamp(claims.expires_at,
+                                                                 UTC).isoformat()
+    issued = [e for e in await node.events(cid) if e["kind"] == "feedback_token.issued"]
+    assert [(e["actor"], e["data"]) for e in issued] == [
+        (f"guardian:{booking.guardian_id}", {"expires_at": item["feedback_expires_at"]})]
+    assert later not in json.dumps(await node.events(cid))
+
+    # Three days on (the tokens' clock, no waiting): the call link no longer opens anything,
+    # the answer written meanwhile is read with the feedback token, and more can be asked.
+    node.tokens.clock.fixed = node.tokens.clock.now() + timedelta(days=3)
+    answer = "已与医生核实，已致歉并调整排班。"
+    await _call(node, "POST", f"/api/quality/feedback/{item['ref']}/reply", _staff(node), 201,
+                json={"text": answer})
+    status, body = await _call(node, "GET", feedback, call)
+    assert (status, body["error"]["code"], body["error"]["message"]) == (
+        401, "bad_token", "token expired")
+    _, mine = await _call(node, "GET", feedback, later, 200)
+    assert [(r["text"], r["by"]) for r in mine["items"][0]["replies"]] == [(answer, "quality")]
+    _, more = await _call(node, "POST", feedback, later, 201,
+                          json={"kind": "question", "text": "下次复诊怎么预约？"})
+    assert "feedback_token" not in more  # its own token already; nothing to stretch
+    assert [e["actor"] for e in await node.events(cid) if e["kind"] == "feedback.opened"][-1] \
+        == f"guardian_feedback:{booking.guardian_id}"
+
+    # It opens nothing else: no call, no consultation data, no other consultation.
+    for method, path in (("GET", "/api/me"), ("GET", "/api/consent"), ("GET", "/api/queue"),
+                         ("GET", f"/api/consultations/{cid}/referral"),
+                         ("GET", f"/api/consultations/{cid}/events"),
+                         ("GET", f"/api/consultations/{cid}/adverse-events"),
+                         ("POST", f"/api/consultations/{cid}/adverse-events"),
+                         ("GET", "/api/quality/feedback"),
+                         ("POST", f"/api/quality/feedback/{item['ref']}/close"),
+                         ("GET", "/api/worklist")):
+        status, body = await _call(node, method, path, later,
+                                   **({"json": {}} if method == "POST" else {}))
+        assert (status, body["error"]["code"]) == (403, "wrong_role"), (method, path, body)
+    other = await node.book()
+    status, body = await _call(node, "GET", f"/api/consultations/{other.consultation_id}"
+                                            "/feedback", later)
+    assert (status, body["error"]["code"]) == (403, "wrong_consultation")
+    with pytest.raises(aiohttp.WSServerHandshakeError) as refused:
+        await node.session.ws_connect(f"{node.url}/ws?token={later}")
+    assert refused.value.status == 403
+
+    # And it ends with the period: TC_FEEDBACK_DAYS after the consultation.
+    node.tokens.clock.fixed = until + timedelta(seconds=1)
+    status, body = await _call(node, "GET", feedback, later)
+    assert (status, body["error"]["code"]) == (401, "bad_token")
+
+
+def test_the_feedback_period_runs_from_the_end_of_the_consultation() -> None:
+    slot = datetime(2026, 12, 2, 2, 0, tzinfo=UTC)
+    booked = Consultation(scheduled_at=slot, ended_at=None)
+    assert feedback_token.expiry(booked, 30) == slot + timedelta(days=30)
+    late = Consultation(scheduled_at=slot, ended_at=slot + timedelta(hours=3))
+    assert feedback_token.expiry(late, 30) == slot + timedelta(days=30, hours=3)
+    early = Consultation(scheduled_at=slot, ended_at=slot - timedelta(minutes=10))
+    assert feedback_token.expiry(early, 7) == slot + timedelta(days=7)
+
+
+async def test_no_feedback_token_once_the_period_is_over(node: Node) -> None:
+    """A guardian token still valid (minted for a long call) past the period: the item is filed,
+    no feedback token comes with it."""
+    booking = await node.book()
+    cid = booking.consultation_id
+    consultation = await records.get_consultation(node.ctx.db, cid)
+    assert consultation is not None
+    node.tokens.clock.fixed = consultation.scheduled_at + timedelta(
+        days=node.settings.feedback_days, seconds=1)
+    _, item = await _call(node, "POST", f"/api/consultations/{cid}/feedback",
+                          _guardian(node, booking), 201,
+                          json={"kind": "question", "text": "还能咨询吗？"})
+    assert "feedback_token" not in item
+    assert not [e for e in await node.events(cid) if e["kind"] == "feedback_token.issued"]
 
 
 async def test_reference_numbers_stay_unique_when_filed_at_once(node: Node) -> None:
@@ -217,6 +315,8 @@ BAD_FEEDBACK: list[tuple[str, dict[str, Any], int, str, str | None]] = [
      "text"),
     ("control character", {"json": {"kind": "complaint", "text": "a\u0000b"}}, 422,
      "bad_field", "text"),
+    ("script tags", {"json": {"kind": "complaint", "text": SCRIPT}}, 422, "markup_not_allowed",
+     "text"),
     ("deep JSON", {"data": b"[" * 50_000 + b"]" * 50_000}, 400, "bad_json", None),
     ("not JSON", {"data": b"<script>alert(1)</script>"}, 400, "bad_json", None),
     ("a list", {"json": ["complaint"]}, 400, "bad_json", None),
@@ -267,6 +367,90 @@ async def test_hostile_input_is_refused_and_the_call_goes_on(node: Node, clips) 
             await side.close()
 
 
+MARKUP = ['<script>alert(1)</script>', '家长说 <img src=x onerror=alert(1)>', '正文</p>',
+          '<!-- 注释 --> 好', '<svg/onload=alert(1)>', '<?php echo 1; ?>', '<B>加粗</B>',
+          "<a href='javascript:alert(1)'>点这里</a>", '<iframe src=//x>']
+
+
+async def test_markup_is_refused_in_every_free_text_field(node: Node) -> None:
+    """Questions, complaints, replies, adverse-event reports and handling notes: HTML markup is a
+    422 naming the field, and nothing is stored; a lone `<` or `>` is text and goes through."""
+    booking = await node.book()
+    cid, guardian, quality = booking.consultation_id, _guardian(node, booking), _staff(node)
+    _, item = await _call(node, "POST", f"/api/consultations/{cid}/feedback", guardian, 201,
+                          json={"kind": "question", "text": PLAIN})
+    _, event = await _call(node, "POST", f"/api/consultations/{cid}/adverse-events",
+                           _doctor(node, booking), 201,
+                           json={"severity": "mild", "description": PLAIN})
+    fields = [
+        (f"/api/consultations/{cid}/feedback", guardian, {"kind": "complaint"}, "text"),
+        (f"/api/quality/feedback/{item['ref']}/reply", quality, {}, "text"),
+        (f"/api/consultations/{cid}/adverse-events", _doctor(node, booking),
+         {"severity": "severe"}, "description"),
+        (f"/api/quality/adverse-events/{event['ref']}/actions", quality,
+         {"action": "clinical_review"}, "note"),
+    ]
+    for path, token, rest, field in fields:
+        for text in MARKUP:
+            status, body = await _call(node, "POST", path, token, json={**rest, field: text})
+            assert (status, body["error"]["code"], body["error"]["field"]) == (
+                422, "markup_not_allowed", field), (path, text, body)
+            assert "<script>" in body["error"]["zh"] and body["error"]["message"]
+    assert await _count(node, Feedback) == 1 and await _count(node, AdverseEvent) == 1
+    _, mine = await _call(node, "GET", f"/api/consultations/{cid}/feedback", guardian, 200)
+    assert mine["items"][0]["replies"] == [] and mine["items"][0]["status"] == "open"
+    _, records = await _call(node, "GET", f"/api/consultations/{cid}/adverse-events",
+                             _doctor(node, booking), 200)
+    assert records["items"][0]["actions"] == [] and records["items"][0]["status"] == "open"
+    assert [e["kind"] for e in await node.events(cid)
+            if e["kind"].startswith(("feedback.", "adverse_event."))] == [
+        "feedback.opened", "adverse_event.filed"]
+    # Plain text with `<` and `>` in it is accepted in each field, exactly as written.
+    _, reply = await _call(node, "POST", fields[1][0], quality, 201, json={"text": PLAIN})
+    _, step = await _call(node, "POST", fields[3][0], quality, 201,
+                          json={"action": "clinical_review", "note": PLAIN})
+    assert reply["reply"]["text"] == PLAIN and step["action"]["note"] == PLAIN
+    assert item["text"] == PLAIN and event["description"] == PLAIN
+
+
+async def test_a_complaint_and_an_adverse_event_filed_during_the_call(  # type: ignore[no-untyped-def]
+        node: Node, clips) -> None:
+    """Both sides joined and talking: the guardian complains from the call page, the doctor files
+    a severe adverse event (ops alerted); both are stored and numbered, and the call goes on."""
+    booking, guardian_client, doctor_client = await active_call(node, clips)
+    cid = booking.consultation_id
+    alerts = await node.ctx.live.subscribe(ALERTS)
+    try:
+        _, item = await _call(node, "POST", f"/api/consultations/{cid}/feedback",
+                              _guardian(node, booking), 201,
+                              json={"kind": "complaint", "category": "technical",
+                                    "text": "医生那边的声音断断续续"})
+        assert REF.match(item["ref"]) and item["status"] == "open" and item["feedback_token"]
+        _, event = await _call(node, "POST", f"/api/consultations/{cid}/adverse-events",
+                               _doctor(node, booking), 201,
+                               json={"severity": "severe",
+                                     "description": "通话中患儿呼吸急促，已指导家长立即就近急诊"})
+        assert AE_REF.match(event["ref"]) and event["alerted"] is True
+        alert = await alerts.get(timeout=5)
+        assert (alert["kind"], alert["ref"]) == ("adverse_event.severe", event["ref"])
+        # The call did not notice: still active, both sides still receive video.
+        assert await node.ctx.lifecycle.state(cid) == "active"
+        for side in (guardian_client, doctor_client):
+            await side.wait_frames("video", 10)
+        events = await node.events(cid)
+        kinds = [e["kind"] for e in events]
+        started = next(i for i, e in enumerate(events)
+                       if e["kind"] == "state" and e["data"]["to"] == "active")
+        assert kinds.index("feedback.opened") > started  # filed in the active call
+        assert kinds.index("adverse_event.filed") > started
+        assert not {"participant.left", "participant.lost"} & set(kinds)
+        assert (await node.states(cid))[-1] == "active"
+    finally:
+        await alerts.aclose()
+        for side in (guardian_client, doctor_client):
+            await side.close()
+
+
 async def test_too_many_from_one_consultation_is_429(node: Node) -> None:
     booking = await node.book()
     cid, guardian = booking.consultation_id, _guardian(node, booking)
@@ -280,13 +464,16 @@ async def test_too_many_from_one_consultation_is_429(node: Node) -> None:
 
 # (method, path, roles allowed); {cid} is the booked consultation, {ref} a made-up number.
 ROUTES = [
-    ("POST", "/api/consultations/{cid}/feedback", {Role.GUARDIAN}),
-    ("GET", "/api/consultations/{cid}/feedback", {Role.GUARDIAN, Role.QUALITY, Role.ADMIN}),
+    ("POST", "/api/consultations/{cid}/feedback", {Role.GUARDIAN, Role.GUARDIAN_FEEDBACK}),
+    ("GET", "/api/consultations/{cid}/feedback",
+     {Role.GUARDIAN, Role.GUARDIAN_FEEDBACK, Role.QUALITY, Role.ADMIN}),
     ("GET", "/api/quality/feedback", {Role.QUALITY, Role.ADMIN}),
     ("POST", "/api/quality/feedback/TS-20260101-0001/reply", {Role.QUALITY, Role.ADMIN}),
     ("POST", "/api/quality/feedback/TS-20260101-0001/close", {Role.QUALITY, Role.ADMIN}),
-    ("POST", "/api/consultations/{cid}/adverse-events", {Role.DOCTOR, Role.QUALITY, Role.ADMIN}),
-    ("GET", "/api/consultations/{cid}/adverse-events", {Role.DOCTOR, Role.QUALITY, Role.ADMIN}),
+    ("POST", "/api/consultations/{cid}/adverse-events",
+     {Role.DOCTOR, Role.DOCTOR_DAY, Role.QUALITY, Role.ADMIN}),
+    ("GET", "/api/consultations/{cid}/adverse-events",
+     {Role.DOCTOR, Role.DOCTOR_DAY, Role.QUALITY, Role.ADMIN}),
     ("GET", "/api/quality/adverse-events", {Role.QUALITY, Role.ADMIN}),
     ("POST", "/api/quality/adverse-events/AE-20260101-0001/actions", {Role.QUALITY, Role.ADMIN}),
     ("POST", "/api/quality/adverse-events/AE-20260101-0001/close", {Role.QUALITY, Role.ADMIN}),
@@ -310,15 +497,17 @@ async def test_every_route_refuses_the_roles_it_does_not_name(
     status, error = await _call(node, method, url, expired, **body)
     assert (status, error["error"]["code"]) == (401, "bad_token")
     for role in Role:
-        bound = cid if role in (Role.DOCTOR, Role.GUARDIAN) else None
-        status, error = await _call(node, method, url, node.token(role, f"{role}-1", bound),
+        bound = cid if role in BOUND_ROLES else None
+        # A day token opens its own doctor's consultations: the booked one's doctor.
+        subject = booking.doctor_id if role == Role.DOCTOR_DAY else f"{role}-1"
+        status, error = await _call(node, method, url, node.token(role, subject, bound),
                                     **body)
         if role in allowed:
             assert status not in (401, 403), (role, status, error)
         else:
             assert (status, error["error"]["code"]) == (403, "wrong_role"), (role, error)
-    for role in allowed & {Role.DOCTOR, Role.GUARDIAN}:
-        if "{cid}" in path:  # a call role's token is for its own consultation only
+    for role in allowed & BOUND_ROLES:
+        if "{cid}" in path:  # a bound role's token is for its own consultation only
             other = node.token(role, f"{role}-1", "c_someone_else")
             status, error = await _call(node, method, url, other, **body)
             assert (status, error["error"]["code"]) == (403, "wrong_consultation")

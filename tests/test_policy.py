@@ -49,6 +49,9 @@ LETTER = "国卫办医政函〔2025〕482号"
 # The letter's parts as its text numbers them; a clause cited from it must be one of these.
 LETTER_CLAUSES = {"正文首段 opening paragraph", "一", "二", "三", "四", "五", "六"}
 UNCONFIRMED = "clause to be confirmed"
+MEASURES = "互联网诊疗管理办法（试行）（国卫医发〔2018〕25号）"
+# Clauses of national rules that someone has checked, by rule: the document and its article.
+CONFIRMED = {"prior_diagnosis": (MEASURES, "第十六条")}
 
 
 def test_policy_file_names_the_pilot() -> None:
@@ -221,9 +224,14 @@ def test_every_rule_cites_its_source() -> None:
     for result in first.rules + follow.rules:
         source = result.source
         assert source is not None and source.document and source.clause, result.rule
-        # A clause of the letter is one the letter has; anything else says it is unchecked.
+        # A clause of the letter is one the letter has, a national rule's one that was checked
+        # (CONFIRMED); anything else says it is unchecked.
         assert (source.document == LETTER and source.clause in LETTER_CLAUSES) or (
+            CONFIRMED.get(result.rule) == (source.document, source.clause)) or (
             source.clause == UNCONFIRMED), (result.rule, source)
+    follow_cited = {r["rule"]: r["source"] for r in follow.to_dict()["rules"]}
+    assert (follow_cited["prior_diagnosis"]["document"],
+            follow_cited["prior_diagnosis"]["clause"]) == (MEASURES, "第十六条")
     cited = {r["rule"]: r["source"] for r in first.to_dict()["rules"]}
     assert cited["doctor_clinical_practice"] == {
         "document": LETTER, "clause": "三", "about": POLICY.sources[

@@ -11,7 +11,8 @@ from typing import Any
 
 import pytest
 
-from server.auth import Role
+from server.app import STATIC_DIR as STATIC
+from server.auth import BOUND_ROLES, Role
 from server.report import empty, flatten
 from server.store import SYSTEM_CHAIN
 
@@ -22,7 +23,7 @@ KEYS = [key for key, _ in flatten(empty())]
 
 
 def _bearer(node: Node, role: Role, subject: str = "r-1") -> dict[str, str]:
-    cid = "c_x" if role in (Role.DOCTOR, Role.GUARDIAN) else None
+    cid = "c_x" if role in BOUND_ROLES else None
     return {"Authorization": f"Bearer {node.token(role, subject, cid)}"}
 
 
@@ -145,6 +146,19 @@ async def test_bad_ranges_are_refused(node: Node, query: str, field: str) -> Non
         assert body["error"]["code"] == "bad_query" and body["error"]["field"] == field, body
     assert not [e for e in await node.ctx.events.events(SYSTEM_CHAIN)
                 if e.kind == "report.progress"]
+
+
+async def test_adverse_events_are_named_as_the_letter_and_the_pages_name_them(
+        node: Node) -> None:
+    """负性事件 (letter 482, clause 五: 负性事件处置预案), as on the call, quality and worklist
+    pages: never 不良事件 on the printed report."""
+    report = await _get(node, "/api/reports/progress?month=2026-11", _bearer(node, Role.ADMIN))
+    sections = {s["key"]: s["zh"] for s in report["sections"]}
+    assert sections["adverse_events"] == "负性事件"
+    labels = [s["zh"] for s in report["sections"]] + [m["zh"] for m in report["measures"]]
+    page = (STATIC / "report.html").read_text() + (STATIC / "report.js").read_text()
+    assert "不良事件" not in "".join(labels) + page
+    assert "负性事件" in (STATIC / "call.html").read_text()
 
 
 async def test_366_days_is_allowed(node: Node) -> None:

@@ -14,7 +14,7 @@ import pytest
 from sqlalchemy import update
 
 from server.__main__ import main
-from server.auth import Role, Tokens
+from server.auth import BOUND_ROLES, Role, Tokens
 from server.config import load_settings
 from server.consent import CURRENT_VERSION, record_consent
 from server.lifecycle import State
@@ -170,6 +170,35 @@ async def test_the_stream_shows_a_guardian_waiting(node: Node) -> None:
             await guardian.close()
 
 
+async def test_the_worklist_shows_the_guardian_on_camera(node: Node) -> None:
+    """The live flag the presence monitor publishes (identity/presence.py: put_consultation
+    {"guardian": present|absent}) is the worklist's "guardian on camera", per consultation."""
+    doctor = await make_doctor(node)
+    slot = await book_at(node, doctor, today_at(10))
+    other = await book_at(node, doctor, today_at(5), "王五")
+    day = _day_token(node, doctor.id)
+
+    def on_camera(data: dict[str, Any]) -> dict[str, Any]:
+        return {c["consultation_id"]: c["on_camera"] for c in data["consultations"]}
+
+    assert on_camera(await _call(node, "GET", "/api/worklist", day, 200)) == {
+        slot.cid: None, other.cid: None}  # not checked yet: no flag, shown as "—"
+    guardian = node.client(guardian_token(node, slot))
+    await guardian.connect()
+    try:
+        for seen in ("present", "absent", "present"):
+            await node.ctx.live.put_consultation(slot.cid, {"guardian": seen})
+            data = await _call(node, "GET", "/api/worklist", day, 200)
+            assert on_camera(data) == {slot.cid: seen, other.cid: None}
+            row = next(c for c in data["consultations"] if c["consultation_id"] == slot.cid)
+            assert row["guardian"] == "waiting"  # connected, the doctor not there yet
+        # Over the stream as well.
+        async with node.session.get(f"{node.url}/api/worklist/stream?token={day}") as stream:
+            assert on_camera(await _next_snapshot(stream))[slot.cid] == "present"
+    finally:
+        await guardian.close()
+
+
 async def _until_closed(response: aiohttp.ClientResponse, timeout: float) -> list[dict]:
     snapshots = []
     async with asyncio.timeout(timeout):
@@ -254,6 +283,63 @@ async def test_a_day_token_opens_nothing_else(node: Node) -> None:
     assert refused.value.status == 403
 
 
+# -- adverse events after the call, from the worklist ------------------------------------------
+
+async def test_the_day_token_files_adverse_events_on_own_consultations_only(node: Node) -> None:
+    """The call page closed, the call token gone: the doctor reports from the worklist with the
+    day token, on their own consultations (403 on another doctor's, which is an event too)."""
+    doctor = await make_doctor(node)
+    other = await make_doctor(node, "钱医生")
+    mine = await book_at(node, doctor, today_at(60))
+    theirs = await book_at(node, other, today_at(60))
+    async with node.ctx.db.session() as s, s.begin():
+        await s.execute(update(Consultation).where(Consultation.id.in_([mine.cid, theirs.cid]))
+                        .values(state="ended", started_at=today_at(60), ended_at=today_at(40)))
+    day = _day_token(node, doctor.id)
+    mine_path = f"/api/consultations/{mine.cid}/adverse-events"
+    # The worklist says which consultations are over (where the page offers the button).
+    rows = (await _call(node, "GET", "/api/worklist", day, 200))["consultations"]
+    assert [(r["consultation_id"], r["state"], r["joinable"]) for r in rows] == [
+        (mine.cid, "ended", False)]
+
+    description = "问诊结束后家长来电：患儿服药后出现皮疹"
+    filed = await _call(node, "POST", mine_path, day, 201,
+                        {"severity": "moderate", "description": description})
+    assert filed["ref"].startswith("AE-") and filed["filed_by"] == "doctor"
+    assert "consultation_id" not in filed  # the doctor's view, not staff's
+    listed = await _call(node, "GET", mine_path, day, 200)
+    assert [(i["ref"], i["description"]) for i in listed["items"]] == [(filed["ref"],
+                                                                       description)]
+    [event] = [e for e in await node.ctx.events.events(mine.cid)
+               if e.kind == "adverse_event.filed"]
+    assert event.actor == f"doctor_day:{doctor.id}"  # the credential used, named
+    assert (event.data["by"], event.data["severity"]) == ("doctor", "moderate")
+
+    theirs_path = f"/api/consultations/{theirs.cid}/adverse-events"
+    for method, body in (("POST", {"severity": "mild", "description": "不是我的"}),
+                         ("GET", None)):
+        err = await _call(node, method, theirs_path, day, 403, body)
+        assert err["error"]["code"] == "not_your_consultation"
+    assert [(e.kind, e.actor, e.data) for e in await node.ctx.events.events(theirs.cid)
+            if e.kind.startswith("adverse_event.")] == [
+        ("adverse_event.refused", f"doctor_day:{doctor.id}", {"code": "not_your_consultation"}),
+        ("adverse_event.refused", f"doctor_day:{doctor.id}", {"code": "not_your_consultation"})]
+    await _call(node, "POST", "/api/consultations/c_nothing/adverse-events", day, 404,
+                {"severity": "mild", "description": "x"})
+    # Still nothing of the handling (staff's), nor the guardian's questions and complaints.
+    for method, path in (("GET", "/api/quality/adverse-events"),
+                         ("POST", f"/api/quality/adverse-events/{filed['ref']}/actions"),
+                         ("POST", f"/api/quality/adverse-events/{filed['ref']}/close"),
+                         ("GET", f"/api/consultations/{mine.cid}/feedback"),
+                         ("POST", f"/api/consultations/{mine.cid}/feedback")):
+        err = await _call(node, method, path, day, 403, {} if method == "POST" else None)
+        assert err["error"]["code"] == "wrong_role", path
+    # Markup is refused here as on the call page.
+    err = await _call(node, "POST", mine_path, day, 422,
+                      {"severity": "mild", "description": "<script>x</script>"})
+    assert (err["error"]["code"], err["error"]["field"]) == ("markup_not_allowed", "description")
+
+
 @pytest.mark.parametrize("method, path", [
     ("GET", "/api/worklist"), ("GET", "/api/worklist/stream"),
     ("POST", "/api/worklist/c_x/join"), ("POST", "/api/admin/doctors/d_x/day-token"),
@@ -263,7 +349,7 @@ async def test_roles_of_the_new_routes(node: Node, method: str, path: str) -> No
                "/api/admin/doctors/d_x/day-token": {Role.ADMIN}}.get(path, {Role.DOCTOR_DAY})
     body = {} if method == "POST" else None
     for role in Role:
-        token = node.token(role, "x-1", "c_x" if role in (Role.DOCTOR, Role.GUARDIAN) else None)
+        token = node.token(role, "x-1", "c_x" if role in BOUND_ROLES else None)
         async with node.session.request(method, node.url + path, headers=_auth(token),
                                         json=body) as r:
             if role in allowed:

@@ -1,5 +1,6 @@
 """The doctor's day in real headless Chromium: the doctor opens the worklist with a day token, sees
-a guardian waiting (whose own page says where they are in the queue), and joins from the list."""
+a guardian waiting (whose own page says where they are in the queue), reports an adverse event on
+a consultation finished earlier (its call page long closed), and joins from the list."""
 
 from __future__ import annotations
 
@@ -7,8 +8,10 @@ from datetime import timedelta
 from pathlib import Path
 
 import pytest
+from sqlalchemy import update
 
 from server.auth import Role
+from server.store import Consultation
 from tests.browser import (
     ADULT_A,
     CHILD_A,
@@ -33,6 +36,10 @@ async def test_a_doctor_sees_a_guardian_waiting_and_joins_from_the_worklist(
     first = today_at(30)
     earlier = await book_at(node, doctor, first, "王小华")
     mine = await book_at(node, doctor, first + timedelta(minutes=10), "李小明")
+    done = await book_at(node, doctor, today_at(50), "赵小平")  # seen this morning, page closed
+    async with node.ctx.db.session() as s, s.begin():
+        await s.execute(update(Consultation).where(Consultation.id == done.cid).values(
+            state="ended", started_at=today_at(50), ended_at=today_at(40)))
     # The earlier family is already waiting (an aiortc client): they are ahead in the queue.
     ahead = node.client(guardian_token(node, earlier))
     await ahead.connect()
@@ -70,6 +77,19 @@ async def test_a_doctor_sees_a_guardian_waiting_and_joins_from_the_worklist(
             assert "李小明" not in await doctor_page.inner_text("body")  # least data
             await d_browser.screenshot(doctor_page, "worklist")
 
+            # An adverse event on the finished consultation, from its row, with the day token.
+            await doctor_page.click(f"tr[data-cid='{done.cid}'] button.adverse")
+            await doctor_page.wait_for_selector("#adverse-dialog[open]")
+            assert "赵*平" in await doctor_page.inner_text("#adverse-for")
+            await doctor_page.check("#ae-severity-moderate")
+            await doctor_page.fill("#ae-text", "家长来电：患儿服药后出现皮疹，已嘱停药并线下就诊")
+            await doctor_page.click("#adverse-submit-btn")
+            await wait_for_body_data(doctor_page, "adverse", "filed")
+            assert (await doctor_page.inner_text("#adverse-ref")).startswith("AE-")
+            await d_browser.screenshot(doctor_page, "worklist-adverse-event")
+            await doctor_page.click("#adverse-cancel-btn")
+            await doctor_page.wait_for_selector("#adverse-dialog", state="hidden")
+
             await doctor_page.click(f"{row} button")
             await doctor_page.wait_for_url("**/call#token=*")
             await wait_for_body_data(doctor_page, "phase", "prejoin")
@@ -85,3 +105,6 @@ async def test_a_doctor_sees_a_guardian_waiting_and_joins_from_the_worklist(
     kinds = [(e["kind"], e["actor"]) for e in await node.events(mine.cid)]
     assert ("worklist.join", f"doctor_day:{doctor.id}") in kinds
     assert ("participant.joined", f"doctor:{doctor.id}") in kinds
+    filed = [(e["actor"], e["data"]["severity"]) for e in await node.events(done.cid)
+             if e["kind"] == "adverse_event.filed"]
+    assert filed == [(f"doctor_day:{doctor.id}", "moderate")]

@@ -36,9 +36,16 @@ def digest(text: str) -> str:
     return hashlib.sha256(text.encode()).hexdigest()
 
 
+# The capacity a token's role acts in: the doctor with their day token is the doctor, the
+# guardian with their feedback token the guardian (the actor still names the credential).
+CAPACITY = {"doctor_day": "doctor", "guardian_feedback": "guardian"}
+
+
 def role_of(actor: str) -> str:
-    """`quality:alice` -> `quality`: what a guardian is shown of who answered."""
-    return actor.split(":", 1)[0]
+    """`quality:alice` -> `quality`, `doctor_day:d_1` -> `doctor`: what others are shown of who
+    wrote, and an event's `by`."""
+    role = actor.split(":", 1)[0]
+    return CAPACITY.get(role, role)
 
 
 async def hold(session: AsyncSession, cid: str) -> None:

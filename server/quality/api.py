@@ -1,8 +1,9 @@
 """HTTP routes for questions, complaints and adverse events, and the quality staff's page.
 
 The guardian asks or complains on their own consultation (their token) and reads the answers
-there; the doctor files adverse events on their own consultation; quality staff and admin see
-every open item, answer, handle and close. Every refusal is a JSON error with a code.
+there, also after the call token expired (the feedback token, feedback_token.py); the doctor
+files adverse events on their own consultation; quality staff and admin see every open item,
+answer, handle and close. Every refusal is a JSON error with a code.
 """
 
 from __future__ import annotations
@@ -15,9 +16,9 @@ from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy import select
 
 from server import fields
-from server.auth import CLAIMS_KEY, Role, json_error
+from server.auth import CLAIMS_KEY, TOKENS_KEY, Role, json_error
 from server.endpoint import NO_STORE, endpoint, page
-from server.quality import Refused, adverse, feedback, refs, role_of
+from server.quality import Refused, adverse, feedback, feedback_token, refs, role_of
 from server.store import SYSTEM_CHAIN, Consultation, Hospital, records
 from server.store.quality import (
     ADVERSE_ACTIONS,
@@ -29,6 +30,8 @@ from server.store.quality import (
 from signaling.handler import CONTEXT_KEY
 
 STAFF = (Role.QUALITY, Role.ADMIN)
+# The guardian: with the call token, or later with the feedback token (feedback_token.py).
+GUARDIAN = (Role.GUARDIAN, Role.GUARDIAN_FEEDBACK)
 
 
 def add_routes(app: web.Application, static_dir: Path) -> None:
@@ -52,7 +55,9 @@ def add_routes(app: web.Application, static_dir: Path) -> None:
 
 # -- what each route accepts --------------------------------------------------------------------
 
-Text = fields.text(MAX_TEXT)
+# What guardians and staff write for each other: plain text, never markup (422
+# `markup_not_allowed`, the field named); shown as text on every page regardless.
+Text = fields.plain_text(MAX_TEXT)
 
 
 class NewFeedback(BaseModel):
@@ -88,9 +93,10 @@ class Listing(BaseModel):
 # -- helpers ------------------------------------------------------------------------------------
 
 def _who(request: web.Request) -> tuple[str, str]:
-    """(actor for the event, role for `by`)."""
+    """(actor for the event, the capacity for `by`: a doctor's day token files as the doctor)."""
     claims = request[CLAIMS_KEY]
-    return f"{claims.role}:{claims.subject}", str(claims.role)
+    actor = f"{claims.role}:{claims.subject}"
+    return actor, role_of(actor)
 
 
 def _refusal(exc: Refused) -> web.HTTPException:
@@ -171,22 +177,32 @@ async def _audited(request: web.Request, what: str, count: int) -> None:
 
 # -- questions and complaints -----------------------------------------------------------------
 
-@endpoint(Role.GUARDIAN, body=NewFeedback)
+@endpoint(*GUARDIAN, body=NewFeedback)
 async def open_feedback(request: web.Request, body: NewFeedback) -> web.Response:
-    """Ask a question or make a complaint about this consultation; 201 with its reference."""
+    """Ask a question or make a complaint about this consultation; 201 with its reference.
+
+    Filed with the call token, the answer also carries `feedback_token` (and its
+    `feedback_expires_at`): the guardian's key to the answers after the call token expired."""
     consultation = await _consultation(request)
     ctx = request.app[CONTEXT_KEY]
+    claims = request[CLAIMS_KEY]
     actor, _ = _who(request)
     try:
         item = await feedback.open_item(ctx.db, ctx.events, consultation.id, actor, body.kind,
                                         body.category, body.text, ctx.clock.now())
     except Refused as exc:
         raise _refusal(exc) from None
-    return web.json_response(feedback_json(feedback.Thread(item, []), staff=False),
-                             status=201, headers=NO_STORE)
+    data = feedback_json(feedback.Thread(item, []), staff=False)
+    if claims.role == Role.GUARDIAN:
+        later = await feedback_token.issue(request.app[TOKENS_KEY], ctx.events, consultation,
+                                           claims.subject, actor, ctx.settings.feedback_days)
+        if later is not None:
+            data |= {"feedback_token": later.token,
+                     "feedback_expires_at": later.expires_at.isoformat()}
+    return web.json_response(data, status=201, headers=NO_STORE)
 
 
-@endpoint(Role.GUARDIAN, *STAFF)
+@endpoint(*GUARDIAN, *STAFF)
 async def consultation_feedback(request: web.Request) -> web.Response:
     """This consultation's questions and complaints with the answers, oldest first."""
     consultation = await _consultation(request)
@@ -241,10 +257,29 @@ async def close_feedback(request: web.Request) -> web.Response:
 
 # -- adverse events ---------------------------------------------------------------------------
 
-@endpoint(Role.DOCTOR, *STAFF, body=NewAdverseEvent)
+# The doctor: with the call token (this consultation), or with the day token (any of their own
+# consultations: an adverse event noticed after the call, the call page closed).
+DOCTOR = (Role.DOCTOR, Role.DOCTOR_DAY)
+
+
+async def _doctors_own(request: web.Request) -> Consultation:
+    """The route's consultation; with a day token only the doctor's own (403 otherwise, and the
+    refusal is an event on that consultation, as a refused join from the worklist is)."""
+    consultation = await _consultation(request)
+    claims = request[CLAIMS_KEY]
+    if claims.role == Role.DOCTOR_DAY and consultation.doctor_id != claims.subject:
+        actor, _ = _who(request)
+        await request.app[CONTEXT_KEY].events.append(
+            consultation.id, "adverse_event.refused", actor, {"code": "not_your_consultation"})
+        raise json_error(403, "not_your_consultation", "this consultation is another doctor's",
+                         zh="这不是您的问诊")
+    return consultation
+
+
+@endpoint(*DOCTOR, *STAFF, body=NewAdverseEvent)
 async def file_adverse_event(request: web.Request, body: NewAdverseEvent) -> web.Response:
     """File an adverse event on this consultation; a severe one alerts ops at once."""
-    consultation = await _consultation(request)
+    consultation = await _doctors_own(request)
     ctx = request.app[CONTEXT_KEY]
     actor, by = _who(request)
     try:
@@ -255,14 +290,15 @@ async def file_adverse_event(request: web.Request, body: NewAdverseEvent) -> web
     alerted = False
     if row.severity == adverse.SEVERE:
         alerted = await adverse.alert_ops(ctx.live, ctx.settings.node_id, row)
-    return web.json_response(adverse_json(adverse.Record(row, []), staff=by != Role.DOCTOR)
+    staff = request[CLAIMS_KEY].role in STAFF
+    return web.json_response(adverse_json(adverse.Record(row, []), staff=staff)
                              | {"alerted": alerted}, status=201, headers=NO_STORE)
 
 
-@endpoint(Role.DOCTOR, *STAFF)
+@endpoint(*DOCTOR, *STAFF)
 async def consultation_adverse_events(request: web.Request) -> web.Response:
     """This consultation's adverse events with their handling records."""
-    consultation = await _consultation(request)
+    consultation = await _doctors_own(request)
     staff = request[CLAIMS_KEY].role in STAFF
     found = await adverse.records(request.app[CONTEXT_KEY].db, cid=consultation.id)
     if staff:
