@@ -103,7 +103,7 @@ async def _call_query(node: Node, path: str, token: str) -> tuple[int, dict]:
 
 
 def _own_token(node: Node, role: Role, ttl: int | None = None) -> str:
-    return node.token(role, f"{role}-1", CID if role in (Role.DOCTOR, Role.GUARDIAN) else None,
+    return node.token(role, f"{role}-1", CID if role in BOUND_ROLES else None,
                       ttl)
 
 

@@ -21,7 +21,7 @@ from sqlalchemy import func, select
 from recorder import index
 from recorder.segment import store_blocking
 from server.app import create_app
-from server.auth import Role
+from server.auth import BOUND_ROLES, Role
 from server.endpoint import declared
 from server.store import SYSTEM_CHAIN, Event
 
@@ -279,7 +279,7 @@ async def test_no_route_that_audits_a_read_or_streams_answers_head(node: Node) -
             subject = {Role.DOCTOR: booking.doctor_id, Role.DOCTOR_DAY: booking.doctor_id,
                        Role.GUARDIAN: booking.guardian_id}.get(role, f"{role}-1")
             token = node.token(role, subject, booking.consultation_id
-                               if role in (Role.DOCTOR, Role.GUARDIAN) else None)
+                               if role in BOUND_ROLES else None)
             before = await _events(node)
             async with node.session.get(url, headers={"Authorization": f"Bearer {token}"},
                                         timeout=aiohttp.ClientTimeout(total=10)) as r:
