@@ -46,10 +46,10 @@ import av
 import numpy as np
 from PIL import Image
 
+from bench.faces import FACES, head_and_shoulders, load_photo
 from identity import worker
 from identity.config import IdentityConfig
 from identity.fusion import BEST, fused_distance
-from tests.browser import FACES, head_and_shoulders, load_photo
 
 SIZE = (640, 480)
 FPS = 30
@@ -403,7 +403,7 @@ def run(older: bool = True, jobs: int = 1) -> dict[str, Any]:
                       "analysed_indices": analysed_indices(), "blurred_frame": BLURRED,
                       "blur": f"{BLUR_PX} px horizontal motion blur",
                       "motion": "zoom 1.06-1.14, pan ±2.5% / ±2%, rotation ±3°",
-                      "framing": "tests.browser.head_and_shoulders (face 30% of the height)",
+                      "framing": "bench.faces.head_and_shoulders (face 30% of the height)",
                       "single": "analysed frame 0 (0.15 s into the stream)",
                       "fused": f"identity.fusion.fused_distance (median of the best {BEST})"},
         "enrollment": {"min_face_px": cfg.min_face_px, "refused": {

@@ -14,7 +14,7 @@ Reported (JSON):
   with the face at the frame's centre; a hit is a box whose centre is inside the true face and
   whose width is 0.5–2x of it; `extra`: other boxes counted as people (worker._people); the true
   face: HOG (upsample 1) on the photo at ≤ 800 px;
-- guardian_child: adult photos beside both child photos (tests.browser.side_by_side, as the
+- guardian_child: adult photos beside both child photos (bench.faces.side_by_side, as the
   presence tests build them), the pair at full size and shrunk to 1/2 and 1/3 in the middle of a
   wall (the family further from the camera): how often both faces are found, and how many people
   `_people` counts (2 is right);
@@ -48,9 +48,9 @@ from typing import Any
 import numpy as np
 from PIL import Image, ImageOps
 
+from bench.faces import FACES, empty_scene, load_photo, side_by_side
 from identity import worker
 from identity.blazeface import CANDIDATE, MIN_SCORE, MODELS, BlazeFace, Net, to_dlib
-from tests.browser import FACES, empty_scene, load_photo, side_by_side
 
 log = logging.getLogger("bench.detector")
 

@@ -41,7 +41,7 @@ from PIL import Image, ImageOps
 
 from bench.client import CallClient
 from bench.clip import Clip
-from tests.browser import BIDEN, OBAMA, OBAMA_2, head_and_shoulders  # ../shared/faces
+from bench.faces import BIDEN, OBAMA, OBAMA_2, head_and_shoulders  # ../shared/faces
 
 
 def photo_clip(photo: Image.Image, fps: int = 15, seconds: float = 1.0,

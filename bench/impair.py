@@ -195,7 +195,7 @@ def _answers(url: str) -> bool:
 
 async def join_relay(guardian: Any, doctor: Any, links: dict[str, str]) -> None:
     """As a guardian and a doctor would: consent, join, the doctor accepts; the call is active."""
-    from tests.browser import wait_for_body_data
+    from bench.chromium import wait_for_body_data
 
     await guardian.goto(links["guardian"])
     await doctor.goto(links["doctor"])
@@ -211,7 +211,7 @@ async def join_relay(guardian: Any, doctor: Any, links: dict[str, str]) -> None:
 
 
 async def join_direct(guardian: Any, doctor: Any, address: str) -> None:
-    from tests.browser import wait_for_body_data
+    from bench.chromium import wait_for_body_data
 
     base = f"http://{address}:{DIRECT_PORT}/direct.html?role="
     await doctor.goto(base + "doctor")
@@ -297,7 +297,7 @@ def chromium_extra_args(address: str) -> list[str]:
 
 async def run_one(lab: Lab, profile: Profile, mode: str, clips: Clips, args: argparse.Namespace,
                   workdir: Path) -> dict[str, Any]:
-    from tests.browser import launch_chromium
+    from bench.chromium import launch_chromium
 
     shapers: list[Shaper] = []
     node: NodeRun | None = None
@@ -475,7 +475,7 @@ def compare(relay: dict[str, Any], direct: dict[str, Any]) -> dict[str, Any]:
 # -- the whole run ----------------------------------------------------------------------------
 
 def make_clips(workdir: Path) -> Clips:
-    from tests.browser import ADULT_A, CHILD_A, OBAMA, make_y4m, side_by_side
+    from bench.faces import ADULT_A, CHILD_A, OBAMA, make_y4m, side_by_side
 
     return Clips(doctor=make_y4m(workdir / "doctor.y4m", OBAMA, seconds=12),
                  guardian=make_y4m(workdir / "guardian.y4m", side_by_side(ADULT_A, CHILD_A),

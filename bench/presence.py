@@ -106,13 +106,13 @@ async def switch_at_keyframe(client: CallClient, clip: Clip, timeout: float = 5.
 async def seed_pediatric(data_dir: Path, database_url: str, secret: str, port: int
                          ) -> tuple[str, str, str]:
     """One booked pediatric consultation with its guardian enrolled; (cid, guardian, doctor)."""
+    from bench.faces import OBAMA
     from identity import worker
     from identity.guardian_models import GuardianFaceEnrollment
     from server.auth import Tokens
     from server.config import load_settings
     from server.demo import seed
     from server.store import Database
-    from tests.browser import OBAMA
 
     settings = load_settings(data_dir=data_dir, database_url=database_url, token_secret=secret,
                              host="127.0.0.1", port=port, public_url=f"http://127.0.0.1:{port}")
@@ -211,8 +211,8 @@ async def measure(presence: bool, seconds: float, leaves: int,
 
 async def run(seconds: float, leaves: int, baseline: bool,
               detector: str | None = None) -> dict[str, Any]:
+    from bench.faces import CHILD_A, OBAMA_2, empty_scene, side_by_side
     from signaling import ice
-    from tests.browser import CHILD_A, OBAMA_2, empty_scene, side_by_side
 
     ice.use_host_addresses(["127.0.0.1"])  # the clients' side too: loopback only
     log.info("encoding the camera clips")

@@ -21,19 +21,11 @@ from typing import Any
 import aiohttp
 from aiohttp.test_utils import TestServer
 
+from bench.chromium import ChromiumSession, launch_chromium, wait_for_body_data
+from bench.faces import ADULT_A, CHILD_A, OBAMA, make_y4m, side_by_side
 from netlab import Namespace
 from server.app import create_app
 from server.config import load_settings
-from tests.browser import (
-    ADULT_A,
-    CHILD_A,
-    OBAMA,
-    ChromiumSession,
-    launch_chromium,
-    make_y4m,
-    side_by_side,
-    wait_for_body_data,
-)
 from tests.node_fixtures import SECRET, Node
 
 

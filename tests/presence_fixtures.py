@@ -13,6 +13,7 @@ from aiohttp.test_utils import TestServer
 
 from bench.client import CallClient
 from bench.clip import Clip
+from bench.faces import BIDEN, CHILD_A, OBAMA_2, empty_scene, side_by_side
 from bench.identity import photo_clip
 from identity.guardians import PRESENCE_CONFIG_KEY
 from identity.presence import PRESENCE_KEY, PresenceService
@@ -22,7 +23,6 @@ from server.auth import Role
 from server.config import Settings
 from server.consent import CURRENT_VERSION
 from server.demo import Booking
-from tests.browser import BIDEN, CHILD_A, OBAMA_2, empty_scene, side_by_side
 
 from .node_fixtures import Node, node_settings
 

@@ -10,16 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.browser import (
-    ADULT_A,
-    CHILD_A,
-    OBAMA,
-    launch_chromium,
-    make_y4m,
-    remote_video_progress,
-    side_by_side,
-    wait_for_body_data,
-)
+from bench.chromium import launch_chromium, remote_video_progress, wait_for_body_data
+from bench.faces import ADULT_A, CHILD_A, OBAMA, make_y4m, side_by_side
 
 from .node_fixtures import Node
 

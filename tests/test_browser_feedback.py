@@ -14,8 +14,9 @@ from pathlib import Path
 
 import pytest
 
+from bench.chromium import launch_chromium, wait_for_body_data
+from bench.faces import ADULT_A, make_y4m
 from server.auth import Role
-from tests.browser import ADULT_A, launch_chromium, make_y4m, wait_for_body_data
 
 from .clinical_helpers import active_call, chain_verified
 from .node_fixtures import Node

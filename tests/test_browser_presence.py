@@ -14,18 +14,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.browser import (
-    CHILD_A,
-    OBAMA,
-    OBAMA_2,
-    Segment,
-    empty_scene,
-    launch_chromium,
-    make_y4m,
-    remote_video_progress,
-    side_by_side,
-    wait_for_body_data,
-)
+from bench.chromium import launch_chromium, remote_video_progress, wait_for_body_data
+from bench.faces import CHILD_A, OBAMA, OBAMA_2, Segment, empty_scene, make_y4m, side_by_side
 
 from .presence_fixtures import enroll_guardian_photo, presence_node, presence_service
 

@@ -13,19 +13,16 @@ import av
 import numpy as np
 import pytest
 
-from tests.browser import (
+from bench.chromium import launch_chromium, remote_video_progress, video_stats, wait_for_body_data
+from bench.faces import (
     ADULT_A,
     CHILD_A,
     OBAMA,
     Segment,
     empty_scene,
-    launch_chromium,
     make_y4m,
     read_y4m_info,
-    remote_video_progress,
     side_by_side,
-    video_stats,
-    wait_for_body_data,
 )
 
 ARTIFACTS = Path(__file__).resolve().parent.parent / "test-artifacts" / "browser_tools"

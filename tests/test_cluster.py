@@ -99,7 +99,8 @@ async def test_join_through_another_node_lands_on_one_node_and_ops_sees_it(
         cluster: Cluster, tmp_path: Path, clips) -> None:
     import aiohttp
 
-    from tests.browser import OBAMA, launch_chromium, make_y4m
+    from bench.chromium import launch_chromium
+    from bench.faces import OBAMA, make_y4m
 
     async with aiohttp.ClientSession() as session:
         cid, guardian, doctor = await _call(cluster, session, tmp_path, clips)

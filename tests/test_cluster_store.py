@@ -287,12 +287,12 @@ async def test_a_doctor_enrolled_through_a_is_verified_on_b(
     B's verifier has judged (bench/identity.py)."""
     from aiohttp.test_utils import TestServer
 
+    from bench.faces import OBAMA
     from bench.identity import do_actions, show
     from identity import CONFIG_KEY, IdentityConfig
     from identity.guardians import PRESENCE_CONFIG_KEY
     from identity.registry_api import IDENTITY_KEY
     from server.app import create_app
-    from tests.browser import OBAMA
 
     bucket = s3_server.bucket(object_lock=False)
     key = base64.b64encode(secrets.token_bytes(32)).decode()

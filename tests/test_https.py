@@ -16,15 +16,10 @@ from pathlib import Path
 import aiohttp
 import pytest
 
+from bench.chromium import launch_chromium, remote_video_progress, wait_for_body_data
+from bench.faces import ADULT_A, make_y4m
 from server.config import load_settings
 from server.tls import server_context
-from tests.browser import (
-    ADULT_A,
-    launch_chromium,
-    make_y4m,
-    remote_video_progress,
-    wait_for_body_data,
-)
 
 from .node_fixtures import SECRET
 from .node_process import NodeProcess, booked_node, free_port

@@ -17,21 +17,19 @@ from pathlib import Path
 import pytest
 from PIL import ImageOps
 
-from bench.identity import until
-from server.consent import CURRENT_VERSION, record_consent
-from tests.browser import (
+from bench.chromium import body_data, launch_chromium, wait_for_body_data
+from bench.faces import (
     BIDEN,
     OBAMA,
     OBAMA_2,
     LiveCamera,
     Segment,
-    body_data,
     empty_scene,
     head_and_shoulders,
-    launch_chromium,
     make_y4m,
-    wait_for_body_data,
 )
+from bench.identity import until
+from server.consent import CURRENT_VERSION, record_consent
 
 from .identity_fixtures import enroll_photo, identity_node, identity_service
 from .node_fixtures import Node

@@ -29,7 +29,7 @@ from .clinical_helpers import exported
 def shots() -> dict[str, Clip]:
     from PIL import ImageEnhance
 
-    from tests.browser import OBAMA, head_and_shoulders
+    from bench.faces import OBAMA, head_and_shoulders
 
     dark = ImageEnhance.Brightness(head_and_shoulders(OBAMA)).enhance(0.12)  # luma ~15
     return {**camera_shots(), "dark": photo_clip(dark)}
@@ -129,10 +129,10 @@ async def test_mismatch_policy_end_terminates_with_a_referral(tmp_path: Path, sh
 async def _doctor_with(node: IdentityNode, first: Clip, svc_config: dict | None = None):
     """A booked consultation with obama.jpg enrolled, consent given, the guardian joined and the
     doctor joined with media showing `first`."""
+    from bench.faces import OBAMA
     from identity.enrollment import Whose, enroll
     from identity.registry_api import IDENTITY_KEY
     from server.demo import seed
-    from tests.browser import OBAMA
 
     svc = node.app[IDENTITY_KEY]
     booking = await seed(node.ctx.db, node.settings, node.app[TOKENS_KEY])
@@ -153,8 +153,8 @@ async def test_camera_problems_are_guidance_and_only_a_wrong_person_locks(
         tmp_path: Path, shots) -> None:
     """Two people, nobody, a dark room: each is explained (what to fix) and costs no attempt;
     someone else three times locks, and the lock survives a rejoin."""
+    from bench.faces import TWO_PEOPLE, empty_scene, load_photo
     from bench.identity import photo_clip
-    from tests.browser import TWO_PEOPLE, empty_scene, load_photo
 
     async with IdentityNode(tmp_path, challenge="turn_left", attempt_time_s=2.0,
                             retry_pause_s=0.3) as node:

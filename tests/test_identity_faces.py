@@ -11,6 +11,18 @@ import numpy as np
 import pytest
 from PIL import Image, ImageEnhance, ImageFile, ImageOps
 
+from bench.faces import (
+    ADULT_A,
+    ADULT_B,
+    BIDEN,
+    FACES,
+    OBAMA,
+    OBAMA_2,
+    TWO_PEOPLE,
+    empty_scene,
+    head_and_shoulders,
+    load_photo,
+)
 from identity import image_check, worker
 from identity.config import CHALLENGES, IdentityConfig
 from identity.fusion import fused_distance, fused_verdict
@@ -25,18 +37,6 @@ from identity.geometry import (
 from identity.image_check import PhotoLimits
 from identity.liveness import DONE, WRONG, challenge_sequence, judge, rival_turn
 from identity.verifier import frame_problem
-from tests.browser import (
-    ADULT_A,
-    ADULT_B,
-    BIDEN,
-    FACES,
-    OBAMA,
-    OBAMA_2,
-    TWO_PEOPLE,
-    empty_scene,
-    head_and_shoulders,
-    load_photo,
-)
 from tests.hostile_images import blank_png, cut_short, encoded
 
 THRESHOLD = IdentityConfig().threshold

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.browser import remote_video_progress, wait_for_body_data
+from bench.chromium import remote_video_progress, wait_for_body_data
 from tests.netns import call_with_guardian_apart
 
 from .node_fixtures import Node

@@ -8,19 +8,15 @@ from pathlib import Path
 
 import pytest
 
-from server.auth import Role
-from tests.browser import (
-    ADULT_A,
-    CHILD_A,
-    OBAMA,
+from bench.chromium import (
     _console_tail,
     launch_chromium,
-    make_y4m,
     remote_video_progress,
-    side_by_side,
     video_stats,
     wait_for_body_data,
 )
+from bench.faces import ADULT_A, CHILD_A, OBAMA, make_y4m, side_by_side
+from server.auth import Role
 from tests.netns import call_with_guardian_apart, node_on, veth_peer
 
 from .node_fixtures import Node

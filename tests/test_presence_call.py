@@ -8,9 +8,9 @@ import io
 import time
 from pathlib import Path
 
+from bench.faces import OBAMA, TWO_PEOPLE, empty_scene
 from bench.identity import show
 from server.auth import Role
-from tests.browser import OBAMA, TWO_PEOPLE, empty_scene
 
 from .clinical_helpers import exported
 from .node_fixtures import Node

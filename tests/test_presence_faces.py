@@ -10,9 +10,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from bench.faces import BIDEN, CHILD_A, OBAMA, OBAMA_2, empty_scene, side_by_side
 from identity import presence_worker, worker
 from identity.config import IdentityConfig
-from tests.browser import BIDEN, CHILD_A, OBAMA, OBAMA_2, empty_scene, side_by_side
 
 THRESHOLD = IdentityConfig().threshold
 

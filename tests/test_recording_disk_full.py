@@ -16,10 +16,11 @@ import aiohttp
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
+from bench.chromium import launch_chromium
+from bench.faces import OBAMA, make_y4m
 from server.auth import Role
 from server.store import EventLog
 
-from .browser import OBAMA, launch_chromium, make_y4m
 from .clinical_helpers import start_call
 from .node_fixtures import SECRET
 from .node_process import booked_node

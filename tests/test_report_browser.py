@@ -6,8 +6,9 @@ from pathlib import Path
 
 import pytest
 
+from bench.chromium import launch_chromium, wait_for_body_data
+from bench.faces import OBAMA, make_y4m
 from server.auth import Role
-from tests.browser import OBAMA, launch_chromium, make_y4m, wait_for_body_data
 
 from .node_fixtures import Node
 from .report_fixtures import FACTS, expected, month_text, seed

@@ -10,11 +10,11 @@ from collections.abc import Callable
 from pathlib import Path
 
 from bench.client import CallClient
+from bench.faces import OBAMA
 from server.auth import Role
 from server.lifecycle import State
 from signaling import handler
 from signaling.room import Room
-from tests.browser import OBAMA
 
 from .node_fixtures import Node
 from .presence_fixtures import enroll_guardian_photo, presence_node, presence_service

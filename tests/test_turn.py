@@ -25,16 +25,11 @@ from pathlib import Path
 
 import pytest
 
+from bench.chromium import launch_chromium, remote_video_progress, wait_for_body_data
+from bench.faces import ADULT_A, make_y4m
 from netlab import Namespace
 from server.auth import Role
 from signaling.turn import TurnConfig
-from tests.browser import (
-    ADULT_A,
-    launch_chromium,
-    make_y4m,
-    remote_video_progress,
-    wait_for_body_data,
-)
 
 from .coturn import Coturn
 from .netns import veth
