@@ -51,6 +51,17 @@ FUZZ = settings(derandomize=True, database=None, deadline=None, print_blob=False
 REPLY_TIMEOUT_S = 10.0
 
 
+def _nothing_left_behind(loop: asyncio.AbstractEventLoop, previous: Any,
+                         unretrieved: list[dict[str, Any]], caplog: Any) -> None:
+    """No task exception nobody retrieved and no ERROR line: what a fuzz run must leave."""
+    gc.collect()
+    loop.set_exception_handler(previous)
+    assert unretrieved == [], [{k: str(v) for k, v in c.items()} for c in unretrieved]
+    errors = [r.getMessage() + (r.exc_text or "") for r in caplog.records
+              if r.levelno >= logging.ERROR]
+    assert errors == []
+
+
 async def send_frame(ws: Any, frame: Frame) -> None:
     """Text as text; a lone surrogate cannot be in a text frame: its bytes as a binary one."""
     if isinstance(frame.data, bytes):
@@ -156,12 +167,7 @@ async def fuzz_call(tmp_path: Path, clips, caplog) -> AsyncIterator[FuzzCall]:  
             call = FuzzCall(node, booking.consultation_id, guardian, doctor, loop)
             yield call
             await call.call_goes_on()
-    gc.collect()
-    loop.set_exception_handler(previous)
-    assert unretrieved == [], [{k: str(v) for k, v in c.items()} for c in unretrieved]
-    errors = [r.getMessage() + (r.exc_text or "") for r in caplog.records
-              if r.levelno >= logging.ERROR]
-    assert errors == []
+    _nothing_left_behind(loop, previous, unretrieved, caplog)
     # aiortc refused something sdp_check let through: the last resort held, but a rule is missing.
     missed = [r.exc_text or r.getMessage() for r in caplog.records
               if r.name == "signaling.peer" and "could not apply" in r.getMessage()]
@@ -283,9 +289,4 @@ async def test_fuzzed_probe_frames(node: Node, caplog: pytest.LogCaptureFixture,
     while limiter.active:
         assert time.monotonic() < deadline, limiter.active
         await asyncio.sleep(0.02)
-    gc.collect()
-    loop.set_exception_handler(previous)
-    assert unretrieved == [], [{k: str(v) for k, v in c.items()} for c in unretrieved]
-    errors = [r.getMessage() + (r.exc_text or "") for r in caplog.records
-              if r.levelno >= logging.ERROR]
-    assert errors == []
+    _nothing_left_behind(loop, previous, unretrieved, caplog)
