@@ -7,85 +7,41 @@ from __future__ import annotations
 
 import asyncio
 import re
-import secrets
 import time
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
 from bench.client import CallClient
-from server.auth import Role, Tokens
-from server.config import load_settings
-from server.demo import seed
-from server.store import Database, EventLog
-from signaling import ice
+from server.auth import Role
 
 from .clinical_helpers import give_consent
-from .db_fixtures import fresh_pg_database, pg_dsn
-from .node_process import NodeProcess, free_port
+from .cluster_fixtures import TwoNodes, two_nodes
 
-SECRET = secrets.token_urlsafe(40)
 ARTIFACTS = Path(__file__).resolve().parent.parent / "test-artifacts" / "ops"
 
 
-@dataclass
-class Cluster:
-    a: NodeProcess
-    b: NodeProcess
-    database_url: str
-    tokens: Tokens
-
-    async def book(self, tmp: Path) -> tuple[str, str, str]:
-        settings = load_settings(data_dir=tmp / "seed", token_secret=SECRET,
-                                 database_url=self.database_url)
-        db = await Database.open(self.database_url)
-        try:
-            booking = await seed(db, settings, self.tokens)
-        finally:
-            await db.close()
-        return (booking.consultation_id,
-                self.tokens.issue(Role.GUARDIAN, booking.guardian_id, booking.consultation_id),
-                self.tokens.issue(Role.DOCTOR, booking.doctor_id, booking.consultation_id))
-
-    async def events(self, cid: str) -> list[tuple[str, dict]]:
-        db = await Database.open(self.database_url)
-        try:
-            return [(e.kind, e.data) for e in await EventLog(db).events(cid)]
-        finally:
-            await db.close()
-
-
 @pytest.fixture
-async def cluster(tmp_path: Path, redis_server) -> AsyncIterator[Cluster]:
-    async with fresh_pg_database(pg_dsn()) as url:
-        env = {"DATABASE_URL": url, "REDIS_URL": redis_server.url,
-               "TC_HEARTBEAT": "0.5", "TC_NODE_TTL": "2", "TC_IDENTITY_REQUIRED": "0",
-               "TC_REJOIN_GRACE": "20", "TC_STATS_INTERVAL": "0.5"}
-        a = NodeProcess(tmp_path / "a", free_port(), SECRET, TC_NODE_ID="node-a", **env)
-        b = NodeProcess(tmp_path / "b", free_port(), SECRET, TC_NODE_ID="node-b", **env)
-        ice.use_host_addresses(["127.0.0.1"])  # for this process's clients: loopback only
-        try:
-            a.start()  # first alone: it runs the migrations
-            b.start()
-            yield Cluster(a, b, url, Tokens(SECRET, 3600))
-        finally:
-            ice.use_host_addresses([])
-            a.stop()
-            b.stop()
+async def cluster(tmp_path: Path, redis_server) -> AsyncIterator[TwoNodes]:
+    async with two_nodes(tmp_path, redis_server.url, TC_STATS_INTERVAL="0.5") as nodes:
+        yield nodes
 
 
-async def _call(cluster: Cluster, session, tmp_path: Path, clips) -> tuple[str, CallClient,
+async def _call(cluster: TwoNodes, session, tmp_path: Path, clips) -> tuple[str, CallClient,
                                                                          CallClient]:
-    cid, guardian_token, doctor_token = await cluster.book(tmp_path)
-    guardian = CallClient(cluster.b.url, guardian_token, clips, session)
-    doctor = CallClient(cluster.a.url, doctor_token, clips, session)
+    booking = await cluster.book(tmp_path)
+    guardian = CallClient(cluster.b.url, _token(booking.guardian_link), clips, session)
+    doctor = CallClient(cluster.a.url, _token(booking.doctor_link), clips, session)
     await guardian.connect()
     await guardian.start_media()
     await doctor.connect()  # reaches node A, which sends it to B
     await doctor.start_media()
-    return cid, guardian, doctor
+    return booking.consultation_id, guardian, doctor
+
+
+def _token(link: str) -> str:
+    return link.split("#token=")[1]
 
 
 async def _accepted(guardian: CallClient, doctor: CallClient) -> None:
@@ -96,7 +52,7 @@ async def _accepted(guardian: CallClient, doctor: CallClient) -> None:
 
 
 async def test_join_through_another_node_lands_on_one_node_and_ops_sees_it(
-        cluster: Cluster, tmp_path: Path, clips) -> None:
+        cluster: TwoNodes, tmp_path: Path, clips) -> None:
     import aiohttp
 
     from bench.chromium import launch_chromium
@@ -131,7 +87,7 @@ async def test_join_through_another_node_lands_on_one_node_and_ops_sees_it(
             await doctor.close()
 
 
-async def test_node_killed_mid_call_fails_over(cluster: Cluster, tmp_path: Path, clips) -> None:
+async def test_node_killed_mid_call_fails_over(cluster: TwoNodes, tmp_path: Path, clips) -> None:
     import aiohttp
 
     async with aiohttp.ClientSession() as session:
@@ -156,7 +112,7 @@ async def test_node_killed_mid_call_fails_over(cluster: Cluster, tmp_path: Path,
         finally:
             await guardian.close()
             await doctor.close()
-    kinds = [(k, d) for k, d in await cluster.events(cid)]
+    kinds = [(e.kind, e.data) for e in await cluster.events(cid)]
     rehomed = [d for k, d in kinds if k == "consultation.rehomed"]
     assert rehomed and rehomed[0]["from"] == "node-b" and rehomed[0]["to"] == "node-a", kinds
     # Recording goes on, in new segments on the new node.
@@ -165,7 +121,7 @@ async def test_node_killed_mid_call_fails_over(cluster: Cluster, tmp_path: Path,
 
 
 async def test_ops_ending_a_call_through_another_node_stops_it_on_its_host(
-        cluster: Cluster, tmp_path: Path, clips) -> None:
+        cluster: TwoNodes, tmp_path: Path, clips) -> None:
     """The host hears the remote transition: room closed, recording closed and indexed."""
     import aiohttp
 
@@ -185,7 +141,7 @@ async def test_ops_ending_a_call_through_another_node_stops_it_on_its_host(
             await doctor.close()
     deadline = time.monotonic() + 10
     while True:  # the host closes the last segments in the background: poll, bounded
-        kinds = [k for k, _ in await cluster.events(cid)]
+        kinds = [e.kind for e in await cluster.events(cid)]
         if "recording.stopped" in kinds or time.monotonic() > deadline:
             break
         await asyncio.sleep(0.2)
@@ -194,7 +150,7 @@ async def test_ops_ending_a_call_through_another_node_stops_it_on_its_host(
 
 
 async def test_drained_node_sends_new_consultations_elsewhere(
-        cluster: Cluster, tmp_path: Path, clips) -> None:
+        cluster: TwoNodes, tmp_path: Path, clips) -> None:
     import aiohttp
 
     async with aiohttp.ClientSession() as session:
@@ -202,8 +158,8 @@ async def test_drained_node_sends_new_consultations_elsewhere(
         async with session.post(cluster.b.url + "/api/ops/drain",
                                 headers={"Authorization": f"Bearer {ops}"}) as r:
             assert r.status == 200 and (await r.json())["draining"] is True
-        _, guardian_token, _ = await cluster.book(tmp_path)
-        guardian = CallClient(cluster.b.url, guardian_token, clips, session)
+        booking = await cluster.book(tmp_path)
+        guardian = CallClient(cluster.b.url, _token(booking.guardian_link), clips, session)
         try:
             await guardian.connect()
             assert guardian.redirects == [cluster.a.url]

@@ -30,49 +30,25 @@ from bench.client import CallClient
 from bench.clip import read_stamp
 from server.auth import Role, Tokens
 from server.config import load_settings
-from server.demo import Booking, seed
-from server.store import Database, EventLog
+from server.demo import seed
+from server.store import Database
 from signaling import ice
 
 from .clinical_helpers import give_consent
+from .cluster_fixtures import SECRET, TwoNodes, two_nodes
 from .db_fixtures import fresh_pg_database, pg_dsn
 from .node_process import NodeProcess, free_port
 from .recording_helpers import wait_for
 from .s3_fixtures import S3Server
 
-SECRET = secrets.token_urlsafe(40)
 SEGMENT_S = 3.0
 
 
 @dataclass
-class StoreCluster:
-    a: NodeProcess
-    b: NodeProcess
-    database_url: str
-    redis_url: str
-    tokens: Tokens
+class StoreCluster(TwoNodes):
     s3: S3Server
     bucket: str
     recording_key: str
-
-    async def book(self, tmp: Path) -> Booking:
-        settings = load_settings(data_dir=tmp / "seed", token_secret=SECRET,
-                                 database_url=self.database_url)
-        db = await Database.open(self.database_url)
-        try:
-            return await seed(db, settings, self.tokens)
-        finally:
-            await db.close()
-
-    async def events(self, cid: str) -> list:
-        db = await Database.open(self.database_url)
-        try:
-            return await EventLog(db).events(cid)
-        finally:
-            await db.close()
-
-    def auth(self, role: Role, subject: str) -> dict[str, str]:
-        return {"Authorization": f"Bearer {self.tokens.issue(role, subject)}"}
 
 
 @pytest.fixture
@@ -80,23 +56,9 @@ async def cluster(tmp_path: Path, redis_server, s3_server: S3Server
                   ) -> AsyncIterator[StoreCluster]:
     bucket = s3_server.bucket(object_lock=True)
     key = base64.b64encode(secrets.token_bytes(32)).decode()
-    async with fresh_pg_database(pg_dsn()) as url:
-        env = {"DATABASE_URL": url, "REDIS_URL": redis_server.url,
-               "TC_HEARTBEAT": "0.5", "TC_NODE_TTL": "2", "TC_IDENTITY_REQUIRED": "0",
-               "TC_REJOIN_GRACE": "20", "TC_RECORDING_SEGMENT_S": str(SEGMENT_S),
-               "TC_RECORDING_KEY": key, **s3_server.env(bucket)}
-        a = NodeProcess(tmp_path / "a", free_port(), SECRET, TC_NODE_ID="node-a", **env)
-        b = NodeProcess(tmp_path / "b", free_port(), SECRET, TC_NODE_ID="node-b", **env)
-        ice.use_host_addresses(["127.0.0.1"])  # for this process's clients: loopback only
-        try:
-            a.start()  # first alone: it runs the migrations
-            b.start()
-            yield StoreCluster(a, b, url, redis_server.url, Tokens(SECRET, 3600), s3_server,
-                               bucket, key)
-        finally:
-            ice.use_host_addresses([])
-            a.stop()
-            b.stop()
+    async with two_nodes(tmp_path, redis_server.url, TC_RECORDING_SEGMENT_S=str(SEGMENT_S),
+                         TC_RECORDING_KEY=key, **s3_server.env(bucket)) as nodes:
+        yield StoreCluster(**vars(nodes), s3=s3_server, bucket=bucket, recording_key=key)
 
 
 def _token(link: str) -> str:
