@@ -11,13 +11,21 @@ import os
 import secrets
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from datetime import date, datetime, timedelta, timezone
 
 import pytest
 from sqlalchemy import text
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import create_async_engine
 
-from server.store import Database
+from server.store import Consultation, Database
+from server.store.records import (
+    create_consultation,
+    create_doctor,
+    create_guardian,
+    create_hospital,
+    create_patient,
+)
 
 PG_DSN_DEFAULT = "postgresql+asyncpg://root@/postgres?host=/var/run/postgresql"
 
@@ -72,3 +80,21 @@ async def database(database_url: str) -> AsyncIterator[Database]:
         yield db
     finally:
         await db.close()
+
+
+BEIJING = timezone(timedelta(hours=8))
+
+
+async def make_consultation(db: Database, **overrides: object) -> Consultation:
+    hospital = await create_hospital(db, name="首都医科大学附属北京儿童医院", city="北京")
+    doctor = await create_doctor(
+        db, hospital_id=hospital.id, name="王医生", national_id_masked="110***********1234",
+        licence_no="110000000001", title="attending", clinical_practice_since=date(2015, 7, 1),
+        specialties=["儿童生长发育"])
+    patient = await create_patient(db, name="小明", birth_date=date(2021, 3, 4))
+    guardian = await create_guardian(db, patient_id=patient.id, name="明妈", relation="mother")
+    values: dict = dict(hospital_id=hospital.id, doctor_id=doctor.id, patient_id=patient.id,
+                        guardian_id=guardian.id, specialty="儿童生长发育", visit_type="first",
+                        scheduled_at=datetime(2026, 3, 1, 9, 30, tzinfo=BEIJING))
+    values.update(overrides)
+    return await create_consultation(db, **values)

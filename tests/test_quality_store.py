@@ -15,7 +15,7 @@ from server.quality import Refused, adverse, feedback, refs
 from server.store import Database, EventLog
 from server.store.db import alembic_config
 
-from .test_store import make_consultation
+from .db_fixtures import make_consultation
 
 FORMER = "首都儿科研究所附属儿童医院 Children's Hospital, Capital Institute of Pediatrics"
 LETTER = "首都医科大学附属首都儿童医学中心 Capital Center for Children's Health"
