@@ -15,6 +15,8 @@ from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 from typing import Any
 
+from aiohttp import web
+
 from server import metrics
 from server.alerts import Alert, publish_alert
 from server.lifecycle import State, Transition
@@ -336,6 +338,10 @@ class Recorder:
             raise FileNotFoundError(seg.storage_key)
         return Decryptor(lambda o, n: self.storage.read_at(seg.storage_key, o, n), size,
                          self.keys, wrapped_of(seg))
+
+
+# Beside the Recorder: the routes and the app that builds the Recorder both find it here.
+RECORDER_KEY = web.AppKey("recorder", Recorder)
 
 
 def wrapped_of(seg: RecordingSegment) -> WrappedKey | None:
