@@ -34,7 +34,7 @@ from .playback import PlaybackTokens
 from .recovery import recover_spool
 from .segment import Stored
 from .storage import Storage, StoreRefused
-from .store_config import open_storage
+from .store_factory import open_storage
 from .uploads import Uploads
 from .webm import MuxStats
 
