@@ -17,7 +17,8 @@ import tempfile
 from pathlib import Path
 
 from recorder.storage import Storage
-from recorder.store_config import StoreConfig, open_storage
+from recorder.store_config import StoreConfig
+from recorder.store_factory import open_storage
 
 
 def protected_store(root: Path, store: StoreConfig) -> ProtectedStore:

@@ -10,7 +10,7 @@ from server.store import Database, EventLog
 from . import integrity
 from .keys import KeyRing
 from .rewrap import rewrap_recordings
-from .store_config import open_storage
+from .store_factory import open_storage
 
 
 async def verify_recordings(settings: Settings, cid: str) -> int:

@@ -9,31 +9,46 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from concurrent.futures import Executor
 from datetime import UTC, datetime, timedelta
-from typing import TYPE_CHECKING, Any
+from pathlib import Path
+from typing import Any, Protocol
 
 from server.auth import Role
 
+from .journal import Journal
+from .keys import KeyRing
 from .participant import ParticipantRecorder
-from .segment import OpenSegment, Stored, discard_spool, storage_key
+from .segment import OpenSegment, discard_spool, storage_key
 from .storage import StoreUnavailable
-from .uploads import seal
-from .webm import MuxStats
-
-if TYPE_CHECKING:
-    from .service import Recorder
+from .uploads import Uploads, seal
 
 log = logging.getLogger(__name__)
-ACTOR = "system:recorder"
+
+
+class Owner(Journal, Protocol):
+    """The Recorder, as a consultation's recording reports to it."""
+
+    async def recording_failed(self, rec: ConsultationRecording, error: str) -> None:
+        """Stop this recording (not the call) and say so."""
 
 
 class ConsultationRecording:
-    def __init__(self, recorder: Recorder, cid: str, epoch_at: datetime) -> None:
-        self.recorder = recorder
+    """`executor` is the recorder's one writer thread, `spool` its working folder, `keys` what
+    segments are sealed under, and `uploads` the queue to the store (all shared by every
+    consultation); `segment_s` the grid segments are cut on."""
+
+    def __init__(self, owner: Owner, cid: str, epoch_at: datetime, *, executor: Executor,
+                 spool: Path, keys: KeyRing, uploads: Uploads, segment_s: float) -> None:
+        self.owner = owner
+        self.executor = executor
+        self.spool = spool
+        self.keys = keys
+        self.uploads = uploads
         self.cid = cid
         self.epoch_at = epoch_at
         self.epoch_mono = time.monotonic() - (datetime.now(UTC) - epoch_at).total_seconds()
-        self.segment_ms = int(recorder.settings.recording_segment_s * 1000)
+        self.segment_ms = int(segment_s * 1000)
         self.participants: dict[str, ParticipantRecorder] = {}
         self.stopped = False
         self.failed: str | None = None
@@ -48,8 +63,8 @@ class ConsultationRecording:
 
     def open_segment(self, role: str, seq: int, t_ms: int) -> OpenSegment:
         boundary = (t_ms // self.segment_ms + 1) * self.segment_ms
-        return OpenSegment(self.recorder.executor, self.recorder.spool, self.cid, role, seq,
-                           t_ms, boundary, self.recorder.keys)
+        return OpenSegment(self.executor, self.spool, self.cid, role, seq, t_ms, boundary,
+                           self.keys)
 
     def finish(self, seg: OpenSegment) -> None:
         task = asyncio.create_task(self._finish(seg), name=f"finish-{seg.path.name}")
@@ -57,7 +72,7 @@ class ConsultationRecording:
         task.add_done_callback(self._pending.discard)
 
     def gap(self, role: str, from_ms: int, to_ms: int) -> None:
-        self._spawn(self.recorder.event(self.cid, "recording.gap", {
+        self._spawn(self.owner.event(self.cid, "recording.gap", {
             "role": role, "from_ms": from_ms, "to_ms": to_ms,
             "seconds": round((to_ms - from_ms) / 1000, 3),
             "from": self._at(from_ms).isoformat(), "to": self._at(to_ms).isoformat()}))
@@ -66,7 +81,7 @@ class ConsultationRecording:
         """A write failed (disk full...): stop recording this consultation, keep the call."""
         if self.failed is None and not self.stopped:
             self.failed = error
-            self._spawn(self.recorder.recording_failed(self, error))
+            self._spawn(self.owner.recording_failed(self, error))
 
     def _spawn(self, coro: Any) -> None:
         task = asyncio.create_task(coro)
@@ -81,18 +96,18 @@ class ConsultationRecording:
     async def _finish(self, seg: OpenSegment) -> None:
         loop = asyncio.get_running_loop()
         seg.flush()
-        stats = await loop.run_in_executor(self.recorder.executor, seg.close_blocking)
+        stats = await loop.run_in_executor(self.executor, seg.close_blocking)
         if stats is None:
             if seg.error:
                 self.fail(seg.error)
             return
         key = storage_key(self.cid, seg.role, seg.seq)
-        retain = self.recorder.retain_from(datetime.now(UTC))
+        retain = self.owner.retain_from(datetime.now(UTC))
         try:  # encrypt and hash in the writer thread; a full disk fails the recording
             stored, sealed = await loop.run_in_executor(
-                self.recorder.executor, seal, seg.path, key, self.recorder.keys, retain)
+                self.executor, seal, seg.path, key, self.keys, retain)
             # The store away is not a failure: the segment waits in the spool (uploads.py).
-            await self.recorder.uploads.send(self.cid, key, sealed, retain)
+            await self.uploads.send(self.cid, key, sealed, retain)
         except StoreUnavailable as exc:  # still away as the node shuts down
             log.warning("recorder: %s stays in the spool for the next start: %s",
                         seg.path.name, exc.detail)
@@ -101,10 +116,10 @@ class ConsultationRecording:
             self.fail(f"{type(exc).__name__}: {exc}")
             return
         async with self._order:
-            await self.recorder.index_segment(self.cid, self.epoch_at, seg.role, seg.seq,
-                                              seg.t_start_ms, stats, stored, "closed")
+            await self.owner.index_segment(self.cid, self.epoch_at, seg.role, seg.seq,
+                                           seg.t_start_ms, stats, stored, "closed")
             self.closed_segments += 1
-        await loop.run_in_executor(self.recorder.executor, discard_spool, seg.path)
+        await loop.run_in_executor(self.executor, discard_spool, seg.path)
 
     async def stop(self) -> None:
         """Close every participant's open segment and wait until all are stored and indexed."""
@@ -118,18 +133,3 @@ class ConsultationRecording:
                 if isinstance(result, Exception):
                     log.error("recorder: %s: closing a segment failed", self.cid,
                               exc_info=result)
-
-
-def segment_values(cid: str, epoch_at: datetime, role: str, seq: int, t_start_ms: int,
-                   stats: MuxStats, stored: Stored, state: str) -> dict[str, Any]:
-    started = epoch_at + timedelta(milliseconds=t_start_ms)
-    return {
-        "consultation_id": cid, "role": role, "seq": seq, "state": state,
-        "storage_key": stored.storage_key, "key_id": stored.key_id,
-        "wrapped_key": stored.wrapped_key,
-        "t_start_ms": t_start_ms, "duration_ms": stats.duration_ms,
-        "started_at": started, "ended_at": started + timedelta(milliseconds=stats.duration_ms),
-        "video_packets": stats.video_packets, "audio_packets": stats.audio_packets,
-        "size": stored.size, "sha256": stored.sha256, "plain_size": stored.plain_size,
-    }
-

@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import Select, select, update
 
 from server.store import Database
 from server.store.recordings import Recording, RecordingSegment
+
+if TYPE_CHECKING:
+    from .segment import Stored
+    from .webm import MuxStats
 
 
 def add_years(at: datetime, years: int) -> datetime:
@@ -54,6 +58,21 @@ async def update_recording(db: Database, cid: str, **values: Any) -> None:
 async def recordings_in(db: Database, status: str) -> list[Recording]:
     async with db.session() as session:
         return list(await session.scalars(select(Recording).where(Recording.status == status)))
+
+
+def segment_values(cid: str, epoch_at: datetime, role: str, seq: int, t_start_ms: int,
+                   stats: MuxStats, stored: Stored, state: str) -> dict[str, Any]:
+    """A stored segment's index row, its times on the recording's clock (`epoch_at`)."""
+    started = epoch_at + timedelta(milliseconds=t_start_ms)
+    return {
+        "consultation_id": cid, "role": role, "seq": seq, "state": state,
+        "storage_key": stored.storage_key, "key_id": stored.key_id,
+        "wrapped_key": stored.wrapped_key,
+        "t_start_ms": t_start_ms, "duration_ms": stats.duration_ms,
+        "started_at": started, "ended_at": started + timedelta(milliseconds=stats.duration_ms),
+        "video_packets": stats.video_packets, "audio_packets": stats.audio_packets,
+        "size": stored.size, "sha256": stored.sha256, "plain_size": stored.plain_size,
+    }
 
 
 async def save_segment(db: Database, values: dict[str, Any]) -> RecordingSegment:

@@ -20,7 +20,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from typing import TYPE_CHECKING
+from typing import Protocol
 
 import av
 from aiortc.mediastreams import MediaStreamError
@@ -30,9 +30,6 @@ from signaling.passthrough import is_vp8_keyframe
 
 from .segment import OpenSegment
 from .timing import Offset
-
-if TYPE_CHECKING:
-    from .consultation import ConsultationRecording
 
 log = logging.getLogger(__name__)
 
@@ -53,8 +50,25 @@ QUEUE = 512
 Held = tuple[str, av.Packet, float, int]  # kind, packet, arrival (monotonic), upstream
 
 
+class Consultation(Protocol):
+    """What a participant needs of its consultation's recording (consultation.py), which builds
+    it: the shared clock, segments on the shared grid, and where to report a gap or a failure."""
+
+    epoch_mono: float  # the recording's epoch on time.monotonic()
+    stopped: bool
+    failed: str | None
+
+    def open_segment(self, role: str, seq: int, t_ms: int) -> OpenSegment: ...
+
+    def finish(self, seg: OpenSegment) -> None: ...
+
+    def gap(self, role: str, from_ms: int, to_ms: int) -> None: ...
+
+    def fail(self, error: str) -> None: ...
+
+
 class ParticipantRecorder:
-    def __init__(self, rec: ConsultationRecording, role: str,
+    def __init__(self, rec: Consultation, role: str,
                  sources: dict[str, MediaSource], first_seq: int) -> None:
         self.rec = rec
         self.role = role

@@ -15,24 +15,61 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import logging
+from collections.abc import Container
+from concurrent.futures import Executor
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol
 
 from cryptography.exceptions import InvalidTag
 
 from . import index
-from .keys import KeyMissing
+from .crypto import Decryptor
+from .journal import Journal
+from .keys import KeyMissing, KeyRing
 from .segment import SPOOL_NAME, discard_spool, storage_key, store_blocking
 from .spool_file import SpoolFile
+from .storage import Storage
+from .uploads import Uploads
 from .webm import salvage
 
 if TYPE_CHECKING:
+    from server.config import Settings
     from server.store.recordings import RecordingSegment
-
-    from .service import Recorder
+    from signaling.context import NodeContext
 
 log = logging.getLogger(__name__)
+
+
+class SpoolOwner(Journal, Protocol):
+    """What recovery needs of the Recorder (service.py), which runs it at start: recovered
+    segments go through the same writer thread, keys, store and journal as recorded ones."""
+
+    @property
+    def ctx(self) -> NodeContext: ...  # the database, and live state: who records what
+
+    @property
+    def settings(self) -> Settings: ...
+
+    @property
+    def spool(self) -> Path: ...
+
+    @property
+    def keys(self) -> KeyRing: ...
+
+    @property
+    def storage(self) -> Storage: ...
+
+    @property
+    def executor(self) -> Executor: ...  # the writer thread
+
+    @property
+    def active(self) -> Container[str]: ...  # consultations being recorded here
+
+    @property
+    def uploads(self) -> Uploads: ...
+
+    def decryptor(self, seg: RecordingSegment) -> Decryptor: ...
 
 
 def _spool_files(spool: Path) -> list[Path]:
@@ -41,7 +78,7 @@ def _spool_files(spool: Path) -> list[Path]:
     return sorted(p for p in spool.glob("*/*") if p.is_file())
 
 
-async def recorded_elsewhere(recorder: Recorder, cid: str) -> bool:
+async def recorded_elsewhere(recorder: SpoolOwner, cid: str) -> bool:
     """Is the consultation being recorded now, here or by a live node that took it over? Its
     spool files then wait: recovery numbers on from the highest indexed segment, which is the
     number that node's recorder uses next (its upload would overwrite the recovered one)."""
@@ -51,7 +88,7 @@ async def recorded_elsewhere(recorder: Recorder, cid: str) -> bool:
     return owner is not None and owner != recorder.settings.node_id
 
 
-async def recover_spool(recorder: Recorder, only: set[str] | None = None) -> set[str]:
+async def recover_spool(recorder: SpoolOwner, only: set[str] | None = None) -> set[str]:
     """Recover the spool (or only these consultations' folders); returns the consultations whose
     files wait for a recording to end."""
     db = recorder.ctx.db
@@ -92,7 +129,7 @@ async def recover_spool(recorder: Recorder, only: set[str] | None = None) -> set
     return waiting
 
 
-def _stored_copy_of(recorder: Recorder, row: RecordingSegment, path: Path) -> bool:
+def _stored_copy_of(recorder: SpoolOwner, row: RecordingSegment, path: Path) -> bool:
     """Blocking: is `path` exactly the plaintext of the stored segment `row`? Only then is it a
     leftover: after a failover another node may have stored a different segment under the same
     number."""
@@ -115,7 +152,7 @@ def _stored_copy_of(recorder: Recorder, row: RecordingSegment, path: Path) -> bo
     return stored.digest() == mine.digest()
 
 
-async def _recover_file(recorder: Recorder, cid: str, epoch_at, path: Path, match) -> None:
+async def _recover_file(recorder: SpoolOwner, cid: str, epoch_at, path: Path, match) -> None:
     role, seq, t_start = match["role"], int(match["seq"]), int(match["t"])
     taken = await index.segment_at(recorder.ctx.db, cid, role, seq)
     if taken is not None and await asyncio.get_running_loop().run_in_executor(

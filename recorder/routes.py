@@ -30,10 +30,9 @@ from server.store.recordings import Recording, RecordingSegment
 from signaling.handler import CONTEXT_KEY
 
 from . import index
-from .http import RECORDER_KEY
 from .keys import KeyMissing, WrappedKeyInvalid
 from .playback import PlaybackTokens
-from .service import Recorder
+from .service import RECORDER_KEY, Recorder
 
 STATIC_DIR = Path(__file__).resolve().parent.parent / "static"
 # ASCII digits only (`\d` takes Arabic-Indic ones too), and no more of them than a size can

@@ -15,6 +15,8 @@ from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 from typing import Any
 
+from aiohttp import web
+
 from server import metrics
 from server.alerts import Alert, publish_alert
 from server.lifecycle import State, Transition
@@ -24,15 +26,16 @@ from signaling.context import NodeContext
 from signaling.room import Room
 
 from . import index, integrity
-from .consultation import ACTOR, ConsultationRecording, segment_values
+from .consultation import ConsultationRecording
 from .crypto import Decryptor
 from .integrity import VerifyReport
+from .journal import ACTOR
 from .keys import KeyRing, WrappedKey
 from .playback import PlaybackTokens
 from .recovery import recover_spool
 from .segment import Stored
 from .storage import Storage, StoreRefused
-from .store_config import open_storage
+from .store_factory import open_storage
 from .uploads import Uploads
 from .webm import MuxStats
 
@@ -42,6 +45,9 @@ RECOVER_RETRY_S = 30.0  # how often spool files waiting for another node's recor
 
 
 class Recorder:
+    """Builds the parts of recording (ConsultationRecording, Uploads, recover_spool) and is
+    their Journal (journal.py): they report back through it, never import this module."""
+
     def __init__(self, ctx: NodeContext, storage: Storage | None = None) -> None:
         self.ctx = ctx
         self.settings = ctx.settings
@@ -53,9 +59,10 @@ class Recorder:
         self.store_status: dict[str, Any] = {"backend": self.settings.store.kind}
         self.key_status: dict[str, Any] = {"key_id": self.keys.current_id}
         self.executor = ThreadPoolExecutor(1, thread_name_prefix="recorder")
-        # Sealed segments to the store, in order, held back while it is away (uploads.py).
-        self.uploads = Uploads(self, self.storage, self.settings.recording_retry_max_s)
         self.active: dict[str, ConsultationRecording] = {}
+        # Sealed segments to the store, in order, held back while it is away (uploads.py).
+        self.uploads = Uploads(self, ctx.live, self.settings.node_id, self.active.__contains__,
+                               self.storage, self.settings.recording_retry_max_s)
         self._purger: asyncio.Task[None] | None = None
         self._retry: asyncio.Task[None] | None = None
         self._stopping: set[asyncio.Task[None]] = set()
@@ -91,7 +98,9 @@ class Recorder:
         if room is None or cid in self.active:
             return self.active.get(cid)
         row = await index.start_recording(self.ctx.db, cid, datetime.now(UTC))
-        rec = ConsultationRecording(self, cid, row.epoch_at)
+        rec = ConsultationRecording(self, cid, row.epoch_at, executor=self.executor,
+                                    spool=self.spool, keys=self.keys, uploads=self.uploads,
+                                    segment_s=self.settings.recording_segment_s)
         for role, participant in room.participants.items():
             rec.attach(role, participant.sources,
                        await index.max_seq(self.ctx.db, cid, str(role)) + 1)
@@ -161,7 +170,7 @@ class Recorder:
     async def index_segment(self, cid: str, epoch_at: datetime, role: str, seq: int,
                             t_start_ms: int, stats: MuxStats, stored: Stored,
                             state: str) -> RecordingSegment:
-        values = segment_values(cid, epoch_at, role, seq, t_start_ms, stats, stored, state)
+        values = index.segment_values(cid, epoch_at, role, seq, t_start_ms, stats, stored, state)
         row = await index.save_segment(self.ctx.db, values)
         metrics.RECORDING_BYTES.inc(stored.size)
         self._being_logged.add(row.id)
@@ -336,6 +345,10 @@ class Recorder:
             raise FileNotFoundError(seg.storage_key)
         return Decryptor(lambda o, n: self.storage.read_at(seg.storage_key, o, n), size,
                          self.keys, wrapped_of(seg))
+
+
+# Beside the Recorder: the routes and the app that builds the Recorder both find it here.
+RECORDER_KEY = web.AppKey("recorder", Recorder)
 
 
 def wrapped_of(seg: RecordingSegment) -> WrappedKey | None:

@@ -3,16 +3,13 @@
 The local folder is the one-node default. With several nodes, every node must see every stored
 object (a failover re-homes a call, any node may replay or purge any recording), so they share
 one S3-protocol bucket: AWS S3, MinIO, Ceph RGW, Aliyun OSS, Tencent COS, Huawei OBS. This module
-holds only the settings and the choice; the S3 client lives in recorder/s3.py, imported only
-when it is used.
+holds only the settings; recorder/store_factory.py builds the store they choose, and the S3
+client lives in recorder/s3.py, imported only when it is used.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from pathlib import Path
-
-from .storage import LocalStorage, Storage
 
 KINDS = ("local", "s3")
 CHECKSUMS = ("when_supported", "when_required")
@@ -57,13 +54,3 @@ class StoreConfig:
         if self.multipart_mb < 5:
             raise ValueError("TC_S3_MULTIPART_MB: at least 5 (S3's smallest part)")
         return self
-
-
-def open_storage(config: StoreConfig, local_root: Path, area: str) -> Storage:
-    """The store for one area ("recordings", "identity"): a folder under `local_root`, or the
-    bucket's keys under `<prefix><area>/`."""
-    if config.kind == "s3":
-        from .s3 import S3Storage  # boto3 is imported only by nodes that use it
-
-        return S3Storage(config, f"{config.prefix}{area}/")
-    return LocalStorage(local_root)

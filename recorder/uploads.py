@@ -28,22 +28,20 @@ import logging
 import os
 import time
 from collections import deque
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 from server import metrics
 from server.alerts import Alert, publish_alert
-from server.live import LiveStateUnavailable
+from server.live import LiveState, LiveStateUnavailable
 
 from .crypto import KeyRing
+from .journal import Journal
 from .segment import Stored, store_blocking
 from .storage import Storage, StoreUnavailable
-
-if TYPE_CHECKING:
-    from .service import Recorder
 
 log = logging.getLogger(__name__)
 
@@ -92,8 +90,16 @@ class Outage:
 
 
 class Uploads:
-    def __init__(self, recorder: Recorder, storage: Storage, retry_max_s: float) -> None:
-        self.recorder = recorder
+    """`journal` takes the outage's events; `recording(cid)`: is `cid` being recorded here
+    (only then does its live state say `recording: waiting`)."""
+
+    def __init__(self, journal: Journal, live: LiveState, node_id: str,
+                 recording: Callable[[str], bool], storage: Storage,
+                 retry_max_s: float) -> None:
+        self.journal = journal
+        self.live = live
+        self.node_id = node_id
+        self.recording = recording
         self.storage = storage
         self.retry_max_s = max(FIRST_RETRY_S, retry_max_s)
         self.executor = ThreadPoolExecutor(1, thread_name_prefix="recorder-upload")
@@ -223,14 +229,13 @@ class Uploads:
 
     async def _alert(self, kind: str, text: str, data: dict) -> None:
         # Redis away too: the log and the consultations' events still say it.
-        await publish_alert(self.recorder.ctx.live,
-                            Alert(kind, text, self.recorder.settings.node_id, None, data))
+        await publish_alert(self.live, Alert(kind, text, self.node_id, None, data))
 
     async def _tell(self, cid: str, kind: str, data: dict, live: str) -> None:
         try:
-            await self.recorder.event(cid, kind, data)
+            await self.journal.event(cid, kind, data)
         except Exception:
             log.exception("recorder: %s event for %s", kind, cid)
-        if cid in self.recorder.active:
+        if self.recording(cid):
             with contextlib.suppress(LiveStateUnavailable):
-                await self.recorder.ctx.live.put_consultation(cid, {"recording": live})
+                await self.live.put_consultation(cid, {"recording": live})

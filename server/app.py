@@ -12,7 +12,8 @@ from aiohttp import web
 import identity
 from identity import guardians, presence  # issue 4
 from recorder import Recorder
-from recorder import http as recorder_http
+from recorder import routes as recorder_routes
+from recorder.service import RECORDER_KEY
 from server import api, booking_api, metrics, openapi, ops_api, precall, report_api, worklist_api
 from server.auth import TOKENS_KEY, Role, Tokens
 from server.cluster import Cluster
@@ -54,7 +55,7 @@ def create_app(settings: Settings) -> web.Application:
     precall.add_routes(app)  # issue 11: the pre-call connection test
     report_api.add_routes(app, STATIC_DIR)  # issue 15: the periodic progress report
     worklist_api.add_routes(app, STATIC_DIR)  # issue 15: the doctor's day, the guardian's queue
-    recorder_http.add_routes(app)  # issue 5: recordings and the auditor's replay
+    recorder_routes.add(app)  # issue 5: recordings and the auditor's replay
     identity.install(app, settings.identity)  # issue 3: registry, face enrollment, verification
     guardians.add_routes(app, settings.presence)  # issue 4: guardian photos, presence
     openapi.add_routes(app)  # issue 17: the document of every route above
@@ -90,7 +91,7 @@ async def _node(app: web.Application) -> AsyncIterator[None]:
         ("eligibility", eligibility_gate(db, events, app[booking_api.POLICY_KEY], ctx.clock)))
     lifecycle.accept_gates.append(("consent", consent_gate(db)))
     app[CONTEXT_KEY] = ctx
-    recorder = app[recorder_http.RECORDER_KEY] = Recorder(ctx)  # issue 5
+    recorder = app[RECORDER_KEY] = Recorder(ctx)  # issue 5
     await recorder.open()  # recovers what a killed process left unfinished
     lifecycle.listeners.insert(0, recorder.on_transition)  # before the room closes
     rooms.on_resumed.append(recorder.resume)  # issue 7: recording continues after a failover
@@ -143,7 +144,7 @@ async def readyz(request: web.Request) -> web.Response:
     if ctx is not None:
         checks = {"database": await ctx.db.ping(), "live_state": await ctx.live.ping()}
     ok = all(checks.values())
-    recorder = request.app.get(recorder_http.RECORDER_KEY)
+    recorder = request.app.get(RECORDER_KEY)
     store = recorder.store_status if recorder is not None else None
     key = recorder.key_status if recorder is not None else None
     return web.json_response({"ready": ok, **checks, "recording_store": store,

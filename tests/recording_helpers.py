@@ -15,8 +15,8 @@ import av
 from bench.client import CallClient
 from bench.clip import ClipTrack, read_stamp
 from recorder import Recorder
-from recorder.http import RECORDER_KEY
 from recorder.index import segments
+from recorder.service import RECORDER_KEY
 from server.store.recordings import RecordingSegment
 
 from .clinical_helpers import give_consent

@@ -7,7 +7,7 @@ import time
 
 from prometheus_client.parser import text_string_to_metric_families
 
-from recorder.http import RECORDER_KEY
+from recorder.service import RECORDER_KEY
 from server.auth import Role
 
 from .clinical_helpers import give_consent
