@@ -154,7 +154,8 @@ async def test_store_unreachable_for_30_s_mid_call_loses_nothing(tmp_path: Path,
                 assert [s.seq for s in mine] == list(range(len(mine)))
                 assert all(s.state == "closed" for s in mine)
                 for a, b in itertools.pairwise(mine):
-                    assert abs(b.t_start_ms - (a.t_start_ms + a.duration_ms)) < 100, (a, b)
+                    assert abs(b.t_start_ms - (a.t_start_ms + a.duration_ms)) < 100, (
+                        role, a.seq, a.t_start_ms, a.duration_ms, b.seq, b.t_start_ms)
                 covered = sum(s.duration_ms for s in mine) / 1000
                 assert abs(covered - call_s) < 3, (role, covered, call_s)
             listed = s3.admin().list_objects_v2(Bucket=bucket, Prefix=f"recordings/{cid}/")
