@@ -13,6 +13,7 @@ from PIL import Image, ImageEnhance, ImageFile, ImageOps
 
 from identity import image_check, worker
 from identity.config import CHALLENGES, IdentityConfig
+from identity.frame_checks import frame_problem
 from identity.fusion import fused_distance, fused_verdict
 from identity.geometry import (
     Pose,
@@ -24,7 +25,6 @@ from identity.geometry import (
 )
 from identity.image_check import PhotoLimits
 from identity.liveness import DONE, WRONG, challenge_sequence, judge, rival_turn
-from identity.verifier import frame_problem
 from tests.browser import (
     ADULT_A,
     ADULT_B,
