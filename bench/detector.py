@@ -12,12 +12,12 @@ Reported (JSON):
 - recall_by_face_px: each photo (calibration/ 30 adults, adult_a/b, obama/, biden/, child_a/b,
   and their mirror images) scaled so its face is 20 ... 120 px wide (never enlarged) and pasted
   with the face at the frame's centre; a hit is a box whose centre is inside the true face and
-  whose width is 0.5–2x of it; `extra`: other boxes counted as people (worker._people); the true
+  whose width is 0.5–2x of it; `extra`: other boxes counted as people (worker.keep_people); the true
   face: HOG (upsample 1) on the photo at ≤ 800 px;
 - guardian_child: adult photos beside both child photos (bench.faces.side_by_side, as the
   presence tests build them), the pair at full size and shrunk to 1/2 and 1/3 in the middle of a
   wall (the family further from the camera): how often both faces are found, and how many people
-  `_people` counts (2 is right);
+  `keep_people` counts (2 is right);
 - empty_false_faces: faces found on an empty wall and on a photo's faceless edge;
 - cpu_ms_per_frame: process_time per 640x480 guardian-with-child frame, median and p90 over
   --runs; cpu_ms_per_frame_unsure_face: a frame with a face BlazeFace is unsure of (one look);
@@ -81,7 +81,7 @@ def true_face(img: Image.Image) -> Box | None:
     """The photo's face by HOG with upsampling on a ≤ 800 px copy (its faces are large)."""
     scale = min(1.0, 800 / max(img.size))
     small = np.asarray(img.resize((round(img.width * scale), round(img.height * scale))))
-    found = worker._lib().face_locations(small, number_of_times_to_upsample=1)
+    found = worker.face_lib().face_locations(small, number_of_times_to_upsample=1)
     if not found:
         return None
     t, r, b, left = max(found, key=lambda f: (f[1] - f[3]) * (f[2] - f[0]))
@@ -149,7 +149,7 @@ def recall_by_size(dets: dict[str, Detector], faces: dict[str, list[tuple[Image.
             for img, box in usable:
                 rgb, truth = placed(img, box, size)
                 for name, det in dets.items():
-                    people = worker._people(det(rgb))
+                    people = worker.keep_people(det(rgb))
                     found = [b for b in people if hit(b, truth)]
                     counts[name]["hit"] += bool(found)
                     counts[name]["extra"] += len(people) - min(1, len(found))
@@ -180,7 +180,7 @@ def guardian_child(dets: dict[str, Detector], adults: list[Path], children: list
             mid = FRAME[0] / 2
             for name, det in dets.items():
                 raw = det(rgb)
-                people = worker._people(raw)
+                people = worker.keep_people(raw)
                 adult = any((b[1] + b[3]) / 2 < mid for b in raw)
                 child = any((b[1] + b[3]) / 2 >= mid for b in raw)
                 s = stats[name]
@@ -250,7 +250,7 @@ def box_map(net: Net, frames: list[tuple[str, np.ndarray]]) -> dict[str, Any]:
 
 
 def encodings(det: BlazeFace, frames: list[tuple[str, np.ndarray]]) -> dict[str, Any]:
-    fr = worker._lib()
+    fr = worker.face_lib()
     rows = []
     landmark_shift = []
     for who, rgb in frames:

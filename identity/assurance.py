@@ -23,18 +23,17 @@ import time
 from collections import Counter
 from typing import TYPE_CHECKING
 
-from server import referral
 from server.auth import Role
 
+from .frame_checks import classify
 from .frames import DecodeCost, grab_frames
 from .fusion import fused_distance, fused_verdict
 from .texts import ASSURANCE_TEXT, PAUSED_TEXT, RESUMED_TEXT
-from .verifier import classify
 
 if TYPE_CHECKING:
     from signaling.room import Room
 
-    from .service import IdentityService
+    from .host import CheckHost
 
 log = logging.getLogger(__name__)
 
@@ -45,15 +44,13 @@ IDENTITY_LOST_NOTE = ("接诊医生身份无法确认，本次问诊已终止，
 
 
 class Assurance:
-    def __init__(self, svc: IdentityService, room: Room, doctor_id: str,
+    def __init__(self, host: CheckHost, room: Room, doctor_id: str,
                  encoding: list[float]) -> None:
-        self.svc = svc
+        self.host = host
         self.room = room
         self.cid = room.consultation_id
         self.doctor_id = doctor_id
         self.encoding = encoding
-        self.checks = 0
-        self.alerts = 0
         self.task = asyncio.create_task(self._run(), name=f"assure-{self.cid}")
 
     async def _run(self) -> None:
@@ -69,7 +66,7 @@ class Assurance:
 
         Several faces in two frames is `several_faces`; otherwise the frames with one face
         decide by their fused distance; none with a face: the most frequent reason."""
-        cfg = self.svc.config
+        cfg = self.host.config
         source = self.room.participants[Role.DOCTOR].sources["video"]
         decode = DecodeCost()
         worker_s = 0.0
@@ -80,7 +77,7 @@ class Assurance:
             async with contextlib.aclosing(grab_frames(source, GRAB_TIMEOUT_S,
                                                        cfg.recheck_frames, cost=decode)) as frames:
                 async for rgb in frames:
-                    result = await self.svc.pool.analyse(rgb, known=self.encoding)
+                    result = await self.host.pool.analyse(rgb, known=self.encoding)
                     worker_s += result.cpu_s
                     faces.append(result.faces)
                     if result.faces == 1 and result.distance is not None:
@@ -92,10 +89,7 @@ class Assurance:
                         reasons[classify(result, cfg.threshold) or "no_face"] += 1
         except TimeoutError:
             return "no_video", {"frames": 0}
-        self.svc.stats.checks += 1
         decode_s = decode.seconds
-        self.svc.stats.check_cpu_s += worker_s + decode_s
-        self.checks += 1
         fused = fused_distance(distances) if distances else None
         if reasons["several_faces"] >= min(2, len(faces)):
             reason: str | None = "several_faces"
@@ -109,8 +103,8 @@ class Assurance:
             "worker_cpu_s": round(worker_s, 4), "decode_cpu_s": round(decode_s, 4)}
 
     async def _loop(self) -> None:
-        cfg = self.svc.config
-        events = self.svc.ctx.events
+        cfg = self.host.config
+        events = self.host.events
         bad_since: float | None = None
         alerted = False
         first = True
@@ -139,14 +133,13 @@ class Assurance:
             if alerted or now - bad_since < cfg.grace_s:
                 continue
             alerted = True
-            self.alerts += 1
             data = {"doctor": self.doctor_id, "reason": reason,
                     "for_s": round(now - bad_since, 1), "action": cfg.mismatch_action}
             await events.append(self.cid, "identity.alert", "system", data)
-            await self.svc.alert(self.cid, "identity.alert",
+            await self.host.alert(self.cid, "identity.alert",
                                  f"通话中医生身份异常 The doctor on camera is in doubt ({reason}, "
                                  f"{data['for_s']} s)", data)
-            await self.svc.status(self.cid, "mismatch")
+            await self.host.status(self.cid, "mismatch")
             zh, en = ASSURANCE_TEXT[reason]
             await self.room.send(Role.DOCTOR, {"type": "notice", "code": f"identity_{reason}",
                                                "zh": zh, "en": en})
@@ -154,8 +147,7 @@ class Assurance:
                 await self._hold(True)
             elif cfg.mismatch_action == "end":
                 # The same termination-and-referral flow as the doctor's own, system reason.
-                await referral.refer_to_own_hospital(self.svc.ctx, self.cid,
-                                                     "doctor_identity_lost", IDENTITY_LOST_NOTE)
+                await self.host.end(self.cid, "doctor_identity_lost", IDENTITY_LOST_NOTE)
                 return
 
     async def _hold(self, on: bool) -> None:
@@ -166,7 +158,7 @@ class Assurance:
             return
         for source in sources:
             source.held = on
-        await self.svc.ctx.events.append(self.cid, "identity.paused" if on else
+        await self.host.events.append(self.cid, "identity.paused" if on else
                                          "identity.resumed", "system", {})
         zh, en = PAUSED_TEXT if on else RESUMED_TEXT
         await self.room.broadcast({"type": "notice", "code": "doctor_paused" if on

@@ -15,8 +15,8 @@ from server.store.models import SYSTEM_CHAIN
 
 from . import image_check
 from .guardian_models import GuardianFaceEnrollment
+from .host import FaceDesk
 from .models import FaceEnrollment
-from .service import IdentityService
 from .worker import EnrollResult
 
 PHOTO_TYPES = ("image/jpeg", "image/png")
@@ -59,18 +59,18 @@ async def read_photo(request: web.Request, limit: int) -> bytes:
     return await read_body(request, limit)
 
 
-async def enroll(svc: IdentityService, whose: Whose, photo: bytes, min_face_px: int,
+async def enroll(desk: FaceDesk, whose: Whose, photo: bytes, min_face_px: int,
                  actor: str) -> FaceEnrollment | GuardianFaceEnrollment:
     # A size past the limits is refused from the header here, so it never takes a worker's turn.
     found = image_check.header(photo)
-    refused = found and image_check.refusal(found.width, found.height, svc.config.photo)
+    refused = found and image_check.refusal(found.width, found.height, desk.config.photo)
     if found is not None and refused is not None:
         result = EnrollResult(error=refused.code, message=refused.message, width=found.width,
                               height=found.height)
     else:
-        result = await svc.pool.enroll(photo, min_face_px, svc.config.photo)
+        result = await desk.pool.enroll(photo, min_face_px, desk.config.photo)
     if result.error is not None or result.encoding is None:
-        await svc.ctx.events.append(SYSTEM_CHAIN, f"{whose.events}.enroll.refused", actor, {
+        await desk.events.append(SYSTEM_CHAIN, f"{whose.events}.enroll.refused", actor, {
             whose.kind: whose.id, "code": result.error, "faces": result.faces,
             "face_px": result.face_px, "width": result.width, "height": result.height})
         message = result.message
@@ -78,21 +78,21 @@ async def enroll(svc: IdentityService, whose: Whose, photo: bytes, min_face_px: 
             message = f"{result.faces} faces were found; the photo must show only the {whose.kind}"
         raise EnrollmentError(result.error or "unreadable_image", message)
     try:
-        path, digest = await svc.store.put(whose.folder, photo,
-                                           ".png" if photo[:4] == b"\x89PNG" else ".jpg")
+        path, digest = await desk.store.put(whose.folder, photo,
+                                            ".png" if photo[:4] == b"\x89PNG" else ".jpg")
     except OSError as exc:  # a full or failing disk: nothing changes, the admin may retry
-        await svc.ctx.events.append(SYSTEM_CHAIN, f"{whose.events}.enroll.failed", actor, {
+        await desk.events.append(SYSTEM_CHAIN, f"{whose.events}.enroll.failed", actor, {
             whose.kind: whose.id, "error": str(exc)})
         raise EnrollmentError("storage_unavailable",
                               "the photo could not be stored; nothing was changed") from exc
-    async with svc.ctx.db.session() as session, session.begin():
+    async with desk.db.session() as session, session.begin():
         row = await session.get(whose.model, whose.id)
         if row is None:
             row = whose.model(**{f"{whose.kind}_id": whose.id})
             session.add(row)
         row.encoding, row.photo_sha256, row.photo_path = result.encoding, digest, path
         row.face_px, row.enrolled_by = result.face_px, actor
-    await svc.ctx.events.append(SYSTEM_CHAIN, f"{whose.events}.enrolled", actor, {
+    await desk.events.append(SYSTEM_CHAIN, f"{whose.events}.enrolled", actor, {
         whose.kind: whose.id, "photo_sha256": digest, "face_px": result.face_px,
         "width": result.width, "height": result.height})
     return row

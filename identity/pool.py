@@ -11,8 +11,9 @@ from __future__ import annotations
 
 import asyncio
 import multiprocessing
+from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 
@@ -22,6 +23,8 @@ from . import worker
 from .config import DEFAULT_DETECTOR
 from .image_check import PhotoLimits
 from .worker import EnrollResult, FrameResult
+
+T = TypeVar("T")
 
 
 class FacePool:
@@ -39,21 +42,23 @@ class FacePool:
                 initializer=worker.start, initargs=(self.logs, self.detector))
         return self._executor
 
-    async def _run(self, fn: Any, *args: Any) -> Any:
+    async def run(self, fn: Callable[..., T], *args: Any) -> T:
+        """`fn(*args)` in a face worker, its models loaded: `fn`, its arguments and result go
+        through pickle (a module-level function of worker.py or presence_worker.py, say)."""
         return await asyncio.get_running_loop().run_in_executor(self._pool(), fn, *args)
 
     async def warm(self) -> None:
         """Start the workers and load the models now, so the first check is not the slow one."""
-        await asyncio.gather(*(self._run(worker.initialise, self.detector)
+        await asyncio.gather(*(self.run(worker.initialise, self.detector)
                                for _ in range(self.workers)))
 
     async def analyse(self, rgb: np.ndarray, known: list[float] | None = None,
                       encode: bool = False, landmarks: bool = False,
                       thumbnail: bool = False) -> FrameResult:
-        return await self._run(worker.analyse, rgb, known, encode, landmarks, thumbnail)
+        return await self.run(worker.analyse, rgb, known, encode, landmarks, thumbnail)
 
     async def enroll(self, data: bytes, min_face_px: int, limits: PhotoLimits) -> EnrollResult:
-        return await self._run(worker.enroll, data, min_face_px, limits)
+        return await self.run(worker.enroll, data, min_face_px, limits)
 
     def close(self) -> None:
         if self._executor is not None:

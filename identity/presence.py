@@ -20,6 +20,7 @@ import asyncio
 import contextlib
 import logging
 import time
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
@@ -37,6 +38,7 @@ from signaling.context import NodeContext
 from . import presence_worker
 from .frames import FrameTap
 from .guardians import consultation_ages, guardian_encodings
+from .pool import FacePool
 from .presence_config import PresenceConfig
 from .presence_policy import Change, Observation, PresenceMachine, Track
 from .service import IdentityService
@@ -68,13 +70,10 @@ def presence_for(ctx: NodeContext) -> PresenceService | None:
 
 @dataclass
 class Stats:
-    """Cost of presence detection on this node, for bench/presence.py."""
+    """Samples taken on this node, and how many needed an encoding (tracking saves most)."""
 
     samples: int = 0
     encoded: int = 0
-    worker_cpu_s: float = 0.0
-    decode_s: float = 0.0
-    no_video: int = 0
 
 
 # What the ops page shows for each guardian alert (kinds: guardian.<Change.kind>).
@@ -85,13 +84,22 @@ _ALERT_TEXT = {
     "guardian.absent_limit": "监护人离开超时 The guardian has been away past the limit",
 }
 
-class Monitor:
-    """The sampling loop of one consultation's patient-side video."""
+# How a monitor reports a change of the guardian's presence (PresenceService.on_change).
+Report = Callable[["Monitor", Change], Awaitable[None]]
 
-    def __init__(self, svc: PresenceService, room: Room, patient_id: str,
-                 guardians: dict[str, list[float]]) -> None:
-        cfg = svc.config
-        self.svc = svc
+
+class Monitor:
+    """The sampling loop of one consultation's patient-side video: samples in a face worker of
+    `pool`, counts them in `stats`, and hands every change to `report`."""
+
+    def __init__(self, room: Room, patient_id: str, guardians: dict[str, list[float]],
+                 cfg: PresenceConfig, pool: FacePool, threshold: float, stats: Stats,
+                 report: Report) -> None:
+        self.cfg = cfg
+        self.pool = pool
+        self.threshold = threshold
+        self.stats = stats
+        self.report = report
         self.room = room
         self.cid = room.consultation_id
         self.patient_id = patient_id
@@ -116,11 +124,9 @@ class Monitor:
             log.exception("guardian presence checks of %s stopped", self.cid)
 
     async def _loop(self) -> None:
-        cfg = self.svc.config
-        threshold = self.svc.identity.config.threshold
+        cfg = self.cfg
         encodings = list(self.guardians.values())
         tap = FrameTap(self.room.participants[Role.GUARDIAN].sources["video"])
-        decoded = 0.0
         try:
             due = time.monotonic()
             while not self.room.closed:
@@ -130,24 +136,19 @@ class Monitor:
                 try:
                     rgb, at = await tap.next_frame(cfg.sample_interval_s)
                 except TimeoutError:
-                    self.svc.stats.no_video += 1
                     obs = Observation(time.monotonic(), False, 0, None, video=False)
                 else:
                     full = self.samples % FULL_DETECTION_EVERY == 0
-                    result = await self.svc.identity.pool._run(
-                        presence_worker.sample, rgb, encodings, self.tracks, at, threshold,
+                    result = await self.pool.run(
+                        presence_worker.sample, rgb, encodings, self.tracks, at, self.threshold,
                         cfg.refresh_s, full)
                     self.samples += 1
                     self.tracks = result.tracks
-                    stats = self.svc.stats
-                    stats.samples += 1
-                    stats.encoded += result.encoded
-                    stats.worker_cpu_s += result.cpu_s
+                    self.stats.samples += 1
+                    self.stats.encoded += result.encoded
                     obs = Observation(at, result.matched, result.faces, result.distance)
-                self.svc.stats.decode_s += tap.decode_s - decoded
-                decoded = tap.decode_s
                 for change in self.machine.observe(obs):
-                    await self.svc.on_change(self, change)
+                    await self.report(self, change)
                 async with self.changed:
                     self.changed.notify_all()
         finally:
@@ -174,8 +175,6 @@ class PresenceService:
         self.identity = identity
         self.monitors: dict[str, Monitor] = {}
         self.stats = Stats()
-        # Wall-clock times of the changes, for the bench (leaving → alert latency).
-        self.alerts_at: dict[str, list[tuple[str, float]]] = {}
         # Consultations whose room closed under their monitor (everyone left): watched again as
         # soon as the guardian is back (issue 17).
         self._paused: set[str] = set()
@@ -249,7 +248,9 @@ class PresenceService:
             await self.ctx.events.append(cid, "guardian.presence.unavailable", "system", {
                 "reason": "no enrolled guardian photo for this patient"})
             return None
-        monitor = self.monitors[cid] = Monitor(self, room, consultation.patient_id, guardians)
+        monitor = self.monitors[cid] = Monitor(
+            room, consultation.patient_id, guardians, self.config, self.identity.pool,
+            self.identity.config.threshold, self.stats, self.on_change)
         await self.ctx.events.append(cid, "guardian.presence.started", "system", {
             "guardians": sorted(guardians), "sample_interval_s": self.config.sample_interval_s,
             "absent_after_s": self.config.absent_after_s,
@@ -284,7 +285,6 @@ class PresenceService:
                     "at": at.isoformat()}
         state = await self.ctx.lifecycle.state(cid)
         active = state == State.ACTIVE
-        self.alerts_at.setdefault(cid, []).append((change.kind, time.time()))
         if change.kind == "limit":
             await self._limit(monitor, evidence, active)
             return

@@ -4,8 +4,8 @@ Finding the faces: while the guardian is matched, only the neighbourhood of the 
 is searched, scaled so the face is ~REFIND_FACE_PX wide (~1/4 of a whole-picture detection);
 the other faces are carried over from the last whole-picture detection. Each `full` sample, and
 whenever the guardian is not found where they were, the whole picture is searched at 320 wide
-(identity.worker's `_detect`/`_people`: same detector, same rule for ignoring small false faces).
-Then encodings only for faces that need one (presence_policy.reuse):
+(identity.worker's `detect_faces`/`keep_people`: same detector, same rule for ignoring small
+false faces). Then encodings only for faces that need one (presence_policy.reuse):
 a face that stayed where it was keeps its earlier distance until it is `refresh_s` old, and once
 a guardian is matched the other faces are only counted, never encoded (a child's face is not what
 we are looking for, and dlib cannot tell children apart anyway).
@@ -39,7 +39,7 @@ def sample(rgb: np.ndarray, guardians: list[list[float]], tracks: list[Track], n
     started = time.process_time()
     people = None if full else _around_guardian(rgb, tracks, threshold)
     if people is None:
-        people = worker._people(worker._detect(rgb))
+        people = worker.keep_people(worker.detect_faces(rgb))
     previous = reuse(people, tracks, now, refresh_s)
     known = np.asarray(guardians, dtype=np.float64) if guardians else None
     # Faces that continue an earlier track first: if one of them is the guardian, nothing new
@@ -53,7 +53,7 @@ def sample(rgb: np.ndarray, guardians: list[list[float]], tracks: list[Track], n
         if out[i] is not None:
             continue
         if known is not None and (best is None or best > threshold):
-            enc = worker._lib().face_encodings(rgb, [box])[0]
+            enc = worker.face_lib().face_encodings(rgb, [box])[0]
             encoded += 1
             distance = float(np.min(np.linalg.norm(known - enc, axis=1)))
             out[i] = Track(box, distance, now)
@@ -86,7 +86,7 @@ def _around_guardian(rgb: np.ndarray, tracks: list[Track], threshold: float) -> 
     crop = Image.fromarray(rgb[y0:y1, x0:x1])
     if scale < 1.0:
         crop = crop.resize((max(1, round(crop.width * scale)), max(1, round(crop.height * scale))))
-    found = worker._lib().face_locations(np.asarray(crop), number_of_times_to_upsample=0)
+    found = worker.face_lib().face_locations(np.asarray(crop), number_of_times_to_upsample=0)
     if not found:
         return None
     t, r, b, left_ = max(found, key=lambda f: (f[1] - f[3]) * (f[2] - f[0]))

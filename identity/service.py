@@ -11,16 +11,15 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from dataclasses import dataclass
 from typing import Any
 
-from server import metrics
+from server import metrics, referral
 from server.alerts import Alert, publish_alert
 from server.auth import Role
 from server.lifecycle import Gate, State, Transition
 from server.live import LiveStateUnavailable
 from server.logs import LogSettings
-from server.store import records
+from server.store import Database, EventLog, records
 from signaling.context import NodeContext
 from signaling.room import Room
 
@@ -34,17 +33,9 @@ from .verifier import Verification
 log = logging.getLogger(__name__)
 
 
-
-@dataclass
-class Stats:
-    """CPU spent on identity work, for the bench (worker CPU is measured inside the worker)."""
-
-    checks: int = 0
-    check_cpu_s: float = 0.0
-    decode_s: float = 0.0
-
-
 class IdentityService:
+    """The host of its children (host.py's CheckHost): they use and report through it."""
+
     def __init__(self, config: IdentityConfig, ctx: NodeContext) -> None:
         self.config = config
         self.ctx = ctx
@@ -55,7 +46,6 @@ class IdentityService:
         self.store = protected_store(settings.data_dir / "identity", settings.store)
         self.verifications: dict[str, Verification] = {}
         self.assurances: dict[str, Assurance] = {}
-        self.stats = Stats()
         self._warm: asyncio.Task[None] | None = None
         self._started = asyncio.Condition()
 
@@ -86,6 +76,14 @@ class IdentityService:
             await self._started.wait_for(lambda: cid in self.assurances)
         return self.assurances[cid]
 
+    @property
+    def events(self) -> EventLog:
+        return self.ctx.events
+
+    @property
+    def db(self) -> Database:
+        return self.ctx.db
+
     async def enrollment(self, doctor_id: str) -> FaceEnrollment | None:
         async with self.ctx.db.session() as session:
             return await session.get(FaceEnrollment, doctor_id)
@@ -100,6 +98,10 @@ class IdentityService:
     async def alert(self, cid: str, kind: str, text: str, data: dict[str, Any]) -> None:
         """An ops alert on every ops page (server/alerts.py)."""
         await publish_alert(self.ctx.live, Alert(kind, text, self.ctx.settings.node_id, cid, data))
+
+    async def end(self, cid: str, reason: str, note: str) -> None:
+        """The same termination-and-referral flow as the doctor's own, with a system reason."""
+        await referral.refer_to_own_hospital(self.ctx, cid, reason, note)
 
     def gate(self) -> Gate:
         async def identity(cid: str) -> str | None:

@@ -38,6 +38,7 @@ from sqlalchemy import func, select
 from server import metrics
 from server.auth import Role
 
+from .frame_checks import frame_problem
 from .frames import FrameTap
 from .fusion import fused_distance, fused_verdict
 from .geometry import Pose, pose_from_landmarks
@@ -49,7 +50,8 @@ from .worker import FrameResult
 if TYPE_CHECKING:
     from signaling.room import Room
 
-    from .service import IdentityService
+    from .config import IdentityConfig
+    from .host import CheckHost
 
 log = logging.getLogger(__name__)
 
@@ -80,58 +82,30 @@ class Attempt:
         self.cpu_s += result.cpu_s
 
 
-def frame_problem(result: FrameResult, min_face_px: int, dark_luma: float) -> str | None:
-    """Why a frame cannot be judged (guidance for the doctor), or None: one face, big and lit
-    enough. Small or dark faces have larger distances to the enrolled photo (config.py), so they
-    are left out of the decision instead of counting against the doctor."""
-    if result.faces == 0:
-        return "too_dark" if result.luma < dark_luma else "no_face"
-    if result.faces > 1:
-        return "several_faces"
-    if result.face_px < min_face_px:
-        return "face_too_small"
-    if result.luma < dark_luma:
-        return "too_dark"
-    return None
-
-
-def classify(result: FrameResult, threshold: float) -> str | None:
-    """None when the frame shows exactly one face that matches; else the reason it does not."""
-    if result.faces == 0:
-        return "no_face"
-    if result.faces > 1:
-        return "several_faces"
-    if result.distance is not None and result.distance > threshold:
-        return "not_registered"
-    return None
-
-
 class Verification:
     """One consultation's verification while it is `verifying`; `state` is what the gate reads."""
 
-    def __init__(self, svc: IdentityService, room: Room, doctor_id: str) -> None:
-        self.svc = svc
+    def __init__(self, host: CheckHost, room: Room, doctor_id: str) -> None:
+        self.host = host
         self.room = room
         self.cid = room.consultation_id
         self.doctor_id = doctor_id
         self.state = "running"  # running | verified | locked | not_enrolled | stopped
-        self.joined_at = time.monotonic()
         self.poses_seen = 0  # challenge frames judged so far (the bench paces a turn by it)
         self.pose: Pose | None = None  # the last one judged (a browser test paces a turn by it)
         self.said: dict[str, Any] | None = None  # the last step told: again to a rejoining page
-        self.verified_at: float | None = None
         self.last: Attempt | None = None
         self.task = asyncio.create_task(self._run(), name=f"verify-{self.cid}")
 
     @property
-    def cfg(self) -> Any:
-        return self.svc.config
+    def cfg(self) -> IdentityConfig:
+        return self.host.config
 
     async def say(self, step: str, **fields: Any) -> None:
         status = step if step in ("verified", "failed", "locked") else "verifying"
         if status != "verifying":
             metrics.VERIFICATIONS.labels(fields.get("reason") or status).inc()
-        await self.svc.status(self.cid, status)  # for the ops view
+        await self.host.status(self.cid, status)  # for the ops view
         zh, en = fields.pop("text", None) or STEP_TEXT.get(step, ("", ""))
         self.said = {"type": "verify", "step": step, "zh": zh, "en": en, **fields}
         await self.room.send(Role.DOCTOR, self.said)
@@ -146,10 +120,10 @@ class Verification:
             self.state = "stopped"
 
     async def _verify(self) -> None:
-        enrollment = await self.svc.enrollment(self.doctor_id)
+        enrollment = await self.host.enrollment(self.doctor_id)
         if enrollment is None:
             self.state = "not_enrolled"
-            await self.svc.ctx.events.append(self.cid, "identity.not_enrolled", "system",
+            await self.host.events.append(self.cid, "identity.not_enrolled", "system",
                                              {"doctor": self.doctor_id})
             await self.say("failed", reason="not_enrolled", text=FAILURE_TEXT["not_enrolled"])
             return
@@ -177,7 +151,7 @@ class Verification:
                 last_guidance = None
                 await self._record(attempt)
                 if attempt.outcome == "verified":
-                    self.state, self.verified_at = "verified", time.monotonic()
+                    self.state = "verified"
                     await self.say("verified", distance=attempt.distance)
                     return
                 failures += 1
@@ -193,13 +167,12 @@ class Verification:
             await self.say("failed", reason="no_video", text=FAILURE_TEXT["no_video"])
             self.state = "stopped"
         finally:
-            self.svc.stats.decode_s += tap.decode_s
             await tap.close()
 
     async def _analyse(self, tap: FrameTap, attempt: Attempt, **kwargs: Any
                        ) -> tuple[np.ndarray, float, FrameResult]:
         rgb, arrived = await tap.next_frame(FRAME_TIMEOUT_S)
-        result = await self.svc.pool.analyse(rgb, **kwargs)
+        result = await self.host.pool.analyse(rgb, **kwargs)
         attempt.note(result)
         return rgb, arrived, result
 
@@ -316,7 +289,7 @@ class Verification:
         frames = [rgb, *reversed(action_frames)]
         distances: list[float] = []
         for i, frame in enumerate(frames):
-            result = await self.svc.pool.analyse(frame, known=known, thumbnail=True)
+            result = await self.host.pool.analyse(frame, known=known, thumbnail=True)
             attempt.note(result)
             if result.faces == 1 and result.distance is not None:
                 distances.append(result.distance)
@@ -332,7 +305,7 @@ class Verification:
                            else "not_registered")
 
     async def _failures_so_far(self) -> int:
-        async with self.svc.ctx.db.session() as session:
+        async with self.host.db.session() as session:
             return int(await session.scalar(
                 select(func.count()).select_from(FaceVerification).where(
                     FaceVerification.consultation_id == self.cid,
@@ -340,7 +313,7 @@ class Verification:
 
     async def _guidance_event(self, attempt: Attempt) -> None:
         """An attempt that ended in guidance: in the audit trail, not in the attempts' index."""
-        await self.svc.ctx.events.append(self.cid, "identity.guidance", "system", {
+        await self.host.events.append(self.cid, "identity.guidance", "system", {
             "doctor": self.doctor_id, "attempt": attempt.number, "reason": attempt.outcome,
             "frames": attempt.frames, "challenge": attempt.challenge,
             "steps_done": attempt.steps_done, "early_frames": attempt.early_frames,
@@ -352,12 +325,12 @@ class Verification:
         thumb_path = thumb_sha = None
         if attempt.thumbnail is not None:
             try:
-                thumb_path, thumb_sha = await self.svc.store.put(f"evidence/{self.cid}",
+                thumb_path, thumb_sha = await self.host.store.put(f"evidence/{self.cid}",
                                                                  attempt.thumbnail, ".jpg")
             except OSError as exc:  # a full disk costs the thumbnail, never the attempt's record
                 log.error("evidence thumbnail of %s not stored: %s", self.cid, exc)
         seconds = time.monotonic() - attempt.started
-        await self.svc.ctx.events.append(self.cid, "identity.attempt", "system", {
+        await self.host.events.append(self.cid, "identity.attempt", "system", {
             "doctor": self.doctor_id, "attempt": attempt.number, "outcome": attempt.outcome,
             "distance": None if attempt.distance is None else round(attempt.distance, 4),
             "threshold": self.cfg.threshold, "frames": attempt.frames,
@@ -366,7 +339,7 @@ class Verification:
             "rival": attempt.rival, "counted": attempt.outcome in COUNTED,
             "reasons": dict(attempt.reasons), "evidence_sha256": thumb_sha,
         })
-        async with self.svc.ctx.db.session() as session, session.begin():
+        async with self.host.db.session() as session, session.begin():
             session.add(FaceVerification(
                 consultation_id=self.cid, doctor_id=self.doctor_id, attempt=attempt.number,
                 outcome=attempt.outcome, challenge=attempt.challenge, distance=attempt.distance,
@@ -376,8 +349,8 @@ class Verification:
         self.state = "locked"
         if notify_ops:
             data = {"doctor": self.doctor_id, "failures": failures}
-            await self.svc.ctx.events.append(self.cid, "identity.locked", "system", data)
-            await self.svc.alert(self.cid, "identity.locked",
+            await self.host.events.append(self.cid, "identity.locked", "system", data)
+            await self.host.alert(self.cid, "identity.locked",
                                  f"医生身份核验已锁定 Doctor verification locked after "
                                  f"{failures} failed attempts", data)
         await self.say("locked", failures=failures)

@@ -64,7 +64,8 @@ def initialise(detector: str = DEFAULT_DETECTOR) -> None:
     DETECTOR = detector
 
 
-def _lib() -> Any:
+def face_lib() -> Any:
+    """face_recognition, imported (and run once) on first use; also for presence_worker."""
     if _fr is None:
         initialise()
     return _fr
@@ -98,9 +99,9 @@ def _luma(rgb: np.ndarray, box: Box | None) -> float:
     return float((sample @ np.array([0.299, 0.587, 0.114])).mean())
 
 
-def _detect(rgb: np.ndarray) -> list[Box]:
+def detect_faces(rgb: np.ndarray) -> list[Box]:
     """The faces in a frame with the worker's detector, largest first."""
-    _lib()
+    face_lib()
     return detect_blazeface(rgb) if DETECTOR == "blazeface" else detect_hog(rgb)
 
 
@@ -134,7 +135,7 @@ def hog_verifies(crop: np.ndarray, box: np.ndarray) -> bool:
     scale = VERIFY_FACE_PX / max(1.0, float(box[2] - box[0]))
     h, w = crop.shape[:2]
     img = Image.fromarray(crop).resize((max(1, round(w * scale)), max(1, round(h * scale))))
-    for t, r, b, left in _lib().face_locations(np.asarray(img), number_of_times_to_upsample=0):
+    for t, r, b, left in face_lib().face_locations(np.asarray(img), number_of_times_to_upsample=0):
         cx, cy = (left + r) / 2 / scale, (t + b) / 2 / scale
         ratio = (r - left) / VERIFY_FACE_PX
         if box[0] <= cx <= box[2] and box[1] <= cy <= box[3] and 0.5 <= ratio <= 2.0:
@@ -144,7 +145,7 @@ def hog_verifies(crop: np.ndarray, box: np.ndarray) -> bool:
 
 def detect_hog(rgb: np.ndarray) -> list[Box]:
     """HOG on a copy DETECT_WIDTH wide, boxes scaled back to `rgb`, largest first."""
-    fr = _lib()
+    fr = face_lib()
     h, w = rgb.shape[:2]
     scale = min(1.0, DETECT_WIDTH / w)
     if scale < 1.0:
@@ -160,7 +161,8 @@ def detect_hog(rgb: np.ndarray) -> list[Box]:
     return boxes
 
 
-def _people(boxes: list[Box]) -> list[Box]:
+def keep_people(boxes: list[Box]) -> list[Box]:
+    """The boxes (largest first) wide enough to be a person, not a badge or hair."""
     if not boxes:
         return []
     widest = boxes[0][1] - boxes[0][3]
@@ -185,8 +187,8 @@ def analyse(rgb: np.ndarray, known: list[float] | None = None, encode: bool = Fa
             landmarks: bool = False, thumbnail: bool = False) -> FrameResult:
     """Count the people in a frame; for the largest face add what is asked (and only that)."""
     started = time.process_time()
-    fr = _lib()
-    people = _people(_detect(rgb))
+    fr = face_lib()
+    people = keep_people(detect_faces(rgb))
     result = FrameResult(faces=len(people), boxes=people)
     result.luma = _luma(rgb, people[0] if people else None)
     if people:
@@ -250,11 +252,11 @@ def enroll(data: bytes, min_face_px: int, limits: PhotoLimits = DEFAULT_LIMITS) 
     scale = min(1.0, 800 / max(rgb_img.size))
     small = rgb_img.resize((max(1, round(rgb_img.width * scale)),
                             max(1, round(rgb_img.height * scale))))
-    found = _lib().face_locations(np.asarray(small), number_of_times_to_upsample=1)
+    found = face_lib().face_locations(np.asarray(small), number_of_times_to_upsample=1)
     boxes = sorted(((round(t / scale), round(r / scale), round(b / scale), round(le / scale))
                     for t, r, b, le in found),
                    key=lambda b: (b[1] - b[3]) * (b[2] - b[0]), reverse=True)
-    people = _people(boxes)
+    people = keep_people(boxes)
     result = EnrollResult(faces=len(people), width=rgb_img.width, height=rgb_img.height)
     if not people:
         result.error, result.message = "no_face", "no face was found in the photo"
@@ -271,7 +273,7 @@ def enroll(data: bytes, min_face_px: int, limits: PhotoLimits = DEFAULT_LIMITS) 
                           "is needed (a closer or larger photo)")
         return result
     rgb = np.asarray(rgb_img)
-    result.encoding = [float(x) for x in _lib().face_encodings(rgb, [box])[0]]
+    result.encoding = [float(x) for x in face_lib().face_encodings(rgb, [box])[0]]
     return result
 
 

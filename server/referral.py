@@ -21,10 +21,6 @@ from server.store.clinical import TERMINATION_REASONS, URGENCIES, Referral
 if TYPE_CHECKING:
     from signaling.context import NodeContext
 
-# Reasons a doctor may give; the rest are for automatic triggers (actor "system").
-DOCTOR_REASONS = ("condition_changed", "needs_in_person", "first_visit_outside_pilot",
-                  "guardian_absent", "technical_failure", "other")
-
 MAX_TEXT = 500
 MAX_NOTE = 1000
 

@@ -29,12 +29,9 @@ from pydantic import (
 from pydantic_core import PydanticCustomError
 
 from server.fields import text, text_only
+from server.store.clinical import DOCTOR_REASONS, URGENCIES
 
 PROTOCOL_VERSION = 1
-# What the doctor may give as a termination reason, and the referral urgencies (issue 6).
-TERMINATE_REASONS = ("condition_changed", "needs_in_person", "first_visit_outside_pilot",
-                     "guardian_absent", "technical_failure", "other")
-URGENCIES = ("routine", "urgent", "emergency")
 QUALITY_LEVELS = ("good", "fair", "poor")
 QUALITY_LIMITATIONS = ("none", "bandwidth", "cpu", "other")
 MAX_SDP_BYTES = 64 * 1024
@@ -155,7 +152,7 @@ class Terminate(ClientMessage):
     """The doctor ends the consultation at once and refers the patient (issue 6)."""
 
     type: Literal["terminate"]
-    reason: Literal[TERMINATE_REASONS]  # type: ignore[valid-type]
+    reason: Literal[DOCTOR_REASONS]  # type: ignore[valid-type]
     text: Text(500) | None = Field(None, validate_default=True)
     referral: Referral
 

@@ -16,7 +16,6 @@ import asyncio
 import time
 from collections import deque
 from collections.abc import Callable
-from fractions import Fraction
 
 import av
 from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
@@ -252,7 +251,3 @@ class RelayTrack(MediaStreamTrack):
     def stop(self) -> None:
         self.subscription.close()
         super().stop()
-
-
-def time_base(kind: str) -> Fraction:
-    return Fraction(1, 90000 if kind == "video" else 48000)

@@ -15,13 +15,13 @@ from pydantic import BaseModel, ConfigDict, TypeAdapter, ValidationError
 from pydantic_core import ErrorDetails
 
 from .client_messages import (
+    DOCTOR_REASONS,
     MAX_PRESCRIPTION_ITEMS,
     MAX_SDP_BYTES,
     MESSAGES,
     PROTOCOL_VERSION,
     QUALITY_LEVELS,
     QUALITY_LIMITATIONS,
-    TERMINATE_REASONS,
     URGENCIES,
     Accept,
     Candidate,
@@ -40,8 +40,8 @@ from .client_messages import (
 )
 
 __all__ = [
-    "MAX_PRESCRIPTION_ITEMS", "MAX_SDP_BYTES", "PROTOCOL_VERSION", "QUALITY_LEVELS",
-    "QUALITY_LIMITATIONS", "TERMINATE_REASONS", "URGENCIES", "Accept", "Candidate", "Consent",
+    "DOCTOR_REASONS", "MAX_PRESCRIPTION_ITEMS", "MAX_SDP_BYTES", "PROTOCOL_VERSION",
+    "QUALITY_LEVELS", "QUALITY_LIMITATIONS", "URGENCIES", "Accept", "Candidate", "Consent",
     "End", "IceCandidate", "Join", "Leave", "Message", "Offer", "Ping", "Prescribe",
     "ProtocolError", "Quality", "Terminate", "parse", "validate",
 ]

@@ -23,9 +23,9 @@ from hypothesis import strategies as st
 
 from server.consent import CURRENT_VERSION
 from signaling.client_messages import (
+    DOCTOR_REASONS,
     QUALITY_LEVELS,
     QUALITY_LIMITATIONS,
-    TERMINATE_REASONS,
     URGENCIES,
 )
 
@@ -109,7 +109,7 @@ VALID: Shapes = {
     "end": st.fixed_dictionaries({}, optional={"reason": short}),
     "consent": st.fixed_dictionaries({"version": st.just(CURRENT_VERSION) | short}),
     "terminate": st.fixed_dictionaries(
-        {"reason": st.sampled_from(TERMINATE_REASONS), "referral": referral},
+        {"reason": st.sampled_from(DOCTOR_REASONS), "referral": referral},
         optional={"text": short}),
     "prescribe": st.fixed_dictionaries({"items": st.lists(item, min_size=1, max_size=3)}),
     "quality": st.fixed_dictionaries(

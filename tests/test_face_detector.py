@@ -19,7 +19,7 @@ FRAME = (640, 480)
 
 def face_of(img: Image.Image) -> tuple[int, int, int, int]:
     """The photo's one face by HOG at full resolution (its faces are large)."""
-    found = worker._lib().face_locations(np.asarray(img), number_of_times_to_upsample=1)
+    found = worker.face_lib().face_locations(np.asarray(img), number_of_times_to_upsample=1)
     assert len(found) == 1
     return found[0]
 
@@ -52,15 +52,15 @@ def test_blazeface_finds_a_40_px_face_that_hog_misses() -> None:
 @pytest.mark.parametrize("detect", [worker.detect_hog, worker.detect_blazeface])
 def test_both_detectors_count_the_guardian_and_the_child(detect) -> None:
     rgb = np.asarray(side_by_side(OBAMA_2, CHILD_A).resize(FRAME))
-    people = worker._people(detect(rgb))
+    people = worker.keep_people(detect(rgb))
     assert len(people) == 2
     assert sorted((b[1] + b[3]) // 2 < FRAME[0] // 2 for b in people) == [False, True]
-    assert worker._people(detect(np.asarray(empty_scene(FRAME)))) == []
+    assert worker.keep_people(detect(np.asarray(empty_scene(FRAME)))) == []
 
 
 def test_the_encoding_from_a_blazeface_box_is_the_same_persons() -> None:
     """The enrolled encoding comes from a HOG box (enroll); live frames from BlazeFace's."""
-    fr = worker._lib()
+    fr = worker.face_lib()
     enrolled = np.asarray(worker.enroll(OBAMA.read_bytes(), 80).encoding)
     rgb = np.asarray(side_by_side(OBAMA_2, CHILD_A).resize(FRAME))
     left = FRAME[0] // 2  # the guardian's half of the frame

@@ -29,8 +29,8 @@ async def main():
     pool = FacePool(1, LogSettings("INFO", "node-logs"))
     try:
         result = await pool.enroll(blank_png(13000, 13000), 80, PhotoLimits())
-        await pool._run(warnings.warn, "a stray warning")
-        await pool._run(logging.getLogger("stray").warning, "a stray log line")
+        await pool.run(warnings.warn, "a stray warning")
+        await pool.run(logging.getLogger("stray").warning, "a stray log line")
         print(result.error)
     finally:
         pool.close()

@@ -25,6 +25,7 @@ from bench.faces import (
 )
 from identity import image_check, worker
 from identity.config import CHALLENGES, IdentityConfig
+from identity.frame_checks import frame_problem
 from identity.fusion import fused_distance, fused_verdict
 from identity.geometry import (
     Pose,
@@ -36,7 +37,6 @@ from identity.geometry import (
 )
 from identity.image_check import PhotoLimits
 from identity.liveness import DONE, WRONG, challenge_sequence, judge, rival_turn
-from identity.verifier import frame_problem
 from tests.hostile_images import blank_png, cut_short, encoded
 
 THRESHOLD = IdentityConfig().threshold

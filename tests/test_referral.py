@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import time
-from typing import Any
+from typing import Any, get_args
 
 import pytest
 from sqlalchemy import func, select
@@ -14,7 +14,8 @@ from server.consent import CURRENT_VERSION
 from server.lifecycle import State, TransitionError
 from server.referral import ReferralTarget, terminate
 from server.store import SYSTEM_CHAIN
-from server.store.clinical import Referral
+from server.store.clinical import DOCTOR_REASONS, TERMINATION_REASONS, Referral
+from signaling import client_messages
 
 from .clinical_helpers import active_call, around_today, chain_verified, give_consent
 from .node_fixtures import Node
@@ -33,6 +34,14 @@ async def _get(node: Node, path: str, token: str) -> tuple[int, Any, str]:
         kind = resp.headers.get("Content-Type", "")
         return resp.status, (json.loads(text) if "json" in kind and "ndjson" not in kind
                              else text), kind
+
+
+def test_one_list_of_the_reasons_a_doctor_may_give() -> None:
+    """The `terminate` message takes the stored reasons but the identity checks' own, from the
+    one definition (it was written out again in the protocol and in referral.py)."""
+    assert client_messages.DOCTOR_REASONS is DOCTOR_REASONS
+    assert get_args(client_messages.Terminate.model_fields["reason"].annotation) == DOCTOR_REASONS
+    assert set(TERMINATION_REASONS) - set(DOCTOR_REASONS) == {"doctor_identity_lost"}
 
 
 async def _referrals(node: Node) -> int:

@@ -23,6 +23,9 @@ from server.store.models import Base, UTCDateTime, new_id, utcnow
 
 TERMINATION_REASONS = ("condition_changed", "needs_in_person", "first_visit_outside_pilot",
                        "guardian_absent", "technical_failure", "doctor_identity_lost", "other")
+# The reasons a doctor may give (the `terminate` message): all but the identity checks' own.
+DOCTOR_REASONS = tuple(reason for reason in TERMINATION_REASONS
+                       if reason != "doctor_identity_lost")
 URGENCIES = ("routine", "urgent", "emergency")
 
 
