@@ -140,7 +140,7 @@ class IdentityNode:
         self.app[PRESENCE_CONFIG_KEY] = self.app[PRESENCE_CONFIG_KEY].with_(enabled=False)
 
     async def __aenter__(self) -> IdentityNode:
-        from signaling.handler import CONTEXT_KEY
+        from signaling.context import CONTEXT_KEY
 
         self.server = TestServer(self.app, host="127.0.0.1")
         await self.server.start_server()

@@ -16,7 +16,7 @@ from server.auth import CLAIMS_KEY, Role, json_error
 from server.endpoint import NO_STORE, endpoint
 from server.policy.dates import consultation_date
 from server.store import Database, Guardian, records
-from signaling.handler import CONTEXT_KEY
+from signaling.context import CONTEXT_KEY
 
 from .enrollment import PHOTO_TYPES, EnrollmentError, Whose, enroll, enrollment_error, read_photo
 from .guardian_models import GuardianFaceEnrollment

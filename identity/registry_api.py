@@ -22,7 +22,7 @@ from server.endpoint import NO_STORE, endpoint, page
 from server.fields import Day, Id, MaskedNationalId, Name
 from server.store import Doctor, Hospital, records
 from server.store.models import SYSTEM_CHAIN, TITLES, VISIT_TYPES, WHITELIST_STATUSES
-from signaling.handler import CONTEXT_KEY
+from signaling.context import CONTEXT_KEY
 
 from .enrollment import PHOTO_TYPES, EnrollmentError, Whose, enroll, enrollment_error, read_photo
 from .models import FaceEnrollment, FaceVerification

@@ -27,7 +27,7 @@ from server.fields import Day, Name
 from server.lifecycle import State
 from server.store.models import SYSTEM_CHAIN, Consultation, Doctor, Hospital
 from server.store.recordings import Recording, RecordingSegment
-from signaling.handler import CONTEXT_KEY
+from signaling.context import CONTEXT_KEY
 
 from . import index
 from .keys import KeyMissing, WrappedKeyInvalid

@@ -9,7 +9,7 @@ from aiohttp import web
 from server.auth import CLAIMS_KEY, Role, json_error
 from server.endpoint import NO_STORE, endpoint, page
 from server.store import records
-from signaling.handler import CONTEXT_KEY
+from signaling.context import CONTEXT_KEY
 
 
 def add_routes(app: web.Application, static_dir: Path) -> None:

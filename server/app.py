@@ -28,8 +28,8 @@ from server.policy.check import eligibility_gate
 from server.quality import api as quality_api
 from server.store import Database, EventLog
 from signaling import ice
-from signaling.context import NodeContext
-from signaling.handler import CONTEXT_KEY, websocket
+from signaling.context import CONTEXT_KEY, NodeContext
+from signaling.handler import websocket
 from signaling.rooms import Rooms
 
 STATIC_DIR = Path(__file__).resolve().parent.parent / "static"

@@ -25,7 +25,7 @@ from server.referral import get_referral, referral_json
 from server.store import records
 from server.store.clinical import PriorDiagnosis
 from server.store.models import VISIT_TYPES
-from signaling.handler import CONTEXT_KEY
+from signaling.context import CONTEXT_KEY
 
 POLICY_KEY = web.AppKey("policy", Policy)
 # A booking a little in the past is a clock skew; more is a mistake.

@@ -25,7 +25,7 @@ from server.fields import Day
 from server.policy.dates import SHANGHAI
 from server.store import SYSTEM_CHAIN, Consultation, Doctor, Event, Hospital
 from server.store.clinical import Consent, Referral
-from signaling.handler import CONTEXT_KEY
+from signaling.context import CONTEXT_KEY
 
 MAX_DAYS = 366
 

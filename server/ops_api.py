@@ -22,7 +22,7 @@ from server.auth import CLAIMS_KEY, Role, json_error
 from server.endpoint import endpoint
 from server.lifecycle import State, TransitionError
 from server.live import LiveStateUnavailable
-from signaling.handler import CONTEXT_KEY
+from signaling.context import CONTEXT_KEY
 
 SNAPSHOT_EVERY_S = 1.0
 

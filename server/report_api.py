@@ -21,7 +21,7 @@ from server.fields import Day, Id, Month
 from server.report import Period, build, to_csv
 from server.report_labels import labelled
 from server.store import SYSTEM_CHAIN
-from signaling.handler import CONTEXT_KEY
+from signaling.context import CONTEXT_KEY
 
 REPORT_ROLES = (Role.ADMIN, Role.REGULATOR)
 

@@ -33,7 +33,7 @@ from server.worklist import (
     recent_visit_lengths,
     worklist,
 )
-from signaling.handler import CONTEXT_KEY
+from signaling.context import CONTEXT_KEY
 
 REFRESH_S = 1.0  # a snapshot of the worklist this often on the stream
 

@@ -5,6 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
+from aiohttp import web
+
 from server.clock import Clock
 from server.cluster import Cluster
 from server.config import Settings
@@ -26,3 +28,7 @@ class NodeContext:
     rooms: Rooms
     cluster: Cluster
     clock: Clock = field(default_factory=Clock)
+
+
+# Where the app keeps the node's context, for the HTTP handlers of every package.
+CONTEXT_KEY = web.AppKey("node_context", NodeContext)

@@ -20,7 +20,7 @@ from server.store import Consultation, records
 from server.store.events import safe_text
 
 from .background import spawn
-from .context import NodeContext
+from .context import CONTEXT_KEY, NodeContext
 from .protocol import (
     PROTOCOL_VERSION,
     Accept,
@@ -46,8 +46,6 @@ log = logging.getLogger(__name__)
 
 HARD_MESSAGE_LIMIT = 1024 * 1024  # past this aiohttp closes the socket (1009)
 AUDITED_ERRORS_PER_CONNECTION = 20
-
-CONTEXT_KEY = web.AppKey("node_context", NodeContext)
 
 # Every call socket until it is freed: tc_websockets_in_memory (issue 17, bench/soak.py).
 _SOCKETS: weakref.WeakSet[web.WebSocketResponse] = weakref.WeakSet()

@@ -18,8 +18,7 @@ from server.app import create_app
 from server.auth import TOKENS_KEY, Role, Tokens
 from server.config import Settings, load_settings
 from server.demo import Booking, seed
-from signaling.context import NodeContext
-from signaling.handler import CONTEXT_KEY
+from signaling.context import CONTEXT_KEY, NodeContext
 
 SECRET = "test-secret-" + "x" * 40
 

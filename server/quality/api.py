@@ -27,7 +27,7 @@ from server.store.quality import (
     MAX_TEXT,
     SEVERITIES,
 )
-from signaling.handler import CONTEXT_KEY
+from signaling.context import CONTEXT_KEY
 
 STAFF = (Role.QUALITY, Role.ADMIN)
 # The guardian: with the call token, or later with the feedback token (feedback_token.py).
