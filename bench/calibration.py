@@ -47,8 +47,8 @@ import numpy as np
 from PIL import Image
 
 from bench.faces import FACES, head_and_shoulders, load_photo
+from core.config.identity import IdentityConfig
 from identity import worker
-from identity.config import IdentityConfig
 from identity.fusion import BEST, fused_distance
 
 SIZE = (640, 480)

@@ -125,10 +125,10 @@ class IdentityNode:
     """A node with identity verification on, in this process."""
 
     def __init__(self, data_dir: Path, **config: Any) -> None:
+        from core.config import load_settings
         from identity import CONFIG_KEY, IdentityConfig
         from identity.guardians import PRESENCE_CONFIG_KEY
         from server.app import create_app
-        from server.config import load_settings
 
         settings = load_settings(data_dir=data_dir, token_secret="bench-" + "x" * 40,
                                  host="127.0.0.1", port=0, ice_host_addresses=["127.0.0.1"],
@@ -156,9 +156,9 @@ class IdentityNode:
 
 async def verified_call(node: IdentityNode, shots: dict[str, Clip]) -> dict[str, Any]:
     """Book, enroll obama.jpg, join both sides, pass the turn challenge; return timings."""
+    from core.auth import TOKENS_KEY
     from identity.enrollment import Whose, enroll
     from identity.registry_api import IDENTITY_KEY
-    from server.auth import TOKENS_KEY
     from server.demo import seed
 
     svc = node.app[IDENTITY_KEY]
@@ -217,7 +217,7 @@ async def do_actions(doctor: CallClient, verification: Any, shots: dict[str, Cli
 
 
 async def run(checks: int, detector: str | None = None) -> dict[str, Any]:
-    from server.consent import CURRENT_VERSION, record_consent
+    from core.consent import CURRENT_VERSION, record_consent
 
     shots = camera_shots()
     with tempfile.TemporaryDirectory() as tmp:

@@ -107,12 +107,12 @@ async def seed_pediatric(data_dir: Path, database_url: str, secret: str, port: i
                          ) -> tuple[str, str, str]:
     """One booked pediatric consultation with its guardian enrolled; (cid, guardian, doctor)."""
     from bench.faces import OBAMA
+    from core.auth import Tokens
+    from core.config import load_settings
+    from core.store import Database
+    from core.store.faces import GuardianFaceEnrollment
     from identity import worker
-    from identity.guardian_models import GuardianFaceEnrollment
-    from server.auth import Tokens
-    from server.config import load_settings
     from server.demo import seed
-    from server.store import Database
 
     settings = load_settings(data_dir=data_dir, database_url=database_url, token_secret=secret,
                              host="127.0.0.1", port=port, public_url=f"http://127.0.0.1:{port}")
@@ -142,7 +142,7 @@ def start_presence_node(data_dir: Path, database_url: str, secret: str, port: in
 
 async def measure(presence: bool, seconds: float, leaves: int,
                   shots: dict[str, Clip], detector: str | None = None) -> dict[str, Any]:
-    from server.consent import CURRENT_VERSION
+    from core.consent import CURRENT_VERSION
 
     with tempfile.TemporaryDirectory(prefix="bench-presence-") as tmp:
         data_dir = Path(tmp)

@@ -44,7 +44,7 @@ from bench.relay import (
     wait_state,
 )
 from bench.s3_server import S3Server, moto_server
-from server.consent import CURRENT_VERSION
+from core.consent import CURRENT_VERSION
 from signaling import ice
 
 log = logging.getLogger("bench.recording")

@@ -49,12 +49,12 @@ from bench import janus
 from bench.client import CallClient
 from bench.clip import Clip, encode_opus, encode_vp8
 from bench.janus import JanusCall
-from server.auth import Role, Tokens
-from server.config import load_settings
-from server.consent import CURRENT_VERSION as CONSENT_VERSION
+from core import histogram
+from core.auth import Role, Tokens
+from core.config import load_settings
+from core.consent import CURRENT_VERSION as CONSENT_VERSION
+from core.store import Database
 from server.demo import seed
-from server.store import Database
-from signaling import delay
 
 log = logging.getLogger("bench.relay")
 
@@ -476,10 +476,10 @@ class NodeTiming:
 def timing_summary(before: dict[str, Any], after: dict[str, Any],
                    lag_every_ms: int) -> dict[str, Any]:
     """The node's forwarding delay per kind and part, and its loop lag, in the window."""
-    forwarding = {kind: {part: delay.window(before["forwarding"][kind][part], histogram)
-                         for part, histogram in parts.items()}
+    forwarding = {kind: {part: histogram.window(before["forwarding"][kind][part], counts)
+                         for part, counts in parts.items()}
                   for kind, parts in after["forwarding"].items()}
-    lag = delay.window(before["loop_lag"], after["loop_lag"], quantiles=(50, 99))
+    lag = histogram.window(before["loop_lag"], after["loop_lag"], quantiles=(50, 99))
     return {"node_forwarding_delay_ms": forwarding,
             "node_loop_lag_ms": {"every_ms": lag_every_ms, **lag}}
 

@@ -56,7 +56,7 @@ from bench.relay import (
     stop_node,
     wait_healthy,
 )
-from server.auth import Role, Tokens
+from core.auth import Role, Tokens
 
 log = logging.getLogger("bench.soak")
 

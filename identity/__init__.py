@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING
 
 from aiohttp import web
 
-from .config import IdentityConfig
+from core.config.identity import IdentityConfig
 
 if TYPE_CHECKING:
     from signaling.context import NodeContext

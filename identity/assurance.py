@@ -23,7 +23,7 @@ import time
 from collections import Counter
 from typing import TYPE_CHECKING
 
-from server.auth import Role
+from core.auth import Role
 
 from .frame_checks import classify
 from .frames import DecodeCost, grab_frames

@@ -9,14 +9,13 @@ from dataclasses import dataclass
 
 from aiohttp import web
 
-from server.auth import json_error
-from server.endpoint import read_body
-from server.store.models import SYSTEM_CHAIN
+from core.auth import json_error
+from core.endpoint import read_body
+from core.store.faces import FaceEnrollment, GuardianFaceEnrollment
+from core.store.models import SYSTEM_CHAIN
 
 from . import image_check
-from .guardian_models import GuardianFaceEnrollment
 from .host import FaceDesk
-from .models import FaceEnrollment
 from .worker import EnrollResult
 
 PHOTO_TYPES = ("image/jpeg", "image/png")
@@ -52,7 +51,7 @@ class Whose:
 
 async def read_photo(request: web.Request, limit: int) -> bytes:
     """The raw JPEG/PNG body, refused (413) past `limit` whether or not a length was sent, and
-    (408) when it does not arrive within the body-read time limit (server.endpoint)."""
+    (408) when it does not arrive within the body-read time limit (core.endpoint)."""
     if request.content_type not in PHOTO_TYPES:
         raise json_error(422, "unsupported_format", "send a JPEG or PNG photo "
                          "(Content-Type image/jpeg or image/png)")

@@ -12,15 +12,15 @@ from datetime import datetime
 from aiohttp import web
 from sqlalchemy import select
 
-from server.auth import CLAIMS_KEY, Role, json_error
-from server.endpoint import NO_STORE, endpoint
-from server.policy.dates import consultation_date
-from server.store import Database, Guardian, records
+from core.auth import CLAIMS_KEY, Role, json_error
+from core.config.presence import PresenceConfig
+from core.endpoint import NO_STORE, endpoint
+from core.policy.dates import consultation_date
+from core.store import Database, Guardian, records
+from core.store.faces import GuardianFaceEnrollment
 from signaling.context import CONTEXT_KEY
 
 from .enrollment import PHOTO_TYPES, EnrollmentError, Whose, enroll, enrollment_error, read_photo
-from .guardian_models import GuardianFaceEnrollment
-from .presence_config import PresenceConfig
 from .presence_policy import is_under
 from .registry_api import IDENTITY_KEY
 

@@ -7,10 +7,10 @@ from __future__ import annotations
 
 from typing import Any, Protocol
 
-from server.store import Database, EventLog
+from core.config.identity import IdentityConfig
+from core.store import Database, EventLog
+from core.store.faces import FaceEnrollment
 
-from .config import IdentityConfig
-from .models import FaceEnrollment
 from .pool import FacePool
 from .storage import ProtectedStore
 

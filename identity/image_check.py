@@ -2,7 +2,7 @@
 
 Pillow only warns below 2 x MAX_IMAGE_PIXELS (179 Mpx), so a 20 KB PNG of 13000x13000 was decoded
 and took a face worker to 1.1 GB for 4 s; a 30000x2 PNG failed with a 500. A reference photo needs
-neither: the limits (PhotoLimits, TC_FACE_*_PHOTO_* in server/config.py) bound what a worker will
+neither: the limits (PhotoLimits, TC_FACE_*_PHOTO_* in core/config/) bound what a worker will
 ever decode. `header` runs on the event loop: PNG's size is at a fixed offset, and a JPEG's frame
 header is looked for among at most MAX_SEGMENTS segments, slicing only (no decompression, no copy of
 the body); when it is not found there the worker decides after Pillow has read the header
@@ -13,6 +13,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from core.config.photos import PhotoLimits
+
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 # Real JPEGs carry a handful of segments (APPn, DQT) before the frame header; past this many the
 # worker's own header read decides.
@@ -20,29 +22,6 @@ MAX_SEGMENTS = 64
 # SOF0..SOF15 except DHT (C4), JPG (C8) and DAC (CC), which share the range.
 _SOF = frozenset(range(0xC0, 0xD0)) - {0xC4, 0xC8, 0xCC}
 _STANDALONE = frozenset({0x01, *range(0xD0, 0xD8)})  # TEM, RST0..7: no length field
-
-
-@dataclass(frozen=True)
-class PhotoLimits:
-    """The largest and smallest reference photo accepted, in pixels (either orientation).
-
-    16 Mpx holds a 12 Mpx phone photo (4032x3024) whole; a face worker then peaks at ~+250 MB.
-    Below 64 px a side there is no face of the 80 px enrollment needs; a longer side over 4x the
-    shorter is a strip, not a portrait.
-    """
-
-    max_side: int = 4096
-    max_pixels: int = 4096 * 4096
-    min_side: int = 64
-    max_aspect: float = 4.0
-
-    def checked(self) -> PhotoLimits:
-        if not 0 < self.min_side <= self.max_side or self.max_pixels < self.min_side ** 2:
-            raise ValueError(f"photo limits: need 0 < min side <= max side and enough pixels "
-                             f"({self})")
-        if self.max_aspect < 1:
-            raise ValueError(f"TC_FACE_MAX_PHOTO_ASPECT={self.max_aspect}: at least 1")
-        return self
 
 
 @dataclass(frozen=True)

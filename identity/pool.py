@@ -17,11 +17,11 @@ from typing import Any, TypeVar
 
 import numpy as np
 
-from server.logs import LogSettings
+from core.config.identity import DEFAULT_DETECTOR
+from core.config.photos import PhotoLimits
+from core.logs import LogSettings
 
 from . import worker
-from .config import DEFAULT_DETECTOR
-from .image_check import PhotoLimits
 from .worker import EnrollResult, FrameResult
 
 T = TypeVar("T")

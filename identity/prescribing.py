@@ -14,15 +14,15 @@ import time
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
-from server.auth import Role
-from server.lifecycle import State
-from server.store.models import new_id
+from core.auth import Role
+from core.config.presence import PresenceConfig
+from core.lifecycle import State
+from core.store.models import new_id
 from signaling.context import NodeContext
 from signaling.protocol import Prescribe, ProtocolError
 
 from .guardians import consultation_ages
 from .presence import presence_for
-from .presence_config import PresenceConfig
 
 if TYPE_CHECKING:
     from signaling.room import Room

@@ -27,19 +27,19 @@ from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
 
-from server import referral
-from server.alerts import Alert, publish_alert
-from server.auth import Role
-from server.lifecycle import Gate, State, Transition
-from server.live import LiveStateUnavailable
-from server.store import records
+from core import referral
+from core.alerts import Alert, publish_alert
+from core.auth import Role
+from core.config.presence import PresenceConfig
+from core.lifecycle import Gate, State, Transition
+from core.live import LiveStateUnavailable
+from core.store import records
 from signaling.context import NodeContext
 
 from . import presence_worker
 from .frames import FrameTap
 from .guardians import consultation_ages, guardian_encodings
 from .pool import FacePool
-from .presence_config import PresenceConfig
 from .presence_policy import Change, Observation, PresenceMachine, Track
 from .service import IdentityService
 

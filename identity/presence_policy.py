@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from datetime import date
 from typing import Literal
 
-from server.policy.dates import years_after
+from core.policy.dates import years_after
 
 State = Literal["unknown", "present", "absent"]
 Box = tuple[int, int, int, int]  # top, right, bottom, left (face_recognition's order)
@@ -149,6 +149,6 @@ def is_under(birth: date, years: int, on: date) -> bool:
 
     The birthday itself counts as complete (a child born 2008-03-01 is 18 on 2026-03-01). A
     29 February birthday completes on 28 February of a common year (Civil Code §202, as
-    server.policy.dates.years_after reckons it).
+    core.policy.dates.years_after reckons it).
     """
     return on < years_after(birth, years)

@@ -1,7 +1,7 @@
 """The doctor registry for admins: create and update doctors, enroll face photos, read them back
 (logged), and see the whitelist rules' verdict. Every change is an event on the "system" chain.
 
-Whitelist rules are NOT re-implemented here: `/eligibility` asks server/policy (issue 6), the one
+Whitelist rules are NOT re-implemented here: `/eligibility` asks core/policy (issue 6), the one
 data-driven rule set the booking and the accept gate use too.
 """
 
@@ -16,16 +16,16 @@ from aiohttp import web
 from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy import select
 
-from server import fields
-from server.auth import CLAIMS_KEY, Role, json_error
-from server.endpoint import NO_STORE, endpoint, page
-from server.fields import Day, Id, MaskedNationalId, Name
-from server.store import Doctor, Hospital, records
-from server.store.models import SYSTEM_CHAIN, TITLES, VISIT_TYPES, WHITELIST_STATUSES
+from core import fields
+from core.auth import CLAIMS_KEY, Role, json_error
+from core.endpoint import NO_STORE, endpoint, page
+from core.fields import Day, Id, MaskedNationalId, Name
+from core.store import Doctor, Hospital, records
+from core.store.faces import FaceEnrollment, FaceVerification
+from core.store.models import SYSTEM_CHAIN, TITLES, VISIT_TYPES, WHITELIST_STATUSES
 from signaling.context import CONTEXT_KEY
 
 from .enrollment import PHOTO_TYPES, EnrollmentError, Whose, enroll, enrollment_error, read_photo
-from .models import FaceEnrollment, FaceVerification
 from .service import IdentityService
 
 IDENTITY_KEY = web.AppKey("identity", IdentityService)
@@ -239,9 +239,9 @@ async def read_face(request: web.Request) -> web.Response:
 
 @endpoint(Role.ADMIN, query=EligibilityQuery)
 async def eligibility(request: web.Request, query: EligibilityQuery) -> web.Response:
-    """server/policy's verdict for this doctor: ?on=YYYY-MM-DD&visit_type=first&specialty=…"""
-    from server.policy import load_policy
-    from server.policy.check import decide
+    """core/policy's verdict for this doctor: ?on=YYYY-MM-DD&visit_type=first&specialty=…"""
+    from core.policy import load_policy
+    from core.policy.check import decide
 
     doctor = await _doctor_or_404(request)
     specialty = query.specialty if query.specialty is not None else (

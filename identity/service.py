@@ -13,19 +13,19 @@ import contextlib
 import logging
 from typing import Any
 
-from server import metrics, referral
-from server.alerts import Alert, publish_alert
-from server.auth import Role
-from server.lifecycle import Gate, State, Transition
-from server.live import LiveStateUnavailable
-from server.logs import LogSettings
-from server.store import Database, EventLog, records
+from core import metrics, referral
+from core.alerts import Alert, publish_alert
+from core.auth import Role
+from core.config.identity import IdentityConfig
+from core.lifecycle import Gate, State, Transition
+from core.live import LiveStateUnavailable
+from core.logs import LogSettings
+from core.store import Database, EventLog, records
+from core.store.faces import FaceEnrollment
 from signaling.context import NodeContext
 from signaling.room import Room
 
 from .assurance import Assurance
-from .config import IdentityConfig
-from .models import FaceEnrollment
 from .pool import FacePool
 from .storage import protected_store
 from .verifier import Verification
@@ -96,7 +96,7 @@ class IdentityService:
             metrics.LIVE_STATE_ERRORS.inc()
 
     async def alert(self, cid: str, kind: str, text: str, data: dict[str, Any]) -> None:
-        """An ops alert on every ops page (server/alerts.py)."""
+        """An ops alert on every ops page (core/alerts.py)."""
         await publish_alert(self.ctx.live, Alert(kind, text, self.ctx.settings.node_id, cid, data))
 
     async def end(self, cid: str, reason: str, note: str) -> None:

@@ -16,8 +16,8 @@ import os
 import tempfile
 from pathlib import Path
 
+from core.config.recording_store import StoreConfig
 from recorder.storage import Storage
-from recorder.store_config import StoreConfig
 from recorder.store_factory import open_storage
 
 

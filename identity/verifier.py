@@ -35,22 +35,22 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 from sqlalchemy import func, select
 
-from server import metrics
-from server.auth import Role
+from core import metrics
+from core.auth import Role
+from core.store.faces import FaceVerification
 
 from .frame_checks import frame_problem
 from .frames import FrameTap
 from .fusion import fused_distance, fused_verdict
 from .geometry import Pose, pose_from_landmarks
 from .liveness import DONE, WRONG, StepJudge, challenge_sequence
-from .models import FaceVerification
 from .texts import CHALLENGE_TEXT, FAILURE_TEXT, GUIDANCE_TEXT, STEP_TEXT
 from .worker import FrameResult
 
 if TYPE_CHECKING:
+    from core.config.identity import IdentityConfig
     from signaling.room import Room
 
-    from .config import IdentityConfig
     from .host import CheckHost
 
 log = logging.getLogger(__name__)

@@ -18,11 +18,11 @@ from typing import Any
 
 import numpy as np
 
-from server.logs import LogSettings
+from core.config.identity import DEFAULT_DETECTOR, DETECTORS
+from core.config.photos import PhotoLimits
+from core.logs import LogSettings
 
 from . import image_check
-from .config import DEFAULT_DETECTOR, DETECTORS
-from .image_check import PhotoLimits
 
 DEFAULT_LIMITS = PhotoLimits()
 

@@ -1,7 +1,7 @@
 """Recording of encoded media into encrypted WebM segments, retention and replay (issue 5).
 
-`Recorder` and `VerifyReport` are loaded on first use, so that server/config.py can import
-recorder.store_config without importing the recorder (which imports the server's modules).
+`Recorder` and `VerifyReport` are loaded on first use, so that core/config/ can import
+core.config.recording_store without importing the recorder (which imports the server's modules).
 """
 
 from __future__ import annotations

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import json
 
-from server.config import Settings
-from server.store import Database, EventLog
+from core.config import Settings
+from core.store import Database, EventLog
 
 from . import integrity
 from .keys import KeyRing

@@ -14,7 +14,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, Protocol
 
-from server.auth import Role
+from core.auth import Role
 
 from .journal import Journal
 from .keys import KeyRing

@@ -1,4 +1,4 @@
-"""Reading and writing the recordings index (server/store/recordings.py) in short transactions."""
+"""Reading and writing the recordings index (core/store/recordings.py) in short transactions."""
 
 from __future__ import annotations
 
@@ -7,8 +7,8 @@ from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import Select, select, update
 
-from server.store import Database
-from server.store.recordings import Recording, RecordingSegment
+from core.store import Database
+from core.store.recordings import Recording, RecordingSegment
 
 if TYPE_CHECKING:
     from .segment import Stored

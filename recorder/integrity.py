@@ -15,8 +15,8 @@ import hashlib
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from server.store import Database, EventLog
-from server.store.recordings import RecordingSegment
+from core.store import Database, EventLog
+from core.store.recordings import RecordingSegment
 
 from . import index
 from .storage import Storage

@@ -11,7 +11,7 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Any, Protocol
 
 if TYPE_CHECKING:
-    from server.store.recordings import RecordingSegment
+    from core.store.recordings import RecordingSegment
 
     from .segment import Stored
     from .webm import MuxStats

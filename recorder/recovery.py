@@ -34,8 +34,8 @@ from .uploads import Uploads
 from .webm import salvage
 
 if TYPE_CHECKING:
-    from server.config import Settings
-    from server.store.recordings import RecordingSegment
+    from core.config import Settings
+    from core.store.recordings import RecordingSegment
     from signaling.context import NodeContext
 
 log = logging.getLogger(__name__)

@@ -20,8 +20,8 @@ from collections import Counter
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from server.store import Database, EventLog
-from server.store.recordings import RecordingSegment
+from core.store import Database, EventLog
+from core.store.recordings import RecordingSegment
 
 from . import index
 from .crypto import HEADER2_LEN, Header

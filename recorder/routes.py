@@ -20,13 +20,13 @@ from cryptography.exceptions import InvalidTag
 from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy import select
 
-from server import fields
-from server.auth import CLAIMS_KEY, Role, json_error
-from server.endpoint import NO_STORE, endpoint, page
-from server.fields import Day, Name
-from server.lifecycle import State
-from server.store.models import SYSTEM_CHAIN, Consultation, Doctor, Hospital
-from server.store.recordings import Recording, RecordingSegment
+from core import fields
+from core.auth import CLAIMS_KEY, Role, json_error
+from core.endpoint import NO_STORE, endpoint, page
+from core.fields import Day, Name
+from core.lifecycle import State
+from core.store.models import SYSTEM_CHAIN, Consultation, Doctor, Hospital
+from core.store.recordings import Recording, RecordingSegment
 from signaling.context import CONTEXT_KEY
 
 from . import index

@@ -38,7 +38,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 from .storage import StoreRefused, StoreUnavailable
 
 if TYPE_CHECKING:
-    from .store_config import StoreConfig
+    from core.config.recording_store import StoreConfig
 
 log = logging.getLogger(__name__)
 

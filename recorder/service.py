@@ -17,11 +17,11 @@ from typing import Any
 
 from aiohttp import web
 
-from server import metrics
-from server.alerts import Alert, publish_alert
-from server.lifecycle import State, Transition
-from server.live import LiveStateUnavailable
-from server.store.recordings import Recording, RecordingSegment
+from core import metrics
+from core.alerts import Alert, publish_alert
+from core.lifecycle import State, Transition
+from core.live import LiveStateUnavailable
+from core.store.recordings import Recording, RecordingSegment
 from signaling.context import NodeContext
 from signaling.room import Room
 

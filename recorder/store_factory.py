@@ -1,6 +1,6 @@
 """The store for one area, built from StoreConfig: the one module that knows both backends.
 
-Apart from store_config.py, so that the settings (which server/config.py imports) import
+Apart from store_config.py, so that the settings (which core/config/ imports) import
 neither backend, and s3.py may import the settings without a circle.
 """
 
@@ -8,8 +8,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from core.config.recording_store import StoreConfig
+
 from .storage import LocalStorage, Storage
-from .store_config import StoreConfig
 
 
 def open_storage(config: StoreConfig, local_root: Path, area: str) -> Storage:

@@ -34,9 +34,9 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-from server import metrics
-from server.alerts import Alert, publish_alert
-from server.live import LiveState, LiveStateUnavailable
+from core import metrics
+from core.alerts import Alert, publish_alert
+from core.live import LiveState, LiveStateUnavailable
 
 from .crypto import KeyRing
 from .journal import Journal

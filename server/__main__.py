@@ -10,14 +10,14 @@ import sys
 
 from aiohttp import web
 
-from server import logs
+from core import logs
+from core.auth import Role, Tokens
+from core.config import Settings, load_settings
+from core.store import Database, EventLog
 from server.access_log import RedactingAccessLogger
 from server.app import create_app
-from server.auth import Role, Tokens
-from server.config import Settings, load_settings
 from server.day_token import MAX_HOURS, DayTokenRefused, issue_day_link
 from server.demo import seed
-from server.store import Database, EventLog
 from server.tls import TlsError, server_context
 
 

@@ -6,9 +6,9 @@ from pathlib import Path
 
 from aiohttp import web
 
-from server.auth import CLAIMS_KEY, Role, json_error
-from server.endpoint import NO_STORE, endpoint, page
-from server.store import records
+from core.auth import CLAIMS_KEY, Role, json_error
+from core.endpoint import NO_STORE, endpoint, page
+from core.store import records
 from signaling.context import CONTEXT_KEY
 
 

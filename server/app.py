@@ -10,23 +10,33 @@ from pathlib import Path
 from aiohttp import web
 
 import identity
+from core import metrics
+from core.auth import TOKENS_KEY, Role, Tokens
+from core.cluster import Cluster
+from core.config import Settings
+from core.consent import consent_gate
+from core.endpoint import BODY_TIMEOUT_KEY, endpoint
+from core.lifecycle import Gate, Lifecycle
+from core.live import make_live_state
+from core.policy.check import eligibility_gate
+from core.store import Database, EventLog
 from identity import guardians, presence  # issue 4
 from recorder import Recorder
 from recorder import routes as recorder_routes
 from recorder.service import RECORDER_KEY
-from server import api, booking_api, metrics, openapi, ops_api, precall, report_api, worklist_api
-from server.auth import TOKENS_KEY, Role, Tokens
-from server.cluster import Cluster
-from server.config import Settings
-from server.consent import consent_gate
-from server.endpoint import BODY_TIMEOUT_KEY, endpoint
+from server import (
+    api,
+    booking_api,
+    metrics_api,
+    openapi,
+    ops_api,
+    precall,
+    report_api,
+    worklist_api,
+)
 from server.errors import json_errors
-from server.lifecycle import Gate, Lifecycle
-from server.live import make_live_state
 from server.orphans import OrphanSweeper
-from server.policy.check import eligibility_gate
 from server.quality import api as quality_api
-from server.store import Database, EventLog
 from signaling import ice
 from signaling.context import CONTEXT_KEY, NodeContext
 from signaling.handler import websocket
@@ -45,8 +55,8 @@ def create_app(settings: Settings) -> web.Application:
     app[BODY_TIMEOUT_KEY] = settings.body_timeout_s
     app.cleanup_ctx.append(_node)
     app.router.add_get("/ws", websocket)
-    app.router.add_get("/metrics", metrics.metrics)
-    app.router.add_get("/metrics/timing", metrics.timing)
+    app.router.add_get("/metrics", metrics_api.metrics)
+    app.router.add_get("/metrics/timing", metrics_api.timing)
     app.router.add_get("/readyz", readyz)
     ops_api.add_routes(app, STATIC_DIR)  # issue 7: live monitoring for ops
     api.add_routes(app, STATIC_DIR)

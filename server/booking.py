@@ -10,11 +10,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 
-from server.policy import Decision, Policy, consultation_date
-from server.policy.check import DECISION_EVENT, decide
-from server.store import SYSTEM_CHAIN, Consultation, Database, EventLog, records
-from server.store.clinical import Booking, PriorDiagnosis
-from server.store.models import VISIT_TYPES
+from core.policy import Decision, Policy, consultation_date
+from core.policy.check import DECISION_EVENT, decide
+from core.store import SYSTEM_CHAIN, Consultation, Database, EventLog, records
+from core.store.clinical import Booking, PriorDiagnosis
+from core.store.models import VISIT_TYPES
 
 
 @dataclass(frozen=True)

@@ -14,17 +14,18 @@ from typing import Any, Literal
 from aiohttp import web
 from pydantic import BaseModel, ConfigDict
 
-from server import consent, export, fields
-from server.auth import CLAIMS_KEY, TOKENS_KEY, Role
+from core import consent, fields
+from core.auth import CLAIMS_KEY, TOKENS_KEY, Role
+from core.endpoint import NO_STORE, endpoint
+from core.fields import Day, Id, Instant, MaskedNationalId, Name
+from core.policy import Policy, load_policy
+from core.referral import get_referral, referral_json
+from core.store import records
+from core.store.clinical import PriorDiagnosis
+from core.store.models import VISIT_TYPES
+from server import export
 from server.booking import BookingRefused, BookingRequest, UnknownRecord, book
 from server.demo import join_link
-from server.endpoint import NO_STORE, endpoint
-from server.fields import Day, Id, Instant, MaskedNationalId, Name
-from server.policy import Policy, load_policy
-from server.referral import get_referral, referral_json
-from server.store import records
-from server.store.clinical import PriorDiagnosis
-from server.store.models import VISIT_TYPES
 from signaling.context import CONTEXT_KEY
 
 POLICY_KEY = web.AppKey("policy", Policy)

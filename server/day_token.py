@@ -10,8 +10,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-from server.auth import Role, Tokens
-from server.store import SYSTEM_CHAIN, Database, EventLog, records
+from core.auth import Role, Tokens
+from core.store import SYSTEM_CHAIN, Database, EventLog, records
 
 MAX_HOURS = 16  # one working day at most
 

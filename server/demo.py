@@ -8,12 +8,12 @@ from datetime import UTC, date, datetime, timedelta
 
 from sqlalchemy.exc import IntegrityError
 
-from server.auth import Role, Tokens
+from core.auth import Role, Tokens
+from core.config import Settings
+from core.policy import Policy, consultation_date, load_policy
+from core.store import Database, EventLog, Hospital, records
+from core.store.clinical import PriorDiagnosis
 from server.booking import BookingRequest, book
-from server.config import Settings
-from server.policy import Policy, consultation_date, load_policy
-from server.store import Database, EventLog, Hospital, records
-from server.store.clinical import PriorDiagnosis
 
 
 @dataclass(frozen=True)

@@ -8,7 +8,7 @@ import re
 
 from aiohttp import web
 
-from server.auth import Handler, json_error
+from core.auth import Handler, json_error
 
 log = logging.getLogger(__name__)
 

@@ -19,12 +19,12 @@ from aiohttp import web
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 from sqlalchemy import select
 
-from server.auth import CLAIMS_KEY, Role
-from server.endpoint import endpoint
-from server.fields import Day
-from server.policy.dates import SHANGHAI
-from server.store import SYSTEM_CHAIN, Consultation, Doctor, Event, Hospital
-from server.store.clinical import Consent, Referral
+from core.auth import CLAIMS_KEY, Role
+from core.endpoint import endpoint
+from core.fields import Day
+from core.policy.dates import SHANGHAI
+from core.store import SYSTEM_CHAIN, Consultation, Doctor, Event, Hospital
+from core.store.clinical import Consent, Referral
 from signaling.context import CONTEXT_KEY
 
 MAX_DAYS = 366

@@ -1,4 +1,4 @@
-"""The OpenAPI document, generated from the endpoints' own declarations (server.endpoint).
+"""The OpenAPI document, generated from the endpoints' own declarations (core.endpoint).
 
 Every route the router holds is described, or the document refuses to build: a route added
 without a declaration fails at start-up and in the suite, never silently in production.
@@ -13,8 +13,8 @@ from aiohttp import web
 from pydantic import BaseModel
 from pydantic.json_schema import models_json_schema
 
-from server.auth import Role
-from server.endpoint import Endpoint, declared, endpoint
+from core.auth import Role
+from core.endpoint import Endpoint, declared, endpoint
 
 # Routes that are not HTTP endpoints in OpenAPI's sense: the WebSockets (PROTOCOL.md, the
 # pre-call probe) and static files.

@@ -16,12 +16,12 @@ from typing import Any
 from aiohttp import web
 from pydantic import BaseModel, ConfigDict
 
-from server import fields
-from server.alerts import ALERTS
-from server.auth import CLAIMS_KEY, Role, json_error
-from server.endpoint import endpoint
-from server.lifecycle import State, TransitionError
-from server.live import LiveStateUnavailable
+from core import fields
+from core.alerts import ALERTS
+from core.auth import CLAIMS_KEY, Role, json_error
+from core.endpoint import endpoint
+from core.lifecycle import State, TransitionError
+from core.live import LiveStateUnavailable
 from signaling.context import CONTEXT_KEY
 
 SNAPSHOT_EVERY_S = 1.0

@@ -21,9 +21,9 @@ import time
 
 from sqlalchemy import select
 
-from server.lifecycle import State, TransitionError
-from server.live import LiveStateUnavailable
-from server.store import Consultation
+from core.lifecycle import State, TransitionError
+from core.live import LiveStateUnavailable
+from core.store import Consultation
 from signaling.context import NodeContext
 
 log = logging.getLogger(__name__)

@@ -39,8 +39,8 @@ from dataclasses import dataclass, field
 
 from aiohttp import WSMsgType, web
 
-from server.auth import Claims, json_error
-from server.lifecycle import State
+from core.auth import Claims, json_error
+from core.lifecycle import State
 from server.precall_messages import (
     MAX_TEXT_BYTES,
     PROBE_MESSAGES,

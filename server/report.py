@@ -24,12 +24,12 @@ from typing import Any
 
 from sqlalchemy import select
 
+from core.policy.dates import SHANGHAI, consultation_date
+from core.store import Consultation, Database, Event, Hospital, Patient
+from core.store.clinical import TERMINATION_REASONS
+from core.store.models import VISIT_TYPES
 from identity.presence_policy import is_under
 from server.export import MAX_DAYS, _guardian, _recording, _verification
-from server.policy.dates import SHANGHAI, consultation_date
-from server.store import Consultation, Database, Event, Hospital, Patient
-from server.store.clinical import TERMINATION_REASONS
-from server.store.models import VISIT_TYPES
 
 FINAL = ("ended", "terminated", "aborted")
 OUTCOMES = (*FINAL, "unfinished")

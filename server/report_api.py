@@ -15,12 +15,12 @@ from typing import Any
 from aiohttp import web
 from pydantic import BaseModel, ConfigDict, Field
 
-from server.auth import CLAIMS_KEY, Role, json_error
-from server.endpoint import NO_STORE, endpoint, page
-from server.fields import Day, Id, Month
+from core.auth import CLAIMS_KEY, Role, json_error
+from core.endpoint import NO_STORE, endpoint, page
+from core.fields import Day, Id, Month
+from core.store import SYSTEM_CHAIN
 from server.report import Period, build, to_csv
 from server.report_labels import labelled
-from server.store import SYSTEM_CHAIN
 from signaling.context import CONTEXT_KEY
 
 REPORT_ROLES = (Role.ADMIN, Role.REGULATOR)

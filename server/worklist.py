@@ -22,12 +22,12 @@ from typing import Any
 
 from sqlalchemy import select
 
+from core.consent import CURRENT_VERSION
+from core.live import PARTICIPANTS, LiveState, LiveStateUnavailable
+from core.policy.dates import SHANGHAI, consultation_date
+from core.store import Consultation, Database, Patient
+from core.store.clinical import Consent
 from identity.presence_policy import is_under
-from server.consent import CURRENT_VERSION
-from server.live import PARTICIPANTS, LiveState, LiveStateUnavailable
-from server.policy.dates import SHANGHAI, consultation_date
-from server.store import Consultation, Database, Patient
-from server.store.clinical import Consent
 
 FINAL = frozenset({"ended", "terminated", "aborted"})
 WITH_DOCTOR = frozenset({"verifying", "active"})

@@ -21,11 +21,11 @@ from typing import Annotated, Any
 from aiohttp import web
 from pydantic import BaseModel, ConfigDict, Field
 
-from server.auth import CLAIMS_KEY, TOKENS_KEY, Role, json_error
+from core.auth import CLAIMS_KEY, TOKENS_KEY, Role, json_error
+from core.endpoint import NO_STORE, endpoint, page
+from core.policy.dates import consultation_date
+from core.store import SYSTEM_CHAIN, records
 from server.day_token import MAX_HOURS, DayTokenRefused, issue_day_link
-from server.endpoint import NO_STORE, endpoint, page
-from server.policy.dates import consultation_date
-from server.store import SYSTEM_CHAIN, records
 from server.worklist import (
     average_visit_s,
     doctor_day,

@@ -28,8 +28,8 @@ from pydantic import (
 )
 from pydantic_core import PydanticCustomError
 
-from server.fields import text, text_only
-from server.store.clinical import DOCTOR_REASONS, URGENCIES
+from core.fields import text, text_only
+from core.store.clinical import DOCTOR_REASONS, URGENCIES
 
 PROTOCOL_VERSION = 1
 QUALITY_LEVELS = ("good", "fair", "poor")

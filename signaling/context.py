@@ -7,12 +7,12 @@ from typing import TYPE_CHECKING
 
 from aiohttp import web
 
-from server.clock import Clock
-from server.cluster import Cluster
-from server.config import Settings
-from server.lifecycle import Lifecycle
-from server.live import LiveState
-from server.store import Database, EventLog
+from core.clock import Clock
+from core.cluster import Cluster
+from core.config import Settings
+from core.lifecycle import Lifecycle
+from core.live import LiveState
+from core.store import Database, EventLog
 
 if TYPE_CHECKING:
     from .rooms import Rooms

@@ -10,14 +10,14 @@ from typing import Any
 
 from aiohttp import WSMsgType, web
 
-from server import consent, metrics, referral
-from server.auth import CALL_ROLES, Claims, Role, authenticate, json_error
-from server.cluster import Home
-from server.lifecycle import State, TransitionError
-from server.live import LiveStateUnavailable
-from server.logs import consultation_var
-from server.store import Consultation, records
-from server.store.events import safe_text
+from core import consent, metrics, referral
+from core.auth import CALL_ROLES, Claims, Role, authenticate, json_error
+from core.cluster import Home
+from core.lifecycle import State, TransitionError
+from core.live import LiveStateUnavailable
+from core.logs import consultation_var
+from core.store import Consultation, records
+from core.store.events import safe_text
 
 from .background import spawn
 from .context import CONTEXT_KEY, NodeContext

@@ -13,9 +13,9 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass
 
-from server import metrics
-from server.auth import Role
-from server.live import LiveStateUnavailable
+from core import metrics
+from core.auth import Role
+from core.live import LiveStateUnavailable
 
 from .protocol import Quality
 from .room import OTHER, Room

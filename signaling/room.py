@@ -16,11 +16,11 @@ from typing import Any
 
 from aiohttp import web
 
-from server import metrics
-from server.alerts import Alert, publish_alert
-from server.auth import Role
-from server.lifecycle import State, Transition
-from server.live import LiveStateUnavailable
+from core import metrics
+from core.alerts import Alert, publish_alert
+from core.auth import Role
+from core.lifecycle import State, Transition
+from core.live import LiveStateUnavailable
 
 from .background import spawn
 from .bandwidth import Link

@@ -5,10 +5,10 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Awaitable, Callable
 
-from server import metrics
-from server.auth import Role
-from server.lifecycle import State, Transition
-from server.live import LiveStateUnavailable
+from core import metrics
+from core.auth import Role
+from core.lifecycle import State, Transition
+from core.live import LiveStateUnavailable
 
 from .context import NodeContext
 from .room import Room
@@ -47,7 +47,7 @@ class Rooms:
         return list(self._rooms)
 
     async def open(self, consultation_id: str, previous_node: str | None = None) -> Room:
-        """The room for a consultation this node has claimed (see server.cluster)."""
+        """The room for a consultation this node has claimed (see core.cluster)."""
         assert self.ctx is not None
         async with self._lock:
             room = self._rooms.get(consultation_id)

@@ -12,10 +12,10 @@ from typing import Any
 import aiohttp
 
 from bench.client import CallClient
-from server.consent import CURRENT_VERSION
+from core.consent import CURRENT_VERSION
+from core.policy.dates import SHANGHAI
+from core.store import ChainReport, EventLog
 from server.demo import Booking
-from server.policy.dates import SHANGHAI
-from server.store import ChainReport, EventLog
 
 
 async def give_consent(guardian: CallClient, doctor: CallClient) -> None:

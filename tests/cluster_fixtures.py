@@ -9,11 +9,11 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from server.auth import Role, Tokens
-from server.config import load_settings
+from core.auth import Role, Tokens
+from core.config import load_settings
+from core.store import Database, EventLog
+from core.store.events import Event
 from server.demo import Booking, seed
-from server.store import Database, EventLog
-from server.store.events import Event
 from signaling import ice
 
 from .db_fixtures import fresh_pg_database, pg_dsn

@@ -18,8 +18,8 @@ from sqlalchemy import text
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import create_async_engine
 
-from server.store import Consultation, Database
-from server.store.records import (
+from core.store import Consultation, Database
+from core.store.records import (
     create_consultation,
     create_doctor,
     create_guardian,

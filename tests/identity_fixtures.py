@@ -10,12 +10,12 @@ from typing import Any
 import aiohttp
 from aiohttp.test_utils import TestServer
 
+from core.auth import Role
+from core.config import Settings
 from identity import CONFIG_KEY, IdentityConfig
 from identity.registry_api import IDENTITY_KEY
 from identity.service import IdentityService
 from server.app import create_app
-from server.auth import Role
-from server.config import Settings
 
 from .node_fixtures import Node, node_settings
 

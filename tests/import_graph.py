@@ -68,3 +68,18 @@ def circles(graph: dict[str, set[str]]) -> list[list[str]]:
         if v not in index:
             visit(v)
     return found
+
+
+def imported_packages(package: str) -> list[tuple[str, str]]:
+    """(module, top-level package) for every absolute import in `package`, anywhere in its text."""
+    found = []
+    for path in sorted((ROOT / package).rglob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text(), str(path))):
+            if isinstance(node, ast.Import):
+                names = [alias.name for alias in node.names]
+            elif isinstance(node, ast.ImportFrom) and not node.level and node.module:
+                names = [node.module]
+            else:
+                continue
+            found += [(_module(path), name.split(".")[0]) for name in names]
+    return found

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from server.live import LiveState, MemoryLiveState, RedisLiveState
+from core.live import LiveState, MemoryLiveState, RedisLiveState
 
 READY_TIMEOUT_S = 10.0
 

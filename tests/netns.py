@@ -23,9 +23,9 @@ from aiohttp.test_utils import TestServer
 
 from bench.chromium import ChromiumSession, launch_chromium, wait_for_body_data
 from bench.faces import ADULT_A, CHILD_A, OBAMA, make_y4m, side_by_side
+from core.config import load_settings
 from netlab import Namespace
 from server.app import create_app
-from server.config import load_settings
 from tests.node_fixtures import SECRET, Node
 
 

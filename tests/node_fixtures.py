@@ -14,9 +14,9 @@ from aiohttp.test_utils import TestServer
 
 from bench.client import CallClient
 from bench.clip import Clip, encode_opus, encode_vp8
+from core.auth import TOKENS_KEY, Role, Tokens
+from core.config import Settings, load_settings
 from server.app import create_app
-from server.auth import TOKENS_KEY, Role, Tokens
-from server.config import Settings, load_settings
 from server.demo import Booking, seed
 from signaling.context import CONTEXT_KEY, NodeContext
 

@@ -19,10 +19,10 @@ from pathlib import Path
 import aiohttp
 
 from bench.client import CallClient
-from server.auth import Tokens
-from server.config import load_settings
+from core.auth import Tokens
+from core.config import load_settings
+from core.store import Database
 from server.demo import Booking, seed
-from server.store import Database
 from signaling import ice
 
 ROOT = Path(__file__).resolve().parent.parent

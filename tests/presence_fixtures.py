@@ -15,13 +15,13 @@ from bench.client import CallClient
 from bench.clip import Clip
 from bench.faces import BIDEN, CHILD_A, OBAMA_2, empty_scene, side_by_side
 from bench.identity import photo_clip
+from core.auth import Role
+from core.config import Settings
+from core.config.presence import PresenceConfig
+from core.consent import CURRENT_VERSION
 from identity.guardians import PRESENCE_CONFIG_KEY
 from identity.presence import PRESENCE_KEY, PresenceService
-from identity.presence_config import PresenceConfig
 from server.app import create_app
-from server.auth import Role
-from server.config import Settings
-from server.consent import CURRENT_VERSION
 from server.demo import Booking
 
 from .node_fixtures import Node, node_settings

@@ -14,10 +14,10 @@ import av
 
 from bench.client import CallClient
 from bench.clip import ClipTrack, read_stamp
+from core.store.recordings import RecordingSegment
 from recorder import Recorder
 from recorder.index import segments
 from recorder.service import RECORDER_KEY
-from server.store.recordings import RecordingSegment
 
 from .clinical_helpers import give_consent
 from .node_fixtures import Node

@@ -11,11 +11,11 @@ from collections import Counter
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 
-from server.lifecycle import State
-from server.policy import load_policy
-from server.policy.dates import SHANGHAI
-from server.referral import ReferralTarget, terminate
-from server.store import records
+from core.lifecycle import State
+from core.policy import load_policy
+from core.policy.dates import SHANGHAI
+from core.referral import ReferralTarget, terminate
+from core.store import records
 
 from .node_fixtures import Node
 

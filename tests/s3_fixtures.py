@@ -11,7 +11,7 @@ import pytest
 
 from bench.s3_server import CREDENTIALS, moto_server
 from bench.s3_server import S3Server as _Server
-from recorder.store_config import StoreConfig
+from core.config.recording_store import StoreConfig
 
 
 class S3Server(_Server):

@@ -21,7 +21,7 @@ from typing import Any
 
 from hypothesis import strategies as st
 
-from server.consent import CURRENT_VERSION
+from core.consent import CURRENT_VERSION
 from signaling.client_messages import (
     DOCTOR_REASONS,
     QUALITY_LEVELS,

@@ -1,6 +1,6 @@
 """Every route in the OpenAPI document, called with every role's token and with bad tokens.
 
-The document is generated from the same declarations that enforce access (server/endpoint.py),
+The document is generated from the same declarations that enforce access (core/endpoint.py),
 so this walks what the node really serves: a route added without a declaration fails here.
 """
 
@@ -12,8 +12,8 @@ import time
 import jwt
 import pytest
 
+from core.auth import ALGORITHM, BOUND_ROLES, ISSUER, Role
 from server import openapi
-from server.auth import ALGORITHM, BOUND_ROLES, ISSUER, Role
 from tests.node_fixtures import SECRET, Node
 
 CID = "c_matrix"

@@ -22,10 +22,10 @@ from hypothesis import strategies as st
 from schemathesis import GenerationMode
 from schemathesis.checks import not_a_server_error
 
+from core.auth import BOUND_ROLES, Role, Tokens
+from core.config import load_settings
 from server import openapi
 from server.app import create_app
-from server.auth import BOUND_ROLES, Role, Tokens
-from server.config import load_settings
 from tests.node_process import NodeProcess, free_port
 
 SECRET = "fuzz-secret-" + "y" * 40

@@ -9,11 +9,11 @@ import pytest
 from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
 
-from server.auth import Role
+from core.auth import Role
+from core.lifecycle import State, TransitionError
+from core.policy import load_policy
+from core.store import SYSTEM_CHAIN, Consultation, Doctor, records
 from server.demo import pilot_hospitals
-from server.lifecycle import State, TransitionError
-from server.policy import load_policy
-from server.store import SYSTEM_CHAIN, Consultation, Doctor, records
 
 from .node_fixtures import Node
 

@@ -16,7 +16,7 @@ import pytest
 
 from bench.chromium import launch_chromium, wait_for_body_data
 from bench.faces import ADULT_A, make_y4m
-from server.auth import Role
+from core.auth import Role
 
 from .clinical_helpers import active_call, chain_verified
 from .node_fixtures import Node

@@ -14,7 +14,7 @@ import pytest
 
 from bench.chromium import launch_chromium, remote_video_progress, wait_for_body_data
 from bench.faces import ADULT_A, CHILD_A, OBAMA, make_y4m, side_by_side
-from server.auth import Role
+from core.auth import Role
 
 from .clinical_helpers import around_today, chain_verified
 from .node_fixtures import Node

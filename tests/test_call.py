@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import asyncio
 
-from server.auth import Role
-from server.lifecycle import State
+from core.auth import Role
+from core.lifecycle import State
 
 from .clinical_helpers import give_consent
 from .node_fixtures import Node
@@ -64,7 +64,7 @@ async def test_accept_refused_until_patient_side_connected(node: Node) -> None:
 
 async def test_node_on_redis_live_state(tmp_path, redis_server, clips) -> None:
     """The same call with REDIS_URL set: live state (owner, participants) lands in real Redis."""
-    from server.live import RedisLiveState
+    from core.live import RedisLiveState
 
     from .node_fixtures import node_settings, start_node
 

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from bench.client import CallClient
-from server.auth import Role
+from core.auth import Role
 
 from .clinical_helpers import give_consent
 from .cluster_fixtures import TwoNodes, two_nodes

@@ -1,4 +1,4 @@
-"""server/cluster.py as a unit: two `Cluster`s in this process over one real Redis (placement,
+"""core/cluster.py as a unit: two `Cluster`s in this process over one real Redis (placement,
 claims, a lost node noticed once, transitions passed on without echo). The whole-process view,
 with real node processes and calls, is tests/test_cluster.py."""
 
@@ -10,12 +10,12 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from server.alerts import ALERTS
-from server.cluster import Cluster
-from server.config import load_settings
-from server.lifecycle import State, Transition
-from server.live import RedisLiveState
-from server.store import Database, EventLog
+from core.alerts import ALERTS
+from core.cluster import Cluster
+from core.config import load_settings
+from core.lifecycle import State, Transition
+from core.live import RedisLiveState
+from core.store import Database, EventLog
 
 from .db_fixtures import make_consultation
 

@@ -28,10 +28,10 @@ import pytest
 
 from bench.client import CallClient
 from bench.clip import read_stamp
-from server.auth import Role, Tokens
-from server.config import load_settings
+from core.auth import Role, Tokens
+from core.config import load_settings
+from core.store import Database
 from server.demo import seed
-from server.store import Database
 from signaling import ice
 
 from .clinical_helpers import give_consent

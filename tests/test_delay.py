@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import random
 
-from server.auth import Role
-from signaling import delay
+from core.auth import Role
+from core.histogram import BUCKETS_PER_DOUBLING, LogHistogram, window
+from signaling.delay import PARTS
 
 from .node_fixtures import Node
 
@@ -13,15 +14,15 @@ from .node_fixtures import Node
 def test_window_percentiles_match_the_exact_ones_within_a_bucket() -> None:
     rng = random.Random(7)
     values = [rng.lognormvariate(-4, 1) for _ in range(5000)]  # median ~18 ms, long tail
-    histogram = delay.LogHistogram()
+    histogram = LogHistogram()
     for value in values[:1000]:  # before the window
         histogram.add(value * 50)
     before = histogram.snapshot()
     for value in values[1000:]:
         histogram.add(value)
-    result = delay.window(before, histogram.snapshot(), quantiles=(50, 95))
+    result = window(before, histogram.snapshot(), quantiles=(50, 95))
     inside = sorted(values[1000:])
-    width = 2 ** (1 / delay.BUCKETS_PER_DOUBLING)
+    width = 2 ** (1 / BUCKETS_PER_DOUBLING)
     for q in (50, 95):
         exact = inside[int(q / 100 * len(inside)) - 1] * 1000
         assert exact <= result[f"p{q}"] <= exact * width * 1.001, (q, exact, result)
@@ -31,11 +32,11 @@ def test_window_percentiles_match_the_exact_ones_within_a_bucket() -> None:
 
 
 def test_empty_window_and_extremes() -> None:
-    histogram = delay.LogHistogram()
-    assert delay.window(None, histogram.snapshot())["count"] == 0
+    histogram = LogHistogram()
+    assert window(None, histogram.snapshot())["count"] == 0
     histogram.add(0.0)
     histogram.add(1e6)  # beyond the last bucket: counted there, max exact
-    result = delay.window(None, histogram.snapshot())
+    result = window(None, histogram.snapshot())
     assert result["count"] == 2 and result["p50"] == 0.01 and result["max"] == 1e9
 
 
@@ -61,9 +62,9 @@ async def test_a_relayed_call_records_the_forwarding_delay(node: Node, clips) ->
         await guardian.close()
         await doctor.close()
     for kind, frames in (("video", 60), ("audio", 50)):
-        parts = {part: delay.window(before["forwarding"][kind][part],
+        parts = {part: window(before["forwarding"][kind][part],
                                     after["forwarding"][kind][part])
-                 for part in delay.PARTS}
+                 for part in PARTS}
         assert parts["total"]["count"] >= frames, (kind, parts)
         # Nothing here waits long: under a second from first packet in to last packet out,
         # and the parts add up (each percentile of the sum is at least the parts' own).
@@ -74,6 +75,6 @@ async def test_a_relayed_call_records_the_forwarding_delay(node: Node, clips) ->
     # audio). Its packets come in one burst from the loopback, so the hold is the time to take
     # them in: well under a frame interval, even on a loaded machine.
     for kind, interval_ms in (("video", 33), ("audio", 20)):
-        hold = delay.window(before["forwarding"][kind]["hold"], after["forwarding"][kind]["hold"])
+        hold = window(before["forwarding"][kind]["hold"], after["forwarding"][kind]["hold"])
         assert hold["p50"] < interval_ms / 3, (kind, hold)
-    assert delay.window(before["loop_lag"], after["loop_lag"])["count"] >= 1
+    assert window(before["loop_lag"], after["loop_lag"])["count"] >= 1

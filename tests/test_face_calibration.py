@@ -16,8 +16,8 @@ import numpy as np
 import pytest
 
 from bench.calibration import Photo, live_frames, photos
+from core.config.identity import MAX_THRESHOLD, IdentityConfig
 from identity import worker
-from identity.config import MAX_THRESHOLD, IdentityConfig
 
 CFG = IdentityConfig()
 THRESHOLD = CFG.threshold

@@ -20,9 +20,9 @@ ROOT = Path(__file__).resolve().parent.parent
 # reads the header; the worker then refuses it), a stray warning and a stray log line.
 SCRIPT = """
 import asyncio, logging, warnings
-from identity.image_check import PhotoLimits
+from core.config.photos import PhotoLimits
 from identity.pool import FacePool
-from server.logs import LogSettings
+from core.logs import LogSettings
 from tests.hostile_images import blank_png
 
 async def main():

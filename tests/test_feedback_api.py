@@ -19,12 +19,12 @@ import aiohttp
 import pytest
 from sqlalchemy import func, select
 
-from server.alerts import ALERTS
-from server.auth import BOUND_ROLES, Role
+from core.alerts import ALERTS
+from core.auth import BOUND_ROLES, Role
+from core.store import Consultation, records
+from core.store.quality import AdverseEvent, Feedback
 from server.demo import Booking
 from server.quality import feedback_token
-from server.store import Consultation, records
-from server.store.quality import AdverseEvent, Feedback
 from tests.node_fixtures import Node
 
 from .clinical_helpers import active_call, chain_verified, exported

@@ -14,8 +14,8 @@ from pathlib import Path
 import pytest
 from sqlalchemy import func, select
 
-from server.auth import Role
-from server.store.models import Guardian, Patient
+from core.auth import Role
+from core.store.models import Guardian, Patient
 from tests.node_fixtures import Node, node_settings, start_node
 
 DEEP = b"[" * 50_000 + b"]" * 50_000

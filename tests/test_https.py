@@ -18,7 +18,7 @@ import pytest
 
 from bench.chromium import launch_chromium, remote_video_progress, wait_for_body_data
 from bench.faces import ADULT_A, make_y4m
-from server.config import load_settings
+from core.config import load_settings
 from server.tls import server_context
 
 from .node_fixtures import SECRET

@@ -9,8 +9,8 @@ from pathlib import Path
 from PIL import Image
 
 from bench.faces import OBAMA, TWO_PEOPLE, empty_scene, load_photo
-from server.auth import Role
-from server.store.models import SYSTEM_CHAIN
+from core.auth import Role
+from core.store.models import SYSTEM_CHAIN
 from tests.hostile_images import blank_png, cut_short, encoded
 
 from .identity_fixtures import enroll_photo, identity_node

@@ -29,7 +29,7 @@ from bench.faces import (
     make_y4m,
 )
 from bench.identity import until
-from server.consent import CURRENT_VERSION, record_consent
+from core.consent import CURRENT_VERSION, record_consent
 
 from .identity_fixtures import enroll_photo, identity_node, identity_service
 from .node_fixtures import Node

@@ -19,8 +19,8 @@ from bench.identity import (
     until,
     verified_call,
 )
-from server.auth import TOKENS_KEY, Role
-from server.consent import CURRENT_VERSION, record_consent
+from core.auth import TOKENS_KEY, Role
+from core.consent import CURRENT_VERSION, record_consent
 
 from .clinical_helpers import exported
 

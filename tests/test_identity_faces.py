@@ -23,8 +23,9 @@ from bench.faces import (
     head_and_shoulders,
     load_photo,
 )
+from core.config.identity import CHALLENGES, IdentityConfig
+from core.config.photos import PhotoLimits
 from identity import image_check, worker
-from identity.config import CHALLENGES, IdentityConfig
 from identity.frame_checks import frame_problem
 from identity.fusion import fused_distance, fused_verdict
 from identity.geometry import (
@@ -35,7 +36,6 @@ from identity.geometry import (
     pose_from_landmarks,
     turned,
 )
-from identity.image_check import PhotoLimits
 from identity.liveness import DONE, WRONG, challenge_sequence, judge, rival_turn
 from tests.hostile_images import blank_png, cut_short, encoded
 

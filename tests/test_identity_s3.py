@@ -9,10 +9,10 @@ from pathlib import Path
 import pytest
 
 from bench.faces import OBAMA
+from core.auth import Role
+from core.store.models import SYSTEM_CHAIN
 from identity.storage import ProtectedStore
 from recorder.s3 import S3Storage
-from server.auth import Role
-from server.store.models import SYSTEM_CHAIN
 
 from .identity_fixtures import enroll_photo, identity_node
 from .node_fixtures import node_settings

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import pytest
 
-from .import_graph import circles, import_graph
+from .import_graph import circles, import_graph, imported_packages
 
 PACKAGES = ["recorder", "identity"]
 
@@ -26,3 +26,18 @@ def test_no_import_circles(package: str) -> None:
         " <-> ".join(group) + ": " + "; ".join(
             f"{m} imports {', '.join(sorted(graph[m] & set(group)))}" for m in group)
         for group in found)
+
+
+# What each layer must never import (issue 13): core/ is the base, server/ the top; the feature
+# packages stand on core/ only. (They still import each other's parts: the next step.)
+FORBIDDEN = {"core": {"server", "signaling", "identity", "recorder", "bench", "tests"},
+             "signaling": {"server", "bench", "tests"},
+             "identity": {"server", "bench", "tests"},
+             "recorder": {"server", "bench", "tests"}}
+
+
+@pytest.mark.parametrize("package", sorted(FORBIDDEN))
+def test_no_import_runs_up_a_layer(package: str) -> None:
+    wrong = [f"{module} imports {target}" for module, target in imported_packages(package)
+             if target in FORBIDDEN[package]]
+    assert not wrong, "\n".join(wrong)

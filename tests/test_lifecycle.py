@@ -6,8 +6,8 @@ import asyncio
 
 import pytest
 
-from server.lifecycle import FINAL, TRANSITIONS, Lifecycle, State, TransitionError, check_transition
-from server.store import EventLog
+from core.lifecycle import FINAL, TRANSITIONS, Lifecycle, State, TransitionError, check_transition
+from core.store import EventLog
 
 from .node_fixtures import Node
 

@@ -8,7 +8,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 
 import pytest
 
-from server.live import (
+from core.live import (
     LiveState,
     LiveStateUnavailable,
     MemoryLiveState,

@@ -7,8 +7,8 @@ import time
 
 from prometheus_client.parser import text_string_to_metric_families
 
+from core.auth import Role
 from recorder.service import RECORDER_KEY
-from server.auth import Role
 
 from .clinical_helpers import give_consent
 from .node_fixtures import Node, node_settings, start_node

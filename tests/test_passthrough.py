@@ -67,7 +67,7 @@ async def test_a_late_viewer_gets_a_key_frame_asked_of_the_sender(node: Node, cl
 
     from bench.clip import encode_vp8
     from bench.identity import until
-    from server.auth import Role
+    from core.auth import Role
 
     long_gop = encode_vp8(320, 240, fps=30, seconds=10.0, bitrate=300_000, keyframe_every=300)
     booking = await node.book()

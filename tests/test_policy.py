@@ -9,7 +9,7 @@ from datetime import UTC, date, datetime
 
 import pytest
 
-from server.policy import (
+from core.policy import (
     DEFAULT_POLICY,
     Facts,
     consultation_date,
@@ -17,8 +17,8 @@ from server.policy import (
     load_policy,
     years_after,
 )
-from server.policy.engine import DoctorFacts, PriorDiagnosisFacts
-from server.policy.load import RULES, PolicyError, parse_policy
+from core.policy.engine import DoctorFacts, PriorDiagnosisFacts
+from core.policy.load import RULES, PolicyError, parse_policy
 
 POLICY = load_policy()
 BCH, CIH = "h_bj_bch", "h_bj_cih"

@@ -16,7 +16,7 @@ from bench.chromium import (
     wait_for_body_data,
 )
 from bench.faces import ADULT_A, CHILD_A, OBAMA, make_y4m, side_by_side
-from server.auth import Role
+from core.auth import Role
 from tests.netns import call_with_guardian_apart, node_on, veth_peer
 
 from .node_fixtures import Node

@@ -12,9 +12,9 @@ from typing import Any
 import aiohttp
 import pytest
 
+from core.auth import Role
+from core.lifecycle import State
 from server import precall
-from server.auth import Role
-from server.lifecycle import State
 from server.precall_messages import MAX_TEXT_BYTES, PROBE_REPLIES
 
 from .node_fixtures import Node

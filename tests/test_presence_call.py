@@ -10,7 +10,7 @@ from pathlib import Path
 
 from bench.faces import OBAMA, TWO_PEOPLE, empty_scene
 from bench.identity import show
-from server.auth import Role
+from core.auth import Role
 
 from .clinical_helpers import exported
 from .node_fixtures import Node

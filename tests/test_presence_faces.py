@@ -11,8 +11,8 @@ import pytest
 from PIL import Image
 
 from bench.faces import BIDEN, CHILD_A, OBAMA, OBAMA_2, empty_scene, side_by_side
+from core.config.identity import IdentityConfig
 from identity import presence_worker, worker
-from identity.config import IdentityConfig
 
 THRESHOLD = IdentityConfig().threshold
 

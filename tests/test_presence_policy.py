@@ -6,7 +6,7 @@ from datetime import date
 
 import pytest
 
-from identity.presence_config import PresenceConfig
+from core.config.presence import PresenceConfig
 from identity.presence_policy import (
     Observation,
     PresenceMachine,

@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 import json
 
-from server.auth import Role
+from core.auth import Role
 from signaling.quality import QualityGate
 
 from .clinical_helpers import active_call

@@ -11,9 +11,9 @@ from alembic import command
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import create_async_engine
 
+from core.store import Database, EventLog
+from core.store.db import alembic_config
 from server.quality import Refused, adverse, feedback, refs
-from server.store import Database, EventLog
-from server.store.db import alembic_config
 
 from .db_fixtures import make_consultation
 

@@ -7,7 +7,7 @@ import sys
 import time
 
 from bench.client import CallClient
-from server.lifecycle import State
+from core.lifecycle import State
 
 from .clinical_helpers import active_call
 from .node_fixtures import Node

@@ -11,11 +11,11 @@ import pytest
 from cryptography.exceptions import InvalidTag
 from sqlalchemy import delete, update
 
+from core.auth import Role
+from core.store import SYSTEM_CHAIN
+from core.store.recordings import RecordingSegment
 from recorder import index
 from recorder.cli import verify_recordings
-from server.auth import Role
-from server.store import SYSTEM_CHAIN
-from server.store.recordings import RecordingSegment
 
 from .node_fixtures import Node, node_settings, start_node
 from .recording_helpers import closed_segments, recorded_call, recorder_of

@@ -12,8 +12,8 @@ import aiohttp
 import av
 import pytest
 
-from server.auth import Role
-from server.store import Database, EventLog
+from core.auth import Role
+from core.store import Database, EventLog
 
 from .clinical_helpers import start_call
 from .node_fixtures import SECRET

@@ -18,8 +18,8 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from bench.chromium import launch_chromium
 from bench.faces import OBAMA, make_y4m
-from server.auth import Role
-from server.store import EventLog
+from core.auth import Role
+from core.store import EventLog
 
 from .clinical_helpers import start_call
 from .node_fixtures import SECRET

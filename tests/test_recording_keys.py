@@ -12,10 +12,10 @@ import os
 import aiohttp
 import pytest
 
+from core.auth import Role
 from recorder import index
 from recorder.cli import rewrap
 from recorder.keys import key_id
-from server.auth import Role
 
 from .node_fixtures import Node, node_settings, start_node
 from .recording_helpers import closed_segments, play, recorded_call, recorder_of

@@ -9,9 +9,9 @@ from datetime import UTC, datetime, timedelta
 import aiohttp
 import pytest
 
+from core.auth import Role
 from recorder import index
 from recorder.cli import verify_recordings
-from server.auth import Role
 
 from .node_fixtures import node_settings, start_node
 from .recording_helpers import (

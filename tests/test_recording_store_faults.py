@@ -24,10 +24,10 @@ import aiohttp
 import pytest
 
 from bench.s3_server import moto_server
+from core.auth import Role
+from core.config.recording_store import StoreConfig
+from core.store import EventLog
 from recorder.s3 import S3Storage
-from recorder.store_config import StoreConfig
-from server.auth import Role
-from server.store import EventLog
 
 from .clinical_helpers import start_call as start_process_call
 from .node_fixtures import SECRET, node_settings, start_node

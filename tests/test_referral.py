@@ -9,12 +9,12 @@ from typing import Any, get_args
 import pytest
 from sqlalchemy import func, select
 
-from server.auth import Role
-from server.consent import CURRENT_VERSION
-from server.lifecycle import State, TransitionError
-from server.referral import ReferralTarget, terminate
-from server.store import SYSTEM_CHAIN
-from server.store.clinical import DOCTOR_REASONS, TERMINATION_REASONS, Referral
+from core.auth import Role
+from core.consent import CURRENT_VERSION
+from core.lifecycle import State, TransitionError
+from core.referral import ReferralTarget, terminate
+from core.store import SYSTEM_CHAIN
+from core.store.clinical import DOCTOR_REASONS, TERMINATION_REASONS, Referral
 from signaling import client_messages
 
 from .clinical_helpers import active_call, around_today, chain_verified, give_consent

@@ -9,7 +9,7 @@ import pytest
 
 from bench.chromium import launch_chromium, wait_for_body_data
 from bench.faces import OBAMA, make_y4m
-from server.auth import Role
+from core.auth import Role
 
 from .node_fixtures import Node, node_settings, start_node
 from .recording_helpers import recorded_call

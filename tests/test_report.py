@@ -11,10 +11,10 @@ from typing import Any
 
 import pytest
 
+from core.auth import BOUND_ROLES, Role
+from core.store import SYSTEM_CHAIN
 from server.app import STATIC_DIR as STATIC
-from server.auth import BOUND_ROLES, Role
 from server.report import empty, flatten
-from server.store import SYSTEM_CHAIN
 
 from .node_fixtures import Node, node_settings, start_node
 from .report_fixtures import FACTS, expected, month_days, month_text, seed

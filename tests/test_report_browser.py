@@ -8,7 +8,7 @@ import pytest
 
 from bench.chromium import launch_chromium, wait_for_body_data
 from bench.faces import OBAMA, make_y4m
-from server.auth import Role
+from core.auth import Role
 
 from .node_fixtures import Node
 from .report_fixtures import FACTS, expected, month_text, seed

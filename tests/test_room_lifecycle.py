@@ -11,8 +11,8 @@ from pathlib import Path
 
 from bench.client import CallClient
 from bench.faces import OBAMA
-from server.auth import Role
-from server.lifecycle import State
+from core.auth import Role
+from core.lifecycle import State
 from signaling import handler
 from signaling.room import Room
 

@@ -7,7 +7,7 @@ import json
 import aiohttp
 import pytest
 
-from server.auth import Role
+from core.auth import Role
 
 from .node_fixtures import Node
 
@@ -100,7 +100,7 @@ async def test_tokens_checked_before_upgrade(node: Node) -> None:
     _, body = await _ws_status(node, cases[2][0])
     assert "expired" in body["error"]["message"]
     # A token signed with another secret is refused too.
-    from server.auth import Tokens
+    from core.auth import Tokens
     forged = Tokens("another-secret-" + "y" * 40, 60).issue(Role.DOCTOR, booking.doctor_id, cid)
     assert (await _ws_status(node, forged))[0] == 401
 

@@ -31,8 +31,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 
 from bench.client import CallClient
+from core.auth import Role
 from server import precall
-from server.auth import Role
 from server.precall_messages import PROBE_REPLIES
 from signaling.server_messages import SERVER_MESSAGES
 from tests.clinical_helpers import joined

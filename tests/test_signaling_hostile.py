@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 
 from bench.client import CallClient
-from server.auth import Role
+from core.auth import Role
 from signaling.handler import refusal_record
 from signaling.protocol import ProtocolError
 from tests.clinical_helpers import joined

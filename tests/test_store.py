@@ -12,12 +12,12 @@ from alembic.migration import MigrationContext
 from sqlalchemy import inspect
 from sqlalchemy.exc import IntegrityError, StatementError
 
-from server.store import (
+from core.store import (
     GENESIS_HASH,
     Database,
     models,
 )
-from server.store.records import (
+from core.store.records import (
     create_doctor,
     create_hospital,
     get_consultation,

@@ -1,4 +1,4 @@
-"""server/store/events.py: the tamper-evident event chain, on SQLite and PostgreSQL (append,
+"""core/store/events.py: the tamper-evident event chain, on SQLite and PostgreSQL (append,
 verify, and every way of editing it behind the log's back that verify must catch)."""
 
 from __future__ import annotations
@@ -9,9 +9,9 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from sqlalchemy import delete, update
 
-from server.store import GENESIS_HASH, SYSTEM_CHAIN, Database, Event, EventLog, event_hash
-from server.store.models import utcnow
-from server.store.records import get_consultation
+from core.store import GENESIS_HASH, SYSTEM_CHAIN, Database, Event, EventLog, event_hash
+from core.store.models import utcnow
+from core.store.records import get_consultation
 
 from .db_fixtures import make_consultation
 

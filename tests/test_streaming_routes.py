@@ -18,12 +18,12 @@ import pytest
 from aiohttp.test_utils import TestServer
 from sqlalchemy import func, select
 
+from core.auth import BOUND_ROLES, Role
+from core.endpoint import declared
+from core.store import SYSTEM_CHAIN, Event
 from recorder import index
 from recorder.segment import store_blocking
 from server.app import create_app
-from server.auth import BOUND_ROLES, Role
-from server.endpoint import declared
-from server.store import SYSTEM_CHAIN, Event
 
 from .clinical_helpers import around_today
 from .node_fixtures import Node, node_settings, start_node

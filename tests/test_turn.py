@@ -27,9 +27,9 @@ import pytest
 
 from bench.chromium import launch_chromium, remote_video_progress, wait_for_body_data
 from bench.faces import ADULT_A, make_y4m
+from core.auth import Role
+from core.config.turn import TurnConfig
 from netlab import Namespace
-from server.auth import Role
-from signaling.turn import TurnConfig
 
 from .coturn import Coturn
 from .netns import veth

@@ -1,4 +1,4 @@
-"""TURN credentials minted per participant (signaling/turn.py), checked by a real coturn.
+"""TURN credentials minted per participant (core/config/turn.py), checked by a real coturn.
 
 The allocation tests use aioice's TURN client (the one aiortc uses) against a private turnserver
 on 127.0.0.1: coturn accepting the minted credential is the proof that the HMAC is its scheme.
@@ -16,9 +16,9 @@ from pathlib import Path
 import pytest
 from aioice import stun, turn
 
-from server.auth import Role
-from server.config import load_settings
-from signaling.turn import TurnConfig, mint
+from core.auth import Role
+from core.config import load_settings
+from core.config.turn import TurnConfig, mint
 
 from .coturn import Coturn
 from .node_fixtures import SECRET, node_settings, start_node

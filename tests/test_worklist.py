@@ -13,13 +13,13 @@ import jwt
 import pytest
 from sqlalchemy import update
 
+from core.auth import BOUND_ROLES, Role, Tokens
+from core.config import load_settings
+from core.consent import CURRENT_VERSION, record_consent
+from core.lifecycle import State
+from core.policy.dates import SHANGHAI
+from core.store import SYSTEM_CHAIN, Consultation, Database, Doctor, EventLog, records
 from server.__main__ import main
-from server.auth import BOUND_ROLES, Role, Tokens
-from server.config import load_settings
-from server.consent import CURRENT_VERSION, record_consent
-from server.lifecycle import State
-from server.policy.dates import SHANGHAI
-from server.store import SYSTEM_CHAIN, Consultation, Database, Doctor, EventLog, records
 from server.worklist import DEFAULT_VISIT_S, age, average_visit_s, masked_name
 
 from .node_fixtures import SECRET, Node

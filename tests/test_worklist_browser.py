@@ -12,8 +12,8 @@ from sqlalchemy import update
 
 from bench.chromium import launch_chromium, wait_for_body_data
 from bench.faces import ADULT_A, CHILD_A, OBAMA, make_y4m, side_by_side
-from server.auth import Role
-from server.store import Consultation
+from core.auth import Role
+from core.store import Consultation
 
 from .node_fixtures import Node
 from .worklist_fixtures import book_at, guardian_token, make_doctor, today_at

@@ -16,7 +16,7 @@ import aiohttp
 
 from bench.client import CallClient
 from bench.clip import encode_opus, encode_vp8
-from server.consent import CURRENT_VERSION
+from core.consent import CURRENT_VERSION
 from signaling import ice
 
 

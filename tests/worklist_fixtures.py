@@ -5,11 +5,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import date, datetime, time, timedelta
 
-from server.auth import Role
+from core.auth import Role
+from core.policy import load_policy
+from core.policy.dates import SHANGHAI
+from core.store import Consultation, Doctor, records
 from server.demo import pilot_hospitals
-from server.policy import load_policy
-from server.policy.dates import SHANGHAI
-from server.store import Consultation, Doctor, records
 
 from .node_fixtures import Node
 

@@ -4,7 +4,7 @@
 A guardian asks or complains on their consultation's link; a doctor or quality staff file an
 adverse event. Each gets a reference number, each step is an event on the consultation's chain
 (`feedback.*`, `adverse_event.*`), and quality staff (or admin) answer, handle and close them.
-Least data: the free text stays in the tables (server/store/quality.py); the events carry the
+Least data: the free text stays in the tables (core/store/quality.py); the events carry the
 reference, kind, category or severity, who (by role; the actor names them) and the text's
 SHA-256, which ties the stored text to the tamper-evident chain without copying it there.
 """
@@ -16,7 +16,7 @@ import hashlib
 from sqlalchemy import update
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from server.store import Consultation
+from core.store import Consultation
 
 # At most this many questions and complaints, or adverse events, per consultation: enough for any
 # real case, and a script filing in a loop cannot fill the tables or the chain.

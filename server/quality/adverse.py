@@ -15,12 +15,12 @@ from datetime import datetime
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from server.alerts import Alert, publish_alert
-from server.live import LiveState
+from core.alerts import Alert, publish_alert
+from core.live import LiveState
+from core.store import Database, EventLog
+from core.store.models import utcnow
+from core.store.quality import AdverseEvent, AdverseEventAction
 from server.quality import MAX_PER_CONSULTATION, Refused, digest, hold, refs
-from server.store import Database, EventLog
-from server.store.models import utcnow
-from server.store.quality import AdverseEvent, AdverseEventAction
 
 PREFIX = "AE"
 SEVERE = "severe"

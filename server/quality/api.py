@@ -15,18 +15,18 @@ from aiohttp import web
 from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy import select
 
-from server import fields
-from server.auth import CLAIMS_KEY, TOKENS_KEY, Role, json_error
-from server.endpoint import NO_STORE, endpoint, page
-from server.quality import Refused, adverse, feedback, feedback_token, refs, role_of
-from server.store import SYSTEM_CHAIN, Consultation, Hospital, records
-from server.store.quality import (
+from core import fields
+from core.auth import CLAIMS_KEY, TOKENS_KEY, Role, json_error
+from core.endpoint import NO_STORE, endpoint, page
+from core.store import SYSTEM_CHAIN, Consultation, Hospital, records
+from core.store.quality import (
     ADVERSE_ACTIONS,
     FEEDBACK_CATEGORIES,
     FEEDBACK_KINDS,
     MAX_TEXT,
     SEVERITIES,
 )
+from server.quality import Refused, adverse, feedback, feedback_token, refs, role_of
 from signaling.context import CONTEXT_KEY
 
 STAFF = (Role.QUALITY, Role.ADMIN)

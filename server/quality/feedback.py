@@ -11,10 +11,10 @@ from datetime import datetime
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from core.store import Database, EventLog
+from core.store.models import utcnow
+from core.store.quality import Feedback, FeedbackReply
 from server.quality import MAX_PER_CONSULTATION, Refused, digest, hold, refs
-from server.store import Database, EventLog
-from server.store.models import utcnow
-from server.store.quality import Feedback, FeedbackReply
 
 PREFIX = "TS"
 

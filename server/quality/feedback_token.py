@@ -18,8 +18,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
-from server.auth import Role, Tokens
-from server.store import Consultation, EventLog
+from core.auth import Role, Tokens
+from core.store import Consultation, EventLog
 
 ISSUED = "feedback_token.issued"
 

@@ -19,10 +19,10 @@ from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import InstrumentedAttribute
 
-from server.policy.dates import SHANGHAI
+from core.policy.dates import SHANGHAI
+from core.store import Database, EventLog
+from core.store.models import Base
 from server.quality import hold
-from server.store import Database, EventLog
-from server.store.models import Base
 
 PATTERN = re.compile(r"^(TS|AE)-\d{8}-\d{4,6}$")
 ATTEMPTS = 20

@@ -1,9 +1,9 @@
 """The durable store: SQL records, schema migrations and the hash-chained audit log."""
 
-from server.store import clinical, models, quality, recordings
-from server.store.db import Database
-from server.store.events import ChainReport, EventLog, canonical_json, event_hash
-from server.store.models import (
+from core.store import clinical, models, quality, recordings
+from core.store.db import Database
+from core.store.events import ChainReport, EventLog, canonical_json, event_hash
+from core.store.models import (
     GENESIS_HASH,
     SYSTEM_CHAIN,
     Base,
@@ -16,7 +16,7 @@ from server.store.models import (
     new_id,
     utcnow,
 )
-from server.store.records import (
+from core.store.records import (
     create_consultation,
     create_doctor,
     create_guardian,

@@ -6,9 +6,9 @@ file (`beijing_pilot_2026.json`) and the code only knows how to apply each kind 
 that lists every rule applied, so a refusal always names the rule and says why in zh and en.
 """
 
-from server.policy.dates import consultation_date, years_after
-from server.policy.engine import Decision, Facts, RuleResult, evaluate
-from server.policy.load import DEFAULT_POLICY, Policy, load_policy
+from core.policy.dates import consultation_date, years_after
+from core.policy.engine import Decision, Facts, RuleResult, evaluate
+from core.policy.load import DEFAULT_POLICY, Policy, load_policy
 
 __all__ = [
     "DEFAULT_POLICY",

@@ -13,8 +13,8 @@ from typing import Any, TypeVar
 from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from server.store.db import Database
-from server.store.models import Base, Consultation, Doctor, Guardian, Hospital, Patient, new_id
+from core.store.db import Database
+from core.store.models import Base, Consultation, Doctor, Guardian, Hospital, Patient, new_id
 
 T = TypeVar("T", bound=Base)
 

@@ -14,7 +14,7 @@ from datetime import datetime
 from sqlalchemy import CheckConstraint, ForeignKey, String, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column
 
-from server.store.models import Base, UTCDateTime, new_id, utcnow
+from core.store.models import Base, UTCDateTime, new_id, utcnow
 
 MAX_TEXT = 2000
 FEEDBACK_KINDS = ("question", "complaint")

@@ -9,17 +9,21 @@ listens to the lifecycle and stops media the moment the state is final.
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 from sqlalchemy import delete, select
 from sqlalchemy.exc import IntegrityError
 
-from server.lifecycle import State, Transition, TransitionError, check_transition
-from server.store import Database, records
-from server.store.clinical import TERMINATION_REASONS, URGENCIES, Referral
+from core.lifecycle import Lifecycle, State, Transition, TransitionError, check_transition
+from core.store import Database, records
+from core.store.clinical import TERMINATION_REASONS, URGENCIES, Referral
 
-if TYPE_CHECKING:
-    from signaling.context import NodeContext
+
+class Clinic(Protocol):
+    """What ending a consultation with a referral needs of the node (NodeContext has it)."""
+
+    db: Database
+    lifecycle: Lifecycle
 
 MAX_TEXT = 500
 MAX_NOTE = 1000
@@ -53,7 +57,7 @@ def check_reason(reason: str, text: str | None) -> None:
         raise ValueError(f"text is longer than {MAX_TEXT} characters")
 
 
-async def terminate(ctx: NodeContext, cid: str, actor: str, reason: str,
+async def terminate(ctx: Clinic, cid: str, actor: str, reason: str,
                     referral: ReferralTarget, text: str | None = None) -> Transition:
     """End `cid` as `terminated` with `reason` and `referral`; media stops at once.
 
@@ -86,7 +90,7 @@ async def terminate(ctx: NodeContext, cid: str, actor: str, reason: str,
         raise
 
 
-async def refer_to_own_hospital(ctx: NodeContext, cid: str, reason: str,
+async def refer_to_own_hospital(ctx: Clinic, cid: str, reason: str,
                                 note: str) -> Transition | None:
     """An automatic trigger: terminate and send the patient to the booking hospital's
     department for a routine visit (the doctor is not there to choose); None when the

@@ -20,12 +20,12 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
-from server import metrics
-from server.alerts import Alert, publish_alert
-from server.config import Settings
-from server.lifecycle import State, Transition
-from server.live import LiveState, LiveStateUnavailable
-from server.store import EventLog
+from core import metrics
+from core.alerts import Alert, publish_alert
+from core.config import Settings
+from core.lifecycle import State, Transition
+from core.live import LiveState, LiveStateUnavailable
+from core.store import EventLog
 
 log = logging.getLogger(__name__)
 

@@ -15,7 +15,7 @@ from typing import Any
 import jwt
 from aiohttp import web
 
-from server.clock import Clock
+from core.clock import Clock
 
 ALGORITHM = "HS256"
 ISSUER = "teleconsult"

@@ -11,8 +11,8 @@ from dataclasses import asdict, dataclass, field, replace
 from datetime import date
 from typing import Any
 
-from server.policy.dates import years_after
-from server.policy.load import Policy, Source
+from core.policy.dates import years_after
+from core.policy.load import Policy, Source
 
 TITLE_NAMES = {"resident": "住院医师", "attending": "主治医师",
                "associate_chief": "副主任医师", "chief": "主任医师"}

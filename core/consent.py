@@ -1,6 +1,6 @@
 """Informed consent (Tianjin rules §11): the versioned text, its acceptance, and the accept gate.
 
-The text lives in `server/texts/consent-<version>.json` (zh + en); changing it means a new file
+The text lives in `core/texts/consent-<version>.json` (zh + en); changing it means a new file
 and a new version, so what a guardian agreed to can always be shown again exactly.
 """
 
@@ -14,9 +14,9 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 
-from server.lifecycle import Gate
-from server.store import Database, EventLog
-from server.store.clinical import Consent
+from core.lifecycle import Gate
+from core.store import Database, EventLog
+from core.store.clinical import Consent
 
 TEXTS_DIR = Path(__file__).resolve().parent / "texts"
 CURRENT_VERSION = "2026.1"

@@ -1,4 +1,4 @@
-"""Alembic environment. The service runs migrations itself (server.store.db.Database.open), passing
+"""Alembic environment. The service runs migrations itself (core.store.db.Database.open), passing
 an open connection in `config.attributes["connection"]`; without one, only offline mode (SQL
 script output, `url` set in the config) is supported."""
 
@@ -6,12 +6,8 @@ from __future__ import annotations
 
 from alembic import context
 
-# --- issue 3 (identity): register the identity tables on Base.metadata -----------------------
-import identity.guardian_models  # issue 4: guardian face enrollments
-import identity.models  # noqa: F401
-from server.store.models import Base
-
-# ---------------------------------------------------------------------------------------------
+import core.store.faces  # noqa: F401  (registers the face tables on Base.metadata)
+from core.store.models import Base
 
 config = context.config
 target_metadata = Base.metadata
@@ -28,7 +24,7 @@ def run_offline() -> None:
 def run_online() -> None:
     connection = config.attributes.get("connection")
     if connection is None:
-        raise RuntimeError("run migrations through server.store.Database.open(url), "
+        raise RuntimeError("run migrations through core.store.Database.open(url), "
                            "or pass an open connection in config.attributes['connection']")
     context.configure(connection=connection, target_metadata=target_metadata,
                       render_as_batch=connection.dialect.name == "sqlite")

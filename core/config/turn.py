@@ -20,7 +20,7 @@ TURN_SCHEMES = ("turn:", "turns:")
 
 @dataclass(frozen=True)
 class TurnConfig:
-    """TC_TURN_URLS, TC_TURN_SECRET, TC_TURN_TTL (server/config.py reads them)."""
+    """TC_TURN_URLS, TC_TURN_SECRET, TC_TURN_TTL (core/config/ reads them)."""
 
     urls: tuple[str, ...] = ()
     secret: str = field(default="", repr=False)

@@ -9,13 +9,13 @@ from __future__ import annotations
 
 from datetime import UTC, date, datetime
 
-from server.clock import Clock
-from server.lifecycle import Gate
-from server.policy.dates import consultation_date
-from server.policy.engine import Decision, DoctorFacts, Facts, PriorDiagnosisFacts, evaluate
-from server.policy.load import Policy
-from server.store import Database, Doctor, EventLog, records
-from server.store.clinical import Booking, PriorDiagnosis
+from core.clock import Clock
+from core.lifecycle import Gate
+from core.policy.dates import consultation_date
+from core.policy.engine import Decision, DoctorFacts, Facts, PriorDiagnosisFacts, evaluate
+from core.policy.load import Policy
+from core.store import Database, Doctor, EventLog, records
+from core.store.clinical import Booking, PriorDiagnosis
 
 DECISION_EVENT = "eligibility.decision"
 

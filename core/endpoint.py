@@ -1,6 +1,6 @@
 """One declaration per HTTP endpoint: who may call it and what it accepts.
 
-`@endpoint(Role.ADMIN, body=NewPatient)` checks the token and the role (server.auth), reads the
+`@endpoint(Role.ADMIN, body=NewPatient)` checks the token and the role (core.auth), reads the
 body within a time limit, and parses body and query with pydantic before the handler runs, which
 then receives them as keyword arguments. A refusal is always a JSON error with a code; nothing a
 client sends reaches a handler unchecked. The same declaration is what `server.openapi`
@@ -19,8 +19,8 @@ from typing import Any, TypeVar
 from aiohttp import web
 from pydantic import BaseModel, ValidationError
 
-from server.auth import Handler, Role, json_error, requires
-from server.fields import FIELD_CODES
+from core.auth import Handler, Role, json_error, requires
+from core.fields import FIELD_CODES
 
 # A body the client declared but does not send holds a connection and a handler: not for long
 # (Settings.body_timeout_s, TC_BODY_TIMEOUT).

@@ -1,4 +1,6 @@
-"""Identity records: a doctor's enrolled face, and each verification attempt's outcome.
+"""Face records (issues 3, 4): a doctor's enrolled face and each verification attempt's
+outcome, and a guardian's enrolled face (what presence detection compares the patient side's
+video against).
 
 The 128-d encoding is what verification compares against; the photo itself stays in protected
 storage (identity/storage.py) and only its SHA-256 and relative path are here. Attempts are also
@@ -12,7 +14,7 @@ from datetime import datetime
 from sqlalchemy import JSON, Float, ForeignKey, Integer, String
 from sqlalchemy.orm import Mapped, mapped_column
 
-from server.store.models import Base, UTCDateTime, new_id, utcnow
+from core.store.models import Base, UTCDateTime, new_id, utcnow
 
 
 class FaceEnrollment(Base):
@@ -42,3 +44,15 @@ class FaceVerification(Base):
     thumbnail_path: Mapped[str | None] = mapped_column(String(300))
     thumbnail_sha256: Mapped[str | None] = mapped_column(String(64))
     at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class GuardianFaceEnrollment(Base):
+    __tablename__ = "guardian_face_enrollments"
+
+    guardian_id: Mapped[str] = mapped_column(ForeignKey("guardians.id"), primary_key=True)
+    encoding: Mapped[list[float]] = mapped_column(JSON)
+    photo_sha256: Mapped[str] = mapped_column(String(64))
+    photo_path: Mapped[str] = mapped_column(String(300))
+    face_px: Mapped[int] = mapped_column(Integer)
+    enrolled_by: Mapped[str] = mapped_column(String(200))
+    enrolled_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)

@@ -20,7 +20,7 @@ from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from server.store import Database, EventLog, records
+from core.store import Database, EventLog, records
 
 log = logging.getLogger(__name__)
 

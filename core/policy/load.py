@@ -12,12 +12,12 @@ from types import MappingProxyType
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from server.store.models import TITLES
+from core.store.models import TITLES
 
 POLICY_DIR = Path(__file__).resolve().parent
 DEFAULT_POLICY = POLICY_DIR / "beijing_pilot_2026.json"
 
-# Every rule the engine applies (server/policy/engine.py); each must cite its source.
+# Every rule the engine applies (core/policy/engine.py); each must cite its source.
 RULES = ("doctor_licensed", "doctor_clinical_practice", "doctor_registered_at_hospital",
          "doctor_whitelisted", "pilot_window", "pilot_hospital", "pilot_specialty",
          "doctor_title", "doctor_online_practice", "doctor_training", "prior_diagnosis")

@@ -1,4 +1,4 @@
-"""Guardian presence settings (issue 4) and their rules; server/config.py reads them from the
+"""Guardian presence settings (issue 4) and their rules; core/config/ reads them from the
 environment with everything else (TC_GUARDIAN_*, TC_PEDIATRIC_AGE, TC_PRESCRIBE_GUARDIAN_AGE).
 
 Defaults follow the rules and the measured costs: one sample a second (a whole-picture search is

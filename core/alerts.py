@@ -15,8 +15,8 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from server import metrics
-from server.live import LiveState, LiveStateUnavailable
+from core import metrics
+from core.live import LiveState, LiveStateUnavailable
 
 log = logging.getLogger(__name__)
 

@@ -24,8 +24,8 @@ from sqlalchemy import select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from server.store.db import Database
-from server.store.models import GENESIS_HASH, SYSTEM_CHAIN, Consultation, Event, utcnow
+from core.store.db import Database
+from core.store.models import GENESIS_HASH, SYSTEM_CHAIN, Consultation, Event, utcnow
 
 
 def canonical_json(value: Any) -> str:

@@ -13,7 +13,7 @@ from datetime import datetime
 from sqlalchemy import BigInteger, Boolean, ForeignKey, Integer, String, UniqueConstraint, false
 from sqlalchemy.orm import Mapped, mapped_column
 
-from server.store.models import Base, UTCDateTime, new_id, utcnow
+from core.store.models import Base, UTCDateTime, new_id, utcnow
 
 SEGMENT_STATES = ("closed", "recovered", "purged")
 RECORDING_STATES = ("recording", "complete", "failed", "interrupted")

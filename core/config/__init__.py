@@ -17,11 +17,11 @@ from pathlib import Path
 
 from aiortc import RTCIceServer
 
-from identity.config import IdentityConfig
-from identity.image_check import PhotoLimits
-from identity.presence_config import PresenceConfig
-from recorder.store_config import StoreConfig
-from signaling.turn import TURN_SCHEMES, TurnConfig
+from .identity import IdentityConfig
+from .photos import PhotoLimits
+from .presence import PresenceConfig
+from .recording_store import StoreConfig
+from .turn import TURN_SCHEMES, TurnConfig
 
 
 def _env(name: str, default: str) -> str:
@@ -34,7 +34,7 @@ def _ice_servers(raw: str) -> list[RTCIceServer]:
 
     Every entry is handed to every page as it is, so an entry with a password (a static TURN
     credential) is refused rather than published: TURN is TC_TURN_URLS with TC_TURN_SECRET, whose
-    credentials are minted per participant (signaling/turn.py).
+    credentials are minted per participant (core/config/turn.py).
     """
     if not raw.strip():
         return []
@@ -93,7 +93,7 @@ class Settings:
     ice_host_addresses: list[str] = field(default_factory=list)
     rejoin_grace_s: float = 60.0
     stats_interval_s: float = 5.0
-    loop_watch_s: float = 0.5  # how often the event loop's lag is sampled (server/metrics.py)
+    loop_watch_s: float = 0.5  # how often the event loop's lag is sampled (core/metrics.py)
     video_max_kbps: int = 1700
     heartbeat_s: float = 2.0
     node_ttl_s: float = 6.0
@@ -151,7 +151,7 @@ def _steps(value: str) -> tuple[int, int]:
 
 
 def _identity() -> IdentityConfig:
-    """TC_IDENTITY_REQUIRED and TC_FACE_*: the doctor's face verification (identity/config.py)."""
+    """TC_IDENTITY_REQUIRED and TC_FACE_*: the doctor's face verification (config/identity.py)."""
     return IdentityConfig(
         required=not _off(_env("TC_IDENTITY_REQUIRED", "1")),
         threshold=float(_env("TC_FACE_THRESHOLD", "0.61")),
@@ -190,7 +190,7 @@ def _presence() -> PresenceConfig:
 
 def _store() -> StoreConfig:
     """TC_RECORDING_STORE and TC_S3_*: where recordings and identity's files are kept
-    (recorder/store_config.py). The credentials come from the environment only."""
+    (core/config/recording_store.py). The credentials come from the environment only."""
     return StoreConfig(
         kind=_env("TC_RECORDING_STORE", "local"),
         endpoint=_env("TC_S3_ENDPOINT", ""),

@@ -1,4 +1,4 @@
-"""The identity checks' settings and their rules; server/config.py reads them from the
+"""The identity checks' settings and their rules; core/config/ reads them from the
 environment with everything else (TC_IDENTITY_REQUIRED, TC_FACE_*).
 
 The face distance threshold, TC_FACE_THRESHOLD = 0.61, is read off the calibration curve
@@ -35,7 +35,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field, replace
 from itertools import pairwise
 
-from .image_check import PhotoLimits
+from .photos import PhotoLimits
 
 CHALLENGES = ("blink", "turn_left", "turn_right")
 # The closest different-person distance on the calibration set (any single live frame, 0.621):

@@ -9,21 +9,16 @@ from __future__ import annotations
 import asyncio
 import time
 
-from aiohttp import web
 from prometheus_client import (
-    CONTENT_TYPE_LATEST,
     CollectorRegistry,
     Counter,
     Gauge,
     GCCollector,
     Histogram,
     ProcessCollector,
-    generate_latest,
 )
 
-from server.auth import Role
-from server.endpoint import endpoint
-from signaling.delay import FORWARDING, LogHistogram
+from core.histogram import LogHistogram
 
 REGISTRY = CollectorRegistry()
 ProcessCollector(registry=REGISTRY)  # process_cpu_seconds_total, memory, open fds
@@ -74,21 +69,6 @@ TASKS.set_function(_tasks)
 # Every lag sample, for percentiles over any window (GET /metrics/timing; the gauge above has
 # only the last one).
 LOOP_LAGS = LogHistogram()
-
-
-@endpoint(Role.OPS, Role.ADMIN)
-async def metrics(request: web.Request) -> web.Response:
-    """Scrapers send an ops token (Prometheus: `authorization: {credentials: ...}`)."""
-    body = generate_latest(REGISTRY)
-    return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
-
-
-@endpoint(Role.OPS, Role.ADMIN)
-async def timing(request: web.Request) -> web.Response:
-    """The node's own delays as cumulative histograms (signaling/delay.py): what forwarding a
-    frame costs it per kind, and the event loop's lag. Subtract two reads for a window."""
-    return web.json_response({"forwarding": FORWARDING.snapshot(),
-                              "loop_lag": LOOP_LAGS.snapshot()})
 
 
 async def watch_loop_and_cpu(interval_s: float = 0.5, cpu_window_s: float = 5.0) -> None:

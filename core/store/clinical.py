@@ -1,7 +1,7 @@
 """Records for eligibility, consent and referral (issue 6), on the shared declarative Base.
 
 Kept apart from models.py so the booking/referral work does not collide with other changes
-there; `server/store/__init__.py` imports this module so the tables are in Base.metadata.
+there; `core/store/__init__.py` imports this module so the tables are in Base.metadata.
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import Mapped, mapped_column
 
-from server.store.models import Base, UTCDateTime, new_id, utcnow
+from core.store.models import Base, UTCDateTime, new_id, utcnow
 
 TERMINATION_REASONS = ("condition_changed", "needs_in_person", "first_visit_outside_pilot",
                        "guardian_absent", "technical_failure", "doctor_identity_lost", "other")
