@@ -123,7 +123,7 @@ function render(snapshot) {
 }
 
 function alert(message) {
-  // Every alert has a kind and a bilingual text (server/alerts.py); the node says where.
+  // Every alert has a kind and a bilingual text (core/alerts.py); the node says where.
   const text = [new Date().toLocaleTimeString(), message.kind, message.consultation,
     message.text, message.node && `@${message.node}`].filter(Boolean).join(" · ");
   const list = $("alerts");
