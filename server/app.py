@@ -20,7 +20,7 @@ from core.lifecycle import Gate, Lifecycle
 from core.live import make_live_state
 from core.policy.check import eligibility_gate
 from core.store import Database, EventLog
-from identity import guardians, presence  # issue 4
+from identity import guardians, prescribing, presence  # issue 4
 from recorder import Recorder
 from recorder import routes as recorder_routes
 from recorder.service import RECORDER_KEY
@@ -84,7 +84,8 @@ async def _node(app: web.Application) -> AsyncIterator[None]:
     rooms = Rooms()
     lifecycle = Lifecycle(db, events)
     cluster = Cluster(settings, live, events, rooms.ids)
-    ctx = NodeContext(settings, db, events, lifecycle, live, rooms, cluster)
+    ctx = NodeContext(settings, db, events, lifecycle, live, rooms, cluster,
+                      prescriber=prescribing.prescribe)
     rooms.bind(ctx)
     lifecycle.listeners.append(rooms.on_transition)
     lifecycle.listeners.append(cluster.publish_transition)

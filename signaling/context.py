@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
 
@@ -15,6 +16,7 @@ from core.live import LiveState
 from core.store import Database, EventLog
 
 if TYPE_CHECKING:
+    from .room import Room
     from .rooms import Rooms
 
 
@@ -28,6 +30,12 @@ class NodeContext:
     rooms: Rooms
     cluster: Cluster
     clock: Clock = field(default_factory=Clock)
+    # `prescribe` during the call (issue 4: refused for under-6s without the guardian on camera):
+    # identity's, wired by the app (server/app.py); None where nothing may be prescribed.
+    prescriber: Prescriber | None = None
+
+
+Prescriber = Callable[["NodeContext", "Room", str, str, Any], Awaitable[dict[str, Any]]]
 
 
 # Where the app keeps the node's context, for the HTTP handlers of every package.

@@ -184,10 +184,11 @@ class Connection:
             except ValueError as exc:
                 raise ProtocolError("bad_field", str(exc), ref=message.id) from None
             return None
-        if isinstance(message, Prescribe):  # issue 4: refused for under-6s without the guardian
-            from identity.prescribing import prescribe
-
-            return await prescribe(self.ctx, room, self.cid, self.actor, message)
+        if isinstance(message, Prescribe):
+            if self.ctx.prescriber is None:
+                raise ProtocolError("unknown_type", "this node issues no prescriptions", "type",
+                                    message.id)
+            return await self.ctx.prescriber(self.ctx, room, self.cid, self.actor, message)
         raise ProtocolError("unknown_type", f"'{message.type}' is not handled", "type", message.id)
 
     async def consent(self, room: Room, message: Consent) -> dict[str, Any] | None:
