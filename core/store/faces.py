@@ -17,16 +17,22 @@ from sqlalchemy.orm import Mapped, mapped_column
 from core.store.models import Base, UTCDateTime, new_id, utcnow
 
 
-class FaceEnrollment(Base):
-    __tablename__ = "face_enrollments"
+class EnrolledFace:
+    """What an enrolled face keeps, doctor's or guardian's: the 128-d encoding checks compare
+    against, and the photo's hash and relative path in protected storage (never the photo)."""
 
-    doctor_id: Mapped[str] = mapped_column(ForeignKey("doctors.id"), primary_key=True)
     encoding: Mapped[list[float]] = mapped_column(JSON)
     photo_sha256: Mapped[str] = mapped_column(String(64))
     photo_path: Mapped[str] = mapped_column(String(300))
     face_px: Mapped[int] = mapped_column(Integer)
     enrolled_by: Mapped[str] = mapped_column(String(200))
     enrolled_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class FaceEnrollment(EnrolledFace, Base):
+    __tablename__ = "face_enrollments"
+
+    doctor_id: Mapped[str] = mapped_column(ForeignKey("doctors.id"), primary_key=True)
 
 
 class FaceVerification(Base):
@@ -46,13 +52,7 @@ class FaceVerification(Base):
     at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
 
 
-class GuardianFaceEnrollment(Base):
+class GuardianFaceEnrollment(EnrolledFace, Base):
     __tablename__ = "guardian_face_enrollments"
 
     guardian_id: Mapped[str] = mapped_column(ForeignKey("guardians.id"), primary_key=True)
-    encoding: Mapped[list[float]] = mapped_column(JSON)
-    photo_sha256: Mapped[str] = mapped_column(String(64))
-    photo_path: Mapped[str] = mapped_column(String(300))
-    face_px: Mapped[int] = mapped_column(Integer)
-    enrolled_by: Mapped[str] = mapped_column(String(200))
-    enrolled_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
