@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import gc
 import time
+import weakref
 from collections.abc import Callable
 from pathlib import Path
 
@@ -83,6 +84,48 @@ async def test_rooms_everyone_left_are_closed_over_many_cycles(node: Node) -> No
     kinds = [e["kind"] for e in await node.events(cid)]
     assert kinds.count("participant.left") == 2 * CYCLES
     assert (await node.ctx.events.verify(cid)).ok
+
+
+async def test_finished_call_sockets_and_rooms_are_freed_without_the_collector(node: Node) -> None:
+    """Issue 17's soak: 230-340 closed call sockets sat in memory throughout, each freed only by
+    a full collection, held in reference cycles (aiohttp's protocol keeps the socket's data
+    callback; a closed room's cancelled statistics task keeps the room through its traceback).
+    With the collector off, reference counting alone must free them, and their rooms."""
+    booking = await node.book()
+    cid = booking.consultation_id
+    guardian_token = booking.guardian_link.split("#token=")[1]
+    doctor_token = booking.doctor_link.split("#token=")[1]
+    sockets: list[weakref.ref[object]] = []
+    rooms: list[weakref.ref[Room]] = []
+
+    def alive() -> dict[str, object]:
+        left = {id(ws): ws for ws in (r() for r in sockets) if ws is not None}
+        return {"call sockets alive": len(left),
+                "closed": sum(ws.closed for ws in left.values()),
+                "held by": sorted({type(o).__name__ for ws in left.values()
+                                   for o in gc.get_referrers(ws) if o is not left}),
+                "rooms alive": sum(r() is not None for r in rooms)}
+
+    gc.collect()
+    gc.disable()
+    try:
+        for _ in range(10):
+            guardian, doctor = node.client(guardian_token), node.client(doctor_token)
+            await guardian.connect()
+            await doctor.connect()
+            sockets.extend(weakref.ref(ws) for ws in handler._SOCKETS)
+            room = node.ctx.rooms.get(cid)
+            assert room is not None
+            rooms.append(weakref.ref(room))
+            del room
+            await join_and_leave(doctor)
+            await join_and_leave(guardian)
+            await until(lambda: node.ctx.rooms.get(cid) is None, 10,
+                        lambda: leftovers(node, cid))
+        assert len({id(r) for r in sockets}) >= 20
+        await until(lambda: all(r() is None for r in [*sockets, *rooms]), 10, alive)
+    finally:
+        gc.enable()
 
 
 async def test_sockets_that_vanish_during_their_join_leave_no_room(node: Node) -> None:
