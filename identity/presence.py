@@ -165,8 +165,6 @@ class PresenceService:
         self.identity = identity
         self.monitors: dict[str, Monitor] = {}
         self.stats = Stats()
-        # Wall-clock times of the changes, for the bench (leaving → alert latency).
-        self.alerts_at: dict[str, list[tuple[str, float]]] = {}
         # Consultations whose room closed under their monitor (everyone left): watched again as
         # soon as the guardian is back (issue 17).
         self._paused: set[str] = set()
@@ -275,7 +273,6 @@ class PresenceService:
                     "at": at.isoformat()}
         state = await self.ctx.lifecycle.state(cid)
         active = state == State.ACTIVE
-        self.alerts_at.setdefault(cid, []).append((change.kind, time.time()))
         if change.kind == "limit":
             await self._limit(monitor, evidence, active)
             return

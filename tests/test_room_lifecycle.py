@@ -9,8 +9,11 @@ import time
 import weakref
 from collections.abc import Callable
 from pathlib import Path
+from types import SimpleNamespace
 
 from bench.client import CallClient
+from identity.presence_policy import Change
+from identity.registry_api import IDENTITY_KEY
 from server.auth import Role
 from server.lifecycle import State
 from signaling import handler
@@ -224,3 +227,32 @@ async def test_presence_monitor_ends_with_the_emptied_room_and_resumes(tmp_path:
         assert [e["kind"] for e in events] == ["guardian.presence.started",
                                                "guardian.presence.stopped"] * 2, events
         assert events[1]["data"]["reason"] == "every participant left"
+
+
+def kept_for(service: object, cid: str) -> list[str]:
+    """The service's collections that still name the consultation (keys or members)."""
+    return [name for name, value in vars(service).items()
+            if isinstance(value, dict | set | frozenset) and cid in value]
+
+
+async def test_presence_and_identity_keep_nothing_of_an_ended_consultation(
+        tmp_path: Path) -> None:
+    """Per-consultation state of the services goes with the consultation: the presence service
+    kept every change's wall-clock time per consultation (read by nothing), for ever."""
+    async with presence_node(tmp_path) as node:
+        booking = await node.book()
+        cid = booking.consultation_id
+        svc = presence_service(node)
+        identity = node.app[IDENTITY_KEY]
+        guardian = node.client(booking.guardian_link.split("#token=")[1])
+        await guardian.connect()
+        room = node.ctx.rooms.get(cid)
+        assert room is not None
+        monitor = SimpleNamespace(cid=cid, room=room)  # on_change reads only these
+        await svc.on_change(monitor, Change("present", time.monotonic(), "unknown", 0.0, 1,
+                                            0.3, 2))  # type: ignore[arg-type]
+        await guardian.expect("presence", timeout=5, guardian="present")
+        await node.ctx.lifecycle.transition(cid, State.ABORTED, "system", "test: over")
+        await until(lambda: room.closed, 10, lambda: leftovers(node, cid))
+        assert kept_for(svc, cid) == [] and kept_for(identity, cid) == []
+        await guardian.close()
