@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import os
 from datetime import UTC, date, datetime, timedelta, timezone
+from pathlib import Path
 
 import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
-from sqlalchemy import delete, inspect, update
+from sqlalchemy import delete, inspect, text, update
 from sqlalchemy.exc import IntegrityError, StatementError
 
 from server.store import (
@@ -21,6 +24,7 @@ from server.store import (
     event_hash,
     models,
 )
+from server.store.db import POOL_OVERFLOW, POOL_SIZE
 from server.store.models import utcnow
 from server.store.records import (
     create_consultation,
@@ -289,3 +293,51 @@ async def test_non_json_data_is_rejected(database: Database, bad: object) -> Non
         await log.append(c.id, "x", "y", bad)  # type: ignore[arg-type]
     assert await log.events(c.id) == []
     assert (await get_consultation(database, c.id)).event_seq == 0  # type: ignore[union-attr]
+
+
+async def test_sqlite_descriptors_stay_within_the_pool(tmp_path) -> None:
+    """Issue 17's soak saw the database descriptors go 3 → 21 under load. Bounded: SQLite keeps a
+    closed connection's database descriptor for reuse while the others hold their WAL locks, so
+    they stay at the most connections ever open at once (the pool's size and overflow), plus
+    one WAL descriptor per open connection and the shared -shm."""
+    path = tmp_path / "store.db"
+    db = await Database.open(f"sqlite+aiosqlite:///{path}")
+
+    def descriptors() -> dict[str, int]:
+        found: dict[str, int] = {}
+        for fd in Path("/proc/self/fd").iterdir():
+            with contextlib.suppress(OSError):
+                target = os.readlink(fd)
+                if target.startswith(str(path)):
+                    suffix = target.removeprefix(str(path)) or "db"
+                    found[suffix] = found.get(suffix, 0) + 1
+        return found
+
+    limit = POOL_SIZE + POOL_OVERFLOW
+    holding: list[int] = []
+    all_in, gate = asyncio.Event(), asyncio.Event()
+
+    async def hold() -> None:
+        async with db.session() as session:
+            await session.execute(text("SELECT 1"))
+            holding.append(1)
+            if len(holding) == limit:
+                all_in.set()
+            await gate.wait()
+
+    try:
+        for _ in range(3):  # busy spells: as many sessions at once as the pool allows
+            holding.clear()
+            all_in.clear()
+            gate.clear()
+            holders = [asyncio.create_task(hold()) for _ in range(limit)]
+            await asyncio.wait_for(all_in.wait(), 30)
+            during = descriptors()
+            assert during == {"db": limit, "-wal": limit, "-shm": 1}, during
+            gate.set()
+            await asyncio.gather(*holders)
+            after = descriptors()
+            assert after == {"db": limit, "-wal": POOL_SIZE, "-shm": 1}, after
+    finally:
+        await db.close()
+    assert descriptors() == {}
