@@ -342,6 +342,27 @@ async def slow_loris(port: int, kind: str, admin_token: str, interval: float,
     return result
 
 
+def slope_per_1000(cycles: list[float], rss: list[float]) -> float | None:
+    """Least-squares RSS growth in MB per 1,000 cycles (None without two distinct x)."""
+    if len(cycles) < 2 or max(cycles) == min(cycles):
+        return None
+    mean_x, mean_y = sum(cycles) / len(cycles), sum(rss) / len(rss)
+    sxx = sum((x - mean_x) ** 2 for x in cycles)
+    sxy = sum((x - mean_x) * (y - mean_y) for x, y in zip(cycles, rss, strict=True))
+    return round(1000 * sxy / sxx, 2)
+
+
+def rss_slopes(series: dict[str, list[float]]) -> dict[str, float | None]:
+    """The pass's RSS slope over all its samples and over its second half (cycles done past
+    half of the last reading): a one-off working set (the idle sockets, the database pool, the
+    allocator's arenas) shows early, a leak keeps the same slope to the end."""
+    cycles, rss = series.get("cycles", []), series.get("rss_mb", [])
+    half = (cycles[-1] / 2) if cycles else 0
+    tail = [(x, y) for x, y in zip(cycles, rss, strict=True) if x >= half]
+    return {"whole_pass": slope_per_1000(cycles, rss),
+            "second_half": slope_per_1000([x for x, _ in tail], [y for _, y in tail])}
+
+
 def loris_summary(results: list[Loris], held_s: float) -> dict[str, Any]:
     out: dict[str, Any] = {"held_s": round(held_s, 1)}
     for kind in ("headers", "body"):
@@ -361,9 +382,10 @@ SERIES = ("rss_mb", "tasks", "rooms_open", "websockets", "gc_full_collections")
 
 
 async def sample(probe: Probe, stop: asyncio.Event, peaks: dict[str, float],
-                 series: dict[str, list[float]]) -> None:
+                 series: dict[str, list[float]], cycled: Tally) -> None:
     """Every SAMPLE_EVERY_S until `stop`: the highest value of each gauge, and a few as series
-    (RSS between full collections is a saw-tooth; a leak is a slope)."""
+    with the cycles done by then (RSS between full collections is a saw-tooth; a leak is a
+    slope)."""
     started = time.monotonic()
     while not stop.is_set():
         with contextlib.suppress(aiohttp.ClientError, TimeoutError):
@@ -371,6 +393,7 @@ async def sample(probe: Probe, stop: asyncio.Event, peaks: dict[str, float],
             for key, value in now.items():
                 peaks[key] = max(peaks.get(key, value), value)
             series.setdefault("s", []).append(round(time.monotonic() - started))
+            series.setdefault("cycles", []).append(cycled.done)
             for key in SERIES:
                 series.setdefault(key, []).append(now[key])
         with contextlib.suppress(TimeoutError):
@@ -386,7 +409,8 @@ async def load(args: argparse.Namespace, count: int, port: int, pairs: list[Pair
     stop = asyncio.Event()
     peaks: dict[str, float] = {}
     series: dict[str, list[float]] = {}
-    sampler = asyncio.create_task(sample(probe, stop, peaks, series))
+    cycled = Tally()
+    sampler = asyncio.create_task(sample(probe, stop, peaks, series, cycled))
     idle = Tally()
     idle_tasks = [asyncio.create_task(idle_socket(session, base_url, pairs[i % len(pairs)][i % 2],
                                                   stop, idle))
@@ -395,7 +419,6 @@ async def load(args: argparse.Namespace, count: int, port: int, pairs: list[Pair
     loris_tasks = [asyncio.create_task(slow_loris(port, ("headers", "body")[i % 2], admin,
                                                   args.loris_interval, stop))
                    for i in range(args.slow_loris)]
-    cycled = Tally()
     started = time.monotonic()
     await cycles(session, base_url, pairs, count, args.concurrency, cycled)
     cycles_s = time.monotonic() - started
@@ -415,6 +438,7 @@ async def load(args: argparse.Namespace, count: int, port: int, pairs: list[Pair
                                        time.monotonic() - started),
                        "errors": failed_loris[:5]},
         "peak_during_load": peaks,
+        "rss_mb_per_1000_cycles": rss_slopes(series),
         "series": series,
     }
 
@@ -464,7 +488,7 @@ async def soak(args: argparse.Namespace, clips: dict[str, Clip]) -> dict[str, An
             await asyncio.to_thread(stop_node, node)
     if warmup is not None:
         report["warmup"] = {k: warmup[k] for k in ("seconds", "cycles", "idle_sockets",
-                                                   "peak_during_load")}
+                                                   "peak_during_load", "rss_mb_per_1000_cycles")}
     return summarize(args, readings, report, call_result,
                      {"after_load_s": settle_s, "after_load_settled": settled,
                       "after_call_s": end_settle_s, "after_call_settled": end_settled})
@@ -493,6 +517,9 @@ def summarize(args: argparse.Namespace, readings: dict[str, dict[str, float]],
         "node": readings,
         "delta_after_minus_before": delta,
         "rss_mb_after_minus_cold_start": round(after["rss_mb"] - readings["start"]["rss_mb"], 1),
+        # The slope of the measured pass tells a leak from a working set that grew once: with
+        # no warm-up pass "before" precedes the idle sockets and the pool's growth.
+        "rss_mb_per_1000_cycles": report["rss_mb_per_1000_cycles"],
         "settle": settled,
         "load": report,
         "call": call,

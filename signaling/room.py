@@ -79,7 +79,8 @@ class Room:
             role: Participant(role, {k: MediaSource(k, f"{role}/{k}") for k in KINDS})
             for role in (Role.DOCTOR, Role.GUARDIAN)
         }
-        self._stats_task = spawn(self._report_stats(), f"stats-{self.consultation_id}")
+        self._stats_task: asyncio.Task[None] | None = spawn(self._report_stats(),
+                                                            f"stats-{self.consultation_id}")
         metrics.ROOMS_OPEN.inc()
 
     async def _report_stats(self) -> None:
@@ -376,7 +377,12 @@ class Room:
             return
         self.closed = True
         metrics.ROOMS_OPEN.dec()
-        self._stats_task.cancel()
+        # Let go of the task as it is cancelled: once done it keeps its CancelledError, whose
+        # traceback holds the task's frame and so this room, a cycle only a full collection
+        # would free (the room, its sources, meters and participants' sockets with it).
+        stats, self._stats_task = self._stats_task, None
+        if stats is not None:
+            stats.cancel()
         await self.ctx.rooms.discard(self)
         for p in self.participants.values():
             if p.grace is not None:

@@ -6,13 +6,17 @@ from __future__ import annotations
 import asyncio
 import gc
 import time
+import weakref
 from collections.abc import Callable
 from pathlib import Path
+from types import SimpleNamespace
 
 from bench.client import CallClient
 from bench.faces import OBAMA
 from core.auth import Role
 from core.lifecycle import State
+from identity.presence_policy import Change
+from identity.registry_api import IDENTITY_KEY
 from signaling import handler
 from signaling.room import Room
 
@@ -83,6 +87,48 @@ async def test_rooms_everyone_left_are_closed_over_many_cycles(node: Node) -> No
     kinds = [e["kind"] for e in await node.events(cid)]
     assert kinds.count("participant.left") == 2 * CYCLES
     assert (await node.ctx.events.verify(cid)).ok
+
+
+async def test_finished_call_sockets_and_rooms_are_freed_without_the_collector(node: Node) -> None:
+    """Issue 17's soak: 230-340 closed call sockets sat in memory throughout, each freed only by
+    a full collection, held in reference cycles (aiohttp's protocol keeps the socket's data
+    callback; a closed room's cancelled statistics task keeps the room through its traceback).
+    With the collector off, reference counting alone must free them, and their rooms."""
+    booking = await node.book()
+    cid = booking.consultation_id
+    guardian_token = booking.guardian_link.split("#token=")[1]
+    doctor_token = booking.doctor_link.split("#token=")[1]
+    sockets: list[weakref.ref[object]] = []
+    rooms: list[weakref.ref[Room]] = []
+
+    def alive() -> dict[str, object]:
+        left = {id(ws): ws for ws in (r() for r in sockets) if ws is not None}
+        return {"call sockets alive": len(left),
+                "closed": sum(ws.closed for ws in left.values()),
+                "held by": sorted({type(o).__name__ for ws in left.values()
+                                   for o in gc.get_referrers(ws) if o is not left}),
+                "rooms alive": sum(r() is not None for r in rooms)}
+
+    gc.collect()
+    gc.disable()
+    try:
+        for _ in range(10):
+            guardian, doctor = node.client(guardian_token), node.client(doctor_token)
+            await guardian.connect()
+            await doctor.connect()
+            sockets.extend(weakref.ref(ws) for ws in handler._SOCKETS)
+            room = node.ctx.rooms.get(cid)
+            assert room is not None
+            rooms.append(weakref.ref(room))
+            del room
+            await join_and_leave(doctor)
+            await join_and_leave(guardian)
+            await until(lambda: node.ctx.rooms.get(cid) is None, 10,
+                        lambda: leftovers(node, cid))
+        assert len({id(r) for r in sockets}) >= 20
+        await until(lambda: all(r() is None for r in [*sockets, *rooms]), 10, alive)
+    finally:
+        gc.enable()
 
 
 async def test_sockets_that_vanish_during_their_join_leave_no_room(node: Node) -> None:
@@ -181,3 +227,32 @@ async def test_presence_monitor_ends_with_the_emptied_room_and_resumes(tmp_path:
         assert [e["kind"] for e in events] == ["guardian.presence.started",
                                                "guardian.presence.stopped"] * 2, events
         assert events[1]["data"]["reason"] == "every participant left"
+
+
+def kept_for(service: object, cid: str) -> list[str]:
+    """The service's collections that still name the consultation (keys or members)."""
+    return [name for name, value in vars(service).items()
+            if isinstance(value, dict | set | frozenset) and cid in value]
+
+
+async def test_presence_and_identity_keep_nothing_of_an_ended_consultation(
+        tmp_path: Path) -> None:
+    """Per-consultation state of the services goes with the consultation: the presence service
+    kept every change's wall-clock time per consultation (read by nothing), for ever."""
+    async with presence_node(tmp_path) as node:
+        booking = await node.book()
+        cid = booking.consultation_id
+        svc = presence_service(node)
+        identity = node.app[IDENTITY_KEY]
+        guardian = node.client(booking.guardian_link.split("#token=")[1])
+        await guardian.connect()
+        room = node.ctx.rooms.get(cid)
+        assert room is not None
+        monitor = SimpleNamespace(cid=cid, room=room)  # on_change reads only these
+        await svc.on_change(monitor, Change("present", time.monotonic(), "unknown", 0.0, 1,
+                                            0.3, 2))  # type: ignore[arg-type]
+        await guardian.expect("presence", timeout=5, guardian="present")
+        await node.ctx.lifecycle.transition(cid, State.ABORTED, "system", "test: over")
+        await until(lambda: room.closed, 10, lambda: leftovers(node, cid))
+        assert kept_for(svc, cid) == [] and kept_for(identity, cid) == []
+        await guardian.close()

@@ -4,12 +4,15 @@ audit chain: tests/test_store_events.py)."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import os
 from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
 
 import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
-from sqlalchemy import inspect
+from sqlalchemy import inspect, text
 from sqlalchemy.exc import IntegrityError, StatementError
 
 from core.store import (
@@ -17,6 +20,7 @@ from core.store import (
     Database,
     models,
 )
+from core.store.db import POOL_OVERFLOW, POOL_SIZE
 from core.store.records import (
     create_doctor,
     create_hospital,
@@ -134,3 +138,51 @@ async def test_racing_state_changes_have_one_winner(database: Database) -> None:
         set_consultation_state(database, c.id, "scheduled", "waiting", node_id=f"node-{i}")
         for i in range(10)))
     assert wins.count(True) == 1
+
+
+async def test_sqlite_descriptors_stay_within_the_pool(tmp_path) -> None:
+    """Issue 17's soak saw the database descriptors go 3 → 21 under load. Bounded: SQLite keeps a
+    closed connection's database descriptor for reuse while the others hold their WAL locks, so
+    they stay at the most connections ever open at once (the pool's size and overflow), plus
+    one WAL descriptor per open connection and the shared -shm."""
+    path = tmp_path / "store.db"
+    db = await Database.open(f"sqlite+aiosqlite:///{path}")
+
+    def descriptors() -> dict[str, int]:
+        found: dict[str, int] = {}
+        for fd in Path("/proc/self/fd").iterdir():
+            with contextlib.suppress(OSError):
+                target = os.readlink(fd)
+                if target.startswith(str(path)):
+                    suffix = target.removeprefix(str(path)) or "db"
+                    found[suffix] = found.get(suffix, 0) + 1
+        return found
+
+    limit = POOL_SIZE + POOL_OVERFLOW
+    holding: list[int] = []
+    all_in, gate = asyncio.Event(), asyncio.Event()
+
+    async def hold() -> None:
+        async with db.session() as session:
+            await session.execute(text("SELECT 1"))
+            holding.append(1)
+            if len(holding) == limit:
+                all_in.set()
+            await gate.wait()
+
+    try:
+        for _ in range(3):  # busy spells: as many sessions at once as the pool allows
+            holding.clear()
+            all_in.clear()
+            gate.clear()
+            holders = [asyncio.create_task(hold()) for _ in range(limit)]
+            await asyncio.wait_for(all_in.wait(), 30)
+            during = descriptors()
+            assert during == {"db": limit, "-wal": limit, "-shm": 1}, during
+            gate.set()
+            await asyncio.gather(*holders)
+            after = descriptors()
+            assert after == {"db": limit, "-wal": POOL_SIZE, "-shm": 1}, after
+    finally:
+        await db.close()
+    assert descriptors() == {}

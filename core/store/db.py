@@ -17,6 +17,16 @@ from sqlalchemy.ext.asyncio import (
 )
 
 MIGRATIONS_DIR = Path(__file__).resolve().parent.parent / "migrations"
+# Connections kept open, and opened beyond them under load (closed again when returned):
+# SQLAlchemy's defaults, spelled out because they bound the node's database descriptors and
+# threads. On SQLite each connection is an aiosqlite thread with a descriptor on the database file
+# and one on its WAL (the -shm file's is shared). SQLite does not close the database descriptor
+# of a connection it closes while other connections of the process hold locks (in WAL mode every
+# open connection holds one): it keeps it for the next connection to reuse. So after a busy
+# spell the database descriptors stay at the most connections ever open at once, at most
+# POOL_SIZE + POOL_OVERFLOW (15), and the WAL's are the open connections (bench/soak.py: 3 → 21).
+POOL_SIZE = 5
+POOL_OVERFLOW = 10
 # Several nodes may start at once against one PostgreSQL: only one of them migrates at a time.
 _MIGRATION_LOCK_KEY = 0x7C_5E_ED_01
 
@@ -53,13 +63,15 @@ class Database:
     async def open(cls, url: str) -> Database:
         """Connect and migrate to the latest schema (`alembic upgrade head`)."""
         parsed = make_url(url)
+        pool: dict[str, Any] = {"pool_size": POOL_SIZE, "max_overflow": POOL_OVERFLOW}
         kwargs: dict[str, Any] = {}
         if parsed.get_backend_name() == "sqlite":
             if parsed.database and parsed.database != ":memory:":
                 Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
+                kwargs.update(pool)  # (an in-memory database is one shared connection)
             kwargs["connect_args"] = {"timeout": 30}  # wait for the write lock, not fail
         else:
-            kwargs["pool_pre_ping"] = True
+            kwargs.update(pool, pool_pre_ping=True)
         engine = create_async_engine(url, **kwargs)
         if parsed.get_backend_name() == "sqlite":
             event.listen(engine.sync_engine, "connect", _sqlite_pragmas)
