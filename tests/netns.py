@@ -38,9 +38,15 @@ def _run(*argv: str) -> None:
 @contextmanager
 def veth(here: str, here_cidrs: Sequence[str], ns: Namespace, there: str,
          there_cidrs: Sequence[str]) -> Iterator[None]:
-    """A veth pair: `here` in this namespace, `there` inside `ns`, both up with their addresses."""
+    """A veth pair: `here` in this namespace, `there` inside `ns`, both up with their addresses.
+
+    No IPv6 link-local addresses: the kernel would add them a second or two after the link
+    comes up, and Chromium takes that for a network change and aborts the page's loads
+    (ERR_NETWORK_CHANGED: the pre-call page came up without its modules once in CI)."""
     _run("ip", "link", "add", here, "type", "veth", "peer", "name", there, "netns", str(ns.pid))
     try:
+        _run("ip", "link", "set", here, "addrgenmode", "none")
+        ns.run("ip", "link", "set", there, "addrgenmode", "none")
         for cidr in here_cidrs:
             _run("ip", "addr", "add", cidr, "dev", here)
         _run("ip", "link", "set", here, "up")
