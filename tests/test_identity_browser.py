@@ -145,8 +145,11 @@ async def test_a_clip_doing_the_actions_in_the_wrong_order_fails(tmp_path: Path)
 
 
 async def test_a_clip_doing_the_action_too_early_does_not_pass(tmp_path: Path) -> None:
-    """The clip turns left as the camera starts, before the node can have asked for anything,
-    then holds still: the turn asked for afterwards is not seen (guidance, no attempt used)."""
+    """The doctor turns left while trying the camera before joining (the pre-call preview opens
+    the stream the call then sends), then holds still: the turn asked for afterwards is not seen
+    (guidance, no attempt used). Joining only once the preview is past the turn makes the turn
+    come before anything can be asked, whatever the timing (with the turn at the start of the
+    call, a fast node could announce before it and rightly see a live turn)."""
     async with identity_node(tmp_path, challenge="turn_left", challenge_time_s=6) as node:
         right = head_and_shoulders(OBAMA_2)
         camera = make_y4m(tmp_path / "early.y4m", [
@@ -157,6 +160,9 @@ async def test_a_clip_doing_the_action_too_early_does_not_pass(tmp_path: Path) -
         async with launch_chromium(camera, ARTIFACTS / "too-early") as browser:
             page = await browser.new_page("doctor")
             await page.goto(link)
+            await page.click("#precall-start-btn")
+            await page.wait_for_function(
+                "document.querySelector('#precall-video').currentTime >= 2.0", timeout=15_000)
             await page.click("#join-btn")
             await wait_for_body_data(page, "verify", "challenge", timeout_s=40)
             await wait_for_body_data(page, "verify", ["guidance", "verified", "failed"],
