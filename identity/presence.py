@@ -76,11 +76,10 @@ class Stats:
     encoded: int = 0
 
 
-# What the ops page shows for each guardian alert (kinds: guardian.<Change.kind>).
+# What the ops page shows for each guardian alert: an absence, the return from one, the limit.
 _ALERT_TEXT = {
     "guardian.absent": "监护人不在画面中 The guardian is not on camera",
     "guardian.present": "监护人回到画面 The guardian is back on camera",
-    "guardian.limit": "监护人离开超时 The guardian has been away past the limit",
     "guardian.absent_limit": "监护人离开超时 The guardian has been away past the limit",
 }
 
