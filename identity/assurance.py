@@ -24,6 +24,7 @@ from collections import Counter
 from typing import TYPE_CHECKING
 
 from core.auth import Role
+from signaling import protocol
 
 from .frame_checks import classify
 from .frames import DecodeCost, grab_frames
@@ -121,10 +122,9 @@ class Assurance:
             if reason is None:
                 if alerted:
                     await events.append(self.cid, "identity.recovered", "system", {})
-                    await self.room.send(Role.DOCTOR, {
-                        "type": "notice", "code": "identity_recovered",
-                        "zh": "已重新确认医生本人",
-                        "en": "The registered doctor is back on camera"})
+                    await self.room.send(Role.DOCTOR, protocol.notice(
+                        "identity_recovered", "已重新确认医生本人",
+                        "The registered doctor is back on camera"))
                     await self._hold(False)
                 bad_since, alerted = None, False
                 continue
@@ -141,8 +141,7 @@ class Assurance:
                                  f"{data['for_s']} s)", data)
             await self.host.status(self.cid, "mismatch")
             zh, en = ASSURANCE_TEXT[reason]
-            await self.room.send(Role.DOCTOR, {"type": "notice", "code": f"identity_{reason}",
-                                               "zh": zh, "en": en})
+            await self.room.send(Role.DOCTOR, protocol.notice(f"identity_{reason}", zh, en))
             if cfg.mismatch_action == "pause":
                 await self._hold(True)
             elif cfg.mismatch_action == "end":
@@ -161,8 +160,8 @@ class Assurance:
         await self.host.events.append(self.cid, "identity.paused" if on else
                                          "identity.resumed", "system", {})
         zh, en = PAUSED_TEXT if on else RESUMED_TEXT
-        await self.room.broadcast({"type": "notice", "code": "doctor_paused" if on
-                                   else "doctor_resumed", "zh": zh, "en": en})
+        await self.room.broadcast(protocol.notice("doctor_paused" if on else "doctor_resumed",
+                                                  zh, en))
 
     async def stop(self) -> None:
         if asyncio.current_task() is self.task:  # ending the call from inside the check loop

@@ -34,6 +34,7 @@ from core.config.presence import PresenceConfig
 from core.lifecycle import Gate, State, Transition
 from core.live import LiveStateUnavailable
 from core.store import records
+from signaling import protocol
 from signaling.context import NodeContext
 
 from . import presence_worker
@@ -206,8 +207,7 @@ class PresenceService:
         monitor = self.monitors.get(room.consultation_id)
         if monitor is not None and monitor.state in ("present", "absent"):
             zh, en = TEXT[monitor.state]
-            await room.send(role, {"type": "presence", "guardian": monitor.state,
-                                   "zh": zh, "en": en})
+            await room.send(role, protocol.presence(monitor.state, zh, en))
 
     async def close(self) -> None:
         _SERVICES.pop(id(self.ctx), None)
@@ -290,9 +290,8 @@ class PresenceService:
         await self.ctx.events.append(cid, "guardian.presence", "system",
                                      {"state": change.kind, **evidence})
         zh, en = TEXT[change.kind]
-        await monitor.room.broadcast({"type": "presence", "guardian": change.kind,
-                                      "faces": change.faces, "at": at.isoformat(),
-                                      "zh": zh, "en": en})
+        await monitor.room.broadcast(protocol.presence(change.kind, zh, en, change.faces,
+                                                       at.isoformat()))
         try:
             await self.ctx.live.put_consultation(cid, {"guardian": change.kind})
         except LiveStateUnavailable:
@@ -315,9 +314,7 @@ class PresenceService:
         await self._alert(cid, "guardian.absent_limit", {"action": action, **evidence})
         if action == "ask_doctor":
             zh, en = TEXT["limit"]
-            await monitor.room.send(Role.DOCTOR, {"type": "notice",
-                                                  "code": "guardian_absent_limit",
-                                                  "zh": zh, "en": en})
+            await monitor.room.send(Role.DOCTOR, protocol.notice("guardian_absent_limit", zh, en))
             return
         await referral.refer_to_own_hospital(
             self.ctx, cid, "guardian_absent",

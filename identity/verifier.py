@@ -38,6 +38,7 @@ from sqlalchemy import func, select
 from core import metrics
 from core.auth import Role
 from core.store.faces import FaceVerification
+from signaling import protocol
 
 from .frame_checks import frame_problem
 from .frames import FrameTap
@@ -107,7 +108,7 @@ class Verification:
             metrics.VERIFICATIONS.labels(fields.get("reason") or status).inc()
         await self.host.status(self.cid, status)  # for the ops view
         zh, en = fields.pop("text", None) or STEP_TEXT.get(step, ("", ""))
-        self.said = {"type": "verify", "step": step, "zh": zh, "en": en, **fields}
+        self.said = protocol.verify(step, zh, en, **fields)
         await self.room.send(Role.DOCTOR, self.said)
 
     async def _run(self) -> None:

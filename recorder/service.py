@@ -22,6 +22,7 @@ from core.alerts import Alert, publish_alert
 from core.lifecycle import State, Transition
 from core.live import LiveStateUnavailable
 from core.store.recordings import Recording, RecordingSegment
+from signaling import protocol
 from signaling.context import NodeContext
 from signaling.room import Room
 
@@ -160,9 +161,9 @@ class Recorder:
             self.settings.node_id, rec.cid, {"error": error}))
         room = self.ctx.rooms.get(rec.cid)
         if room is not None:
-            await room.broadcast({"type": "notice", "code": "recording_failed",
-                                  "zh": "录像写入失败，已通知运维；问诊继续",
-                                  "en": "Recording failed; operations alerted. The call goes on."})
+            await room.broadcast(protocol.notice(
+                "recording_failed", "录像写入失败，已通知运维；问诊继续",
+                "Recording failed; operations alerted. The call goes on."))
         rec.stopped = True
         for participant in rec.participants.values():
             await participant.stop()

@@ -28,6 +28,7 @@ from core.policy.dates import SHANGHAI, consultation_date
 from core.store import Consultation, Database, Patient
 from core.store.clinical import Consent
 from identity.presence_policy import is_under
+from signaling.protocol import ParticipantStatus
 
 FINAL = frozenset({"ended", "terminated", "aborted"})
 WITH_DOCTOR = frozenset({"verifying", "active"})
@@ -70,19 +71,20 @@ def live_status(state: str, live: dict[str, Any] | None, consent: bool) -> dict[
     doctor = (participants.get("doctor") or {}).get("status")
     if live is not None and live.get("state"):
         state = live["state"]
-    if guardian == "connected":
+    if guardian == ParticipantStatus.CONNECTED:
         where = "in_call" if state == "active" else "waiting"
-    elif guardian in ("reconnecting", "left"):
+    elif guardian in (ParticipantStatus.RECONNECTING, ParticipantStatus.LEFT):
         where = guardian
     else:
         where = "not_joined"
-    return {"state": state, "guardian": where, "doctor_joined": doctor == "connected",
+    return {"state": state, "guardian": where,
+            "doctor_joined": doctor == ParticipantStatus.CONNECTED,
             "consent": consent, "on_camera": (live or {}).get("guardian")}
 
 
 def _guardian_here(live: dict[str, Any] | None) -> bool:
     status = ((live or {}).get(PARTICIPANTS, {}).get("guardian") or {}).get("status")
-    return status in ("connected", "reconnecting")
+    return status in (ParticipantStatus.CONNECTED, ParticipantStatus.RECONNECTING)
 
 
 @dataclass(frozen=True)

@@ -19,6 +19,7 @@ from core.logs import consultation_var
 from core.store import Consultation, records
 from core.store.events import safe_text
 
+from . import protocol
 from .background import spawn
 from .context import CONTEXT_KEY, NodeContext
 from .protocol import (
@@ -130,7 +131,7 @@ class Connection:
 
     async def dispatch(self, message: Message) -> dict[str, Any] | None:
         if isinstance(message, Ping):
-            return {"type": "pong"}
+            return protocol.pong()
         if isinstance(message, Join):
             return await self.join(message)
         if self.room is None:
@@ -139,7 +140,7 @@ class Connection:
         if isinstance(message, Offer):
             try:
                 check_offer(message.sdp)  # before the participant's current peer is replaced
-                return {"type": "answer", "sdp": await room.offer(self.role, message.sdp)}
+                return protocol.answer(await room.offer(self.role, message.sdp))
             except SdpError as exc:
                 raise ProtocolError(exc.code, f"offer refused: {exc}", "sdp", message.id) from None
             except ValueError as exc:
@@ -201,8 +202,7 @@ class Connection:
                                                     self.actor, message.version)
         except ValueError as exc:
             raise ProtocolError("bad_field", str(exc), "version", message.id) from None
-        await room.broadcast({"type": "consent", "given": True, "version": given.version,
-                              "at": given.accepted_at.isoformat()})
+        await room.broadcast(protocol.consent(given.version, given.accepted_at.isoformat()))
         return None
 
     async def join(self, message: Join) -> dict[str, Any] | None:
@@ -224,7 +224,7 @@ class Connection:
             # and no other node can take the consultation while the store is away.
             home, peers = Home(here=True), []
         if home.url:
-            await self.ws.send_json({"type": "redirect", "url": home.url, "re": message.id})
+            await self.ws.send_json(protocol.redirect(home.url, message.id))
             close_soon(self.ws, 4002, "hosted on another node")
             return None
         if not home.here:
@@ -234,18 +234,17 @@ class Connection:
         rejoined = await room.join(self.role, self.claims.subject, self.ws)
         self.room = room
         state = await self.ctx.lifecycle.state(self.cid)
-        return {
-            "type": "joined",
-            "protocol": PROTOCOL_VERSION,
-            "consultation": {"id": self.cid, "state": str(state)},
-            "you": {"role": str(self.role), "subject": self.claims.subject},
-            "participants": [p.public() for p in room.participants.values()],
-            "iceServers": self.ice_servers(),
-            "rejoined": rejoined,
-            "graceSeconds": self.ctx.settings.rejoin_grace_s,
-            "nodes": peers,
-            "consent": await _consent_status(self.ctx, self.cid),
-        }
+        return protocol.joined(
+            protocol=PROTOCOL_VERSION,
+            consultation={"id": self.cid, "state": str(state)},
+            you={"role": str(self.role), "subject": self.claims.subject},
+            participants=[p.public() for p in room.participants.values()],
+            ice_servers=self.ice_servers(),
+            rejoined=rejoined,
+            grace_seconds=self.ctx.settings.rejoin_grace_s,
+            nodes=peers,
+            consent=await _consent_status(self.ctx, self.cid),
+        )
 
 
     def ice_servers(self) -> list[dict[str, Any]]:

@@ -1,14 +1,20 @@
-"""Signaling protocol v1 (see PROTOCOL.md): parse what clients send.
+"""Signaling protocol v1 (see PROTOCOL.md): parse what clients send, build what the node sends.
 
 Every message is checked here before anything acts on it, so the handlers only ever see the
 models of signaling/client_messages.py and a bad message becomes one clear `error` reply, never
 an exception that closes the socket. Parsing is pydantic's JSON parser over the union of those
 models: it refuses lone surrogates and nesting deeper than its limit (200) as invalid JSON.
 `validate` does the same for another socket's messages (the pre-call probe, server/precall.py).
+
+Each node → client message is built by one constructor below, the only place that writes its
+`type` and field names; signaling/server_messages.py describes the same messages as models
+(checked against PROTOCOL.md, and against these constructors in tests/test_protocol.py). They
+return plain dicts, in the key order the pages have always received.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any, TypeVar
 
 from pydantic import BaseModel, ConfigDict, TypeAdapter, ValidationError
@@ -38,12 +44,15 @@ from .client_messages import (
     Quality,
     Terminate,
 )
+from .server_messages import ParticipantStatus
 
 __all__ = [
     "DOCTOR_REASONS", "MAX_PRESCRIPTION_ITEMS", "MAX_SDP_BYTES", "PROTOCOL_VERSION",
     "QUALITY_LEVELS", "QUALITY_LIMITATIONS", "URGENCIES", "Accept", "Candidate", "Consent",
-    "End", "IceCandidate", "Join", "Leave", "Message", "Offer", "Ping", "Prescribe",
-    "ProtocolError", "Quality", "Terminate", "parse", "validate",
+    "End", "IceCandidate", "Join", "Leave", "Message", "Offer", "ParticipantStatus", "Ping",
+    "Prescribe", "ProtocolError", "Quality", "Terminate", "answer", "consent", "error", "joined",
+    "notice", "parse", "participant", "participant_info", "pong", "prescribed", "presence",
+    "quality", "redirect", "state", "validate", "verify",
 ]
 
 Message = ClientMessage
@@ -59,12 +68,7 @@ class ProtocolError(Exception):
         self.ref = ref
 
     def to_message(self) -> dict[str, Any]:
-        msg: dict[str, Any] = {"type": "error", "code": self.code, "message": self.message}
-        if self.field:
-            msg["field"] = self.field
-        if self.ref is not None:
-            msg["re"] = self.ref
-        return msg
+        return error(self.code, self.message, self.field, self.ref)
 
 
 class _Envelope(BaseModel):
@@ -133,3 +137,87 @@ def _path(loc: tuple[int | str, ...]) -> str:
 
 def _lower(text: str) -> str:
     return text[:1].lower() + text[1:]
+
+
+# -- node → client ---------------------------------------------------------------------------
+
+Out = dict[str, Any]
+
+
+def error(code: str, message: str, field: str | None = None, re: Any = None) -> Out:
+    msg: Out = {"type": "error", "code": code, "message": message}
+    if field:
+        msg["field"] = field
+    if re is not None:
+        msg["re"] = re
+    return msg
+
+
+def pong() -> Out:
+    return {"type": "pong"}
+
+
+def answer(sdp: str) -> Out:
+    return {"type": "answer", "sdp": sdp}
+
+
+def redirect(url: str, re: Any) -> Out:
+    """Always with `re` (null for a `join` without an id), as the pages have always had it."""
+    return {"type": "redirect", "url": url, "re": re}
+
+
+def participant_info(role: str, status: ParticipantStatus, ice: str) -> Out:
+    """A participant as `joined` lists it, the `participant` message carries it and the live
+    state keeps it (plain strings: the live state stores JSON)."""
+    return {"role": str(role), "status": str(status), "ice": ice}
+
+
+def participant(role: str, status: ParticipantStatus, ice: str) -> Out:
+    return {"type": "participant", **participant_info(role, status, ice)}
+
+
+def joined(*, protocol: int, consultation: Mapping[str, Any], you: Mapping[str, Any],
+           participants: list[Out], ice_servers: list[dict[str, Any]], rejoined: bool,
+           grace_seconds: float, nodes: list[str], consent: Mapping[str, Any]) -> Out:
+    return {"type": "joined", "protocol": protocol, "consultation": consultation, "you": you,
+            "participants": participants, "iceServers": ice_servers, "rejoined": rejoined,
+            "graceSeconds": grace_seconds, "nodes": nodes, "consent": consent}
+
+
+def state(state: str, previous: str, reason: str | None) -> Out:
+    """A lifecycle transition; `reason` is sent as null when there is none."""
+    return {"type": "state", "state": str(state), "previous": str(previous), "reason": reason}
+
+
+def consent(version: str, at: str) -> Out:
+    return {"type": "consent", "given": True, "version": version, "at": at}
+
+
+def notice(code: str, zh: str, en: str) -> Out:
+    return {"type": "notice", "code": code, "zh": zh, "en": en}
+
+
+def quality(role: str, delivered: Mapping[str, Any]) -> Out:
+    """The other participant's report: `level`, its figures and `at`, as the node took them."""
+    return {"type": "quality", "role": str(role), **delivered}
+
+
+def prescribed(prescription: str, items: int) -> Out:
+    return {"type": "prescribed", "prescription": prescription, "items": items}
+
+
+def presence(guardian: str, zh: str, en: str, faces: int | None = None,
+             at: str | None = None) -> Out:
+    """A change carries `faces` and `at`; the state re-sent to a (re)joining page does not."""
+    msg: Out = {"type": "presence", "guardian": guardian}
+    if faces is not None:
+        msg["faces"] = faces
+    if at is not None:
+        msg["at"] = at
+    msg["zh"], msg["en"] = zh, en
+    return msg
+
+
+def verify(step: str, zh: str, en: str, **fields: Any) -> Out:
+    """A verification step (doctor only); its other fields depend on the step."""
+    return {"type": "verify", "step": step, "zh": zh, "en": en, **fields}

@@ -17,6 +17,7 @@ from core import metrics
 from core.auth import Role
 from core.live import LiveStateUnavailable
 
+from . import protocol
 from .protocol import Quality
 from .room import OTHER, Room
 
@@ -46,7 +47,7 @@ async def relay(room: Room, gate: QualityGate, role: Role, report: Quality) -> b
     if not gate.admit():
         return False
     delivered = {"level": report.level, **report.figures, "at": round(time.time(), 1)}
-    await room.send(OTHER[role], {"type": "quality", "role": str(role), **delivered})
+    await room.send(OTHER[role], protocol.quality(role, delivered))
     try:
         await room.ctx.live.put_participant(room.consultation_id, str(role),
                                             {"delivered": delivered})

@@ -22,6 +22,7 @@ from core.auth import Role
 from core.lifecycle import State, Transition
 from core.live import LiveStateUnavailable
 
+from . import protocol
 from .background import spawn
 from .bandwidth import Link
 from .call_stats import (
@@ -35,7 +36,7 @@ from .call_stats import (
 from .context import NodeContext
 from .media import MediaSource
 from .peer import KINDS, Peer
-from .protocol import IceCandidate
+from .protocol import IceCandidate, ParticipantStatus
 
 log = logging.getLogger(__name__)
 
@@ -47,7 +48,7 @@ class Participant:
     role: Role
     sources: dict[str, MediaSource]
     subject: str | None = None
-    status: str = "absent"  # absent → connected ⇄ reconnecting → left
+    status: ParticipantStatus = ParticipantStatus.ABSENT
     ice: str = "new"
     ws: web.WebSocketResponse | None = None
     peer: Peer | None = None
@@ -60,8 +61,17 @@ class Participant:
     def actor(self) -> str:
         return f"{self.role}:{self.subject}"
 
+    @property
+    def here(self) -> bool:
+        """Connected, or lost and within its grace period: its place is kept."""
+        return self.status in (ParticipantStatus.CONNECTED, ParticipantStatus.RECONNECTING)
+
     def public(self) -> dict[str, Any]:
-        return {"role": str(self.role), "status": self.status, "ice": self.ice}
+        return protocol.participant_info(self.role, self.status, self.ice)
+
+    def message(self) -> dict[str, Any]:
+        """The `participant` message the other side gets of this one."""
+        return protocol.participant(self.role, self.status, self.ice)
 
 
 @dataclass
@@ -95,7 +105,7 @@ class Room:
             received = {role: summarise(p.sources, meters[role])
                         for role, p in self.participants.items()}
             for role, p in self.participants.items():
-                if p.status != "connected":
+                if p.status != ParticipantStatus.CONNECTED:
                     continue
                 try:  # one bad reading must not end the statistics for the rest of the call
                     stats = await self._stats(p, received, sent_meters[role])
@@ -147,10 +157,11 @@ class Room:
     async def broadcast(self, message: dict[str, Any]) -> None:
         await asyncio.gather(*(self.send(role, message) for role in self.participants))
 
-    async def _set_status(self, p: Participant, status: str, event: str, **data: Any) -> None:
+    async def _set_status(self, p: Participant, status: ParticipantStatus, event: str,
+                          **data: Any) -> None:
         p.status = status
         await self.ctx.events.append(self.consultation_id, event, p.actor, data)
-        await self.send(OTHER[p.role], {"type": "participant", **p.public()})
+        await self.send(OTHER[p.role], p.message())
         await self._publish_participant(p)
 
     async def _publish_participant(self, p: Participant, **extra: Any) -> None:
@@ -189,10 +200,10 @@ class Room:
         if p.grace is not None:
             p.grace.cancel()
             p.grace = None
-        if rejoined and p.status == "connected" and previous_ws is not ws:
+        if rejoined and p.status == ParticipantStatus.CONNECTED and previous_ws is not ws:
             # Issue 11: back on a new socket before the node saw the old one go (its address
             # vanished with a network change; or another window): the log still shows the gap.
-            await self._set_status(p, "reconnecting", "participant.lost",
+            await self._set_status(p, ParticipantStatus.RECONNECTING, "participant.lost",
                                    reason="came back on a new connection before the old one "
                                    "was seen to drop (network change, or another window)")
         if rejoined:
@@ -204,13 +215,11 @@ class Room:
         p.joined_at = time.monotonic()
         if previous_ws is not None and previous_ws is not ws and not previous_ws.closed:
             with contextlib.suppress(ConnectionError, RuntimeError):
-                await previous_ws.send_json({
-                    "type": "error", "code": "replaced",
-                    "message": "this participant joined from another connection",
-                })
+                await previous_ws.send_json(protocol.error(
+                    "replaced", "this participant joined from another connection"))
             close_soon(previous_ws, 4001, "replaced")
-        await self._set_status(p, "connected", "participant.rejoined" if rejoined
-                               else "participant.joined")
+        await self._set_status(p, ParticipantStatus.CONNECTED, "participant.rejoined"
+                               if rejoined else "participant.joined")
         await self._advance_on_join(p)
         return rejoined
 
@@ -226,7 +235,7 @@ class Room:
     async def connection_lost(self, role: Role, ws: web.WebSocketResponse, why: str) -> None:
         """The participant's socket or ICE went away: keep its place for the grace period."""
         p = self.participants[role]
-        if self.closed or p.ws is not ws or p.status != "connected":
+        if self.closed or p.ws is not ws or p.status != ParticipantStatus.CONNECTED:
             return
         p.ws = None
         await self._lose(p, why)
@@ -234,7 +243,7 @@ class Room:
     async def _lose(self, p: Participant, why: str) -> None:
         # The timer first: should the audit write fail, the place is still freed in time.
         p.grace = asyncio.create_task(self._grace_expired(p))
-        await self._set_status(p, "reconnecting", "participant.lost", reason=why,
+        await self._set_status(p, ParticipantStatus.RECONNECTING, "participant.lost", reason=why,
                                grace_s=self.ctx.settings.rejoin_grace_s)
 
     async def _grace_expired(self, p: Participant) -> None:
@@ -244,14 +253,14 @@ class Room:
 
     async def leave(self, role: Role, reason: str) -> None:
         p = self.participants[role]
-        if p.status in ("left", "absent"):
+        if not p.here:
             return
         if p.grace is not None:
             p.grace.cancel()
             p.grace = None
         await self._close_peer(p)
         ws, p.ws = p.ws, None
-        await self._set_status(p, "left", "participant.left", reason=reason)
+        await self._set_status(p, ParticipantStatus.LEFT, "participant.left", reason=reason)
         close_soon(ws, 1000, "left")
         await self._after_departure(p)
 
@@ -259,8 +268,7 @@ class Room:
         if self.closed:
             return
         state = await self.ctx.lifecycle.state(self.consultation_id)
-        others_here = any(q.status in ("connected", "reconnecting")
-                          for q in self.participants.values())
+        others_here = any(q.here for q in self.participants.values())
         if state == State.ACTIVE and not others_here:
             await self.ctx.lifecycle.transition(self.consultation_id, State.ABORTED, "system",
                                                 "every participant left")
@@ -273,8 +281,7 @@ class Room:
         """Issue 17: a room everyone has left (or whose last grace period ran out) is closed, not
         only forgotten: its statistics task and peers would otherwise live on. A consultation
         that is not over yet gets a new room at the next join (`rejoined: false`)."""
-        if self.closed or self._arriving or any(
-                q.status in ("connected", "reconnecting") for q in self.participants.values()):
+        if self.closed or self._arriving or any(q.here for q in self.participants.values()):
             return
         await self.close()
         for hook in self.ctx.rooms.on_emptied:
@@ -287,7 +294,7 @@ class Room:
 
     async def offer(self, role: Role, sdp: str) -> str:
         p = self.participants[role]
-        if p.peer is not None and p.status == "connected" and p.ws is not None:
+        if p.peer is not None and p.status == ParticipantStatus.CONNECTED and p.ws is not None:
             # Issue 11 (network change): the page found its media path dead (a new address, a
             # network switch) before the node's consent checks did; aiortc has no ICE restart,
             # so it makes a new peer connection. The log shows the gap: lost, then restored.
@@ -320,7 +327,7 @@ class Room:
             p.joined_at = 0.0
         if state in ("connected", "failed", "closed"):
             await self.ctx.events.append(self.consultation_id, f"media.{state}", p.actor, {})
-        await self.send(OTHER[p.role], {"type": "participant", **p.public()})
+        await self.send(OTHER[p.role], p.message())
         await self._publish_participant(p)
         if p.peer is not peer:  # replaced while we were reporting (a rejoin, a new offer)
             return
@@ -328,16 +335,16 @@ class Room:
             # ICE failed (consent checks unanswered) or the far end closed its peer connection
             # while its socket stayed: the same grace period as a dropped socket.
             await self._media_lost(p, f"media connection {state}")
-        elif state == "connected" and p.status == "reconnecting" and p.ws is not None:
+        elif (state == "connected" and p.status == ParticipantStatus.RECONNECTING
+              and p.ws is not None):
             await self._media_restored(p)
 
     async def _media_lost(self, p: Participant, why: str) -> None:
-        if p.status != "connected":
+        if p.status != ParticipantStatus.CONNECTED:
             return
         if p.ws is not None:
-            await self.send(p.role, {"type": "notice", "code": "ice_failed",
-                                     "zh": "网络连接中断，正在重新连接",
-                                     "en": "Media connection lost, reconnecting"})
+            await self.send(p.role, protocol.notice("ice_failed", "网络连接中断，正在重新连接",
+                                                    "Media connection lost, reconnecting"))
         await self._lose(p, why)
 
     async def _media_restored(self, p: Participant) -> None:
@@ -345,7 +352,7 @@ class Room:
         if p.grace is not None:
             p.grace.cancel()
             p.grace = None
-        await self._set_status(p, "connected", "participant.media_restored")
+        await self._set_status(p, ParticipantStatus.CONNECTED, "participant.media_restored")
 
     async def add_candidate(self, role: Role, candidate: IceCandidate | None) -> None:
         peer = self.participants[role].peer
@@ -366,8 +373,7 @@ class Room:
                                                  {"state": str(change.state)})
         except LiveStateUnavailable:
             metrics.LIVE_STATE_ERRORS.inc()
-        await self.broadcast({"type": "state", "state": str(change.state),
-                              "previous": str(change.previous), "reason": change.reason})
+        await self.broadcast(protocol.state(change.state, change.previous, change.reason))
         if change.state.final:
             await self.close()
 

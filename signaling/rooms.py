@@ -11,6 +11,7 @@ from core.lifecycle import State, Transition
 from core.live import LiveStateUnavailable
 
 from .context import NodeContext
+from .protocol import ParticipantStatus
 from .room import Room
 
 
@@ -89,7 +90,7 @@ class Rooms:
             await self.ctx.live.put_participant(consultation_id, str(p.role), p.public())
 
     def participants(self, role: str) -> int:
-        return sum(room.participants[role].status == "connected"  # type: ignore[index]
+        return sum(room.participants[role].status == ParticipantStatus.CONNECTED  # type: ignore[index]
                    for room in self._rooms.values())
 
     async def on_transition(self, change: Transition) -> None:

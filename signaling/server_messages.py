@@ -1,6 +1,7 @@
 """Every node → client signaling message as a pydantic model: what a page can rely on.
 
-The node builds its messages as dicts where it acts (room, handler, identity, presence); these
+The node builds its messages as plain dicts, each kind by one constructor in signaling/protocol.py
+(a dict costs a tenth of a model's dump, and its JSON is what the pages have always read); these
 models describe them once, so that PROTOCOL.md's "Node → client" table is checked against them
 (tests/test_protocol_doc.py) and the tests can check that what a real node sends is what is
 documented (`SERVER_MESSAGES.validate_python`). No undocumented field passes (`extra="forbid"`).
@@ -8,11 +9,21 @@ documented (`SERVER_MESSAGES.validate_python`). No undocumented field passes (`e
 
 from __future__ import annotations
 
+from enum import StrEnum
 from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter
 
 from .client_messages import QUALITY_LEVELS, QUALITY_LIMITATIONS
+
+
+class ParticipantStatus(StrEnum):
+    """A participant's place in the call: absent → connected ⇄ reconnecting → left."""
+
+    ABSENT = "absent"  # not joined yet: so listed in `joined`, never a `participant` message
+    CONNECTED = "connected"
+    RECONNECTING = "reconnecting"  # lost (socket or media), its place kept for the grace period
+    LEFT = "left"
 
 
 class _Part(BaseModel):
@@ -34,8 +45,10 @@ class You(_Part):
 
 
 class ParticipantInfo(_Part):
+    """One of `joined`'s participants: the one not there yet is `absent` (ParticipantStatus)."""
+
     role: Literal["doctor", "guardian"]
-    status: Literal["connected", "reconnecting", "left"]
+    status: Literal["absent", "connected", "reconnecting", "left"]
     ice: str | None = None
 
 
@@ -64,7 +77,10 @@ class Answer(ServerMessage):
 
 
 class Participant(ServerMessage, ParticipantInfo):
+    """The other side changed: it joined, was lost or left (never `absent` again)."""
+
     type: Literal["participant"]
+    status: Literal["connected", "reconnecting", "left"]
 
 
 class StateChange(ServerMessage):
