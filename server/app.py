@@ -40,6 +40,7 @@ from server.quality import api as quality_api
 from signaling import ice
 from signaling.context import CONTEXT_KEY, NodeContext
 from signaling.handler import websocket
+from signaling.protocol import ParticipantStatus
 from signaling.rooms import Rooms
 
 STATIC_DIR = Path(__file__).resolve().parent.parent / "static"
@@ -136,7 +137,7 @@ async def _node(app: web.Application) -> AsyncIterator[None]:
 def _guardian_connected(rooms: Rooms) -> Gate:
     async def gate(consultation_id: str) -> str | None:
         room = rooms.get(consultation_id)
-        if room is None or room.participants[Role.GUARDIAN].status != "connected":
+        if room is None or room.participants[Role.GUARDIAN].status != ParticipantStatus.CONNECTED:
             return "the patient side is not connected"
         return None
 
