@@ -18,8 +18,9 @@ from core.auth import Role
 from core.config.presence import PresenceConfig
 from core.lifecycle import State
 from core.store.models import new_id
+from signaling import protocol
 from signaling.context import NodeContext
-from signaling.protocol import Prescribe, ProtocolError
+from signaling.protocol import ParticipantStatus, Prescribe, ProtocolError
 
 from .guardians import consultation_ages
 from .presence import presence_for
@@ -34,7 +35,7 @@ async def prescribe(ctx: NodeContext, room: Room, cid: str, actor: str,
         raise ProtocolError("bad_state", "a prescription is issued during the active call",
                             ref=message.id)
     doctor = room.participants[Role.DOCTOR]
-    if doctor.status != "connected" or doctor.ice not in ("connected", "completed"):
+    if doctor.status != ParticipantStatus.CONNECTED or doctor.ice not in ("connected", "completed"):
         raise ProtocolError("doctor_absent", "the doctor's video is not connected",
                             ref=message.id)
     svc = presence_for(ctx)
@@ -60,4 +61,4 @@ async def prescribe(ctx: NodeContext, room: Room, cid: str, actor: str,
     rx = new_id("rx")
     await ctx.events.append(cid, "prescription.issued", actor, {
         "prescription": rx, "items": [item.record() for item in message.items], **evidence})
-    return {"type": "prescribed", "prescription": rx, "items": len(message.items)}
+    return protocol.prescribed(rx, len(message.items))
