@@ -10,6 +10,7 @@ import pytest
 from sqlalchemy import delete, update
 
 from core.store import GENESIS_HASH, SYSTEM_CHAIN, Database, Event, EventLog, event_hash
+from core.store.events import safe_text
 from core.store.models import utcnow
 from core.store.records import get_consultation
 
@@ -146,3 +147,19 @@ async def test_non_json_data_is_rejected(database: Database, bad: object) -> Non
         await log.append(c.id, "x", "y", bad)  # type: ignore[arg-type]
     assert await log.events(c.id) == []
     assert (await get_consultation(database, c.id)).event_seq == 0  # type: ignore[union-attr]
+
+
+async def test_safe_text_makes_what_a_client_sent_storable(database: Database) -> None:
+    """A refused message's text goes into the log (signaling.refused): a NUL (PostgreSQL refuses
+    it) or a lone surrogate (no encoding takes it, so neither the hash) cannot stay as it is."""
+    c = await make_consultation(database)
+    log = EventLog(database)
+    sent = "bad\x00type\ud800" + "x" * 600
+    with pytest.raises(UnicodeEncodeError):
+        await log.append(c.id, "signaling.refused", "guardian:g1", {"message": sent})
+    text = safe_text(sent)
+    assert text.startswith("bad\\u0000type\\ud800x") and len(text) == 500 + 10
+    assert safe_text("同意 ok") == "同意 ok"  # the rest stays as it was
+    await log.append(c.id, "signaling.refused", "guardian:g1", {"message": text})
+    assert [e.data for e in await log.events(c.id)] == [{"message": text}]
+    assert (await log.verify(c.id)).ok
