@@ -2,8 +2,8 @@
 
 The node builds its messages as plain dicts, each kind by one constructor in signaling/protocol.py
 (0.2-0.5 µs a message, against 4.5-7 µs to build and dump the model, measured here; and a dump
-would reorder keys and drop `state`'s null `reason`, which the pages read); these models describe
-them once, so that PROTOCOL.md's "Node → client" table is checked against them
+would reorder keys and drop `state`'s null `reason`, a field it always carries); these models
+describe them once, so that PROTOCOL.md's "Node → client" table is checked against them
 (tests/test_protocol_doc.py) and the tests can check that what a real node sends is what is
 documented (`SERVER_MESSAGES.validate_python`). No undocumented field passes (`extra="forbid"`).
 """
