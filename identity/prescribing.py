@@ -22,42 +22,53 @@ from signaling.context import NodeContext
 from signaling.protocol import Prescribe, ProtocolError
 
 from .guardians import consultation_ages
-from .presence import presence_for
 
 if TYPE_CHECKING:
     from signaling.room import Room
 
+    from .presence import PresenceService
 
-async def prescribe(ctx: NodeContext, room: Room, cid: str, actor: str,
-                    message: Prescribe) -> dict[str, Any]:
-    if await ctx.lifecycle.state(cid) != State.ACTIVE:
-        raise ProtocolError("bad_state", "a prescription is issued during the active call",
-                            ref=message.id)
-    doctor = room.participants[Role.DOCTOR]
-    if doctor.status != "connected" or doctor.ice not in ("connected", "completed"):
-        raise ProtocolError("doctor_absent", "the doctor's video is not connected",
-                            ref=message.id)
-    svc = presence_for(ctx)
-    cfg = svc.config if svc is not None else PresenceConfig()
-    ages = await consultation_ages(ctx.db, cid, cfg, on=datetime.now(UTC))
-    if ages is None:
-        raise ProtocolError("bad_state", "the consultation's patient is unknown", ref=message.id)
-    evidence: dict[str, Any] = {"under_age": ages.prescribe_needs_guardian,
-                                "age_limit": cfg.prescribe_guardian_age}
-    if ages.prescribe_needs_guardian:
-        monitor = svc.monitors.get(cid) if svc is not None else None
-        state = monitor.state if monitor is not None else "unchecked"
-        if state != "present":
-            raise ProtocolError(
-                "guardian_absent",
-                f"the patient is under {cfg.prescribe_guardian_age}: a prescription needs the "
-                f"guardian on camera (guardian: {state}) / 6岁以下患儿开具处方需监护人在场",
-                ref=message.id)
-        assert monitor is not None
-        unseen = monitor.machine.unseen_s(time.monotonic())
-        evidence |= {"guardian": state,
-                     "guardian_unseen_s": None if unseen is None else round(unseen, 2)}
-    rx = new_id("rx")
-    await ctx.events.append(cid, "prescription.issued", actor, {
-        "prescription": rx, "items": [item.record() for item in message.items], **evidence})
-    return {"type": "prescribed", "prescription": rx, "items": len(message.items)}
+
+class Prescriber:
+    """The handler's `prescribe` (signaling.handler.Prescriber), judged by what the node's
+    presence service (None where presence is off) observes."""
+
+    def __init__(self, ctx: NodeContext, presence: PresenceService | None,
+                 config: PresenceConfig) -> None:
+        self.ctx = ctx
+        self.presence = presence
+        self.config = config
+
+    async def __call__(self, room: Room, cid: str, actor: str,
+                       message: Prescribe) -> dict[str, Any]:
+        if await self.ctx.lifecycle.state(cid) != State.ACTIVE:
+            raise ProtocolError("bad_state", "a prescription is issued during the active call",
+                                ref=message.id)
+        doctor = room.participants[Role.DOCTOR]
+        if doctor.status != "connected" or doctor.ice not in ("connected", "completed"):
+            raise ProtocolError("doctor_absent", "the doctor's video is not connected",
+                                ref=message.id)
+        ages = await consultation_ages(self.ctx.db, cid, self.config, on=datetime.now(UTC))
+        if ages is None:
+            raise ProtocolError("bad_state", "the consultation's patient is unknown",
+                                ref=message.id)
+        limit = self.config.prescribe_guardian_age
+        evidence: dict[str, Any] = {"under_age": ages.prescribe_needs_guardian,
+                                    "age_limit": limit}
+        if ages.prescribe_needs_guardian:
+            monitor = self.presence.monitors.get(cid) if self.presence is not None else None
+            state = monitor.state if monitor is not None else "unchecked"
+            if state != "present":
+                raise ProtocolError(
+                    "guardian_absent",
+                    f"the patient is under {limit}: a prescription needs the guardian "
+                    f"on camera (guardian: {state}) / 6岁以下患儿开具处方需监护人在场",
+                    ref=message.id)
+            assert monitor is not None
+            unseen = monitor.machine.unseen_s(time.monotonic())
+            evidence |= {"guardian": state,
+                         "guardian_unseen_s": None if unseen is None else round(unseen, 2)}
+        rx = new_id("rx")
+        await self.ctx.events.append(cid, "prescription.issued", actor, {
+            "prescription": rx, "items": [item.record() for item in message.items], **evidence})
+        return {"type": "prescribed", "prescription": rx, "items": len(message.items)}

@@ -54,18 +54,11 @@ TEXT = {
     "limit": ("监护人离开镜头过久，请医生决定是否继续或终止并转诊",
               "The guardian has been away too long: continue, or terminate and refer"),
 }
-_SERVICES: dict[int, PresenceService] = {}
 
 
-PRESENCE_KEY = web.AppKey("presence", object)
 # Every this many samples the whole picture is searched (new faces, the count of faces); in
 # between only around the guardian's face while it is matched (presence_worker).
 FULL_DETECTION_EVERY = 5
-
-
-def presence_for(ctx: NodeContext) -> PresenceService | None:
-    """The presence service of the node whose context this is (None when presence is off)."""
-    return _SERVICES.get(id(ctx))
 
 
 @dataclass
@@ -167,23 +160,17 @@ class Monitor:
 
 
 class PresenceService:
-    def __init__(self, config: PresenceConfig, ctx: NodeContext,
-                 identity: IdentityService) -> None:
+    def __init__(self, config: PresenceConfig, ctx: NodeContext, identity: IdentityService,
+                 room_of: Callable[[str], Room | None]) -> None:
         self.config = config
         self.ctx = ctx
+        self.room_of = room_of
         self.identity = identity
         self.monitors: dict[str, Monitor] = {}
         self.stats = Stats()
         # Consultations whose room closed under their monitor (everyone left): watched again as
         # soon as the guardian is back (issue 17).
         self._paused: set[str] = set()
-
-    def start(self) -> None:
-        _SERVICES[id(self.ctx)] = self
-        self.ctx.lifecycle.listeners.append(self.on_transition)
-        self.ctx.lifecycle.accept_gates.append(("guardian_present", self.gate()))
-        self.ctx.rooms.on_joined.append(self.rejoined)
-        self.ctx.rooms.on_emptied.append(self.emptied)
 
     async def emptied(self, room: Room) -> None:
         """Everyone left before the consultation ended: the monitor watched the closed room's
@@ -210,7 +197,6 @@ class PresenceService:
                                    "zh": zh, "en": en})
 
     async def close(self) -> None:
-        _SERVICES.pop(id(self.ctx), None)
         for monitor in list(self.monitors.values()):
             await monitor.stop()
         self.monitors.clear()
@@ -233,7 +219,7 @@ class PresenceService:
         """Start checking a pediatric consultation's patient video, if not already."""
         if cid in self.monitors:
             return self.monitors[cid]
-        room = self.ctx.rooms.get(cid)
+        room = self.room_of(cid)
         consultation = await records.get_consultation(self.ctx.db, cid)
         if room is None or consultation is None:
             return None
@@ -326,12 +312,4 @@ class PresenceService:
             f"{self.config.absent_limit_s:.0f} s; please visit the hospital with the child.")
 
 
-async def start(ctx: NodeContext, config: PresenceConfig,
-                identity: IdentityService) -> PresenceService | None:
-    """Wire presence detection into the node; None when TC_GUARDIAN_PRESENCE=0."""
-    if not config.enabled:
-        log.warning("TC_GUARDIAN_PRESENCE=0: guardians of children are NOT checked on camera")
-        return None
-    svc = PresenceService(config, ctx, identity)
-    svc.start()
-    return svc
+PRESENCE_KEY = web.AppKey("presence", PresenceService)  # set only where presence is on

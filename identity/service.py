@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from collections.abc import Callable
 from typing import Any
 
 from core import metrics, referral
@@ -36,9 +37,11 @@ log = logging.getLogger(__name__)
 class IdentityService:
     """The host of its children (host.py's CheckHost): they use and report through it."""
 
-    def __init__(self, config: IdentityConfig, ctx: NodeContext) -> None:
+    def __init__(self, config: IdentityConfig, ctx: NodeContext,
+                 room_of: Callable[[str], Room | None]) -> None:
         self.config = config
         self.ctx = ctx
+        self.room_of = room_of
         settings = ctx.settings
         self.pool = FacePool(config.workers,
                              LogSettings(settings.log_level, settings.node_id, settings.json_logs),
@@ -50,11 +53,9 @@ class IdentityService:
         self._started = asyncio.Condition()
 
     def start(self) -> None:
-        """Hook into the lifecycle; load the face models in the background if checks are on."""
-        self.ctx.lifecycle.listeners.append(self.on_transition)
-        self.ctx.rooms.on_joined.append(self.rejoined)
+        """Load the face models in the background if checks are on (server/node.py hooks the
+        service into the lifecycle)."""
         if self.config.required:
-            self.ctx.lifecycle.accept_gates.append(("identity", self.gate()))
             self._warm = asyncio.create_task(self.pool.warm(), name="face-pool-warm")
         else:
             log.warning("TC_IDENTITY_REQUIRED=0: doctors are NOT verified before accepting")
@@ -126,7 +127,7 @@ class IdentityService:
                 await assurance.stop()
         if not self.config.required:
             return
-        room = self.ctx.rooms.get(cid)
+        room = self.room_of(cid)
         if room is None:
             return
         if change.state == State.VERIFYING:

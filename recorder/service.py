@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 from typing import Any
@@ -48,8 +49,10 @@ class Recorder:
     """Builds the parts of recording (ConsultationRecording, Uploads, recover_spool) and is
     their Journal (journal.py): they report back through it, never import this module."""
 
-    def __init__(self, ctx: NodeContext, storage: Storage | None = None) -> None:
+    def __init__(self, ctx: NodeContext, room_of: Callable[[str], Room | None],
+                 storage: Storage | None = None) -> None:
         self.ctx = ctx
+        self.room_of = room_of
         self.settings = ctx.settings
         self.keys = KeyRing(self.settings.recording_key, self.settings.recording_old_keys)
         root = self.settings.recordings_dir
@@ -94,7 +97,7 @@ class Recorder:
             await asyncio.gather(*list(self._stopping), return_exceptions=True)
 
     async def start(self, cid: str) -> ConsultationRecording | None:
-        room = self.ctx.rooms.get(cid)
+        room = self.room_of(cid)
         if room is None or cid in self.active:
             return self.active.get(cid)
         row = await index.start_recording(self.ctx.db, cid, datetime.now(UTC))
@@ -158,7 +161,7 @@ class Recorder:
         await publish_alert(self.ctx.live, Alert(
             "recording.failed", f"录像失败，问诊继续 Recording failed, the call goes on: {error}",
             self.settings.node_id, rec.cid, {"error": error}))
-        room = self.ctx.rooms.get(rec.cid)
+        room = self.room_of(rec.cid)
         if room is not None:
             await room.broadcast({"type": "notice", "code": "recording_failed",
                                   "zh": "录像写入失败，已通知运维；问诊继续",

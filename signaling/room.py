@@ -12,7 +12,7 @@ import contextlib
 import logging
 import time
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 from aiohttp import web
 
@@ -64,10 +64,19 @@ class Participant:
         return {"role": str(self.role), "status": self.status, "ice": self.ice}
 
 
+class RoomHost(Protocol):
+    """What a room tells the node's set of rooms (signaling/rooms.py) when it ends."""
+
+    async def discard(self, room: Room) -> None: ...
+
+    async def emptied(self, room: Room) -> None: ...
+
+
 @dataclass
 class Room:
     consultation_id: str
     ctx: NodeContext
+    host: RoomHost
     participants: dict[Role, Participant] = field(init=False)
     closed: bool = False
     # Joins under way: until it is `connected` a participant who is joining does not show in the
@@ -277,11 +286,7 @@ class Room:
                 q.status in ("connected", "reconnecting") for q in self.participants.values()):
             return
         await self.close()
-        for hook in self.ctx.rooms.on_emptied:
-            try:
-                await hook(self)
-            except Exception:  # the others still run; the participant's leave still succeeds
-                log.exception("a hook on the emptied room of %s failed", self.consultation_id)
+        await self.host.emptied(self)
 
     # -- media ------------------------------------------------------------------------------
 
@@ -383,7 +388,7 @@ class Room:
         stats, self._stats_task = self._stats_task, None
         if stats is not None:
             stats.cancel()
-        await self.ctx.rooms.discard(self)
+        await self.host.discard(self)
         for p in self.participants.values():
             if p.grace is not None:
                 p.grace.cancel()

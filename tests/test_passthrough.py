@@ -77,7 +77,7 @@ async def test_a_late_viewer_gets_a_key_frame_asked_of_the_sender(node: Node, cl
     try:
         await guardian.connect()
         await guardian.start_media()
-        source = node.ctx.rooms.get(booking.consultation_id).participants[
+        source = node.rooms.get(booking.consultation_id).participants[
             Role.GUARDIAN].sources["video"]
         # Well past the guardian's first (and only) key frame:
         await until(lambda: source.frames >= 45, 15, "the guardian's video reaching the node")
