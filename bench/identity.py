@@ -139,7 +139,7 @@ class IdentityNode:
         self.app = create_app(self.settings)
 
     async def __aenter__(self) -> IdentityNode:
-        from signaling.context import CONTEXT_KEY
+        from core.context import CONTEXT_KEY
         from signaling.handler import SIGNALING_KEY
 
         self.server = TestServer(self.app, host="127.0.0.1")

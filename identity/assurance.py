@@ -31,7 +31,7 @@ from .fusion import fused_distance, fused_verdict
 from .texts import ASSURANCE_TEXT, PAUSED_TEXT, RESUMED_TEXT
 
 if TYPE_CHECKING:
-    from signaling.room import Room
+    from core.calls import CallRoom
 
     from .host import CheckHost
 
@@ -44,7 +44,7 @@ IDENTITY_LOST_NOTE = ("接诊医生身份无法确认，本次问诊已终止，
 
 
 class Assurance:
-    def __init__(self, host: CheckHost, room: Room, doctor_id: str,
+    def __init__(self, host: CheckHost, room: CallRoom, doctor_id: str,
                  encoding: list[float]) -> None:
         self.host = host
         self.room = room

@@ -14,11 +14,11 @@ from sqlalchemy import select
 
 from core.auth import CLAIMS_KEY, Role, json_error
 from core.config.presence import PresenceConfig
+from core.context import CONTEXT_KEY
 from core.endpoint import NO_STORE, endpoint
 from core.policy.dates import consultation_date
 from core.store import Database, Guardian, records
 from core.store.faces import GuardianFaceEnrollment
-from signaling.context import CONTEXT_KEY
 
 from .enrollment import PHOTO_TYPES, EnrollmentError, Whose, enroll, enrollment_error, read_photo
 from .presence_policy import is_under

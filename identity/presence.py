@@ -31,10 +31,10 @@ from core import referral
 from core.alerts import Alert, publish_alert
 from core.auth import Role
 from core.config.presence import PresenceConfig
+from core.context import NodeContext
 from core.lifecycle import Gate, State, Transition
 from core.live import LiveStateUnavailable
 from core.store import records
-from signaling.context import NodeContext
 
 from . import presence_worker
 from .frames import FrameTap
@@ -44,7 +44,7 @@ from .presence_policy import Change, Observation, PresenceMachine, Track
 from .service import IdentityService
 
 if TYPE_CHECKING:
-    from signaling.room import Room
+    from core.calls import CallRoom
 
 log = logging.getLogger(__name__)
 
@@ -84,7 +84,7 @@ class Monitor:
     """The sampling loop of one consultation's patient-side video: samples in a face worker of
     `pool`, counts them in `stats`, and hands every change to `report`."""
 
-    def __init__(self, room: Room, patient_id: str, guardians: dict[str, list[float]],
+    def __init__(self, room: CallRoom, patient_id: str, guardians: dict[str, list[float]],
                  cfg: PresenceConfig, pool: FacePool, threshold: float, stats: Stats,
                  report: Report) -> None:
         self.cfg = cfg
@@ -161,7 +161,7 @@ class Monitor:
 
 class PresenceService:
     def __init__(self, config: PresenceConfig, ctx: NodeContext, identity: IdentityService,
-                 room_of: Callable[[str], Room | None]) -> None:
+                 room_of: Callable[[str], CallRoom | None]) -> None:
         self.config = config
         self.ctx = ctx
         self.room_of = room_of
@@ -172,7 +172,7 @@ class PresenceService:
         # soon as the guardian is back (issue 17).
         self._paused: set[str] = set()
 
-    async def emptied(self, room: Room) -> None:
+    async def emptied(self, room: CallRoom) -> None:
         """Everyone left before the consultation ended: the monitor watched the closed room's
         video and ends with it; the guardian's next join starts one on the new room."""
         cid = room.consultation_id
@@ -185,7 +185,7 @@ class PresenceService:
         await self.ctx.events.append(cid, "guardian.presence.stopped", "system", {
             "state": monitor.state, "reason": "every participant left"})
 
-    async def rejoined(self, room: Room, role: Role) -> None:
+    async def rejoined(self, room: CallRoom, role: Role) -> None:
         """A page that (re)joins shows the guardian's current presence (the banner, say)."""
         if role == Role.GUARDIAN and room.consultation_id in self._paused and not room.closed:
             self._paused.discard(room.consultation_id)
@@ -243,7 +243,7 @@ class PresenceService:
             "threshold": self.identity.config.threshold})
         return monitor
 
-    async def resume(self, room: Room, state: State) -> None:
+    async def resume(self, room: CallRoom, state: State) -> None:
         """A consultation re-homed here (failover): watch the patient's video here now."""
         await self.ensure_monitor(room.consultation_id)
 

@@ -17,14 +17,14 @@ from typing import Any
 from core import metrics, referral
 from core.alerts import Alert, publish_alert
 from core.auth import Role
+from core.calls import CallRoom
 from core.config.identity import IdentityConfig
+from core.context import NodeContext
 from core.lifecycle import Gate, State, Transition
 from core.live import LiveStateUnavailable
 from core.logs import LogSettings
 from core.store import Database, EventLog, records
 from core.store.faces import FaceEnrollment
-from signaling.context import NodeContext
-from signaling.room import Room
 
 from .assurance import Assurance
 from .pool import FacePool
@@ -38,7 +38,7 @@ class IdentityService:
     """The host of its children (host.py's CheckHost): they use and report through it."""
 
     def __init__(self, config: IdentityConfig, ctx: NodeContext,
-                 room_of: Callable[[str], Room | None]) -> None:
+                 room_of: Callable[[str], CallRoom | None]) -> None:
         self.config = config
         self.ctx = ctx
         self.room_of = room_of
@@ -137,19 +137,19 @@ class IdentityService:
         elif change.state == State.ACTIVE:
             await self._assure(room)
 
-    async def rejoined(self, room: Room, role: Role) -> None:
+    async def rejoined(self, room: CallRoom, role: Role) -> None:
         """A doctor's page that (re)joins mid-verification learns where it stands."""
         verification = self.verifications.get(room.consultation_id)
         if role == Role.DOCTOR and verification is not None and verification.said is not None:
             await room.send(Role.DOCTOR, verification.said)
 
-    async def resume(self, room: Room, state: State) -> None:
+    async def resume(self, room: CallRoom, state: State) -> None:
         """A consultation re-homed here while active (failover): the re-checks go on here."""
         if self.config.required and state == State.ACTIVE and room.consultation_id not in \
                 self.assurances:
             await self._assure(room)
 
-    async def _assure(self, room: Room) -> None:
+    async def _assure(self, room: CallRoom) -> None:
         """Start the periodic re-checks of the doctor's face for an active consultation."""
         cid = room.consultation_id
         consultation = await records.get_consultation(self.ctx.db, cid)

@@ -48,8 +48,8 @@ from .texts import CHALLENGE_TEXT, FAILURE_TEXT, GUIDANCE_TEXT, STEP_TEXT
 from .worker import FrameResult
 
 if TYPE_CHECKING:
+    from core.calls import CallRoom
     from core.config.identity import IdentityConfig
-    from signaling.room import Room
 
     from .host import CheckHost
 
@@ -85,7 +85,7 @@ class Attempt:
 class Verification:
     """One consultation's verification while it is `verifying`; `state` is what the gate reads."""
 
-    def __init__(self, host: CheckHost, room: Room, doctor_id: str) -> None:
+    def __init__(self, host: CheckHost, room: CallRoom, doctor_id: str) -> None:
         self.host = host
         self.room = room
         self.cid = room.consultation_id

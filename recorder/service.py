@@ -20,11 +20,13 @@ from aiohttp import web
 
 from core import metrics
 from core.alerts import Alert, publish_alert
+from core.calls import CallRoom
+from core.context import NodeContext
 from core.lifecycle import State, Transition
 from core.live import LiveStateUnavailable
+from core.objects.storage import Storage, StoreRefused
+from core.objects.store_factory import open_storage
 from core.store.recordings import Recording, RecordingSegment
-from signaling.context import NodeContext
-from signaling.room import Room
 
 from . import index, integrity
 from .consultation import ConsultationRecording
@@ -35,8 +37,6 @@ from .keys import KeyRing, WrappedKey
 from .playback import PlaybackTokens
 from .recovery import recover_spool
 from .segment import Stored
-from .storage import Storage, StoreRefused
-from .store_factory import open_storage
 from .uploads import Uploads
 from .webm import MuxStats
 
@@ -49,7 +49,7 @@ class Recorder:
     """Builds the parts of recording (ConsultationRecording, Uploads, recover_spool) and is
     their Journal (journal.py): they report back through it, never import this module."""
 
-    def __init__(self, ctx: NodeContext, room_of: Callable[[str], Room | None],
+    def __init__(self, ctx: NodeContext, room_of: Callable[[str], CallRoom | None],
                  storage: Storage | None = None) -> None:
         self.ctx = ctx
         self.room_of = room_of
@@ -115,7 +115,7 @@ class Recorder:
             await self.ctx.live.put_consultation(cid, {"recording": "on"})
         return rec
 
-    async def resume(self, room: Room, state: State) -> None:
+    async def resume(self, room: CallRoom, state: State) -> None:
         """A consultation re-homed here while active: record on, in new segments."""
         await self.start(room.consultation_id)
 

@@ -8,6 +8,7 @@ from aiohttp import web
 
 from core.auth import TOKENS_KEY, Tokens
 from core.config import Settings
+from core.context import CONTEXT_KEY
 from core.endpoint import BODY_TIMEOUT_KEY, endpoint
 from identity import guardians, registry_api
 from recorder import routes as recorder_routes
@@ -25,7 +26,6 @@ from server import (
 from server.errors import json_errors
 from server.node import Node
 from server.quality import api as quality_api
-from signaling.context import CONTEXT_KEY
 from signaling.handler import websocket
 
 STATIC_DIR = Path(__file__).resolve().parent.parent / "static"

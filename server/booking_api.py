@@ -16,6 +16,7 @@ from pydantic import BaseModel, ConfigDict
 
 from core import consent, fields
 from core.auth import CLAIMS_KEY, TOKENS_KEY, Role
+from core.context import CONTEXT_KEY
 from core.endpoint import NO_STORE, endpoint
 from core.fields import Day, Id, Instant, MaskedNationalId, Name
 from core.policy import load_policy
@@ -26,7 +27,6 @@ from core.store.models import VISIT_TYPES
 from server import export
 from server.booking import BookingRefused, BookingRequest, UnknownRecord, book
 from server.demo import join_link
-from signaling.context import CONTEXT_KEY
 
 # A booking a little in the past is a clock skew; more is a mistake.
 PAST_TOLERANCE = timedelta(hours=1)

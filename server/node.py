@@ -19,20 +19,20 @@ from core.auth import Role
 from core.cluster import Cluster
 from core.config import Settings
 from core.consent import consent_gate
+from core.context import CONTEXT_KEY, NodeContext
 from core.lifecycle import Gate, Lifecycle
 from core.live import LiveState, make_live_state
 from core.policy import load_policy
 from core.policy.check import eligibility_gate
 from core.store import Database, EventLog
-from identity.prescribing import Prescriber
 from identity.presence import PRESENCE_KEY, PresenceService
 from identity.registry_api import IDENTITY_KEY
 from identity.service import IdentityService
 from recorder import Recorder
 from recorder.service import RECORDER_KEY
 from server.orphans import OrphanSweeper
+from server.prescribing import Prescriber
 from signaling import ice
-from signaling.context import CONTEXT_KEY, NodeContext
 from signaling.handler import SIGNALING_KEY, Signaling
 from signaling.rooms import Rooms
 

@@ -19,10 +19,10 @@ from pydantic import BaseModel, ConfigDict
 from core import fields
 from core.alerts import ALERTS
 from core.auth import CLAIMS_KEY, Role, json_error
+from core.context import CONTEXT_KEY
 from core.endpoint import endpoint
 from core.lifecycle import State, TransitionError
 from core.live import LiveStateUnavailable
-from signaling.context import CONTEXT_KEY
 from signaling.handler import SIGNALING_KEY
 
 SNAPSHOT_EVERY_S = 1.0

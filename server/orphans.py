@@ -22,10 +22,10 @@ from collections.abc import Callable
 
 from sqlalchemy import select
 
+from core.context import NodeContext
 from core.lifecycle import State, TransitionError
 from core.live import LiveStateUnavailable
 from core.store import Consultation
-from signaling.context import NodeContext
 
 log = logging.getLogger(__name__)
 

@@ -15,6 +15,7 @@ from aiohttp import WSMsgType, web
 from core import consent, metrics, referral
 from core.auth import CALL_ROLES, Claims, Role, authenticate, json_error
 from core.cluster import Cluster, Home
+from core.context import CONTEXT_KEY, NodeContext
 from core.lifecycle import State, TransitionError
 from core.live import LiveStateUnavailable
 from core.logs import consultation_var
@@ -22,7 +23,6 @@ from core.store import Consultation, records
 from core.store.events import safe_text
 
 from .background import spawn
-from .context import CONTEXT_KEY, NodeContext
 from .protocol import (
     PROTOCOL_VERSION,
     Accept,

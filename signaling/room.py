@@ -19,6 +19,7 @@ from aiohttp import web
 from core import metrics
 from core.alerts import Alert, publish_alert
 from core.auth import Role
+from core.context import NodeContext
 from core.lifecycle import State, Transition
 from core.live import LiveStateUnavailable
 
@@ -32,7 +33,6 @@ from .call_stats import (
     poor_network,
     summarise,
 )
-from .context import NodeContext
 from .media import MediaSource
 from .peer import KINDS, Peer
 from .protocol import IceCandidate

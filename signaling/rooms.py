@@ -8,10 +8,10 @@ from collections.abc import Awaitable, Callable
 
 from core import metrics
 from core.auth import Role
+from core.context import NodeContext
 from core.lifecycle import State, Transition
 from core.live import LiveStateUnavailable
 
-from .context import NodeContext
 from .room import Room
 
 log = logging.getLogger(__name__)

@@ -1,4 +1,4 @@
-"""The base services every call needs, built once by the composition root (server/node.py)."""
+"""The base services every feature needs, built once by the composition root (server/node.py)."""
 
 from __future__ import annotations
 

@@ -16,17 +16,15 @@ from typing import TYPE_CHECKING, Any
 
 from core.auth import Role
 from core.config.presence import PresenceConfig
+from core.context import NodeContext
 from core.lifecycle import State
 from core.store.models import new_id
-from signaling.context import NodeContext
+from identity.guardians import consultation_ages
 from signaling.protocol import Prescribe, ProtocolError
 
-from .guardians import consultation_ages
-
 if TYPE_CHECKING:
+    from identity.presence import PresenceService
     from signaling.room import Room
-
-    from .presence import PresenceService
 
 
 class Prescriber:
