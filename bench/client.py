@@ -17,6 +17,7 @@ import av
 from aiortc import RTCConfiguration, RTCPeerConnection, RTCSessionDescription
 
 from bench.clip import Clip, ClipTrack, read_stamp, report_capture_clock
+from core.vp8 import is_vp8_keyframe
 from signaling import passthrough
 
 
@@ -35,7 +36,7 @@ class Received:
         data = bytes(packet)
         self.frames += 1
         self.bytes += len(data)
-        if kind == "video" and passthrough.is_vp8_keyframe(data):
+        if kind == "video" and is_vp8_keyframe(data):
             self.keyframes += 1
         self.first_at = self.first_at or now
         self.last_at = now

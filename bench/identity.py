@@ -126,26 +126,27 @@ class IdentityNode:
 
     def __init__(self, data_dir: Path, **config: Any) -> None:
         from core.config import load_settings
-        from identity import CONFIG_KEY, IdentityConfig
-        from identity.guardians import PRESENCE_CONFIG_KEY
+        from core.config.identity import IdentityConfig
         from server.app import create_app
 
         settings = load_settings(data_dir=data_dir, token_secret="bench-" + "x" * 40,
                                  host="127.0.0.1", port=0, ice_host_addresses=["127.0.0.1"],
                                  ice_servers=[])
-        self.settings = settings
-        self.app = create_app(settings)
-        self.app[CONFIG_KEY] = replace(IdentityConfig(), required=True, **config).checked()
         # Identity alone: the demo patient is a child, and guardian presence is bench/presence.py.
-        self.app[PRESENCE_CONFIG_KEY] = self.app[PRESENCE_CONFIG_KEY].with_(enabled=False)
+        self.settings = replace(
+            settings, identity=replace(IdentityConfig(), required=True, **config).checked(),
+            presence=settings.presence.with_(enabled=False))
+        self.app = create_app(self.settings)
 
     async def __aenter__(self) -> IdentityNode:
-        from signaling.context import CONTEXT_KEY
+        from core.context import CONTEXT_KEY
+        from signaling.handler import SIGNALING_KEY
 
         self.server = TestServer(self.app, host="127.0.0.1")
         await self.server.start_server()
         self.session = aiohttp.ClientSession()
         self.ctx = self.app[CONTEXT_KEY]
+        self.rooms = self.app[SIGNALING_KEY].rooms
         self.url = str(self.server.make_url("")).rstrip("/")
         return self
 

@@ -1,6 +1,6 @@
 """moto's standalone S3 server as its own process on 127.0.0.1, for the store tests and the
 recording benchmark: it speaks the S3 protocol over HTTP and implements Object Lock, so the
-project's own client (recorder/s3.py) talks to it as to MinIO or OSS, with nothing patched."""
+project's own client (core/objects/s3.py) talks to it as to MinIO or OSS, with nothing patched."""
 
 from __future__ import annotations
 

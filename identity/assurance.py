@@ -23,8 +23,8 @@ import time
 from collections import Counter
 from typing import TYPE_CHECKING
 
+from core import calls
 from core.auth import Role
-from signaling import protocol
 
 from .frame_checks import classify
 from .frames import DecodeCost, grab_frames
@@ -32,7 +32,7 @@ from .fusion import fused_distance, fused_verdict
 from .texts import ASSURANCE_TEXT, PAUSED_TEXT, RESUMED_TEXT
 
 if TYPE_CHECKING:
-    from signaling.room import Room
+    from core.calls import CallRoom
 
     from .host import CheckHost
 
@@ -45,7 +45,7 @@ IDENTITY_LOST_NOTE = ("接诊医生身份无法确认，本次问诊已终止，
 
 
 class Assurance:
-    def __init__(self, host: CheckHost, room: Room, doctor_id: str,
+    def __init__(self, host: CheckHost, room: CallRoom, doctor_id: str,
                  encoding: list[float]) -> None:
         self.host = host
         self.room = room
@@ -122,7 +122,7 @@ class Assurance:
             if reason is None:
                 if alerted:
                     await events.append(self.cid, "identity.recovered", "system", {})
-                    await self.room.send(Role.DOCTOR, protocol.notice(
+                    await self.room.send(Role.DOCTOR, calls.notice(
                         "identity_recovered", "已重新确认医生本人",
                         "The registered doctor is back on camera"))
                     await self._hold(False)
@@ -141,7 +141,7 @@ class Assurance:
                                  f"{data['for_s']} s)", data)
             await self.host.status(self.cid, "mismatch")
             zh, en = ASSURANCE_TEXT[reason]
-            await self.room.send(Role.DOCTOR, protocol.notice(f"identity_{reason}", zh, en))
+            await self.room.send(Role.DOCTOR, calls.notice(f"identity_{reason}", zh, en))
             if cfg.mismatch_action == "pause":
                 await self._hold(True)
             elif cfg.mismatch_action == "end":
@@ -160,7 +160,7 @@ class Assurance:
         await self.host.events.append(self.cid, "identity.paused" if on else
                                          "identity.resumed", "system", {})
         zh, en = PAUSED_TEXT if on else RESUMED_TEXT
-        await self.room.broadcast(protocol.notice("doctor_paused" if on else "doctor_resumed",
+        await self.room.broadcast(calls.notice("doctor_paused" if on else "doctor_resumed",
                                                   zh, en))
 
     async def stop(self) -> None:

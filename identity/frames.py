@@ -1,4 +1,4 @@
-"""Frames from the doctor's live video, taken from the node's own MediaSource (never a picture
+"""Frames from the doctor's live video, taken from the node's own media feed (never a picture
 the client sends).
 
 VP8 inter frames depend on every frame since the last key frame, so a sampled frame can only be
@@ -22,7 +22,7 @@ import av
 import numpy as np
 from aiortc.mediastreams import MediaStreamError
 
-from signaling.media import MediaSource
+from core.calls import MediaFeed
 
 
 def _decode(codec: av.CodecContext, packet: av.Packet) -> av.VideoFrame | None:
@@ -36,7 +36,7 @@ def _decode(codec: av.CodecContext, packet: av.Packet) -> av.VideoFrame | None:
 class FrameTap:
     """Decodes every packet of a source; `next_frame()` returns a frame newer than the last one."""
 
-    def __init__(self, source: MediaSource) -> None:
+    def __init__(self, source: MediaFeed) -> None:
         self.source = source
         self.decoded = 0
         self.decode_s = 0.0
@@ -87,7 +87,7 @@ class DecodeCost:
     seconds: float = 0.0
 
 
-async def grab_frames(source: MediaSource, timeout: float, count: int = 1, every: int = 5,
+async def grab_frames(source: MediaFeed, timeout: float, count: int = 1, every: int = 5,
                       cost: DecodeCost | None = None) -> AsyncIterator[np.ndarray]:
     """Up to `count` decoded frames, the first from the key frame a new subscription begins
     with, then every `every`-th; stops early when the time runs out (TimeoutError only if none
@@ -122,7 +122,7 @@ async def grab_frames(source: MediaSource, timeout: float, count: int = 1, every
         sub.close()
 
 
-async def grab_frame(source: MediaSource, timeout: float) -> np.ndarray:
+async def grab_frame(source: MediaFeed, timeout: float) -> np.ndarray:
     """One decoded frame, starting from the key frame a new subscription begins with."""
     async with contextlib.aclosing(grab_frames(source, timeout)) as frames:
         async for frame in frames:

@@ -14,17 +14,15 @@ from sqlalchemy import select
 
 from core.auth import CLAIMS_KEY, Role, json_error
 from core.config.presence import PresenceConfig
+from core.context import CONTEXT_KEY
 from core.endpoint import NO_STORE, endpoint
 from core.policy.dates import consultation_date
 from core.store import Database, Guardian, records
 from core.store.faces import GuardianFaceEnrollment
-from signaling.context import CONTEXT_KEY
 
 from .enrollment import PHOTO_TYPES, EnrollmentError, Whose, enroll, enrollment_error, read_photo
 from .presence_policy import is_under
 from .registry_api import IDENTITY_KEY
-
-PRESENCE_CONFIG_KEY = web.AppKey("presence_config", PresenceConfig)
 
 
 @dataclass(frozen=True)
@@ -59,8 +57,7 @@ async def guardian_encodings(db: Database, patient_id: str) -> dict[str, list[fl
         return {gid: list(enc) for gid, enc in rows.all()}
 
 
-def add_routes(app: web.Application, config: PresenceConfig) -> None:
-    app[PRESENCE_CONFIG_KEY] = config
+def add_routes(app: web.Application) -> None:
     app.router.add_put("/api/admin/guardians/{guardian_id}/face", upload_guardian_face)
 
 
@@ -73,9 +70,9 @@ async def upload_guardian_face(request: web.Request) -> web.Response:
     enrolled; 404 for an unknown guardian.
     """
     svc = request.app[IDENTITY_KEY]
-    cfg = request.app[PRESENCE_CONFIG_KEY]
-    guardian = await records.get_guardian(request.app[CONTEXT_KEY].db,
-                                          request.match_info["guardian_id"])
+    ctx = request.app[CONTEXT_KEY]
+    cfg = ctx.settings.presence
+    guardian = await records.get_guardian(ctx.db, request.match_info["guardian_id"])
     if guardian is None:
         raise json_error(404, "no_guardian", "no such guardian")
     photo = await read_photo(request, cfg.max_photo_bytes)

@@ -27,15 +27,14 @@ from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
 
-from core import referral
+from core import calls, referral
 from core.alerts import Alert, publish_alert
 from core.auth import Role
 from core.config.presence import PresenceConfig
+from core.context import NodeContext
 from core.lifecycle import Gate, State, Transition
 from core.live import LiveStateUnavailable
 from core.store import records
-from signaling import protocol
-from signaling.context import NodeContext
 
 from . import presence_worker
 from .frames import FrameTap
@@ -45,7 +44,7 @@ from .presence_policy import Change, Observation, PresenceMachine, Track
 from .service import IdentityService
 
 if TYPE_CHECKING:
-    from signaling.room import Room
+    from core.calls import CallRoom
 
 log = logging.getLogger(__name__)
 
@@ -55,18 +54,11 @@ TEXT = {
     "limit": ("监护人离开镜头过久，请医生决定是否继续或终止并转诊",
               "The guardian has been away too long: continue, or terminate and refer"),
 }
-_SERVICES: dict[int, PresenceService] = {}
 
 
-PRESENCE_KEY = web.AppKey("presence", object)
 # Every this many samples the whole picture is searched (new faces, the count of faces); in
 # between only around the guardian's face while it is matched (presence_worker).
 FULL_DETECTION_EVERY = 5
-
-
-def presence_for(ctx: NodeContext) -> PresenceService | None:
-    """The presence service of the node whose context this is (None when presence is off)."""
-    return _SERVICES.get(id(ctx))
 
 
 @dataclass
@@ -92,7 +84,7 @@ class Monitor:
     """The sampling loop of one consultation's patient-side video: samples in a face worker of
     `pool`, counts them in `stats`, and hands every change to `report`."""
 
-    def __init__(self, room: Room, patient_id: str, guardians: dict[str, list[float]],
+    def __init__(self, room: CallRoom, patient_id: str, guardians: dict[str, list[float]],
                  cfg: PresenceConfig, pool: FacePool, threshold: float, stats: Stats,
                  report: Report) -> None:
         self.cfg = cfg
@@ -168,10 +160,11 @@ class Monitor:
 
 
 class PresenceService:
-    def __init__(self, config: PresenceConfig, ctx: NodeContext,
-                 identity: IdentityService) -> None:
+    def __init__(self, config: PresenceConfig, ctx: NodeContext, identity: IdentityService,
+                 room_of: Callable[[str], CallRoom | None]) -> None:
         self.config = config
         self.ctx = ctx
+        self.room_of = room_of
         self.identity = identity
         self.monitors: dict[str, Monitor] = {}
         self.stats = Stats()
@@ -179,14 +172,7 @@ class PresenceService:
         # soon as the guardian is back (issue 17).
         self._paused: set[str] = set()
 
-    def start(self) -> None:
-        _SERVICES[id(self.ctx)] = self
-        self.ctx.lifecycle.listeners.append(self.on_transition)
-        self.ctx.lifecycle.accept_gates.append(("guardian_present", self.gate()))
-        self.ctx.rooms.on_joined.append(self.rejoined)
-        self.ctx.rooms.on_emptied.append(self.emptied)
-
-    async def emptied(self, room: Room) -> None:
+    async def emptied(self, room: CallRoom) -> None:
         """Everyone left before the consultation ended: the monitor watched the closed room's
         video and ends with it; the guardian's next join starts one on the new room."""
         cid = room.consultation_id
@@ -199,7 +185,7 @@ class PresenceService:
         await self.ctx.events.append(cid, "guardian.presence.stopped", "system", {
             "state": monitor.state, "reason": "every participant left"})
 
-    async def rejoined(self, room: Room, role: Role) -> None:
+    async def rejoined(self, room: CallRoom, role: Role) -> None:
         """A page that (re)joins shows the guardian's current presence (the banner, say)."""
         if role == Role.GUARDIAN and room.consultation_id in self._paused and not room.closed:
             self._paused.discard(room.consultation_id)
@@ -207,10 +193,9 @@ class PresenceService:
         monitor = self.monitors.get(room.consultation_id)
         if monitor is not None and monitor.state in ("present", "absent"):
             zh, en = TEXT[monitor.state]
-            await room.send(role, protocol.presence(monitor.state, zh, en))
+            await room.send(role, calls.presence(monitor.state, zh, en))
 
     async def close(self) -> None:
-        _SERVICES.pop(id(self.ctx), None)
         for monitor in list(self.monitors.values()):
             await monitor.stop()
         self.monitors.clear()
@@ -233,7 +218,7 @@ class PresenceService:
         """Start checking a pediatric consultation's patient video, if not already."""
         if cid in self.monitors:
             return self.monitors[cid]
-        room = self.ctx.rooms.get(cid)
+        room = self.room_of(cid)
         consultation = await records.get_consultation(self.ctx.db, cid)
         if room is None or consultation is None:
             return None
@@ -257,7 +242,7 @@ class PresenceService:
             "threshold": self.identity.config.threshold})
         return monitor
 
-    async def resume(self, room: Room, state: State) -> None:
+    async def resume(self, room: CallRoom, state: State) -> None:
         """A consultation re-homed here (failover): watch the patient's video here now."""
         await self.ensure_monitor(room.consultation_id)
 
@@ -290,7 +275,7 @@ class PresenceService:
         await self.ctx.events.append(cid, "guardian.presence", "system",
                                      {"state": change.kind, **evidence})
         zh, en = TEXT[change.kind]
-        await monitor.room.broadcast(protocol.presence(change.kind, zh, en, change.faces,
+        await monitor.room.broadcast(calls.presence(change.kind, zh, en, change.faces,
                                                        at.isoformat()))
         try:
             await self.ctx.live.put_consultation(cid, {"guardian": change.kind})
@@ -314,7 +299,7 @@ class PresenceService:
         await self._alert(cid, "guardian.absent_limit", {"action": action, **evidence})
         if action == "ask_doctor":
             zh, en = TEXT["limit"]
-            await monitor.room.send(Role.DOCTOR, protocol.notice("guardian_absent_limit", zh, en))
+            await monitor.room.send(Role.DOCTOR, calls.notice("guardian_absent_limit", zh, en))
             return
         await referral.refer_to_own_hospital(
             self.ctx, cid, "guardian_absent",
@@ -323,12 +308,4 @@ class PresenceService:
             f"{self.config.absent_limit_s:.0f} s; please visit the hospital with the child.")
 
 
-async def start(ctx: NodeContext, config: PresenceConfig,
-                identity: IdentityService) -> PresenceService | None:
-    """Wire presence detection into the node; None when TC_GUARDIAN_PRESENCE=0."""
-    if not config.enabled:
-        log.warning("TC_GUARDIAN_PRESENCE=0: guardians of children are NOT checked on camera")
-        return None
-    svc = PresenceService(config, ctx, identity)
-    svc.start()
-    return svc
+PRESENCE_KEY = web.AppKey("presence", PresenceService)  # set only where presence is on

@@ -18,12 +18,12 @@ from sqlalchemy import select
 
 from core import fields
 from core.auth import CLAIMS_KEY, Role, json_error
+from core.context import CONTEXT_KEY
 from core.endpoint import NO_STORE, endpoint, page
 from core.fields import Day, Id, MaskedNationalId, Name
 from core.store import Doctor, Hospital, records
 from core.store.faces import FaceEnrollment, FaceVerification
 from core.store.models import SYSTEM_CHAIN, TITLES, VISIT_TYPES, WHITELIST_STATUSES
-from signaling.context import CONTEXT_KEY
 
 from .enrollment import PHOTO_TYPES, EnrollmentError, Whose, enroll, enrollment_error, read_photo
 from .service import IdentityService

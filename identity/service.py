@@ -11,19 +11,20 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from collections.abc import Callable
 from typing import Any
 
 from core import metrics, referral
 from core.alerts import Alert, publish_alert
 from core.auth import Role
+from core.calls import CallRoom
 from core.config.identity import IdentityConfig
+from core.context import NodeContext
 from core.lifecycle import Gate, State, Transition
 from core.live import LiveStateUnavailable
 from core.logs import LogSettings
 from core.store import Database, EventLog, records
 from core.store.faces import FaceEnrollment
-from signaling.context import NodeContext
-from signaling.room import Room
 
 from .assurance import Assurance
 from .pool import FacePool
@@ -36,9 +37,11 @@ log = logging.getLogger(__name__)
 class IdentityService:
     """The host of its children (host.py's CheckHost): they use and report through it."""
 
-    def __init__(self, config: IdentityConfig, ctx: NodeContext) -> None:
+    def __init__(self, config: IdentityConfig, ctx: NodeContext,
+                 room_of: Callable[[str], CallRoom | None]) -> None:
         self.config = config
         self.ctx = ctx
+        self.room_of = room_of
         settings = ctx.settings
         self.pool = FacePool(config.workers,
                              LogSettings(settings.log_level, settings.node_id, settings.json_logs),
@@ -50,11 +53,9 @@ class IdentityService:
         self._started = asyncio.Condition()
 
     def start(self) -> None:
-        """Hook into the lifecycle; load the face models in the background if checks are on."""
-        self.ctx.lifecycle.listeners.append(self.on_transition)
-        self.ctx.rooms.on_joined.append(self.rejoined)
+        """Load the face models in the background if checks are on (server/node.py hooks the
+        service into the lifecycle)."""
         if self.config.required:
-            self.ctx.lifecycle.accept_gates.append(("identity", self.gate()))
             self._warm = asyncio.create_task(self.pool.warm(), name="face-pool-warm")
         else:
             log.warning("TC_IDENTITY_REQUIRED=0: doctors are NOT verified before accepting")
@@ -126,7 +127,7 @@ class IdentityService:
                 await assurance.stop()
         if not self.config.required:
             return
-        room = self.ctx.rooms.get(cid)
+        room = self.room_of(cid)
         if room is None:
             return
         if change.state == State.VERIFYING:
@@ -136,19 +137,19 @@ class IdentityService:
         elif change.state == State.ACTIVE:
             await self._assure(room)
 
-    async def rejoined(self, room: Room, role: Role) -> None:
+    async def rejoined(self, room: CallRoom, role: Role) -> None:
         """A doctor's page that (re)joins mid-verification learns where it stands."""
         verification = self.verifications.get(room.consultation_id)
         if role == Role.DOCTOR and verification is not None and verification.said is not None:
             await room.send(Role.DOCTOR, verification.said)
 
-    async def resume(self, room: Room, state: State) -> None:
+    async def resume(self, room: CallRoom, state: State) -> None:
         """A consultation re-homed here while active (failover): the re-checks go on here."""
         if self.config.required and state == State.ACTIVE and room.consultation_id not in \
                 self.assurances:
             await self._assure(room)
 
-    async def _assure(self, room: Room) -> None:
+    async def _assure(self, room: CallRoom) -> None:
         """Start the periodic re-checks of the doctor's face for an active consultation."""
         cid = room.consultation_id
         consultation = await records.get_consultation(self.ctx.db, cid)

@@ -17,8 +17,8 @@ import tempfile
 from pathlib import Path
 
 from core.config.recording_store import StoreConfig
-from recorder.storage import Storage
-from recorder.store_factory import open_storage
+from core.objects.storage import Storage
+from core.objects.store_factory import open_storage
 
 
 def protected_store(root: Path, store: StoreConfig) -> ProtectedStore:

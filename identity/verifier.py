@@ -35,10 +35,9 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 from sqlalchemy import func, select
 
-from core import metrics
+from core import calls, metrics
 from core.auth import Role
 from core.store.faces import FaceVerification
-from signaling import protocol
 
 from .frame_checks import frame_problem
 from .frames import FrameTap
@@ -49,8 +48,8 @@ from .texts import CHALLENGE_TEXT, FAILURE_TEXT, GUIDANCE_TEXT, STEP_TEXT
 from .worker import FrameResult
 
 if TYPE_CHECKING:
+    from core.calls import CallRoom
     from core.config.identity import IdentityConfig
-    from signaling.room import Room
 
     from .host import CheckHost
 
@@ -86,7 +85,7 @@ class Attempt:
 class Verification:
     """One consultation's verification while it is `verifying`; `state` is what the gate reads."""
 
-    def __init__(self, host: CheckHost, room: Room, doctor_id: str) -> None:
+    def __init__(self, host: CheckHost, room: CallRoom, doctor_id: str) -> None:
         self.host = host
         self.room = room
         self.cid = room.consultation_id
@@ -108,7 +107,7 @@ class Verification:
             metrics.VERIFICATIONS.labels(fields.get("reason") or status).inc()
         await self.host.status(self.cid, status)  # for the ops view
         zh, en = fields.pop("text", None) or STEP_TEXT.get(step, ("", ""))
-        self.said = protocol.verify(step, zh, en, **fields)
+        self.said = calls.verify(step, zh, en, **fields)
         await self.room.send(Role.DOCTOR, self.said)
 
     async def _run(self) -> None:

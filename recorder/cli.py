@@ -5,12 +5,12 @@ from __future__ import annotations
 import json
 
 from core.config import Settings
+from core.objects.store_factory import open_storage
 from core.store import Database, EventLog
 
 from . import integrity
 from .keys import KeyRing
 from .rewrap import rewrap_recordings
-from .store_factory import open_storage
 
 
 async def verify_recordings(settings: Settings, cid: str) -> int:

@@ -15,12 +15,12 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from core.auth import Role
+from core.objects.storage import StoreUnavailable
 
 from .journal import Journal
 from .keys import KeyRing
 from .participant import ParticipantRecorder
 from .segment import OpenSegment, discard_spool, storage_key
-from .storage import StoreUnavailable
 from .uploads import Uploads, seal
 
 log = logging.getLogger(__name__)

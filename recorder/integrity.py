@@ -15,11 +15,11 @@ import hashlib
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from core.objects.storage import Storage
 from core.store import Database, EventLog
 from core.store.recordings import RecordingSegment
 
 from . import index
-from .storage import Storage
 
 SEGMENT_EVENTS = ("recording.segment", "recording.recovered")
 

@@ -25,8 +25,8 @@ from typing import Protocol
 import av
 from aiortc.mediastreams import MediaStreamError
 
-from signaling.media import MediaSource
-from signaling.passthrough import is_vp8_keyframe
+from core.calls import MediaFeed
+from core.vp8 import is_vp8_keyframe
 
 from .segment import OpenSegment
 from .timing import Offset
@@ -69,7 +69,7 @@ class Consultation(Protocol):
 
 class ParticipantRecorder:
     def __init__(self, rec: Consultation, role: str,
-                 sources: dict[str, MediaSource], first_seq: int) -> None:
+                 sources: dict[str, MediaFeed], first_seq: int) -> None:
         self.rec = rec
         self.role = role
         self.sources = sources

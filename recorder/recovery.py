@@ -23,20 +23,21 @@ from typing import TYPE_CHECKING, Protocol
 
 from cryptography.exceptions import InvalidTag
 
+from core.objects.storage import Storage
+
 from . import index
 from .crypto import Decryptor
 from .journal import Journal
 from .keys import KeyMissing, KeyRing
 from .segment import SPOOL_NAME, discard_spool, storage_key, store_blocking
 from .spool_file import SpoolFile
-from .storage import Storage
 from .uploads import Uploads
 from .webm import salvage
 
 if TYPE_CHECKING:
     from core.config import Settings
+    from core.context import NodeContext
     from core.store.recordings import RecordingSegment
-    from signaling.context import NodeContext
 
 log = logging.getLogger(__name__)
 

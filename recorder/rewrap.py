@@ -20,13 +20,13 @@ from collections import Counter
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from core.objects.storage import Storage
 from core.store import Database, EventLog
 from core.store.recordings import RecordingSegment
 
 from . import index
 from .crypto import HEADER2_LEN, Header
 from .keys import KeyMissing, KeyRing, WrappedKey, WrappedKeyInvalid, rewrap
-from .storage import Storage
 
 
 @dataclass

@@ -22,12 +22,12 @@ from sqlalchemy import select
 
 from core import fields
 from core.auth import CLAIMS_KEY, Role, json_error
+from core.context import CONTEXT_KEY
 from core.endpoint import NO_STORE, endpoint, page
 from core.fields import Day, Name
 from core.lifecycle import State
 from core.store.models import SYSTEM_CHAIN, Consultation, Doctor, Hospital
 from core.store.recordings import Recording, RecordingSegment
-from signaling.context import CONTEXT_KEY
 
 from . import index
 from .keys import KeyMissing, WrappedKeyInvalid

@@ -15,10 +15,11 @@ from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 
+from core.objects.storage import Storage
+
 from .crypto import seal
 from .keys import KeyRing
 from .spool_file import SpoolFile
-from .storage import Storage
 from .webm import MuxStats, SegmentMuxer
 
 BATCH_S = 0.1  # packets reach the file within this (well inside the 1 s cluster flush)

@@ -11,20 +11,22 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 from typing import Any
 
 from aiohttp import web
 
-from core import metrics
+from core import calls, metrics
 from core.alerts import Alert, publish_alert
+from core.calls import CallRoom
+from core.context import NodeContext
 from core.lifecycle import State, Transition
 from core.live import LiveStateUnavailable
+from core.objects.storage import Storage, StoreRefused
+from core.objects.store_factory import open_storage
 from core.store.recordings import Recording, RecordingSegment
-from signaling import protocol
-from signaling.context import NodeContext
-from signaling.room import Room
 
 from . import index, integrity
 from .consultation import ConsultationRecording
@@ -35,8 +37,6 @@ from .keys import KeyRing, WrappedKey
 from .playback import PlaybackTokens
 from .recovery import recover_spool
 from .segment import Stored
-from .storage import Storage, StoreRefused
-from .store_factory import open_storage
 from .uploads import Uploads
 from .webm import MuxStats
 
@@ -49,8 +49,10 @@ class Recorder:
     """Builds the parts of recording (ConsultationRecording, Uploads, recover_spool) and is
     their Journal (journal.py): they report back through it, never import this module."""
 
-    def __init__(self, ctx: NodeContext, storage: Storage | None = None) -> None:
+    def __init__(self, ctx: NodeContext, room_of: Callable[[str], CallRoom | None],
+                 storage: Storage | None = None) -> None:
         self.ctx = ctx
+        self.room_of = room_of
         self.settings = ctx.settings
         self.keys = KeyRing(self.settings.recording_key, self.settings.recording_old_keys)
         root = self.settings.recordings_dir
@@ -95,7 +97,7 @@ class Recorder:
             await asyncio.gather(*list(self._stopping), return_exceptions=True)
 
     async def start(self, cid: str) -> ConsultationRecording | None:
-        room = self.ctx.rooms.get(cid)
+        room = self.room_of(cid)
         if room is None or cid in self.active:
             return self.active.get(cid)
         row = await index.start_recording(self.ctx.db, cid, datetime.now(UTC))
@@ -113,7 +115,7 @@ class Recorder:
             await self.ctx.live.put_consultation(cid, {"recording": "on"})
         return rec
 
-    async def resume(self, room: Room, state: State) -> None:
+    async def resume(self, room: CallRoom, state: State) -> None:
         """A consultation re-homed here while active: record on, in new segments."""
         await self.start(room.consultation_id)
 
@@ -159,9 +161,9 @@ class Recorder:
         await publish_alert(self.ctx.live, Alert(
             "recording.failed", f"录像失败，问诊继续 Recording failed, the call goes on: {error}",
             self.settings.node_id, rec.cid, {"error": error}))
-        room = self.ctx.rooms.get(rec.cid)
+        room = self.room_of(rec.cid)
         if room is not None:
-            await room.broadcast(protocol.notice(
+            await room.broadcast(calls.notice(
                 "recording_failed", "录像写入失败，已通知运维；问诊继续",
                 "Recording failed; operations alerted. The call goes on."))
         rec.stopped = True

@@ -37,11 +37,11 @@ from pathlib import Path
 from core import metrics
 from core.alerts import Alert, publish_alert
 from core.live import LiveState, LiveStateUnavailable
+from core.objects.storage import Storage, StoreUnavailable
 
 from .crypto import KeyRing
 from .journal import Journal
 from .segment import Stored, store_blocking
-from .storage import Storage, StoreUnavailable
 
 log = logging.getLogger(__name__)
 

@@ -7,9 +7,9 @@ from pathlib import Path
 from aiohttp import web
 
 from core.auth import CLAIMS_KEY, Role, json_error
+from core.context import CONTEXT_KEY
 from core.endpoint import NO_STORE, endpoint, page
 from core.store import records
-from signaling.context import CONTEXT_KEY
 
 
 def add_routes(app: web.Application, static_dir: Path) -> None:

@@ -16,9 +16,10 @@ from pydantic import BaseModel, ConfigDict
 
 from core import consent, fields
 from core.auth import CLAIMS_KEY, TOKENS_KEY, Role
+from core.context import CONTEXT_KEY
 from core.endpoint import NO_STORE, endpoint
 from core.fields import Day, Id, Instant, MaskedNationalId, Name
-from core.policy import Policy, load_policy
+from core.policy import load_policy
 from core.referral import get_referral, referral_json
 from core.store import records
 from core.store.clinical import PriorDiagnosis
@@ -26,15 +27,12 @@ from core.store.models import VISIT_TYPES
 from server import export
 from server.booking import BookingRefused, BookingRequest, UnknownRecord, book
 from server.demo import join_link
-from signaling.context import CONTEXT_KEY
 
-POLICY_KEY = web.AppKey("policy", Policy)
 # A booking a little in the past is a clock skew; more is a mistake.
 PAST_TOLERANCE = timedelta(hours=1)
 
 
-def add_routes(app: web.Application, policy: Policy | None = None) -> None:
-    app[POLICY_KEY] = policy or load_policy()
+def add_routes(app: web.Application) -> None:
     app.router.add_post("/api/consultations", create_consultation)
     app.router.add_post("/api/patients", create_patient)
     app.router.add_post("/api/guardians", create_guardian)
@@ -117,7 +115,7 @@ async def create_consultation(request: web.Request, body: NewConsultation) -> we
     if req.scheduled_at < ctx.clock.now() - PAST_TOLERANCE:
         raise error(422, "bad_field", "'scheduled_at' is in the past", field="scheduled_at")
     try:
-        consultation, decision = await book(ctx.db, ctx.events, request.app[POLICY_KEY], req,
+        consultation, decision = await book(ctx.db, ctx.events, load_policy(), req,
                                             _actor(request))
     except UnknownRecord as exc:
         raise error(422, "unknown_id", exc.message, field=exc.field) from None

@@ -20,12 +20,12 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 from sqlalchemy import select
 
 from core.auth import CLAIMS_KEY, Role
+from core.context import CONTEXT_KEY
 from core.endpoint import endpoint
 from core.fields import Day
 from core.policy.dates import SHANGHAI
 from core.store import SYSTEM_CHAIN, Consultation, Doctor, Event, Hospital
 from core.store.clinical import Consent, Referral
-from signaling.context import CONTEXT_KEY
 
 MAX_DAYS = 366
 

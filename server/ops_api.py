@@ -19,10 +19,11 @@ from pydantic import BaseModel, ConfigDict
 from core import fields
 from core.alerts import ALERTS
 from core.auth import CLAIMS_KEY, Role, json_error
+from core.context import CONTEXT_KEY
 from core.endpoint import endpoint
 from core.lifecycle import State, TransitionError
 from core.live import LiveStateUnavailable
-from signaling.context import CONTEXT_KEY
+from signaling.handler import SIGNALING_KEY
 
 SNAPSHOT_EVERY_S = 1.0
 
@@ -124,10 +125,11 @@ async def end_consultation(request: web.Request, body: EndRequest) -> web.Respon
 @endpoint(Role.OPS, Role.ADMIN)
 async def drain(request: web.Request) -> web.Response:
     """Drain this node before a shutdown: its calls go on, new consultations go to the others."""
-    ctx = request.app[CONTEXT_KEY]
+    signaling = request.app[SIGNALING_KEY]
+    ctx, rooms = signaling.ctx, signaling.rooms
     claims = request[CLAIMS_KEY]
-    ctx.cluster.draining = True
+    signaling.cluster.draining = True
     await ctx.events.append("system", "node.draining", f"{claims.role}:{claims.subject}",
-                            {"node": ctx.settings.node_id, "hosting": len(ctx.rooms)})
+                            {"node": ctx.settings.node_id, "hosting": len(rooms)})
     return web.json_response({"node": ctx.settings.node_id, "draining": True,
-                              "hosting": ctx.rooms.ids()})
+                              "hosting": rooms.ids()})

@@ -18,13 +18,14 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections.abc import Callable
 
 from sqlalchemy import select
 
+from core.context import NodeContext
 from core.lifecycle import State, TransitionError
 from core.live import LiveStateUnavailable
 from core.store import Consultation
-from signaling.context import NodeContext
 
 log = logging.getLogger(__name__)
 
@@ -33,8 +34,9 @@ REASON = "the node hosting it stopped and nobody rejoined within the grace perio
 
 
 class OrphanSweeper:
-    def __init__(self, ctx: NodeContext) -> None:
+    def __init__(self, ctx: NodeContext, hosted: Callable[[str], object | None]) -> None:
         self.ctx = ctx
+        self.hosted = hosted  # the room this node hosts for a consultation, if any
         self._unhosted_since: dict[str, float] = {}
         self._task: asyncio.Task[None] | None = None
 
@@ -64,7 +66,7 @@ class OrphanSweeper:
                 select(Consultation.id).where(Consultation.state.in_([str(s) for s in UNDER_WAY]))))
         unhosted = set()
         for cid in under_way:
-            if ctx.rooms.get(cid) is None and await ctx.live.owner(cid) is None:
+            if self.hosted(cid) is None and await ctx.live.owner(cid) is None:
                 unhosted.add(cid)
         self._unhosted_since = {cid: self._unhosted_since.get(cid, now) for cid in unhosted}
         ended = []
@@ -72,7 +74,7 @@ class OrphanSweeper:
             if now - since < ctx.settings.rejoin_grace_s:
                 continue
             state = await ctx.lifecycle.state(cid)
-            if (state not in UNDER_WAY or ctx.rooms.get(cid) is not None
+            if (state not in UNDER_WAY or self.hosted(cid) is not None
                     or await ctx.live.owner(cid) is not None):  # someone came back meanwhile
                 continue
             try:

@@ -16,12 +16,12 @@ from aiohttp import web
 from pydantic import BaseModel, ConfigDict, Field
 
 from core.auth import CLAIMS_KEY, Role, json_error
+from core.context import CONTEXT_KEY
 from core.endpoint import NO_STORE, endpoint, page
 from core.fields import Day, Id, Month
 from core.store import SYSTEM_CHAIN
 from server.report import Period, build, to_csv
 from server.report_labels import labelled
-from signaling.context import CONTEXT_KEY
 
 REPORT_ROLES = (Role.ADMIN, Role.REGULATOR)
 

@@ -22,6 +22,7 @@ from aiohttp import web
 from pydantic import BaseModel, ConfigDict, Field
 
 from core.auth import CLAIMS_KEY, TOKENS_KEY, Role, json_error
+from core.context import CONTEXT_KEY
 from core.endpoint import NO_STORE, endpoint, page
 from core.policy.dates import consultation_date
 from core.store import SYSTEM_CHAIN, records
@@ -33,7 +34,6 @@ from server.worklist import (
     recent_visit_lengths,
     worklist,
 )
-from signaling.context import CONTEXT_KEY
 
 REFRESH_S = 1.0  # a snapshot of the worklist this often on the stream
 

@@ -6,13 +6,16 @@ import asyncio
 import logging
 import time
 import weakref
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from typing import Any
 
 from aiohttp import WSMsgType, web
 
 from core import consent, metrics, referral
 from core.auth import CALL_ROLES, Claims, Role, authenticate, json_error
-from core.cluster import Home
+from core.cluster import Cluster, Home
+from core.context import CONTEXT_KEY, NodeContext
 from core.lifecycle import State, TransitionError
 from core.live import LiveStateUnavailable
 from core.logs import consultation_var
@@ -21,7 +24,6 @@ from core.store.events import safe_text
 
 from . import protocol
 from .background import spawn
-from .context import CONTEXT_KEY, NodeContext
 from .protocol import (
     PROTOCOL_VERSION,
     Accept,
@@ -41,6 +43,7 @@ from .protocol import (
 )
 from .quality import QualityGate, relay
 from .room import Room, close_soon
+from .rooms import Rooms
 from .sdp_check import SdpError, check_candidate, check_offer
 
 log = logging.getLogger(__name__)
@@ -52,12 +55,33 @@ AUDITED_ERRORS_PER_CONNECTION = 20
 _SOCKETS: weakref.WeakSet[web.WebSocketResponse] = weakref.WeakSet()
 metrics.WEBSOCKETS.set_function(lambda: len(_SOCKETS))
 
+# `prescribe` during the call (issue 4: refused for under-6s without the guardian on camera):
+# identity's, wired by the node (server/node.py); absent where nothing may be prescribed.
+Prescriber = Callable[[Room, str, str, Prescribe], Awaitable[dict[str, Any]]]
+
+
+@dataclass(frozen=True)
+class Signaling:
+    """What a call socket works with: the node's base services, the rooms it hosts, the cluster
+    that says which node hosts a consultation, and the prescriber."""
+
+    ctx: NodeContext
+    rooms: Rooms
+    cluster: Cluster
+    prescriber: Prescriber | None = None
+
+
+SIGNALING_KEY = web.AppKey("signaling", Signaling)
+
 
 class Connection:
     """One participant's WebSocket: turns protocol messages into room actions."""
 
-    def __init__(self, ctx: NodeContext, claims: Claims, ws: web.WebSocketResponse) -> None:
-        self.ctx = ctx
+    def __init__(self, signaling: Signaling, claims: Claims, ws: web.WebSocketResponse) -> None:
+        self.ctx = signaling.ctx
+        self.rooms = signaling.rooms
+        self.cluster = signaling.cluster
+        self.prescriber = signaling.prescriber
         self.claims = claims
         self.role = Role(claims.role)
         self.ws = ws
@@ -114,7 +138,7 @@ class Connection:
             await self.ws.send_json(reply)
             if reply["type"] == "joined" and self.room is not None:
                 # After `joined`: what the services tell a (re)joining participant follows it.
-                for hook in self.ctx.rooms.on_joined:
+                for hook in self.rooms.on_joined:
                     await hook(self.room, self.role)
 
     async def refuse(self, error: ProtocolError) -> None:
@@ -186,10 +210,10 @@ class Connection:
                 raise ProtocolError("bad_field", str(exc), ref=message.id) from None
             return None
         if isinstance(message, Prescribe):
-            if self.ctx.prescriber is None:
+            if self.prescriber is None:
                 raise ProtocolError("unknown_type", "this node issues no prescriptions", "type",
                                     message.id)
-            return await self.ctx.prescriber(self.ctx, room, self.cid, self.actor, message)
+            return await self.prescriber(room, self.cid, self.actor, message)
         raise ProtocolError("unknown_type", f"'{message.type}' is not handled", "type", message.id)
 
     async def consent(self, room: Room, message: Consent) -> dict[str, Any] | None:
@@ -213,10 +237,10 @@ class Connection:
         if state.final:
             raise ProtocolError("bad_state", f"the consultation is already {state}", ref=message.id)
         try:
-            home = await self.ctx.cluster.home(self.cid)
-            peers = await self.ctx.cluster.peer_urls()
+            home = await self.cluster.home(self.cid)
+            peers = await self.cluster.peer_urls()
         except LiveStateUnavailable:
-            if self.ctx.rooms.get(self.cid) is None:
+            if self.rooms.get(self.cid) is None:
                 raise ProtocolError("unavailable", "the live-state store is unavailable; "
                                     "calls in progress go on, new joins must retry shortly",
                                     ref=message.id) from None
@@ -230,7 +254,7 @@ class Connection:
         if not home.here:
             raise ProtocolError("unavailable", "this consultation's node stopped answering; "
                                 f"retry in {home.retry_after_s:.0f} s", ref=message.id)
-        room = await self.ctx.rooms.open(self.cid, home.previous_node)
+        room = await self.rooms.open(self.cid, home.previous_node)
         rejoined = await room.join(self.role, self.claims.subject, self.ws)
         self.room = room
         state = await self.ctx.lifecycle.state(self.cid)
@@ -291,14 +315,14 @@ async def participant(request: web.Request, doing: str) -> tuple[Claims, Consult
 
 async def websocket(request: web.Request) -> web.StreamResponse:
     """GET /ws?token=… — the token is checked before the upgrade (401/403 with a JSON body)."""
-    ctx = request.app[CONTEXT_KEY]
+    signaling = request.app[SIGNALING_KEY]
     claims, _ = await participant(request, "join a call")
     consultation_var.set(claims.consultation_id)  # on every log line from here on
     ws = web.WebSocketResponse(heartbeat=15.0, max_msg_size=HARD_MESSAGE_LIMIT)
     _SOCKETS.add(ws)
     await ws.prepare(request)
     try:
-        await Connection(ctx, claims, ws).run()
+        await Connection(signaling, claims, ws).run()
     finally:
         _release(ws, request)
     return ws

@@ -20,9 +20,10 @@ from collections.abc import Callable
 import av
 from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
 
+from core.vp8 import is_vp8_keyframe
+
 from .budget import SendBudget
 from .delay import FORWARDING
-from .passthrough import is_vp8_keyframe
 
 KEYFRAME_REQUEST_INTERVAL_S = 1.0
 

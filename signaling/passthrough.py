@@ -189,11 +189,6 @@ def release_promptly(receiver: RTCRtpReceiver) -> PromptJitterBuffer:
     return buffer
 
 
-def is_vp8_keyframe(data: bytes) -> bool:
-    """VP8 frame tag: the low bit of the first byte is 0 for a key frame (RFC 6386 §9.1)."""
-    return bool(data) and not (data[0] & 0x01)
-
-
 def send_pli(receiver: RTCRtpReceiver) -> bool:
     """Ask the remote sender for a key frame (RTCP PLI) on each SSRC it is sending."""
     _require(receiver, "_send_rtcp_pli")

@@ -6,7 +6,8 @@ an exception that closes the socket. Parsing is pydantic's JSON parser over the 
 models: it refuses lone surrogates and nesting deeper than its limit (200) as invalid JSON.
 `validate` does the same for another socket's messages (the pre-call probe, server/precall.py).
 
-Each node → client message is built by one constructor below, the only place that writes its
+Each node → client message is built by one constructor below (or, for the three that identity and
+the recorder send as well, in core/calls.py, re-exported here), the only place that writes its
 `type` and field names; signaling/server_messages.py describes the same messages as models
 (checked against PROTOCOL.md, and against these constructors in tests/test_protocol.py). They
 return plain dicts, in the key order the pages have always received.
@@ -19,6 +20,10 @@ from typing import Any, TypeVar
 
 from pydantic import BaseModel, ConfigDict, TypeAdapter, ValidationError
 from pydantic_core import ErrorDetails
+
+# What identity and the recorder send too is built in the base layer, beside the call they send
+# it through (core/calls.py); the node's own messages are built below.
+from core.calls import notice, presence, verify
 
 from .client_messages import (
     DOCTOR_REASONS,
@@ -193,10 +198,6 @@ def consent(version: str, at: str) -> Out:
     return {"type": "consent", "given": True, "version": version, "at": at}
 
 
-def notice(code: str, zh: str, en: str) -> Out:
-    return {"type": "notice", "code": code, "zh": zh, "en": en}
-
-
 def quality(role: str, delivered: Mapping[str, Any]) -> Out:
     """The other participant's report: `level`, its figures and `at`, as the node took them."""
     return {"type": "quality", "role": str(role), **delivered}
@@ -204,20 +205,3 @@ def quality(role: str, delivered: Mapping[str, Any]) -> Out:
 
 def prescribed(prescription: str, items: int) -> Out:
     return {"type": "prescribed", "prescription": prescription, "items": items}
-
-
-def presence(guardian: str, zh: str, en: str, faces: int | None = None,
-             at: str | None = None) -> Out:
-    """A change carries `faces` and `at`; the state re-sent to a (re)joining page does not."""
-    msg: Out = {"type": "presence", "guardian": guardian}
-    if faces is not None:
-        msg["faces"] = faces
-    if at is not None:
-        msg["at"] = at
-    msg["zh"], msg["en"] = zh, en
-    return msg
-
-
-def verify(step: str, zh: str, en: str, **fields: Any) -> Out:
-    """A verification step (doctor only); its other fields depend on the step."""
-    return {"type": "verify", "step": step, "zh": zh, "en": en, **fields}

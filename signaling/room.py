@@ -12,13 +12,14 @@ import contextlib
 import logging
 import time
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 from aiohttp import web
 
 from core import metrics
 from core.alerts import Alert, publish_alert
 from core.auth import Role
+from core.context import NodeContext
 from core.lifecycle import State, Transition
 from core.live import LiveStateUnavailable
 
@@ -33,7 +34,6 @@ from .call_stats import (
     poor_network,
     summarise,
 )
-from .context import NodeContext
 from .media import MediaSource
 from .peer import KINDS, Peer
 from .protocol import IceCandidate, ParticipantStatus
@@ -74,10 +74,19 @@ class Participant:
         return protocol.participant(self.role, self.status, self.ice)
 
 
+class RoomHost(Protocol):
+    """What a room tells the node's set of rooms (signaling/rooms.py) when it ends."""
+
+    async def discard(self, room: Room) -> None: ...
+
+    async def emptied(self, room: Room) -> None: ...
+
+
 @dataclass
 class Room:
     consultation_id: str
     ctx: NodeContext
+    host: RoomHost
     participants: dict[Role, Participant] = field(init=False)
     closed: bool = False
     # Joins under way: until it is `connected` a participant who is joining does not show in the
@@ -284,11 +293,7 @@ class Room:
         if self.closed or self._arriving or any(q.here for q in self.participants.values()):
             return
         await self.close()
-        for hook in self.ctx.rooms.on_emptied:
-            try:
-                await hook(self)
-            except Exception:  # the others still run; the participant's leave still succeeds
-                log.exception("a hook on the emptied room of %s failed", self.consultation_id)
+        await self.host.emptied(self)
 
     # -- media ------------------------------------------------------------------------------
 
@@ -389,7 +394,7 @@ class Room:
         stats, self._stats_task = self._stats_task, None
         if stats is not None:
             stats.cancel()
-        await self.ctx.rooms.discard(self)
+        await self.host.discard(self)
         for p in self.participants.values():
             if p.grace is not None:
                 p.grace.cancel()

@@ -3,21 +3,24 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import Awaitable, Callable
 
 from core import metrics
 from core.auth import Role
+from core.context import NodeContext
 from core.lifecycle import State, Transition
 from core.live import LiveStateUnavailable
 
-from .context import NodeContext
 from .protocol import ParticipantStatus
 from .room import Room
 
+log = logging.getLogger(__name__)
+
 
 class Rooms:
-    def __init__(self) -> None:
-        self.ctx: NodeContext | None = None
+    def __init__(self, ctx: NodeContext) -> None:
+        self.ctx = ctx
         self._rooms: dict[str, Room] = {}
         # Called when this node starts hosting a consultation that is already under way (after
         # a failover): the recorder and the identity re-checks resume on the new node.
@@ -31,9 +34,6 @@ class Rooms:
         # listeners do this instead.
         self.on_emptied: list[Callable[[Room], Awaitable[None]]] = []
         self._lock = asyncio.Lock()
-
-    def bind(self, ctx: NodeContext) -> None:
-        self.ctx = ctx
         for role in (Role.DOCTOR, Role.GUARDIAN):  # read at each scrape, never out of date
             metrics.PARTICIPANTS.labels(str(role)).set_function(
                 lambda role=role: self.participants(role))
@@ -49,7 +49,6 @@ class Rooms:
 
     async def open(self, consultation_id: str, previous_node: str | None = None) -> Room:
         """The room for a consultation this node has claimed (see core.cluster)."""
-        assert self.ctx is not None
         async with self._lock:
             room = self._rooms.get(consultation_id)
             if room is None:
@@ -60,7 +59,7 @@ class Rooms:
                 if previous_node:
                     await ctx.events.append(consultation_id, "consultation.rehomed", "system", {
                         "from": previous_node, "to": ctx.settings.node_id, "state": str(state)})
-                room = self._rooms[consultation_id] = Room(consultation_id, ctx)
+                room = self._rooms[consultation_id] = Room(consultation_id, ctx, self)
                 metrics.LIVE_CONSULTATIONS.set(len(self._rooms))
                 if state == State.ACTIVE:
                     for resume in self.on_resumed:
@@ -68,7 +67,6 @@ class Rooms:
             return room
 
     async def discard(self, room: Room) -> None:
-        assert self.ctx is not None
         if self._rooms.get(room.consultation_id) is room:
             del self._rooms[room.consultation_id]
             metrics.LIVE_CONSULTATIONS.set(len(self._rooms))
@@ -81,13 +79,20 @@ class Rooms:
     async def republish(self, consultation_id: str) -> None:
         """Write a hosted consultation back into a live state that lost it."""
         room = self._rooms.get(consultation_id)
-        if room is None or self.ctx is None:
+        if room is None:
             return
         state = await self.ctx.lifecycle.state(consultation_id)
         await self.ctx.live.put_consultation(consultation_id, {
             "state": str(state), "node": self.ctx.settings.node_id, "lost": False})
         for p in room.participants.values():
             await self.ctx.live.put_participant(consultation_id, str(p.role), p.public())
+
+    async def emptied(self, room: Room) -> None:
+        for hook in self.on_emptied:
+            try:
+                await hook(room)
+            except Exception:  # the others still run; the participant's leave still succeeds
+                log.exception("a hook on the emptied room of %s failed", room.consultation_id)
 
     def participants(self, role: str) -> int:
         return sum(room.participants[role].status == ParticipantStatus.CONNECTED  # type: ignore[index]

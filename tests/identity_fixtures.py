@@ -8,36 +8,23 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
-from aiohttp.test_utils import TestServer
 
 from core.auth import Role
 from core.config import Settings
-from identity import CONFIG_KEY, IdentityConfig
+from core.config.identity import IdentityConfig
 from identity.registry_api import IDENTITY_KEY
 from identity.service import IdentityService
-from server.app import create_app
 
-from .node_fixtures import Node, node_settings
+from .node_fixtures import Node, node_settings, start_node
 
 
-class identity_node:
+class identity_node(start_node):
     """`async with identity_node(tmp, challenge="turn_left") as node:` — verification required."""
 
     def __init__(self, tmp: Path, settings: Settings | None = None, **config: Any) -> None:
-        self.settings = settings or node_settings(tmp / "node", rejoin_grace_s=3.0)
         self.config = replace(IdentityConfig(), required=True, **config).checked()
-
-    async def __aenter__(self) -> Node:
-        app = create_app(self.settings)
-        app[CONFIG_KEY] = self.config
-        self.server = TestServer(app, host="127.0.0.1")
-        await self.server.start_server()
-        self.session = aiohttp.ClientSession()
-        return Node(app, self.server, self.session, self.settings)
-
-    async def __aexit__(self, *exc: object) -> None:
-        await self.session.close()
-        await self.server.close()
+        settings = settings or node_settings(tmp / "node", rejoin_grace_s=3.0)
+        super().__init__(replace(settings, identity=self.config))
 
 
 def identity_service(node: Node) -> IdentityService:

@@ -16,9 +16,11 @@ from bench.client import CallClient
 from bench.clip import Clip, encode_opus, encode_vp8
 from core.auth import TOKENS_KEY, Role, Tokens
 from core.config import Settings, load_settings
+from core.context import CONTEXT_KEY, NodeContext
 from server.app import create_app
 from server.demo import Booking, seed
-from signaling.context import CONTEXT_KEY, NodeContext
+from signaling.handler import SIGNALING_KEY
+from signaling.rooms import Rooms
 
 SECRET = "test-secret-" + "x" * 40
 
@@ -37,6 +39,10 @@ class Node:
     @property
     def ctx(self) -> NodeContext:
         return self.app[CONTEXT_KEY]
+
+    @property
+    def rooms(self) -> Rooms:
+        return self.app[SIGNALING_KEY].rooms
 
     @property
     def tokens(self) -> Tokens:

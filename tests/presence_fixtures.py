@@ -4,12 +4,11 @@ scripted patient side, and helpers to enroll a guardian's photo and join a call.
 from __future__ import annotations
 
 import asyncio
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
 import aiohttp
-from aiohttp.test_utils import TestServer
 
 from bench.client import CallClient
 from bench.clip import Clip
@@ -19,32 +18,19 @@ from core.auth import Role
 from core.config import Settings
 from core.config.presence import PresenceConfig
 from core.consent import CURRENT_VERSION
-from identity.guardians import PRESENCE_CONFIG_KEY
 from identity.presence import PRESENCE_KEY, PresenceService
-from server.app import create_app
 from server.demo import Booking
 
-from .node_fixtures import Node, node_settings
+from .node_fixtures import Node, node_settings, start_node
 
 
-class presence_node:
+class presence_node(start_node):
     """`async with presence_node(tmp, absent_after_s=3) as node:` — presence checks on."""
 
     def __init__(self, tmp: Path, settings: Settings | None = None, **config: Any) -> None:
-        self.settings = settings or node_settings(tmp / "node", rejoin_grace_s=3.0)
         self.config = PresenceConfig(enabled=True).with_(**config)
-
-    async def __aenter__(self) -> Node:
-        app = create_app(self.settings)
-        app[PRESENCE_CONFIG_KEY] = self.config
-        self.server = TestServer(app, host="127.0.0.1")
-        await self.server.start_server()
-        self.session = aiohttp.ClientSession()
-        return Node(app, self.server, self.session, self.settings)
-
-    async def __aexit__(self, *exc: object) -> None:
-        await self.session.close()
-        await self.server.close()
+        settings = settings or node_settings(tmp / "node", rejoin_grace_s=3.0)
+        super().__init__(replace(settings, presence=self.config))
 
 
 def presence_service(node: Node) -> PresenceService:

@@ -205,7 +205,7 @@ async def test_the_receivers_downlink_bounds_what_the_sender_is_asked(node: Node
             # The guardian's clip does not adapt: the node drops whole frames to the doctor
             # rather than queueing them, asks the guardian for a key frame to resume on, and
             # coalesces those requests.
-            room = node.ctx.rooms.get(booking.consultation_id)
+            room = node.rooms.get(booking.consultation_id)
             peer = room.participants["doctor"].peer
             relay = peer.relays["video"]
             # The socket-backlog probe reaches the real UDP transport of the nominated pair.

@@ -81,4 +81,4 @@ async def test_guardian_and_doctor_see_each_other_leave_rejoin_and_end(
     assert kinds.count("media.connected") >= 3  # both sides, then the guardian again
     assert kinds.index("participant.left") < kinds.index("participant.rejoined")
     assert (await node.ctx.events.verify(cid)).ok
-    assert node.ctx.rooms.get(cid) is None
+    assert node.rooms.get(cid) is None

@@ -137,7 +137,7 @@ async def test_consent_then_doctor_terminates_with_referral(node: Node, tmp_path
     assert final["data"]["termination"]["reason"] == "needs_in_person"
     report = await chain_verified(node.ctx.events, cid)
     assert report.ok, report.problems
-    assert node.ctx.rooms.get(cid) is None
+    assert node.rooms.get(cid) is None
 
     token = node.token(Role.REGULATOR, "supervision")
     async with node.session.get(

@@ -45,7 +45,7 @@ async def test_call_relays_media_both_ways_and_ends(node: Node, clips) -> None:
         "waiting", "verifying", "active", "ended"]
     report = await node.ctx.events.verify(booking.consultation_id)
     assert report.ok, report.problems
-    assert node.ctx.rooms.get(booking.consultation_id) is None
+    assert node.rooms.get(booking.consultation_id) is None
 
 
 async def test_accept_refused_until_patient_side_connected(node: Node) -> None:

@@ -251,8 +251,7 @@ async def test_a_doctor_enrolled_through_a_is_verified_on_b(
 
     from bench.faces import OBAMA
     from bench.identity import do_actions, show
-    from identity import CONFIG_KEY, IdentityConfig
-    from identity.guardians import PRESENCE_CONFIG_KEY
+    from core.config.identity import IdentityConfig
     from identity.registry_api import IDENTITY_KEY
     from server.app import create_app
 
@@ -272,10 +271,10 @@ async def test_a_doctor_enrolled_through_a_is_verified_on_b(
                 redis_url=redis_server.url, node_id="node-b", host="127.0.0.1", port=0,
                 ice_host_addresses=["127.0.0.1"], ice_servers=[], recording_key=key,
                 heartbeat_s=0.5, node_ttl_s=2.0, store=s3_server.config(bucket))
+            settings = replace(settings, identity=replace(
+                IdentityConfig(), required=True, challenge="turn_left,turn_right").checked(),
+                presence=settings.presence.with_(enabled=False))
             app = create_app(settings)
-            app[CONFIG_KEY] = replace(IdentityConfig(), required=True,
-                                      challenge="turn_left,turn_right").checked()
-            app[PRESENCE_CONFIG_KEY] = app[PRESENCE_CONFIG_KEY].with_(enabled=False)
             b_server = TestServer(app, host="127.0.0.1")
             await b_server.start_server()
             b_url = str(b_server.make_url("")).rstrip("/")
@@ -317,7 +316,7 @@ async def test_a_doctor_enrolled_through_a_is_verified_on_b(
                     await guardian.close()
                     await doctor.close()
                 assert asked == ["turn_left", "turn_right"]
-                assert verified["distance"] < app[CONFIG_KEY].threshold
+                assert verified["distance"] < settings.identity.threshold
 
                 # A serves the evidence B stored: the attempt from the database, the
                 # thumbnail from the bucket.

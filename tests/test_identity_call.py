@@ -238,7 +238,7 @@ async def test_mismatch_policy_pause_holds_the_doctors_media_until_confirmed(
         paused = await guardian.expect("notice", timeout=20, code="doctor_paused")
         assert "paused" in paused["en"]
         # The doctor's camera goes on reaching the node; none of it reaches the patient side.
-        source = node.ctx.rooms.get(cid).participants[Role.DOCTOR].sources["video"]
+        source = node.rooms.get(cid).participants[Role.DOCTOR].sources["video"]
         node_before, patient_before = source.frames, guardian.received["video"].frames
         await until(lambda: source.frames >= node_before + 30, 10,
                     "the doctor's video still reaching the node")

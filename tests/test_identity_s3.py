@@ -10,9 +10,9 @@ import pytest
 
 from bench.faces import OBAMA
 from core.auth import Role
+from core.objects.s3 import S3Storage
 from core.store.models import SYSTEM_CHAIN
 from identity.storage import ProtectedStore
-from recorder.s3 import S3Storage
 
 from .identity_fixtures import enroll_photo, identity_node
 from .node_fixtures import node_settings

@@ -17,8 +17,8 @@ from pathlib import Path
 
 import pytest
 
-from recorder.s3 import S3Storage
-from recorder.storage import LocalStorage, Storage, StoreRefused
+from core.objects.s3 import S3Storage
+from core.objects.storage import LocalStorage, Storage, StoreRefused
 
 from .s3_fixtures import S3Server
 
@@ -176,7 +176,7 @@ def test_object_lock_is_reported_as_the_bucket_has_it(s3_server: S3Server,
 def test_prefixes_keep_areas_apart(s3_server: S3Server, tmp_path: Path) -> None:
     """Recordings and identity's files share a bucket, each under its own prefix."""
     config = s3_server.config(s3_server.bucket(object_lock=False), prefix="hospital-a/")
-    from recorder.store_factory import open_storage
+    from core.objects.store_factory import open_storage
 
     recordings = open_storage(config, tmp_path, "recordings")
     identity = open_storage(config, tmp_path, "identity")

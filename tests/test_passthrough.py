@@ -8,6 +8,7 @@ from aiortc import RTCPeerConnection
 from aiortc import rtcrtpreceiver as aiortc_receiver
 from aiortc.rtp import RtcpSenderInfo, RtcpSrPacket, RtpPacket
 
+from core.vp8 import is_vp8_keyframe
 from signaling import passthrough
 from tests.clinical_helpers import joined
 
@@ -77,7 +78,7 @@ async def test_a_late_viewer_gets_a_key_frame_asked_of_the_sender(node: Node, cl
     try:
         await guardian.connect()
         await guardian.start_media()
-        source = node.ctx.rooms.get(booking.consultation_id).participants[
+        source = node.rooms.get(booking.consultation_id).participants[
             Role.GUARDIAN].sources["video"]
         # Well past the guardian's first (and only) key frame:
         await until(lambda: source.frames >= 45, 15, "the guardian's video reaching the node")
@@ -97,9 +98,9 @@ async def test_a_late_viewer_gets_a_key_frame_asked_of_the_sender(node: Node, cl
 
 
 def test_vp8_keyframe_bit() -> None:
-    assert passthrough.is_vp8_keyframe(b"\x10\x02\x00")  # low bit 0: key frame
-    assert not passthrough.is_vp8_keyframe(b"\x11\x02\x00")
-    assert not passthrough.is_vp8_keyframe(b"")
+    assert is_vp8_keyframe(b"\x10\x02\x00")  # low bit 0: key frame
+    assert not is_vp8_keyframe(b"\x11\x02\x00")
+    assert not is_vp8_keyframe(b"")
 
 
 async def test_no_codec_runs_in_a_relayed_call(node: Node, clips, monkeypatch) -> None:

@@ -141,4 +141,4 @@ async def test_everyone_gone_aborts_active_consultation(node: Node, clips) -> No
     while await node.ctx.lifecycle.state(cid) != State.ABORTED:
         assert time.monotonic() < deadline, await node.events(cid)
         await __import__("asyncio").sleep(0.1)
-    assert node.ctx.rooms.get(cid) is None
+    assert node.rooms.get(cid) is None

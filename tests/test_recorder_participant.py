@@ -23,13 +23,13 @@ import av
 import pytest
 
 from bench.clip import encode_opus, encode_vp8
+from core.vp8 import is_vp8_keyframe
 from recorder.keys import KeyRing
 from recorder.participant import FORCE_CUT_MS, GAP_MS, ParticipantRecorder
 from recorder.segment import OpenSegment
 from recorder.spool_file import SpoolFile
 from recorder.webm import MuxStats
 from signaling.media import MediaSource
-from signaling.passthrough import is_vp8_keyframe
 
 from .test_room_lifecycle import until
 

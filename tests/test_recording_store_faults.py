@@ -26,8 +26,8 @@ import pytest
 from bench.s3_server import moto_server
 from core.auth import Role
 from core.config.recording_store import StoreConfig
+from core.objects.s3 import S3Storage
 from core.store import EventLog
-from recorder.s3 import S3Storage
 
 from .clinical_helpers import start_call as start_process_call
 from .node_fixtures import SECRET, node_settings, start_node

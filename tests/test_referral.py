@@ -62,7 +62,7 @@ async def test_doctor_terminates_with_referral(node: Node, clips) -> None:
         await guardian.expect("closed", timeout=5)
         await doctor.expect("closed", timeout=5)
         assert time.monotonic() - clicked < 1.0
-        assert node.ctx.rooms.get(cid) is None
+        assert node.rooms.get(cid) is None
         for side in (guardian, doctor):
             assert side.pc is None or side.pc.connectionState in ("closed", "failed",
                                                                   "connected")

@@ -49,7 +49,7 @@ async def test_joins_list_who_is_not_there_yet_and_tell_the_other_side(node: Nod
         assert joined["participants"] == [
             {"role": "doctor", "status": "absent", "ice": "new"},
             {"role": "guardian", "status": "connected", "ice": "new"}]
-        room = node.ctx.rooms.get(cid)
+        room = node.rooms.get(cid)
         assert room is not None
         assert room.participants[Role.GUARDIAN].status is ParticipantStatus.CONNECTED
         assert room.participants[Role.DOCTOR].status is ParticipantStatus.ABSENT
@@ -60,8 +60,8 @@ async def test_joins_list_who_is_not_there_yet_and_tell_the_other_side(node: Nod
         assert documented(await guardian.expect("participant", role="doctor")) == {
             "type": "participant", "role": "doctor", "status": "connected", "ice": "new"}
         assert await node.ctx.lifecycle.state(cid) == State.VERIFYING
-        assert node.ctx.rooms.participants(Role.DOCTOR) == 1
-        assert node.ctx.rooms.participants(Role.GUARDIAN) == 1
+        assert node.rooms.participants(Role.DOCTOR) == 1
+        assert node.rooms.participants(Role.GUARDIAN) == 1
     finally:
         await guardian.close()
         await doctor.close()
@@ -82,7 +82,7 @@ async def test_a_second_socket_replaces_the_first_and_the_other_side_sees_the_ga
     try:
         await first.connect()
         await doctor.connect()
-        room = node.ctx.rooms.get(cid)
+        room = node.rooms.get(cid)
         assert room is not None
         old_ws = room.participants[Role.GUARDIAN].ws
         assert old_ws is not None
@@ -122,7 +122,7 @@ async def test_a_lost_socket_is_reconnecting_until_it_comes_back(node: Node) -> 
     try:
         await guardian.connect()
         await doctor.connect()
-        room = node.ctx.rooms.get(cid)
+        room = node.rooms.get(cid)
         assert room is not None
         await guardian.drop()
         await doctor.expect("participant", role="guardian", status="reconnecting")
@@ -130,10 +130,10 @@ async def test_a_lost_socket_is_reconnecting_until_it_comes_back(node: Node) -> 
         assert p.status is ParticipantStatus.RECONNECTING and p.ws is None
         grace = p.grace
         assert grace is not None and not grace.done()
-        assert node.ctx.rooms.participants(Role.GUARDIAN) == 0
+        assert node.rooms.participants(Role.GUARDIAN) == 0
 
         assert (await again.connect())["rejoined"] is True
-        assert node.ctx.rooms.get(cid) is room
+        assert node.rooms.get(cid) is room
         await doctor.expect("participant", role="guardian", status="connected")
         assert p.status is ParticipantStatus.CONNECTED and p.grace is None
         await until(grace.done, 5, lambda: grace)
@@ -155,7 +155,7 @@ async def test_leaving_tells_the_other_side_and_the_last_one_out_closes_the_room
     try:
         await guardian.connect()
         await doctor.connect()
-        room = node.ctx.rooms.get(cid)
+        room = node.rooms.get(cid)
         assert room is not None
         assert await node.ctx.lifecycle.state(cid) == State.VERIFYING
 
@@ -168,13 +168,13 @@ async def test_leaving_tells_the_other_side_and_the_last_one_out_closes_the_room
         await guardian.expect("state", state="waiting", previous="verifying")
         assert not room.closed and statuses(room) == {"doctor": "left",
                                                       "guardian": "connected"}
-        assert node.ctx.rooms.participants(Role.DOCTOR) == 0
-        assert node.ctx.rooms.participants(Role.GUARDIAN) == 1
+        assert node.rooms.participants(Role.DOCTOR) == 0
+        assert node.rooms.participants(Role.GUARDIAN) == 1
 
         await guardian.send({"type": "leave"})
         assert (await guardian.expect("closed"))["code"] == 1000
         await until(lambda: room.closed, 5, lambda: statuses(room))
-        assert node.ctx.rooms.get(cid) is None
+        assert node.rooms.get(cid) is None
         assert statuses(room) == {"doctor": "left", "guardian": "left"}
     finally:
         await guardian.close()

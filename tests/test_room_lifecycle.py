@@ -44,12 +44,12 @@ def rooms_in_memory(node: Node) -> list[Room]:
 
 
 def leftovers(node: Node, cid: str) -> dict[str, object]:
-    return {"registered": node.ctx.rooms.ids(), "stats tasks": len(room_tasks(cid)),
+    return {"registered": node.rooms.ids(), "stats tasks": len(room_tasks(cid)),
             "rooms in memory": [(r.consultation_id, r.closed) for r in rooms_in_memory(node)]}
 
 
 def gone(node: Node, cid: str) -> bool:
-    return len(node.ctx.rooms) == 0 and not room_tasks(cid) and not rooms_in_memory(node)
+    return len(node.rooms) == 0 and not room_tasks(cid) and not rooms_in_memory(node)
 
 
 async def join_and_leave(client: CallClient) -> None:
@@ -68,14 +68,14 @@ async def test_rooms_everyone_left_are_closed_over_many_cycles(node: Node) -> No
         guardian, doctor = node.client(guardian_token), node.client(doctor_token)
         await guardian.connect()
         await doctor.connect()
-        room = node.ctx.rooms.get(cid)
+        room = node.rooms.get(cid)
         assert room is not None and len(room_tasks(cid)) == 1
         rooms_seen.add(id(room))
         await join_and_leave(doctor)
         await join_and_leave(guardian)
         # The node closes the socket before it is done with the departure: a join sent at once
         # would still find this room (and keep it, a rejoin).
-        await until(lambda: node.ctx.rooms.get(cid) is None, 10, lambda: leftovers(node, cid))
+        await until(lambda: node.rooms.get(cid) is None, 10, lambda: leftovers(node, cid))
         del room
     assert len(rooms_seen) > 1  # a new room each cycle (ids of freed objects may come back)
     await until(lambda: gone(node, cid), 10, lambda: leftovers(node, cid))
@@ -117,13 +117,13 @@ async def test_finished_call_sockets_and_rooms_are_freed_without_the_collector(n
             await guardian.connect()
             await doctor.connect()
             sockets.extend(weakref.ref(ws) for ws in handler._SOCKETS)
-            room = node.ctx.rooms.get(cid)
+            room = node.rooms.get(cid)
             assert room is not None
             rooms.append(weakref.ref(room))
             del room
             await join_and_leave(doctor)
             await join_and_leave(guardian)
-            await until(lambda: node.ctx.rooms.get(cid) is None, 10,
+            await until(lambda: node.rooms.get(cid) is None, 10,
                         lambda: leftovers(node, cid))
         assert len({id(r) for r in sockets}) >= 20
         await until(lambda: all(r() is None for r in [*sockets, *rooms]), 10, alive)
@@ -158,7 +158,7 @@ async def test_a_lone_participant_keeps_the_room_for_the_grace_period_only(node:
     await guardian.connect()
     await guardian.start_media()
     await guardian.wait_connected()
-    room = node.ctx.rooms.get(cid)
+    room = node.rooms.get(cid)
     assert room is not None
     peer = room.participants[Role.GUARDIAN].peer
     assert peer is not None
@@ -168,7 +168,7 @@ async def test_a_lone_participant_keeps_the_room_for_the_grace_period_only(node:
                 lambda: room.participants[Role.GUARDIAN].public())
     again = node.client(token, clips)
     assert (await again.connect())["rejoined"] is True
-    assert node.ctx.rooms.get(cid) is room and not room.closed
+    assert node.rooms.get(cid) is room and not room.closed
     await again.start_media()
     await again.wait_connected()
     assert peer.pc.connectionState == "closed"  # the first peer, replaced at the rejoin
@@ -187,7 +187,7 @@ async def test_a_lone_participant_keeps_the_room_for_the_grace_period_only(node:
     late = node.client(token)
     joined = await late.connect()
     assert joined["rejoined"] is False and joined["consultation"]["state"] == "waiting"
-    assert node.ctx.rooms.get(cid) is not None and len(room_tasks(cid)) == 1
+    assert node.rooms.get(cid) is not None and len(room_tasks(cid)) == 1
     await join_and_leave(late)
     await until(lambda: gone(node, cid), 10, lambda: leftovers(node, cid))
 
@@ -205,7 +205,7 @@ async def test_presence_monitor_ends_with_the_emptied_room_and_resumes(tmp_path:
 
         guardian = node.client(token)
         await guardian.connect()
-        first = node.ctx.rooms.get(cid)
+        first = node.rooms.get(cid)
         await until(lambda: cid in svc.monitors, 10, lambda: svc.monitors)
         assert svc.monitors[cid].room is first
         task = svc.monitors[cid].task
@@ -218,7 +218,7 @@ async def test_presence_monitor_ends_with_the_emptied_room_and_resumes(tmp_path:
         guardian = node.client(token)
         await guardian.connect()
         await until(lambda: cid in svc.monitors, 10, lambda: svc.monitors)
-        assert svc.monitors[cid].room is node.ctx.rooms.get(cid)
+        assert svc.monitors[cid].room is node.rooms.get(cid)
         assert not svc.monitors[cid].task.done()
         await join_and_leave(guardian)
         await until(lambda: cid not in svc.monitors, 10, lambda: svc.monitors)
@@ -246,7 +246,7 @@ async def test_presence_and_identity_keep_nothing_of_an_ended_consultation(
         identity = node.app[IDENTITY_KEY]
         guardian = node.client(booking.guardian_link.split("#token=")[1])
         await guardian.connect()
-        room = node.ctx.rooms.get(cid)
+        room = node.rooms.get(cid)
         assert room is not None
         monitor = SimpleNamespace(cid=cid, room=room)  # on_change reads only these
         await svc.on_change(monitor, Change("present", time.monotonic(), "unknown", 0.0, 1,

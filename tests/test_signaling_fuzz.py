@@ -123,7 +123,7 @@ class FuzzCall:
 
     def _other_connected(self) -> None:
         assert self.other.ws is not None and not self.other.ws.closed
-        room = self.node.ctx.rooms.get(self.cid)
+        room = self.node.rooms.get(self.cid)
         assert room is not None and room.participants[Role.DOCTOR].status == "connected"
         assert self.other.pc is not None and self.other.pc.connectionState == "connected"
         while not self.other.inbox.empty():
@@ -139,7 +139,7 @@ class FuzzCall:
         async with self.node.session.get(self.node.url + "/api/me", headers={
                 "Authorization": f"Bearer {self.sender.token}"}) as r:
             assert r.status == 200, await r.text()
-        room = self.node.ctx.rooms.get(self.cid)
+        room = self.node.rooms.get(self.cid)
         assert room is not None
         source = room.participants[Role.DOCTOR].sources["video"]
         before, deadline = source.frames, time.monotonic() + 10

@@ -48,7 +48,7 @@ class Call:
         for side in (self.doctor, self.guardian):
             await side.send({"type": "ping", "id": "after"})
             assert (await side.expect("pong", timeout=5))["re"] == "after"
-        room = self.node.ctx.rooms.get(self.cid)
+        room = self.node.rooms.get(self.cid)
         assert room is not None
         assert {str(r): p.status for r, p in room.participants.items()} == {
             "doctor": "connected", "guardian": "connected"}
@@ -178,7 +178,7 @@ async def test_what_aiortc_refuses_past_the_checks_is_not_internal(
     error = await call.doctor.expect("error", timeout=10)
     assert error["code"] == "bad_field" and "AssertionError" in error["message"], error
     await call.doctor.wait_connected()
-    room = call.node.ctx.rooms.get(call.cid)
+    room = call.node.rooms.get(call.cid)
     assert room is not None
     deadline = asyncio.get_running_loop().time() + 10
     while room.participants[Role.DOCTOR].status != "connected":  # media restored (reported)

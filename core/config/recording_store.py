@@ -3,8 +3,8 @@
 The local folder is the one-node default. With several nodes, every node must see every stored
 object (a failover re-homes a call, any node may replay or purge any recording), so they share
 one S3-protocol bucket: AWS S3, MinIO, Ceph RGW, Aliyun OSS, Tencent COS, Huawei OBS. This module
-holds only the settings; recorder/store_factory.py builds the store they choose, and the S3
-client lives in recorder/s3.py, imported only when it is used.
+holds only the settings; core/objects/store_factory.py builds the store they choose, and the S3
+client lives in core/objects/s3.py, imported only when it is used.
 """
 
 from __future__ import annotations

@@ -17,6 +17,7 @@ from sqlalchemy import select
 
 from core import fields
 from core.auth import CLAIMS_KEY, TOKENS_KEY, Role, json_error
+from core.context import CONTEXT_KEY
 from core.endpoint import NO_STORE, endpoint, page
 from core.store import SYSTEM_CHAIN, Consultation, Hospital, records
 from core.store.quality import (
@@ -27,7 +28,6 @@ from core.store.quality import (
     SEVERITIES,
 )
 from server.quality import Refused, adverse, feedback, feedback_token, refs, role_of
-from signaling.context import CONTEXT_KEY
 
 STAFF = (Role.QUALITY, Role.ADMIN)
 # The guardian: with the call token, or later with the feedback token (feedback_token.py).

@@ -2,7 +2,7 @@
 
 Everything above this module speaks in keys (`<consultation>/<role>-<seq>.webm.enc`) and byte
 ranges, which is what an S3-protocol store offers too (PUT object, GET with Range, DELETE,
-LIST by prefix): recorder/s3.py is that store, chosen in recorder/store_factory.py.
+LIST by prefix): core/objects/s3.py is that store, chosen in core/objects/store_factory.py.
 All methods are blocking: callers run them in the recorder's worker thread or `to_thread`.
 
 Retention: a store with `object_lock` keeps each object until the `retain_until` it was written
