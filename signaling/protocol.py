@@ -23,7 +23,7 @@ from pydantic_core import ErrorDetails
 
 # What identity and the recorder send too is built in the base layer, beside the call they send
 # it through (core/calls.py); the node's own messages are built below.
-from core.calls import notice, presence, verify
+from core.calls import Out, notice, presence, verify
 
 from .client_messages import (
     DOCTOR_REASONS,
@@ -145,9 +145,6 @@ def _lower(text: str) -> str:
 
 
 # -- node → client ---------------------------------------------------------------------------
-
-Out = dict[str, Any]
-
 
 def error(code: str, message: str, field: str | None = None, re: Any = None) -> Out:
     msg: Out = {"type": "error", "code": code, "message": message}
