@@ -36,7 +36,8 @@ def test_install_refuses_when_upstream_changed(monkeypatch) -> None:
 
 
 class Routed:
-    """What a StunProtocol hands its connection, in order."""
+    """What a StunProtocol hands its connection, in order (StunProtocol needs a running loop:
+    the tests that use it are async)."""
 
     def __init__(self) -> None:
         self.calls: list[tuple[Any, ...]] = []
@@ -86,14 +87,14 @@ def stun_datagrams() -> list[bytes]:
     return [bytes(request), bytes(indication), b"\x00\x01\x00\x00garbage", b"", b"\x40\x00"]
 
 
-def test_datagrams_reach_aioice_as_they_did() -> None:
+async def test_datagrams_reach_aioice_as_they_did() -> None:
     datagrams = media_datagrams(random.Random(7983)) + stun_datagrams()
     ours = route(inbound.datagram_received, datagrams)
     assert ours == route(inbound._upstream_datagram_received, datagrams)
     assert sum(call[0] == "request" for call in ours) == 1
 
 
-def test_a_media_datagram_is_never_taken_for_stun() -> None:
+async def test_a_media_datagram_is_never_taken_for_stun() -> None:
     """aioice checks neither STUN's two zero bits nor its magic cookie: a 20-byte RTP packet
     (payload type 1, sequence number 0) parses as a binding request there and is lost."""
     rtp = bytes(RtpPacket(payload_type=1, sequence_number=0, timestamp=0x2112A442,
