@@ -1,4 +1,4 @@
-"""signaling/inbound.py's receive path gives aioice's and aiortc's own results."""
+"""signaling/datagrams.py's receive and send paths give aioice's and aiortc's own results."""
 
 from __future__ import annotations
 
@@ -19,11 +19,11 @@ from aiortc.rtp import RtcpRrPacket, RtpPacket
 
 from bench.clip import ClipTrack
 from bench.identity import until
-from signaling import ice, inbound, passthrough
+from signaling import datagrams, ice, passthrough
 
 
 def test_upstream_is_the_code_this_was_written_against() -> None:
-    inbound.check_upstream()
+    datagrams.check_upstream()
 
 
 def test_install_refuses_when_upstream_changed(monkeypatch) -> None:
@@ -32,7 +32,7 @@ def test_install_refuses_when_upstream_changed(monkeypatch) -> None:
 
     monkeypatch.setattr(aioice_ice.Connection, "recvfrom", recvfrom)
     with pytest.raises(RuntimeError, match=r"aioice\.ice\.Connection\.recvfrom"):
-        inbound.install()
+        datagrams.install()
 
 
 class Routed:
@@ -49,12 +49,12 @@ class Routed:
         self.calls.append(("request", bytes(message), addr))
 
 
-def route(datagram_received: Any, datagrams: list[bytes]) -> list[tuple[Any, ...]]:
+def route(datagram_received: Any, sent: list[bytes]) -> list[tuple[Any, ...]]:
     receiver = Routed()
     protocol = aioice_ice.StunProtocol(receiver)  # type: ignore[arg-type]
     protocol.local_candidate = Candidate(foundation="1", component=1, transport="udp",
                                          priority=1, host="127.0.0.1", port=5000, type="host")
-    for datagram in datagrams:
+    for datagram in sent:
         datagram_received(protocol, datagram, ("127.0.0.1", 6000, 0, 0))
     return receiver.calls
 
@@ -88,9 +88,9 @@ def stun_datagrams() -> list[bytes]:
 
 
 async def test_datagrams_reach_aioice_as_they_did() -> None:
-    datagrams = media_datagrams(random.Random(7983)) + stun_datagrams()
-    ours = route(inbound.datagram_received, datagrams)
-    assert ours == route(inbound._upstream_datagram_received, datagrams)
+    sent = media_datagrams(random.Random(7983)) + stun_datagrams()
+    ours = route(datagrams.datagram_received, sent)
+    assert ours == route(datagrams._upstream_datagram_received, sent)
     assert sum(call[0] == "request" for call in ours) == 1
 
 
@@ -99,8 +99,8 @@ async def test_a_media_datagram_is_never_taken_for_stun() -> None:
     (payload type 1, sequence number 0) parses as a binding request there and is lost."""
     rtp = bytes(RtpPacket(payload_type=1, sequence_number=0, timestamp=0x2112A442,
                           ssrc=7).serialize()) + bytes(8)
-    assert route(inbound._upstream_datagram_received, [rtp])[0][0] == "request"
-    assert route(inbound.datagram_received, [rtp]) == [("data", rtp, 1)]
+    assert route(datagrams._upstream_datagram_received, [rtp])[0][0] == "request"
+    assert route(datagrams.datagram_received, [rtp]) == [("data", rtp, 1)]
 
 
 @asynccontextmanager
@@ -142,12 +142,12 @@ def dtls_of(pc: RTCPeerConnection) -> RTCDtlsTransport:
 async def test_a_call_gets_every_frame_and_its_rtcp(path: str, clips, monkeypatch) -> None:
     if path == "upstream":
         monkeypatch.setattr(aioice_ice.StunProtocol, "datagram_received",
-                            inbound._upstream_datagram_received)
-        monkeypatch.setattr(RTCDtlsTransport, "start", inbound._upstream_start)
+                            datagrams._upstream_datagram_received)
+        monkeypatch.setattr(RTCDtlsTransport, "start", datagrams._upstream_start)
     else:
         monkeypatch.setattr(aioice_ice.StunProtocol, "datagram_received",
-                            inbound.datagram_received)
-        monkeypatch.setattr(RTCDtlsTransport, "start", inbound._start)
+                            datagrams.datagram_received)
+        monkeypatch.setattr(RTCDtlsTransport, "start", datagrams._start)
     async with call(clips) as (a, b, got):
         await until(lambda: len(got["video"]) >= 40 and len(got["audio"]) >= 40, 15, "media")
         # Every frame whole and in order, as the clip has them (the receiver's jitter buffer
@@ -164,8 +164,9 @@ async def test_a_call_gets_every_frame_and_its_rtcp(path: str, clips, monkeypatc
         await until(lambda: reports[0] >= 2, 10, "receiver reports")
         connection = dtls_of(b).transport._connection
         direct = isinstance(getattr(connection.data_received, "__self__", None),
-                            inbound.Inbound)
+                            datagrams.Inbound)
         assert direct == (path == "direct")
+        assert (dtls_of(b).transport._send != connection.send) == (path == "direct")
         transport = [s for s in (await b.getStats()).values() if s.type == "transport"]
         assert transport and transport[0].packetsReceived > 80
         assert transport[0].bytesReceived > sum(map(len, got["video"]))
@@ -173,8 +174,8 @@ async def test_a_call_gets_every_frame_and_its_rtcp(path: str, clips, monkeypatc
 
 async def test_a_handler_that_suspends_keeps_the_packets_in_order(clips, monkeypatch) -> None:
     """aiortc's handlers never suspend today; if one does, the next datagrams wait behind it."""
-    monkeypatch.setattr(aioice_ice.StunProtocol, "datagram_received", inbound.datagram_received)
-    monkeypatch.setattr(RTCDtlsTransport, "start", inbound._start)
+    monkeypatch.setattr(aioice_ice.StunProtocol, "datagram_received", datagrams.datagram_received)
+    monkeypatch.setattr(RTCDtlsTransport, "start", datagrams._start)
     async with call(clips) as (_, b, got):
         await until(lambda: len(got["video"]) >= 5, 15, "first frames")
         dtls = dtls_of(b)
@@ -204,3 +205,57 @@ async def test_a_handler_that_suspends_keeps_the_packets_in_order(clips, monkeyp
         for ssrc in {s for s, _ in handled}:
             sequences = [n for s, n in handled if s == ssrc]
             assert all((b - a) % 65536 == 1 for a, b in itertools.pairwise(sequences)), sequences
+
+
+class Received(asyncio.DatagramProtocol):
+    def __init__(self) -> None:
+        self.got: asyncio.Queue[bytes] = asyncio.Queue()
+
+    def datagram_received(self, data: bytes, addr: Any) -> None:
+        self.got.put_nowait(data)
+
+
+class OwnSend(aioice_ice.StunProtocol):
+    """A protocol with its own `send_data`, as a future aioice's TURN might have."""
+
+    sent: list[bytes]
+
+    async def send_data(self, data: bytes, addr: tuple[str, int]) -> None:
+        self.sent.append(data)
+
+
+async def test_send_puts_on_the_wire_what_aioices_send_does() -> None:
+    loop = asyncio.get_running_loop()
+    connection = aioice_ice.Connection(ice_controlling=True)
+    send = datagrams.sender(connection)
+    with pytest.raises(ConnectionError):  # as aioice's: no nominated pair yet
+        await send(b"x")
+    with pytest.raises(ConnectionError):
+        await connection.send(b"x")
+    peer_transport, peer = await loop.create_datagram_endpoint(Received,
+                                                               local_addr=("127.0.0.1", 0))
+    transport, protocol = await loop.create_datagram_endpoint(
+        lambda: aioice_ice.StunProtocol(connection), local_addr=("127.0.0.1", 0))
+    try:
+        host, port = peer_transport.get_extra_info("sockname")
+        remote = Candidate(foundation="2", component=1, transport="udp", priority=1,
+                           host=host, port=port, type="host")
+        remote._network_host = host  # as aioice sets it when it resolves the candidate
+        connection._nominated[1] = aioice_ice.CandidatePair(protocol, remote)
+        payloads = [RtpPacket(payload_type=96, sequence_number=i).serialize() + bytes(i)
+                    for i in range(50)]
+        for payload in payloads:
+            await send(payload)
+            await connection.send(payload)
+        async with asyncio.timeout(5):
+            got = [await peer.got.get() for _ in range(2 * len(payloads))]
+        assert got == [p for p in payloads for _ in range(2)]
+        # A protocol with its own send_data still gets every datagram.
+        own = OwnSend(connection)
+        own.sent = []
+        connection._nominated[1] = aioice_ice.CandidatePair(own, remote)
+        await send(b"\x80relayed")
+        assert own.sent == [b"\x80relayed"]
+    finally:
+        transport.close()
+        peer_transport.close()
