@@ -23,7 +23,7 @@ from aiortc import (
 )
 from aiortc.sdp import candidate_from_sdp
 
-from . import fastpath, passthrough
+from . import datagrams, fastpath, passthrough
 from .bandwidth import Link, RembSender
 from .budget import SendBudget
 from .delay import FrameArrivals
@@ -36,6 +36,7 @@ log = logging.getLogger(__name__)
 KINDS = ("audio", "video")
 passthrough.negotiate_transport_cc()
 fastpath.install()
+datagrams.install()
 CODECS = {"audio": ("audio/opus",), "video": ("video/VP8", "video/rtx")}
 
 
