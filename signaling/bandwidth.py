@@ -30,23 +30,23 @@ CHANGE = 0.03
 
 
 # The loss-based bound on a participant's downlink, after Chromium's send-side controller: over
-# 10 % loss it falls by half the loss; under that it grows (doubling a second in the first
-# seconds, like its start-up probing, then 8 % a second), but never past ACKED_GROWTH times what
-# got through, as GoogCC bounds its increase by the acknowledged rate. Unlike Chromium's it does
-# not hold between 2 and 10 %: it is a safety net beside the receiver's delay-based REMB, and on
-# a radio link with a few percent of random loss a bound that cannot grow stays wherever a burst
-# left it (measured: 58 kbit/s of video for a minute on a 300 kbit/s link with 3 % loss).
+# 10 % loss it falls by half the loss; under that it grows, doubling a second from the start
+# (like Chromium's start-up probing) until the first heavy loss, and again while the receiver's
+# own REMB says its link takes more, otherwise 8 % a second; and never past ACKED_GROWTH times
+# what got through, as GoogCC bounds its increase by the acknowledged rate. Unlike Chromium's it
+# does not hold between 2 and 10 %: it is a safety net beside the receiver's delay-based REMB,
+# and on a radio link with a few percent of random loss a bound that cannot grow stays wherever
+# a burst left it (measured: 58 kbit/s of video for a minute on a 300 kbit/s link with 3 % loss).
 #
 # It starts where Chromium's own sender starts, 300 kbit/s. At 800 kbit/s, and free to double
-# before the receiver's first REMB (~5 s in), the relay sent a new doctor on a 300 kbit/s link
-# a key frame made for 800 kbit/s and then up to 1 Mbit/s: the router's buffer dropped 40 % of
-# the packets, the bound fell to 70 kbit/s and took ~15 s to climb back (bench.impair B,
-# first picture 10.7 s through the node, 2.8 s direct). The cap on growth keeps the faster start
-# on a clean link: the sender's rate rises 1.5 times per receiver report while all gets through.
+# before the receiver's first REMB (~5 s in), the relay sent a new doctor on a 300 kbit/s link a
+# key frame made for 800 kbit/s and then up to 1 Mbit/s: the router's buffer dropped 40 % of the
+# packets, the bound fell to 70 kbit/s and took ~15 s to climb back at 8 % a second
+# (bench.impair B: first picture 10.7 s through the node, 2.8 s direct).
 START_BPS = 300_000
 ACKED_GROWTH = 1.5
 MIN_BPS = 60_000
-STARTUP_S = 5.0
+FAST_GROWTH, SLOW_GROWTH = 2.0, 1.08  # a second
 LOSS_HIGH = 0.10
 DECREASE_EVERY_S = 0.3
 # Loss is judged over no fewer packets than this, as Chromium's loss-based controller does.
@@ -102,7 +102,7 @@ class Link:
     remb_at: float = 0.0
     loss_bound_bps: float = START_BPS
     loss_at: float | None = None
-    first_loss_at: float | None = None
+    heavy_loss: bool = False  # seen over LOSS_HIGH on this peer connection: start-up is over
     decreased_at: float = 0.0
     asked_bps: int | None = None  # the last REMB the node sent it: what it is asked to send
     connected: bool = False  # has a peer connection with the node
@@ -116,7 +116,7 @@ class Link:
 
     def restart(self) -> None:
         """A new peer connection: its downlink is learned anew, from the start rate."""
-        self.loss_bound_bps, self.loss_at, self.first_loss_at = START_BPS, None, None
+        self.loss_bound_bps, self.loss_at, self.heavy_loss = START_BPS, None, False
         self.remb_bps, self.connected = None, True
         self.losses, self.sent_at_reading = LossCounter(), None
 
@@ -134,21 +134,25 @@ class Link:
     def report_loss(self, fraction: float, cap_bps: int, now: float | None = None) -> None:
         """The fraction lost over the last MIN_LOSS_PACKETS or more packets."""
         now = time.monotonic() if now is None else now
-        if self.first_loss_at is None:
-            self.first_loss_at = now
         delivered: float | None = None
         if self.sent_at_reading is not None and now > self.sent_at_reading[0]:
             then, sent = self.sent_at_reading
             delivered = (self.sent_bytes - sent) * 8 / (now - then) * (1 - fraction)
         self.sent_at_reading = (now, self.sent_bytes)
         if fraction > LOSS_HIGH:
+            self.heavy_loss = True
             if now - self.decreased_at >= DECREASE_EVERY_S:
                 cut = max(self.loss_bound_bps * (1 - fraction / 2),
                           DELIVERED_SHARE * (delivered or 0.0))
                 self.loss_bound_bps = max(MIN_BPS, min(self.loss_bound_bps, cut))
                 self.decreased_at = now
         elif self.loss_at is not None:
-            growth = 2.0 if now - self.first_loss_at < STARTUP_S else 1.08
+            # After a cut, the receiver's delay-based REMB above the bound says the link has
+            # room again: 8 % a second took ~15 s back from a burst's cut (B, measured).
+            remb = self.remb_bps if self.remb_bps is not None and \
+                now - self.remb_at <= FRESH_S else None
+            fast = not self.heavy_loss or (remb is not None and remb > self.loss_bound_bps)
+            growth = FAST_GROWTH if fast else SLOW_GROWTH
             # Reports come every MIN_LOSS_PACKETS: at a low rate, seconds apart.
             elapsed = min(now - self.loss_at, 2.0)
             grown = self.loss_bound_bps * growth ** elapsed

@@ -97,6 +97,52 @@ def test_the_bound_grows_no_further_than_half_again_what_got_through() -> None:
     assert link.downlink() == held
 
 
+def _reports(link: Link, t: float, seconds: float, capacity: float = 10e6,
+             step: float = 0.5) -> float:
+    """A sender that keeps up with the bound, on a link of `capacity`, reported every `step`."""
+    for _ in range(int(seconds / step)):
+        sent = link.downlink()
+        link.sent_bytes += int(sent / 8 * step)
+        t += step
+        link.report_loss(max(0.0, 1 - capacity / sent), CAP, now=t)
+    return t
+
+
+def test_start_up_lasts_until_the_first_heavy_loss_not_a_fixed_time() -> None:
+    """A sender's encoder lags what it is asked for; on a clean link the bound must keep its
+    start-up pace however long that takes (a fixed 5 s start-up left a clean call at 630
+    kbit/s 15 s in, bench.impair clean)."""
+    link = Link()
+    link.restart()
+    t = 100.0
+    link.report_loss(0.0, CAP, now=t)
+    for _ in range(8):  # 8 s of an idle or slow sender: reports, nothing learnt
+        t += 1
+        link.report_loss(0.0, CAP, now=t)
+    assert link.downlink() == START_BPS
+    t = _reports(link, t, 1.0)
+    assert link.downlink() >= 1.4 * START_BPS  # still doubling, not 8 % a second
+
+
+def test_after_a_cut_the_bound_climbs_back_fast_while_the_receivers_remb_is_higher() -> None:
+    link = Link()
+    link.restart()
+    t = _reports(link, 100.0, 4.0, capacity=300_000)
+    assert link.heavy_loss  # the start overshot the 300 kbit/s link and was cut
+    for _ in range(4):  # a burst: the bound cut hard
+        t += 0.5
+        link.report_loss(0.6, CAP, now=t)
+    low = link.loss_bound_bps
+    assert low < 150_000
+    slow = Link(**{**link.__dict__, "losses": link.losses})
+    slow.remb_at = -FRESH_S  # no fresh REMB: 8 % a second
+    link.report_downlink(280_000)  # the receiver's delay-based estimate: its link takes more
+    link.remb_at = t
+    _reports(link, t, 2.5, capacity=300_000)
+    _reports(slow, t, 2.5, capacity=300_000)
+    assert link.loss_bound_bps >= 250_000 > 1.3 * low > slow.loss_bound_bps
+
+
 def test_random_loss_at_a_low_rate_does_not_cut_the_bound() -> None:
     """3 % loss on a 100 kbit/s stream, reported every 0.5 s (6 packets a report): one lost
     packet in a report is 17 % of that report, but 3 % of what was sent."""
