@@ -16,6 +16,7 @@ from signaling.bandwidth import (
     FRESH_S,
     MIN_LOSS_PACKETS,
     START_BPS,
+    STARTUP_MAX_S,
     Link,
     target,
 )
@@ -108,20 +109,27 @@ def _reports(link: Link, t: float, seconds: float, capacity: float = 10e6,
     return t
 
 
-def test_start_up_lasts_until_the_first_heavy_loss_not_a_fixed_time() -> None:
-    """A sender's encoder lags what it is asked for; on a clean link the bound must keep its
-    start-up pace however long that takes (a fixed 5 s start-up left a clean call at 630
-    kbit/s 15 s in, bench.impair clean)."""
+def test_start_up_doubles_blind_until_heavy_loss_then_growth_follows_what_got_through() -> None:
+    """A sender's encoder follows its target slowly: in start-up the bound must not wait for it
+    (capped by what got through from the start, a clean call stayed under 700 kbit/s for 20 s,
+    bench.impair clean); after start-up it must (or it overshoots the link again)."""
     link = Link()
     link.restart()
     t = 100.0
     link.report_loss(0.0, CAP, now=t)
-    for _ in range(8):  # 8 s of an idle or slow sender: reports, nothing learnt
+    for _ in range(3):  # an encoder sending a third of what it is asked
+        link.sent_bytes += int(link.downlink() / 8 / 3)
         t += 1
         link.report_loss(0.0, CAP, now=t)
-    assert link.downlink() == START_BPS
-    t = _reports(link, t, 1.0)
-    assert link.downlink() >= 1.4 * START_BPS  # still doubling, not 8 % a second
+    assert link.downlink() == min(CAP, START_BPS * 8)
+    link.report_loss(0.3, CAP, now=t + 0.5)  # heavy loss: start-up is over
+    assert not link.start_up(t + 0.5)
+    t = _reports(link, t + 0.5, 5.0, capacity=400_000)
+    assert link.downlink() <= ACKED_GROWTH * 400_000
+    other = Link()
+    other.restart()
+    other.report_loss(0.0, CAP, now=100.0)
+    assert other.start_up(100.0 + STARTUP_MAX_S - 1) and not other.start_up(100.0 + STARTUP_MAX_S)
 
 
 def test_after_a_cut_the_bound_climbs_back_fast_while_the_receivers_remb_is_higher() -> None:
@@ -141,6 +149,25 @@ def test_after_a_cut_the_bound_climbs_back_fast_while_the_receivers_remb_is_high
     _reports(link, t, 2.5, capacity=300_000)
     _reports(slow, t, 2.5, capacity=300_000)
     assert link.loss_bound_bps >= 250_000 > 1.3 * low > slow.loss_bound_bps
+
+
+def test_in_start_up_a_remb_near_what_gets_through_does_not_hold_the_rate() -> None:
+    """A browser's receive-side REMB starts from its incoming rate and rises 8 % a second: in
+    start-up it says how much the sender sends, not how much the link takes. Well under what
+    gets through it is congestion, and counts; after start-up every REMB counts."""
+    link = Link()
+    link.restart()
+    _reports(link, time.monotonic() - 2.0, 2.0)  # start-up on a clean link, reports to now
+    delivered = link.delivered_bps
+    assert delivered is not None and link.start_up(time.monotonic())
+    link.report_downlink(int(0.95 * delivered))  # what it receives, give or take
+    assert link.downlink() == int(link.loss_bound_bps) > delivered
+    link.report_downlink(int(0.5 * delivered))  # well under it: congestion
+    assert link.downlink() == int(0.5 * delivered)
+    link.report_loss(0.4, CAP, now=time.monotonic())  # heavy loss: start-up is over
+    link.report_downlink(int(0.95 * delivered))
+    assert link.downlink() == min(int(0.95 * delivered), int(link.loss_bound_bps))
+    assert link.downlink() < int(link.loss_bound_bps) or link.loss_bound_bps <= 0.95 * delivered
 
 
 def test_random_loss_at_a_low_rate_does_not_cut_the_bound() -> None:
