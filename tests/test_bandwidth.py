@@ -51,7 +51,7 @@ def test_the_loss_bound_starts_fast_and_backs_off_under_heavy_loss() -> None:
         link.sent_bytes += int(link.downlink() / 8 * 0.5)  # keeps up with it ...
         t += 0.5
         link.report_loss(0.0, CAP, now=t)
-    assert link.downlink() == CAP  # ... to the cap in four seconds from 300 kbit/s
+    assert link.downlink() == CAP  # ... to the cap within four seconds
     for _ in range(3):  # a full router buffer: a third lost
         t += 1
         link.report_loss(0.33, CAP, now=t)
@@ -72,23 +72,24 @@ def test_the_loss_bound_starts_fast_and_backs_off_under_heavy_loss() -> None:
 
 
 def test_the_bound_grows_no_further_than_half_again_what_got_through() -> None:
-    """A new receiver on a 300 kbit/s link: the bound starts at Chromium's start rate and rises
-    only as far as the link has shown it carries (before, it doubled to 1.7 Mbit/s in two
-    seconds, blind, until the router's buffer overflowed and its loss cut it to 70 kbit/s)."""
+    """A new receiver on a 300 kbit/s link: once start-up overshot it, the bound rises only as
+    far as the link has shown it carries (before, it doubled blind again, until the router's
+    buffer overflowed and its loss cut it to 70 kbit/s)."""
     link = Link()
     link.restart()
-    assert link.downlink() == START_BPS <= 300_000
+    assert link.downlink() == START_BPS
     capacity, t = 300_000, 100.0
     link.report_loss(0.0, CAP, now=t)
-    highest = 0
+    grown_to = []  # where each increase after start-up took the bound
     for _ in range(40):  # ten seconds, a report every 0.25 s
         sent = link.downlink()
         got = min(sent, capacity)
         link.sent_bytes += int(sent / 8 * 0.25)
         t += 0.25
         link.report_loss(1 - got / sent, CAP, now=t)
-        highest = max(highest, link.downlink())
-    assert highest <= ACKED_GROWTH * capacity + 1
+        if not link.start_up(t) and link.downlink() > sent:
+            grown_to.append(link.downlink())
+    assert link.heavy_loss and grown_to and max(grown_to) <= ACKED_GROWTH * capacity + 1
     assert link.downlink() >= DELIVERED_SHARE * capacity * 0.9
     # Nothing sent (an idle or held sender): nothing learnt, the bound stays.
     held = link.downlink()
@@ -121,7 +122,7 @@ def test_start_up_doubles_blind_until_heavy_loss_then_growth_follows_what_got_th
         link.sent_bytes += int(link.downlink() / 8 / 3)
         t += 1
         link.report_loss(0.0, CAP, now=t)
-    assert link.downlink() == min(CAP, START_BPS * 8)
+    assert link.downlink() == min(CAP, START_BPS * 8)  # an encoder's lag does not hold it
     link.report_loss(0.3, CAP, now=t + 0.5)  # heavy loss: start-up is over
     assert not link.start_up(t + 0.5)
     t = _reports(link, t + 0.5, 5.0, capacity=400_000)
