@@ -19,6 +19,7 @@ from typing import Any, TypeVar
 from aiohttp import web
 from pydantic import BaseModel, ValidationError
 
+from core.assets import Assets
 from core.auth import Handler, Role, json_error, requires
 from core.fields import FIELD_CODES
 
@@ -47,8 +48,10 @@ def page(file: Path, summary: str) -> Handler:
     """A page shell: public, as it holds no data (the page reads its token from the URL fragment
     and sends it with its API calls), and never cached."""
 
+    assets = Assets(file.parent)
+
     async def serve(request: web.Request) -> web.StreamResponse:
-        return web.FileResponse(file, headers=NO_STORE)
+        return assets.response(request, file, headers=NO_STORE)
 
     serve.__doc__ = summary
     return endpoint()(serve)

@@ -6,6 +6,7 @@ from pathlib import Path
 
 from aiohttp import web
 
+from core.assets import Assets
 from core.auth import CLAIMS_KEY, Role, json_error
 from core.context import CONTEXT_KEY
 from core.endpoint import NO_STORE, endpoint, page
@@ -20,7 +21,9 @@ def add_routes(app: web.Application, static_dir: Path) -> None:
     # No HEAD: an audited read (issue 17; tests/test_streaming_routes.py).
     app.router.add_get("/api/consultations/{cid}/events", consultation_events, allow_head=False)
     app.router.add_get("/healthz", healthz)
-    app.router.add_static("/static/", static_dir, append_version=False)
+    # Gzipped for a browser that takes it: the call page's ~150 KB is most of a slow link's wait
+    # before the first picture (core/assets.py).
+    app.router.add_get("/static/{path:.+}", Assets(static_dir).handle)
 
 
 

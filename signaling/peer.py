@@ -72,6 +72,7 @@ class Peer:
         self.link.restart()
         self._video_cap = video_cap_bps
         self.relays: dict[str, RelayTrack] = {}
+        self.retransmissions: passthrough.Retransmissions | None = None  # of the video sender
         self._remb: RembSender | None = None
         self._twcc: FeedbackSender | None = None
         self.pc.on("track", self._on_track)
@@ -115,6 +116,7 @@ class Peer:
             passthrough.on_keyframe_request(sender, self._outgoing[kind].request_keyframe)
             if budget is not None:
                 budget.socket_backlog = lambda sender=sender: passthrough.send_backlog(sender)
+                self.retransmissions = passthrough.limit_retransmissions(sender)
                 passthrough.on_feedback(
                     sender, self.link.report_downlink,
                     lambda lost, highest: self.link.report_counters(lost, highest,

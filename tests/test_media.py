@@ -79,6 +79,29 @@ def test_key_frame_requests_are_coalesced_around_a_key_frame(monkeypatch) -> Non
     assert upstream.asked == 1 and source.requests_coalesced == 2
 
 
+def test_a_relay_asks_when_its_sender_starts_not_at_the_offer(monkeypatch) -> None:
+    now = [100.0]
+    monkeypatch.setattr(media.time, "monotonic", lambda: now[0])
+    source, upstream = video()
+    recorder = source.subscribe()  # asks for one; its key frame comes
+    source.publish(frame(KEY, 0))
+    assert upstream.asked == 1
+    relay = source.subscribe(relay=True)  # at the participant's offer: ICE and DTLS to come
+    now[0] += 0.3
+    for pts in range(1, 4):
+        source.publish(frame(DELTA, pts * 6000))
+    assert queued(relay) == [] and upstream.asked == 1  # dormant: takes nothing, asks nothing
+    now[0] += 0.2
+    relay.start()  # DTLS is up, 0.5 s after a key frame that went to the recorder only
+    assert upstream.asked == 2
+    relay.start()  # a second start while that request waits for its key frame: it stands
+    recorder.resync()
+    assert upstream.asked == 2
+    source.publish(frame(KEY, 30000))
+    source.publish(frame(DELTA, 36000))
+    assert queued(relay) == [KEY, DELTA]
+
+
 def test_audio_is_never_asked_for_key_frames_nor_held_for_them() -> None:
     source, upstream = MediaSource("audio", "doctor.audio"), Upstream()
     source.attach(upstream)
@@ -105,6 +128,7 @@ def test_a_new_upstream_continues_the_timeline(monkeypatch) -> None:
 def test_held_relays_skip_and_resume_on_a_whole_picture() -> None:
     source, _ = video()
     relay, recorder = source.subscribe(relay=True), source.subscribe()
+    relay.start()
     source.publish(frame(KEY, 0))
     source.held = True  # identity pause: the other side sees nothing; the recorder sees all
     source.publish(frame(DELTA, 3000))

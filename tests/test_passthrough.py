@@ -185,3 +185,41 @@ def test_bandwidth_hooks_refuse_objects_without_the_private_parts() -> None:
         passthrough.on_sender_report(Renamed(), print)  # type: ignore[arg-type]
     with pytest.raises(RuntimeError, match="timestamp mapper"):
         passthrough.frame_timestamp_of(Renamed())  # type: ignore[arg-type]
+
+
+async def test_a_nacked_packet_goes_out_again_at_most_once_a_round_trip(monkeypatch) -> None:
+    """A receiver repeats its NACK before the retransmission can arrive: the repeats must not
+    put the same packet into a full link again (issue 11, profile C's drop)."""
+    from aiortc.rtp import RTCP_RTPFB_NACK, RtcpRtpfbPacket
+
+    pc = RTCPeerConnection()
+    try:
+        sender = pc.addTransceiver("video").sender
+        sent: list[bytes] = []
+
+        async def send_rtp(data: bytes) -> None:  # the DTLS transport, as the sender calls it
+            sent.append(data)
+
+        monkeypatch.setattr(sender.transport, "_send_rtp", send_rtp)
+        history = sender._RTCRtpSender__rtp_history  # type: ignore[attr-defined]
+        for seq in (10, 11):  # two packets the sender sent (seq % RTP_HISTORY_SIZE)
+            history[seq] = RtpPacket(payload_type=96, sequence_number=seq, timestamp=0,
+                                     ssrc=sender._ssrc)
+        counts = passthrough.limit_retransmissions(sender)
+        now = [1000.0]
+        monkeypatch.setattr(passthrough.time, "monotonic", lambda: now[0])
+        sender._RTCRtpSender__rtt = 0.2  # type: ignore[attr-defined]
+
+        async def nack(*lost: int) -> None:
+            await sender._handle_rtcp_packet(RtcpRtpfbPacket(
+                fmt=RTCP_RTPFB_NACK, ssrc=1, media_ssrc=sender._ssrc, lost=list(lost)))
+
+        await nack(10, 11)
+        now[0] += 0.1
+        await nack(10)  # the receiver's timer, before the retransmission could arrive
+        assert len(sent) == 2 and (counts.sent, counts.held) == (2, 1)
+        now[0] += 0.15  # a round trip later it may have been lost again
+        await nack(10)
+        assert len(sent) == 3 and counts.sent == 3
+    finally:
+        await pc.close()
