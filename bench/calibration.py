@@ -16,7 +16,7 @@ biden, adult_a, adult_b; children and two_people are left out) two things are ma
 Every enrolled reference is then paired with the live clip of every other photo. Per pair:
 - `single`: the first analysed frame's distance (0.15 s into the stream, a sharp frame);
 - `frames`: every analysed frame's distance (None: no face found), the blurred one included;
-- `fused`: `identity.fusion.fused_distance` of those frames (what a fused decision sees).
+- `fused`: `identity.doctor.fusion.fused_distance` of those frames (what a fused decision sees).
 Also: `stills` (enrolled upload against enrolled upload, no video: what the live path adds),
 `per_frame` (every analysed frame a decision of its own), `by_frame` (the blurred frame stands
 out) and `children_live` (the two children filmed against their closest enrolled adult: guardian
@@ -48,8 +48,8 @@ from PIL import Image
 
 from bench.faces import FACES, head_and_shoulders, load_photo
 from core.config.identity import IdentityConfig
-from identity import worker
-from identity.fusion import BEST, fused_distance
+from identity.doctor.fusion import BEST, fused_distance
+from identity.faces import worker
 
 SIZE = (640, 480)
 FPS = 30
@@ -405,7 +405,8 @@ def run(older: bool = True, jobs: int = 1) -> dict[str, Any]:
                       "motion": "zoom 1.06-1.14, pan ±2.5% / ±2%, rotation ±3°",
                       "framing": "bench.faces.head_and_shoulders (face 30% of the height)",
                       "single": "analysed frame 0 (0.15 s into the stream)",
-                      "fused": f"identity.fusion.fused_distance (median of the best {BEST})"},
+                      "fused": "identity.doctor.fusion.fused_distance"
+                               f" (median of the best {BEST})"},
         "enrollment": {"min_face_px": cfg.min_face_px, "refused": {
             m.photo.name: m.enroll_error for m in measured if m.enroll_error}},
         "live_no_face": {m.photo.name: [i for i, f in enumerate(m.frames) if f["faces"] == 0]

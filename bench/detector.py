@@ -1,5 +1,5 @@
 """Face detector benchmark (issue 14, item 3): dlib's HOG as the face workers ran it against
-BlazeFace (identity/blazeface.py), on the real photos of ../shared/faces.
+BlazeFace (identity/faces/blazeface.py), on the real photos of ../shared/faces.
 
     python -m bench.detector [--runs 200] [--out result.json]
 
@@ -49,8 +49,8 @@ import numpy as np
 from PIL import Image, ImageOps
 
 from bench.faces import FACES, empty_scene, load_photo, side_by_side
-from identity import worker
-from identity.blazeface import CANDIDATE, MIN_SCORE, MODELS, BlazeFace, Net, to_dlib
+from identity.faces import worker
+from identity.faces.blazeface import CANDIDATE, MIN_SCORE, MODELS, BlazeFace, Net, to_dlib
 
 log = logging.getLogger("bench.detector")
 

@@ -158,8 +158,8 @@ class IdentityNode:
 async def verified_call(node: IdentityNode, shots: dict[str, Clip]) -> dict[str, Any]:
     """Book, enroll obama.jpg, join both sides, pass the turn challenge; return timings."""
     from core.auth import TOKENS_KEY
-    from identity.enrollment import Whose, enroll
-    from identity.registry_api import IDENTITY_KEY
+    from identity.doctor.registry_api import IDENTITY_KEY
+    from identity.faces.enrollment import Whose, enroll
     from server.demo import seed
 
     svc = node.app[IDENTITY_KEY]
@@ -233,7 +233,7 @@ async def run(checks: int, detector: str | None = None) -> dict[str, Any]:
                                  CURRENT_VERSION)
             await doctor.send({"type": "accept"})
             await doctor.expect("state", timeout=10, state="active")
-            from identity.registry_api import IDENTITY_KEY
+            from identity.doctor.registry_api import IDENTITY_KEY
 
             svc = node.app[IDENTITY_KEY]
             assurance = await svc.assurance(cid, timeout=10)

@@ -111,7 +111,7 @@ async def seed_pediatric(data_dir: Path, database_url: str, secret: str, port: i
     from core.config import load_settings
     from core.store import Database
     from core.store.faces import GuardianFaceEnrollment
-    from identity import worker
+    from identity.faces import worker
     from server.demo import seed
 
     settings = load_settings(data_dir=data_dir, database_url=database_url, token_secret=secret,

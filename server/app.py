@@ -10,7 +10,8 @@ from core.auth import TOKENS_KEY, Tokens
 from core.config import Settings
 from core.context import CONTEXT_KEY
 from core.endpoint import BODY_TIMEOUT_KEY, endpoint
-from identity import guardians, registry_api
+from identity.doctor import registry_api
+from identity.guardian import guardians
 from recorder import routes as recorder_routes
 from recorder.service import RECORDER_KEY
 from server import (

@@ -25,9 +25,10 @@ from core.live import LiveState, make_live_state
 from core.policy import load_policy
 from core.policy.check import eligibility_gate
 from core.store import Database, EventLog
-from identity.presence import PRESENCE_KEY, PresenceService
-from identity.registry_api import IDENTITY_KEY
-from identity.service import IdentityService
+from identity.doctor.registry_api import IDENTITY_KEY
+from identity.doctor.service import IdentityService
+from identity.faces.host import FACES_KEY
+from identity.guardian.presence import PRESENCE_KEY, PresenceService
 from recorder import Recorder
 from recorder.service import RECORDER_KEY
 from server.orphans import OrphanSweeper
@@ -101,8 +102,8 @@ class Node:
 
     async def _identity(self, app: web.Application) -> AsyncIterator[None]:
         """Issue 3: face verification with liveness (accept gate "identity") and re-checks."""
-        self.identity = app[IDENTITY_KEY] = IdentityService(self.settings.identity, self.ctx,
-                                                            self.rooms.get)
+        self.identity = IdentityService(self.settings.identity, self.ctx, self.rooms.get)
+        app[IDENTITY_KEY] = app[FACES_KEY] = self.identity
         try:
             self.identity.start()
             yield

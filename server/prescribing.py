@@ -19,12 +19,12 @@ from core.config.presence import PresenceConfig
 from core.context import NodeContext
 from core.lifecycle import State
 from core.store.models import new_id
-from identity.guardians import consultation_ages
+from identity.guardian.guardians import consultation_ages
 from signaling import protocol
 from signaling.protocol import ParticipantStatus, Prescribe, ProtocolError
 
 if TYPE_CHECKING:
-    from identity.presence import PresenceService
+    from identity.guardian.presence import PresenceService
     from signaling.room import Room
 
 

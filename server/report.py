@@ -28,7 +28,7 @@ from core.policy.dates import SHANGHAI, consultation_date
 from core.store import Consultation, Database, Event, Hospital, Patient
 from core.store.clinical import TERMINATION_REASONS
 from core.store.models import VISIT_TYPES
-from identity.presence_policy import is_under
+from identity.guardian.presence_policy import is_under
 from server.export import MAX_DAYS, _guardian, _recording, _verification
 
 FINAL = ("ended", "terminated", "aborted")

@@ -27,7 +27,7 @@ from core.live import PARTICIPANTS, LiveState, LiveStateUnavailable
 from core.policy.dates import SHANGHAI, consultation_date
 from core.store import Consultation, Database, Patient
 from core.store.clinical import Consent
-from identity.presence_policy import is_under
+from identity.guardian.presence_policy import is_under
 from signaling.protocol import ParticipantStatus
 
 FINAL = frozenset({"ended", "terminated", "aborted"})

@@ -12,8 +12,8 @@ import aiohttp
 from core.auth import Role
 from core.config import Settings
 from core.config.identity import IdentityConfig
-from identity.registry_api import IDENTITY_KEY
-from identity.service import IdentityService
+from identity.doctor.registry_api import IDENTITY_KEY
+from identity.doctor.service import IdentityService
 
 from .node_fixtures import Node, node_settings, start_node
 

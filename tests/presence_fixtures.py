@@ -18,7 +18,7 @@ from core.auth import Role
 from core.config import Settings
 from core.config.presence import PresenceConfig
 from core.consent import CURRENT_VERSION
-from identity.presence import PRESENCE_KEY, PresenceService
+from identity.guardian.presence import PRESENCE_KEY, PresenceService
 from server.demo import Booking
 
 from .node_fixtures import Node, node_settings, start_node

@@ -252,7 +252,7 @@ async def test_a_doctor_enrolled_through_a_is_verified_on_b(
     from bench.faces import OBAMA
     from bench.identity import do_actions, show
     from core.config.identity import IdentityConfig
-    from identity.registry_api import IDENTITY_KEY
+    from identity.doctor.registry_api import IDENTITY_KEY
     from server.app import create_app
 
     bucket = s3_server.bucket(object_lock=False)

@@ -17,7 +17,7 @@ import pytest
 
 from bench.calibration import Photo, live_frames, photos
 from core.config.identity import MAX_THRESHOLD, IdentityConfig
-from identity import worker
+from identity.faces import worker
 
 CFG = IdentityConfig()
 THRESHOLD = CFG.threshold

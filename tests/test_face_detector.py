@@ -12,7 +12,7 @@ from PIL import Image
 from bench.faces import CHILD_A, OBAMA, OBAMA_2, empty_scene, load_photo, side_by_side
 from core.config import load_settings
 from core.config.identity import IdentityConfig
-from identity import worker
+from identity.faces import worker
 
 FRAME = (640, 480)
 

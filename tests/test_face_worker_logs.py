@@ -21,7 +21,7 @@ ROOT = Path(__file__).resolve().parent.parent
 SCRIPT = """
 import asyncio, logging, warnings
 from core.config.photos import PhotoLimits
-from identity.pool import FacePool
+from identity.faces.pool import FacePool
 from core.logs import LogSettings
 from tests.hostile_images import blank_png
 

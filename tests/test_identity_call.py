@@ -130,8 +130,8 @@ async def _doctor_with(node: IdentityNode, first: Clip, svc_config: dict | None 
     """A booked consultation with obama.jpg enrolled, consent given, the guardian joined and the
     doctor joined with media showing `first`."""
     from bench.faces import OBAMA
-    from identity.enrollment import Whose, enroll
-    from identity.registry_api import IDENTITY_KEY
+    from identity.doctor.registry_api import IDENTITY_KEY
+    from identity.faces.enrollment import Whose, enroll
     from server.demo import seed
 
     svc = node.app[IDENTITY_KEY]

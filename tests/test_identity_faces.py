@@ -25,10 +25,11 @@ from bench.faces import (
 )
 from core.config.identity import CHALLENGES, IdentityConfig
 from core.config.photos import PhotoLimits
-from identity import image_check, worker
-from identity.frame_checks import frame_problem
-from identity.fusion import fused_distance, fused_verdict
-from identity.geometry import (
+from identity.doctor.frame_checks import frame_problem
+from identity.doctor.fusion import fused_distance, fused_verdict
+from identity.doctor.liveness import DONE, WRONG, challenge_sequence, judge, rival_turn
+from identity.faces import image_check, worker
+from identity.faces.geometry import (
     Pose,
     blinked,
     challenge_done,
@@ -36,7 +37,6 @@ from identity.geometry import (
     pose_from_landmarks,
     turned,
 )
-from identity.liveness import DONE, WRONG, challenge_sequence, judge, rival_turn
 from tests.hostile_images import blank_png, cut_short, encoded
 
 THRESHOLD = IdentityConfig().threshold
@@ -246,7 +246,7 @@ def test_turn_direction_and_threshold() -> None:
         challenge_done("nod", [])
 
 
-# -- sequence liveness (identity/liveness.py) --------------------------------------------------
+# -- sequence liveness (identity/doctor/liveness.py) -----------------------------------------------
 
 OPEN, SHUT = 0.3, 0.1
 RIGHT, FRONT, LEFT = -0.19, -0.01, 0.19  # obama2, obama.jpg, obama2 mirrored (measured yaws)
@@ -322,7 +322,7 @@ def test_config_pins_or_refuses_a_sequence() -> None:
         IdentityConfig(challenge_steps=(3, 2)).checked()
 
 
-# -- fusion (identity/fusion.py) ----------------------------------------------------------------
+# -- fusion (identity/doctor/fusion.py) ------------------------------------------------------------
 
 
 def test_one_outlier_frame_neither_passes_nor_fails() -> None:

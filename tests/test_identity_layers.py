@@ -10,17 +10,31 @@ from pathlib import Path
 from .import_graph import import_graph
 
 PACKAGE = Path(__file__).resolve().parent.parent / "identity"
-CHILDREN = ("verifier", "assurance", "enrollment")  # report through host.py, not the service
+# Report through faces/host.py, not the service.
+CHILDREN = ("doctor.verifier", "doctor.assurance", "faces.enrollment", "guardian.presence")
+# The features inside identity/: face analysis below, the doctor's checks and the guardian's
+# presence on it, neither knowing the other.
+FORBIDDEN = {"faces": {"doctor", "guardian"}, "guardian": {"doctor"}, "doctor": {"guardian"}}
 
 
 def _trees() -> dict[str, ast.Module]:
-    return {path.stem: ast.parse(path.read_text()) for path in sorted(PACKAGE.glob("*.py"))}
+    return {str(path.relative_to(PACKAGE)): ast.parse(path.read_text())
+            for path in sorted(PACKAGE.rglob("*.py"))}
 
 
 def test_children_do_not_import_the_service() -> None:
     graph = import_graph("identity")  # no circle at all: tests/test_layers.py
     for child in CHILDREN:
-        assert "identity.service" not in graph[f"identity.{child}"], child
+        assert "identity.doctor.service" not in graph[f"identity.{child}"], child
+
+
+def test_features_stand_on_face_analysis_alone() -> None:
+    graph = import_graph("identity")
+    wrong = [f"{module} imports {target}" for module, targets in graph.items()
+             for target in targets
+             if module.split(".")[1:2] and target.split(".")[1:2]
+             and target.split(".")[1] in FORBIDDEN.get(module.split(".")[1], ())]
+    assert not wrong, "\n".join(wrong)
 
 
 def test_no_private_member_of_another_object() -> None:
@@ -31,4 +45,4 @@ def test_no_private_member_of_another_object() -> None:
                 continue
             own = isinstance(node.value, ast.Name) and node.value.id in ("self", "cls")
             if not node.attr.startswith("__") and not own:
-                raise AssertionError(f"identity/{name}.py:{node.lineno} uses .{node.attr}")
+                raise AssertionError(f"identity/{name}:{node.lineno} uses .{node.attr}")

@@ -12,7 +12,7 @@ from bench.faces import OBAMA
 from core.auth import Role
 from core.objects.s3 import S3Storage
 from core.store.models import SYSTEM_CHAIN
-from identity.storage import ProtectedStore
+from identity.faces.storage import ProtectedStore
 
 from .identity_fixtures import enroll_photo, identity_node
 from .node_fixtures import node_settings

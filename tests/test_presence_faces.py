@@ -12,7 +12,8 @@ from PIL import Image
 
 from bench.faces import BIDEN, CHILD_A, OBAMA, OBAMA_2, empty_scene, side_by_side
 from core.config.identity import IdentityConfig
-from identity import presence_worker, worker
+from identity.faces import worker
+from identity.guardian import presence_worker
 
 THRESHOLD = IdentityConfig().threshold
 

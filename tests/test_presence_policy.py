@@ -7,7 +7,7 @@ from datetime import date
 import pytest
 
 from core.config.presence import PresenceConfig
-from identity.presence_policy import (
+from identity.guardian.presence_policy import (
     Observation,
     PresenceMachine,
     Track,

@@ -15,8 +15,8 @@ from bench.client import CallClient
 from bench.faces import OBAMA
 from core.auth import Role
 from core.lifecycle import State
-from identity.presence_policy import Change
-from identity.registry_api import IDENTITY_KEY
+from identity.doctor.registry_api import IDENTITY_KEY
+from identity.guardian.presence_policy import Change
 from signaling import handler
 from signaling.room import Room
 

@@ -171,7 +171,7 @@ async def test_the_stream_shows_a_guardian_waiting(node: Node) -> None:
 
 
 async def test_the_worklist_shows_the_guardian_on_camera(node: Node) -> None:
-    """The live flag the presence monitor publishes (identity/presence.py: put_consultation
+    """The live flag the presence monitor publishes (identity/guardian/presence.py: put_consultation
     {"guardian": present|absent}) is the worklist's "guardian on camera", per consultation."""
     doctor = await make_doctor(node)
     slot = await book_at(node, doctor, today_at(10))

@@ -6,7 +6,7 @@ The face distance threshold, TC_FACE_THRESHOLD = 0.61, is read off the calibrati
 38 photos of 11 adults (../shared/faces/calibration and the older adults), every ordered pair of
 an enrolled upload (worker.enroll) and a live clip of another photo (640x480, VP8 at 1 Mbit/s,
 decoded as the node does, worker.analyse), face_recognition 1.3 with dlib 20 and HOG detection.
-Same person, 142 pairs: up to 0.594 on one frame, 0.598 fused (identity.fusion, median of the
+Same person, 142 pairs: up to 0.594 on one frame, 0.598 fused (identity.doctor.fusion, median of the
 best 3 of 8 frames, one of them blurred). Different people, 1,264 pairs: 0.622 at the closest
 (id04 enrolled, id03_img59 live), 0.621 on any one frame. No impostor is accepted below 0.621 and
 no same-person pair refused from 0.598: 0.61 is the middle of that gap, 0.012 from either side.
@@ -18,10 +18,11 @@ some of these people), so the check refuses a threshold at or past the closest i
 adults stay at 0.678 or more. Rerun the bench after changing the detector or the model, and move
 both numbers with it. tests/test_face_calibration.py checks both sides on the calibration set.
 
-Liveness (identity/liveness.py): `challenge_steps` actions (2 or 3, drawn at random each attempt)
-announced one at a time, each with `challenge_time_s` (8 s) to do it. Decisions fuse several
-frames (identity/fusion.py): `match_frames` (5) frames with one usable face before the actions,
-the frames where each action was seen plus one after the last, `recheck_frames` (3) per re-check.
+Liveness (identity/doctor/liveness.py): `challenge_steps` actions (2 or 3, drawn at random
+each attempt) announced one at a time, each with `challenge_time_s` (8 s) to do it. Decisions
+fuse several frames (identity/doctor/fusion.py): `match_frames` (5) frames with one usable face
+before the actions, the frames where each action was seen plus one after the last,
+`recheck_frames` (3) per re-check.
 A frame is only guidance, never evidence against the doctor, when its face is smaller than
 `min_face_px` (80: measured on obama.jpg scaled down in a 640x480 frame, the distance to the
 enrolled photo rises from 0.05 at 178 px to 0.15 at 72 px, the smallest HOG finds on the 320-wide
@@ -41,9 +42,10 @@ CHALLENGES = ("blink", "turn_left", "turn_right")
 # The closest different-person distance on the calibration set (any single live frame, 0.621):
 # a threshold at or past it accepts a measured impostor.
 MAX_THRESHOLD = 0.62
-# Finding the faces in a frame (identity/worker.py): BlazeFace (identity/blazeface.py), or dlib's
-# HOG on a 320-wide copy. bench/detector.py: BlazeFace finds faces from ~30 px (HOG from ~64 px)
-# at ~1/7 of HOG's CPU, and dlib's encodings from its boxes are as far apart as from HOG's.
+# Finding the faces in a frame (identity/faces/worker.py): BlazeFace
+# (identity/faces/blazeface.py), or dlib's HOG on a 320-wide copy. bench/detector.py: BlazeFace
+# finds faces from ~30 px (HOG from ~64 px) at ~1/7 of HOG's CPU, and dlib's encodings from its
+# boxes are as far apart as from HOG's.
 DETECTORS = ("blazeface", "hog")
 DEFAULT_DETECTOR = "blazeface"
 ACTIONS = ("alert", "pause", "end")

@@ -1,5 +1,5 @@
 """Bounds on a reference photo (TC_FACE_*_PHOTO_*): checked from its header before anything
-decodes it (identity/image_check.py)."""
+decodes it (identity/faces/image_check.py)."""
 
 from __future__ import annotations
 

@@ -3,8 +3,8 @@ outcome, and a guardian's enrolled face (what presence detection compares the pa
 video against).
 
 The 128-d encoding is what verification compares against; the photo itself stays in protected
-storage (identity/storage.py) and only its SHA-256 and relative path are here. Attempts are also
-events in the consultation's hash-chained log; this table is the index a reviewer queries.
+storage (identity/faces/storage.py) and only its SHA-256 and relative path are here. Attempts
+are also events in the consultation's hash-chained log; this table is the index a reviewer queries.
 """
 
 from __future__ import annotations

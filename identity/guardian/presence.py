@@ -1,8 +1,8 @@
 """Guardian presence in pediatric consultations (issue 4): sampling, gate, alerts, timeline.
 
 For each pediatric consultation with its patient side connected, a `Monitor` keeps one VP8
-decoder fed from the guardian's encoded video (identity.frames.FrameTap: ~1 ms a frame, the only
-way to decode an arbitrary later frame without asking the sender for key frames) and once per
+decoder fed from the guardian's encoded video (identity.faces.frames.FrameTap: ~1 ms a frame, the
+only way to decode an arbitrary later frame without asking the sender for key frames) and once per
 `sample_interval_s` sends the newest frame to a face worker (identity's pool: dlib holds the GIL).
 The pure `PresenceMachine` turns samples into present/absent without flapping; every change is an
 event with its evidence (distance, face count, how long unseen), so the audit timeline shows the
@@ -36,12 +36,12 @@ from core.lifecycle import Gate, State, Transition
 from core.live import LiveStateUnavailable
 from core.store import records
 
+from ..faces.frames import FrameTap
+from ..faces.host import FaceDesk
+from ..faces.pool import FacePool
 from . import presence_worker
-from .frames import FrameTap
 from .guardians import consultation_ages, guardian_encodings
-from .pool import FacePool
 from .presence_policy import Change, Observation, PresenceMachine, Track
-from .service import IdentityService
 
 if TYPE_CHECKING:
     from core.calls import CallRoom
@@ -160,12 +160,12 @@ class Monitor:
 
 
 class PresenceService:
-    def __init__(self, config: PresenceConfig, ctx: NodeContext, identity: IdentityService,
+    def __init__(self, config: PresenceConfig, ctx: NodeContext, faces: FaceDesk,
                  room_of: Callable[[str], CallRoom | None]) -> None:
         self.config = config
         self.ctx = ctx
         self.room_of = room_of
-        self.identity = identity
+        self.faces = faces
         self.monitors: dict[str, Monitor] = {}
         self.stats = Stats()
         # Consultations whose room closed under their monitor (everyone left): watched again as
@@ -233,13 +233,13 @@ class PresenceService:
                 "reason": "no enrolled guardian photo for this patient"})
             return None
         monitor = self.monitors[cid] = Monitor(
-            room, consultation.patient_id, guardians, self.config, self.identity.pool,
-            self.identity.config.threshold, self.stats, self.on_change)
+            room, consultation.patient_id, guardians, self.config, self.faces.pool,
+            self.faces.config.threshold, self.stats, self.on_change)
         await self.ctx.events.append(cid, "guardian.presence.started", "system", {
             "guardians": sorted(guardians), "sample_interval_s": self.config.sample_interval_s,
             "absent_after_s": self.config.absent_after_s,
             "present_after": self.config.present_after,
-            "threshold": self.identity.config.threshold})
+            "threshold": self.faces.config.threshold})
         return monitor
 
     async def resume(self, room: CallRoom, state: State) -> None:
@@ -265,7 +265,7 @@ class PresenceService:
         at = datetime.now(UTC) - timedelta(seconds=max(0.0, time.monotonic() - change.at))
         evidence = {"previous": change.previous, "unseen_s": change.unseen_s,
                     "faces": change.faces, "distance": change.distance,
-                    "threshold": self.identity.config.threshold, "streak": change.streak,
+                    "threshold": self.faces.config.threshold, "streak": change.streak,
                     "at": at.isoformat()}
         state = await self.ctx.lifecycle.state(cid)
         active = state == State.ACTIVE

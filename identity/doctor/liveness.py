@@ -26,7 +26,7 @@ import random
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-from .geometry import Pose, challenge_done, turned
+from ..faces.geometry import Pose, challenge_done, turned
 
 RIVAL_OUT = 0.15  # |yaw ratio| at the end of a rival turn: the head clearly turned to that side
 

@@ -26,15 +26,15 @@ from typing import TYPE_CHECKING
 from core import calls
 from core.auth import Role
 
+from ..faces.frames import DecodeCost, grab_frames
 from .frame_checks import classify
-from .frames import DecodeCost, grab_frames
 from .fusion import fused_distance, fused_verdict
 from .texts import ASSURANCE_TEXT, PAUSED_TEXT, RESUMED_TEXT
 
 if TYPE_CHECKING:
     from core.calls import CallRoom
 
-    from .host import CheckHost
+    from ..faces.host import CheckHost
 
 log = logging.getLogger(__name__)
 

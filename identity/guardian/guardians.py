@@ -1,7 +1,7 @@
 """Guardians' reference photos (issue 4): enrollment through the same checks as a doctor's photo
-(identity.worker.enroll in the face pool: a readable JPEG/PNG, exactly one face, big enough), the
-admin endpoint for it, and the lookups presence detection needs (whose faces count as the
-patient's guardian, and whether a consultation is pediatric).
+(identity.faces.worker.enroll in the face pool: a readable JPEG/PNG, exactly one face, big
+enough), the admin endpoint for it, and the lookups presence detection needs (whose faces count
+as the patient's guardian, and whether a consultation is pediatric).
 """
 
 from __future__ import annotations
@@ -20,9 +20,16 @@ from core.policy.dates import consultation_date
 from core.store import Database, Guardian, records
 from core.store.faces import GuardianFaceEnrollment
 
-from .enrollment import PHOTO_TYPES, EnrollmentError, Whose, enroll, enrollment_error, read_photo
+from ..faces.enrollment import (
+    PHOTO_TYPES,
+    EnrollmentError,
+    Whose,
+    enroll,
+    enrollment_error,
+    read_photo,
+)
+from ..faces.host import FACES_KEY
 from .presence_policy import is_under
-from .registry_api import IDENTITY_KEY
 
 
 @dataclass(frozen=True)
@@ -69,7 +76,7 @@ async def upload_guardian_face(request: web.Request) -> web.Response:
     image_too_large, bad_image, no_face, several_faces, face_too_small) when the photo cannot be
     enrolled; 404 for an unknown guardian.
     """
-    svc = request.app[IDENTITY_KEY]
+    svc = request.app[FACES_KEY]
     ctx = request.app[CONTEXT_KEY]
     cfg = ctx.settings.presence
     guardian = await records.get_guardian(ctx.db, request.match_info["guardian_id"])

@@ -39,19 +39,19 @@ from core import calls, metrics
 from core.auth import Role
 from core.store.faces import FaceVerification
 
+from ..faces.frames import FrameTap
+from ..faces.geometry import Pose, pose_from_landmarks
+from ..faces.worker import FrameResult
 from .frame_checks import frame_problem
-from .frames import FrameTap
 from .fusion import fused_distance, fused_verdict
-from .geometry import Pose, pose_from_landmarks
 from .liveness import DONE, WRONG, StepJudge, challenge_sequence
 from .texts import CHALLENGE_TEXT, FAILURE_TEXT, GUIDANCE_TEXT, STEP_TEXT
-from .worker import FrameResult
 
 if TYPE_CHECKING:
     from core.calls import CallRoom
     from core.config.identity import IdentityConfig
 
-    from .host import CheckHost
+    from ..faces.host import CheckHost
 
 log = logging.getLogger(__name__)
 

@@ -4,7 +4,7 @@ the verification before the call (verifier.py) and the re-checks during it (assu
 
 from __future__ import annotations
 
-from .worker import FrameResult
+from ..faces.worker import FrameResult
 
 
 def frame_problem(result: FrameResult, min_face_px: int, dark_luma: float) -> str | None:

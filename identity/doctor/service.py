@@ -26,9 +26,9 @@ from core.logs import LogSettings
 from core.store import Database, EventLog, records
 from core.store.faces import FaceEnrollment
 
+from ..faces.pool import FacePool
+from ..faces.storage import protected_store
 from .assurance import Assurance
-from .pool import FacePool
-from .storage import protected_store
 from .verifier import Verification
 
 log = logging.getLogger(__name__)

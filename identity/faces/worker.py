@@ -2,7 +2,7 @@
 
 Each worker imports face_recognition (and, with TC_FACE_DETECTOR=blazeface, loads BlazeFace) once
 (initialise) and then answers small requests: find the faces in a frame (HOG on a 320-wide copy:
-59 ms instead of 185 ms at 640x480; or BlazeFace, identity/blazeface.py), and only when asked,
+59 ms instead of 185 ms at 640x480; or BlazeFace, identity/faces/blazeface.py), and only when asked,
 the 128-d encoding (156 ms, computed on the full-size crop for accuracy) and the 68 landmarks
 (3.5 ms) of the largest face. Results are plain picklable dataclasses; errors in an enrollment
 photo are returned as a code, not raised, so the parent can answer 422 with a clear message.

@@ -4,7 +4,7 @@ Finding the faces: while the guardian is matched, only the neighbourhood of the 
 is searched, scaled so the face is ~REFIND_FACE_PX wide (~1/4 of a whole-picture detection);
 the other faces are carried over from the last whole-picture detection. Each `full` sample, and
 whenever the guardian is not found where they were, the whole picture is searched at 320 wide
-(identity.worker's `detect_faces`/`keep_people`: same detector, same rule for ignoring small
+(identity.faces.worker's `detect_faces`/`keep_people`: same detector, same rule for ignoring small
 false faces). Then encodings only for faces that need one (presence_policy.reuse):
 a face that stayed where it was keeps its earlier distance until it is `refresh_s` old, and once
 a guardian is matched the other faces are only counted, never encoded (a child's face is not what
@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 import numpy as np
 from PIL import Image
 
-from . import worker
+from ..faces import worker
 from .presence_policy import Box, Track, reuse
 
 

@@ -7,6 +7,8 @@ from __future__ import annotations
 
 from typing import Any, Protocol
 
+from aiohttp import web
+
 from core.config.identity import IdentityConfig
 from core.store import Database, EventLog
 from core.store.faces import FaceEnrollment
@@ -48,3 +50,7 @@ class CheckHost(FaceDesk, Protocol):
 
     async def end(self, cid: str, reason: str, note: str) -> None:
         """Terminate the consultation with a referral to the booking hospital."""
+
+
+# The node's face desk (the identity service), for the guardian's photo upload.
+FACES_KEY = web.AppKey("faces", FaceDesk)

@@ -25,7 +25,14 @@ from core.store import Doctor, Hospital, records
 from core.store.faces import FaceEnrollment, FaceVerification
 from core.store.models import SYSTEM_CHAIN, TITLES, VISIT_TYPES, WHITELIST_STATUSES
 
-from .enrollment import PHOTO_TYPES, EnrollmentError, Whose, enroll, enrollment_error, read_photo
+from ..faces.enrollment import (
+    PHOTO_TYPES,
+    EnrollmentError,
+    Whose,
+    enroll,
+    enrollment_error,
+    read_photo,
+)
 from .service import IdentityService
 
 IDENTITY_KEY = web.AppKey("identity", IdentityService)
