@@ -36,7 +36,7 @@ from ..faces.enrollment import (
 from .service import IdentityService
 
 IDENTITY_KEY = web.AppKey("identity", IdentityService)
-STATIC_DIR = Path(__file__).resolve().parent.parent / "static"
+STATIC_DIR = Path(__file__).resolve().parents[2] / "static"
 
 
 # -- what each route accepts --------------------------------------------------------------------
