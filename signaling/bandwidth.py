@@ -6,8 +6,9 @@ each participant has a leg to the node, so the node joins the two. The sender's 
 by the sender's congestion controller from the node's transport-wide feedback (signaling/twcc.py);
 the far side's leg reaches it as the node's REMB, which the browser takes as a ceiling:
 min(the configured cap, the receiver's downlink as the node learns it on its `Link`). Alone in
-the call a sender is asked for the cap; a new receiver's downlink starts at START_BPS, which
-Chromium takes as its target at once while it has seen no loss in its first two seconds.
+the call a sender is asked for the cap; a new receiver's downlink starts at START_BPS, or lower
+when its page measured a slower downlink before joining (`start_rate`), which Chromium takes as
+its target at once while it has seen no loss in its first two seconds.
 """
 
 from __future__ import annotations
