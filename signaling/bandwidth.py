@@ -6,8 +6,9 @@ each participant has a leg to the node, so the node joins the two. The sender's 
 by the sender's congestion controller from the node's transport-wide feedback (signaling/twcc.py);
 the far side's leg reaches it as the node's REMB, which the browser takes as a ceiling:
 min(the configured cap, the receiver's downlink as the node learns it on its `Link`). Alone in
-the call a sender is asked for the cap; a new receiver's downlink starts at START_BPS, which
-Chromium takes as its target at once while it has seen no loss in its first two seconds.
+the call a sender is asked for the cap; a new receiver's downlink starts at START_BPS, or lower
+when its page measured a slower downlink before joining (`start_rate`), which Chromium takes as
+its target at once while it has seen no loss in its first two seconds.
 """
 
 from __future__ import annotations
@@ -48,9 +49,19 @@ CHANGE = 0.03
 # Chromium sender asked for less climbs back from there by itself at ~8 % a second, whatever the
 # node asks later. Started at 300 kbit/s, a new doctor on B's 300 kbit/s link saw the first
 # picture 1-3 s sooner (5.7-7.2 s after joining, against 7-8 s), but a clean call took 20 s
-# and more to reach 1 Mbit/s (issue 11 wants 5 s). A pre-call measurement of the downlink would
-# let a slow link start low; nothing here has one yet.
+# and more to reach 1 Mbit/s (issue 11 wants 5 s). So a receiver starts at 800 kbit/s unless its
+# page reported a slower downlink with its `join` (`downlink_kbps`: the pre-call test's, or how
+# fast the page's own files arrived): then at REPORTED_SHARE of it, never under MIN_START_BPS.
 START_BPS = 800_000
+# Of a reported downlink, the share video starts at: the rest is for audio (~40 kbit/s with its
+# headers), retransmissions (a few % on a lossy radio link) and the first key frame's burst, which
+# is several times the mean rate for a second; the report itself is TCP's (a little optimistic
+# against lossy UDP) and taken before the call. 0.7 of B's 300 kbit/s is 210 kbit/s, near what a
+# direct call settles at there (173-180 kbit/s), against 800 that lost 40 % of the first second.
+REPORTED_SHARE = 0.7
+# Under this a report is not trusted to go lower: a page's load timed on a busy link reads low,
+# and from a start-up bound too low Chromium's sender climbs back at ~8 % a second.
+MIN_START_BPS = 150_000
 ACKED_GROWTH = 1.5
 STARTUP_MAX_S = 10.0
 MIN_BPS = 60_000
@@ -109,6 +120,7 @@ class Link:
     remb_bps: int | None = None  # the participant's REMB: what it can receive from the node
     remb_at: float = 0.0
     loss_bound_bps: float = START_BPS
+    start_bps: int = START_BPS  # where a new peer connection's bound starts (`start_rate`)
     loss_at: float | None = None
     heavy_loss: bool = False  # seen over LOSS_HIGH on this peer connection: start-up is over
     first_report_at: float | None = None
@@ -126,10 +138,15 @@ class Link:
 
     def restart(self) -> None:
         """A new peer connection: its downlink is learned anew, from the start rate."""
-        self.loss_bound_bps, self.loss_at, self.heavy_loss = START_BPS, None, False
+        self.loss_bound_bps, self.loss_at, self.heavy_loss = self.start_bps, None, False
         self.first_report_at = self.delivered_bps = None
         self.remb_bps, self.connected = None, True
         self.losses, self.sent_at_reading = LossCounter(), None
+
+    def reported_before_media(self, downlink_kbps: int | None) -> None:
+        """What the participant's page measured of its downlink before this join (None: nothing):
+        where its next peer connection's bound starts."""
+        self.start_bps = start_rate(downlink_kbps)
 
     def report_downlink(self, bitrate: int) -> None:
         self.remb_bps, self.remb_at = bitrate, time.monotonic()
@@ -195,6 +212,13 @@ class Link:
         """Until the first heavy loss, or STARTUP_MAX_S after the first report."""
         return not self.heavy_loss and (
             self.first_report_at is None or now - self.first_report_at < STARTUP_MAX_S)
+
+
+def start_rate(downlink_kbps: int | None) -> int:
+    """A new receiver's first bound: START_BPS unless its page measured a slower downlink."""
+    if downlink_kbps is None:
+        return START_BPS
+    return int(min(START_BPS, max(MIN_START_BPS, REPORTED_SHARE * downlink_kbps * 1000)))
 
 
 def target(cap_bps: int, receiver_link: Link) -> int:

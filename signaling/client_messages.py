@@ -37,6 +37,7 @@ QUALITY_LIMITATIONS = ("none", "bandwidth", "cpu", "other")
 MAX_SDP_BYTES = 64 * 1024
 MAX_ID_CHARS = 128
 MAX_PRESCRIPTION_ITEMS = 20
+MAX_DOWNLINK_KBPS = 10_000_000  # 10 Gbit/s: more is no measurement
 
 
 def _message_id(value: object) -> str | int:
@@ -71,6 +72,9 @@ class Join(ClientMessage):
 
     type: Literal["join"]
     protocol: int  # must be PROTOCOL_VERSION: else `bad_protocol`, not `bad_field`
+    # The page's own measure of its downlink before any media (the pre-call test's, or how fast
+    # its files loaded): where the node starts this receiver's bandwidth bound (bandwidth.py).
+    downlink_kbps: Annotated[int, Field(ge=1, le=MAX_DOWNLINK_KBPS)] | None = None
 
 
 def _sdp_offer(value: str) -> str:

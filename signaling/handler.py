@@ -255,7 +255,8 @@ class Connection:
             raise ProtocolError("unavailable", "this consultation's node stopped answering; "
                                 f"retry in {home.retry_after_s:.0f} s", ref=message.id)
         room = await self.rooms.open(self.cid, home.previous_node)
-        rejoined = await room.join(self.role, self.claims.subject, self.ws)
+        rejoined = await room.join(self.role, self.claims.subject, self.ws,
+                                   message.downlink_kbps)
         self.room = room
         state = await self.ctx.lifecycle.state(self.cid)
         return protocol.joined(

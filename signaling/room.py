@@ -183,11 +183,14 @@ class Room:
 
     # -- joining and leaving ----------------------------------------------------------------
 
-    async def join(self, role: Role, subject: str, ws: web.WebSocketResponse) -> bool:
-        """Attach a (re)connected participant; returns True when this is a rejoin."""
+    async def join(self, role: Role, subject: str, ws: web.WebSocketResponse,
+                   downlink_kbps: int | None = None) -> bool:
+        """Attach a (re)connected participant; returns True when this is a rejoin.
+        `downlink_kbps`: its page's measure of its downlink, where its media starts."""
         self._arriving += 1
         done = False
         try:
+            self.participants[role].link.reported_before_media(downlink_kbps)
             rejoined = await self._join(role, subject, ws)
             done = True
             return rejoined

@@ -563,6 +563,38 @@ function send(conn, msg) {
   return id;
 }
 
+// This browser's downlink as far as it was measured before any media (kbit/s, or null): the
+// pre-call test's download when it ran, else how fast this page's own files arrived (Resource
+// Timing; bytes over the time spent receiving bodies, overlapping downloads counted once, so a
+// request's round trip and the server's think time are left out). The node starts the video it
+// sends us from it (signaling/bandwidth.py), so a slow link's first key frame does not overflow it.
+const MIN_TIMED_BYTES = 32 * 1024; // less than this, cached or compressed to nothing: not timed
+
+function downlinkKbps() {
+  const precall = Number(document.body.dataset.precallDown);
+  if (precall > 0) return Math.min(Math.round(precall), 10_000_000);
+  const spans = [];
+  let bytes = 0;
+  for (const e of performance.getEntriesByType('navigation').concat(performance.getEntriesByType('resource'))) {
+    if (!(e.encodedBodySize > 0 && e.transferSize > 0 && e.responseEnd > e.responseStart)) continue; // cached, or opaque
+    bytes += e.encodedBodySize;
+    spans.push([e.responseStart, e.responseEnd]);
+  }
+  if (bytes < MIN_TIMED_BYTES) return null;
+  spans.sort((a, b) => a[0] - b[0]);
+  let ms = 0;
+  let [from, to] = spans[0];
+  for (const [s, e] of spans.slice(1)) {
+    if (s > to) {
+      ms += to - from;
+      [from, to] = [s, e];
+    } else to = Math.max(to, e);
+  }
+  ms += to - from;
+  // Under 1 ms in all (a local or cached load): the link is not what limits, report nothing.
+  return ms >= 1 ? Math.min(Math.round((bytes * 8) / ms), 10_000_000) : null;
+}
+
 function connect() {
   const conn = {
     ws: new WebSocket(wsUrl()),
@@ -583,7 +615,8 @@ function connect() {
   ws.onopen = () => {
     if (app.conn !== conn) return;
     conn.opened = true;
-    send(conn, { type: 'join', protocol: PROTOCOL });
+    const downlink = downlinkKbps();
+    send(conn, { type: 'join', protocol: PROTOCOL, ...(downlink ? { downlink_kbps: downlink } : {}) });
   };
   ws.onmessage = (ev) => {
     if (app.conn !== conn) return;

@@ -15,9 +15,12 @@ from signaling.bandwidth import (
     DELIVERED_SHARE,
     FRESH_S,
     MIN_LOSS_PACKETS,
+    MIN_START_BPS,
+    REPORTED_SHARE,
     START_BPS,
     STARTUP_MAX_S,
     Link,
+    start_rate,
     target,
 )
 from signaling.budget import HEADROOM, MAX_QUEUE_S, SendBudget
@@ -343,3 +346,25 @@ async def _keep_reporting(receiver, bitrate: int) -> None:
     while True:
         passthrough.send_remb(receiver, bitrate)
         await asyncio.sleep(0.5)
+
+
+def test_a_reported_downlink_sets_where_a_new_receiver_starts() -> None:
+    """A page's own measure of its downlink before the call: a slow one starts the video it is
+    sent lower (B's first key frame for 800 kbit/s overflowed a 300 kbit/s link); a fast one, or
+    none, starts at START_BPS; a report is never trusted to go under MIN_START_BPS."""
+    assert start_rate(None) == START_BPS
+    assert start_rate(300) == int(REPORTED_SHARE * 300_000) == 210_000
+    assert start_rate(50) == MIN_START_BPS
+    assert start_rate(100_000) == START_BPS  # a fast link keeps the fast start
+    receiver = Link()
+    receiver.reported_before_media(300)
+    assert target(CAP, receiver) == CAP  # not yet connected: the sender is only recorded
+    receiver.restart()
+    assert target(CAP, receiver) == receiver.downlink() == 210_000
+    t = 100.0
+    receiver.report_loss(0.0, CAP, now=t)
+    receiver.report_loss(0.0, CAP, now=t + 1)  # start-up still doubles from there
+    assert receiver.downlink() == 420_000
+    receiver.reported_before_media(None)  # a rejoin that measured nothing
+    receiver.restart()
+    assert receiver.downlink() == START_BPS

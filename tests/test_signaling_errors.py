@@ -140,3 +140,38 @@ async def test_unauthenticated_http_gets_json_401(node: Node) -> None:
     async with aiohttp.ClientSession() as s, s.get(node.url + "/api/me") as r:
         assert r.status == 401
         assert (await r.json())["error"]["code"] == "no_token"
+
+
+async def test_join_carries_a_bounded_downlink_where_the_node_starts_its_video(node: Node) -> None:
+    """`join.downlink_kbps`: an integer 1..10,000,000, or absent; anything else is refused with a
+    `bad_field` naming it and no join; a good one sets where this receiver's video starts."""
+    booking = await node.book()
+    cid = booking.consultation_id
+    token = node.token(Role.DOCTOR, booking.doctor_id, cid)
+    async with node.session.ws_connect(node.url.replace("http", "ws") + "/ws",
+                                       params={"token": token}) as ws:
+        for bad in ("300", 0, -5, 300.5, True, 10_000_001, [300]):
+            await ws.send_json({"type": "join", "protocol": 1, "downlink_kbps": bad})
+            error = await ws.receive_json(timeout=5)
+            assert error["type"] == "error" and error["code"] == "bad_field", (bad, error)
+            assert error["field"] == "downlink_kbps" and "downlink_kbps" in error["message"], \
+                (bad, error)
+        assert node.rooms.get(cid) is None  # none of them joined
+        await ws.send_json({"type": "join", "protocol": 1, "downlink_kbps": 300})
+        await _until_joined(ws)
+        room = node.rooms.get(cid)
+        assert room is not None
+        assert room.participants[Role.DOCTOR].link.start_bps == 210_000  # 0.7 of 300 kbit/s
+        await ws.send_json({"type": "join", "protocol": 1})  # a rejoin that measured nothing
+        await _until_joined(ws)
+        assert room.participants[Role.DOCTOR].link.start_bps == 800_000
+
+
+async def _until_joined(ws: aiohttp.ClientWebSocketResponse) -> None:
+    """Past the node's own messages (`state`, `participant`) to `joined`; an error fails."""
+    for _ in range(10):
+        reply = await ws.receive_json(timeout=5)
+        assert reply["type"] != "error", reply
+        if reply["type"] == "joined":
+            return
+    raise AssertionError("no `joined` within 10 messages")
