@@ -17,6 +17,7 @@ import mimetypes
 import os
 from email.utils import formatdate, parsedate_to_datetime
 from pathlib import Path
+from stat import S_ISREG
 
 from aiohttp import hdrs, web
 
@@ -48,7 +49,7 @@ class Assets:
             stat = path.stat()
         except OSError as exc:
             raise web.HTTPNotFound() from exc
-        if not path.is_file():
+        if not S_ISREG(stat.st_mode):
             raise web.HTTPNotFound()
         accepts = "gzip" in request.headers.get(hdrs.ACCEPT_ENCODING, "").lower()
         if not accepts or path.suffix not in COMPRESSIBLE or stat.st_size < MIN_BYTES:

@@ -181,8 +181,7 @@ class Link:
         elif self.loss_at is not None:
             # After a cut, the receiver's delay-based REMB above the bound says the link has
             # room again: 8 % a second took ~15 s back from a burst's cut (B, measured).
-            remb = self.remb_bps if self.remb_bps is not None and \
-                now - self.remb_at <= FRESH_S else None
+            remb = self.fresh_remb(now)
             start_up = self.start_up(now)
             fast = start_up or (remb is not None and remb > self.loss_bound_bps)
             growth = FAST_GROWTH if fast else SLOW_GROWTH
@@ -195,18 +194,24 @@ class Link:
         self.loss_at = now
 
     def downlink(self) -> int:
+        now = time.monotonic()
         bound = int(self.loss_bound_bps)
-        if self.remb_bps is not None and time.monotonic() - self.remb_at <= FRESH_S \
-                and not self._remb_only_echoes_the_sender():
-            bound = min(bound, self.remb_bps)
+        remb = self.fresh_remb(now)
+        if remb is not None and not self._remb_only_echoes_the_sender(remb, now):
+            bound = min(bound, remb)
         return bound
 
-    def _remb_only_echoes_the_sender(self) -> bool:
+    def fresh_remb(self, now: float) -> int | None:
+        """The participant's REMB, unless it is older than FRESH_S."""
+        if self.remb_bps is not None and now - self.remb_at <= FRESH_S:
+            return self.remb_bps
+        return None
+
+    def _remb_only_echoes_the_sender(self, remb: int, now: float) -> bool:
         """In start-up a REMB near or above what gets through says what the sender sends,
         not what the link takes; one well under it is congestion, and counts."""
-        return (self.start_up(time.monotonic()) and self.remb_bps is not None
-                and self.delivered_bps is not None
-                and self.remb_bps >= DELIVERED_SHARE * self.delivered_bps)
+        return (self.start_up(now) and self.delivered_bps is not None
+                and remb >= DELIVERED_SHARE * self.delivered_bps)
 
     def start_up(self, now: float) -> bool:
         """Until the first heavy loss, or STARTUP_MAX_S after the first report."""

@@ -56,7 +56,7 @@ _SOCKETS: weakref.WeakSet[web.WebSocketResponse] = weakref.WeakSet()
 metrics.WEBSOCKETS.set_function(lambda: len(_SOCKETS))
 
 # `prescribe` during the call (issue 4: refused for under-6s without the guardian on camera):
-# identity's, wired by the node (server/node.py); absent where nothing may be prescribed.
+# judged by guardian presence, wired by the node (server/node.py and server/prescribing.py).
 Prescriber = Callable[[Room, str, str, Prescribe], Awaitable[dict[str, Any]]]
 
 
@@ -68,7 +68,7 @@ class Signaling:
     ctx: NodeContext
     rooms: Rooms
     cluster: Cluster
-    prescriber: Prescriber | None = None
+    prescriber: Prescriber
 
 
 SIGNALING_KEY = web.AppKey("signaling", Signaling)
@@ -210,9 +210,6 @@ class Connection:
                 raise ProtocolError("bad_field", str(exc), ref=message.id) from None
             return None
         if isinstance(message, Prescribe):
-            if self.prescriber is None:
-                raise ProtocolError("unknown_type", "this node issues no prescriptions", "type",
-                                    message.id)
             return await self.prescriber(room, self.cid, self.actor, message)
         raise ProtocolError("unknown_type", f"'{message.type}' is not handled", "type", message.id)
 

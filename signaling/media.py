@@ -120,10 +120,13 @@ class MediaSource:
         if self.kind != "video" or self._requester is None:
             return
         now = time.monotonic()
-        pending = (self._last_request > self._last_keyframe
-                   and now - self._last_request < KEYFRAME_REQUEST_INTERVAL_S)
-        if pending if fresh else (
-                now - max(self._last_request, self._last_keyframe) < KEYFRAME_REQUEST_INTERVAL_S):
+        if fresh:  # only a request still waiting for its key frame stands
+            standing = (self._last_request > self._last_keyframe
+                        and now - self._last_request < KEYFRAME_REQUEST_INTERVAL_S)
+        else:
+            standing = (now - max(self._last_request, self._last_keyframe)
+                        < KEYFRAME_REQUEST_INTERVAL_S)
+        if standing:
             self.requests_coalesced += 1
             return
         if self._requester():
