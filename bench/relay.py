@@ -51,7 +51,7 @@ from bench.clip import Clip, encode_opus, encode_vp8
 from bench.janus import JanusCall
 from core import histogram
 from core.auth import Role, Tokens
-from core.config import load_settings
+from core.config import EVENT_LOOPS, load_settings
 from core.consent import CURRENT_VERSION as CONSENT_VERSION
 from core.store import Database
 from server.demo import seed
@@ -523,21 +523,24 @@ def started_workers(target: Target, pairs: list[Pair], clips: dict[str, Clip],
 
 
 def measure(n: int, clips: dict[str, Clip], args: argparse.Namespace, system: str = "node",
-            recording: bool = False) -> dict[str, Any]:
-    """One run of `n` consultations through `system` ("node" or "janus"), recording or not."""
+            recording: bool = False, event_loop: str | None = None) -> dict[str, Any]:
+    """One run of `n` consultations through `system` ("node" or "janus"), recording or not; the
+    node on `event_loop` (TC_EVENT_LOOP)."""
     with tempfile.TemporaryDirectory(prefix=f"tc-relay-bench-{system}-") as tmp:
         if system == "janus":
             with started_janus(Path(tmp), recording) as (server, target):
                 entry = window(n, server, target, [(None, None)] * n, clips, args)
         else:
             lag_ms = LOOP_SAMPLE_MS if n in args.lag_at else LOOP_DEFAULT_MS
-            with started_node(Path(tmp), n, recording, lag_ms) as (server, target, pairs, probe):
+            with started_node(Path(tmp), n, recording, lag_ms, event_loop or "uvloop") as (
+                    server, target, pairs, probe):
                 entry = window(n, server, target, pairs, clips, args, probe)
+            return {"system": system, "event_loop": event_loop, "recording": recording, **entry}
         return {"system": system, "recording": recording, **entry}
 
 
 @contextlib.contextmanager
-def started_node(data_dir: Path, n: int, recording: bool, lag_ms: int
+def started_node(data_dir: Path, n: int, recording: bool, lag_ms: int, event_loop: str
                  ) -> Iterator[tuple[subprocess.Popen, Target, list[Pair], NodeTiming]]:
     """A fresh node with `n` booked consultations, up and idle-sampled."""
     database_url = f"sqlite+aiosqlite:///{data_dir}/teleconsult.db"
@@ -546,7 +549,7 @@ def started_node(data_dir: Path, n: int, recording: bool, lag_ms: int
     base_url = f"http://127.0.0.1:{port}"
     pairs = asyncio.run(seed_consultations(data_dir, database_url, secret, port, n))
     node = start_node(data_dir, database_url, secret, port, TC_RECORDING="1" if recording else "0",
-                      TC_LOOP_WATCH_MS=str(lag_ms))
+                      TC_LOOP_WATCH_MS=str(lag_ms), TC_EVENT_LOOP=event_loop)
     try:
         wait_healthy(node, base_url, NODE_START_TIMEOUT_S)
         yield node, Target("node", base_url), pairs, NodeTiming(base_url, secret, lag_ms)
@@ -647,13 +650,15 @@ def summarize(n: int, idle_cpu: float, before: Sample, after: Sample, rss: dict[
 
 def compare(results: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """Node and Janus side by side per N and recording mode, and node ÷ Janus."""
-    by = {(r["consultations"], r["recording"], r["system"]): r for r in results}
+    by = {(r["consultations"], r["recording"], r["system"], r.get("event_loop")): r
+          for r in results}
     rows = []
-    for (n, recording, system), node in by.items():
-        other = by.get((n, recording, "janus"))
+    for (n, recording, system, event_loop), node in by.items():
+        other = by.get((n, recording, "janus", None))
         if system != "node" or other is None:
             continue
-        row: dict[str, Any] = {"consultations": n, "recording": recording}
+        row: dict[str, Any] = {"consultations": n, "recording": recording,
+                               "event_loop": event_loop}
         if "error" in node or "error" in other:
             row["error"] = node.get("error") or other.get("error")
             rows.append(row)
@@ -701,6 +706,9 @@ def main(argv: list[str] | None = None) -> int:
                         help=f"N whose node runs sample the loop lag every {LOOP_SAMPLE_MS} ms "
                              f"(the others every {LOOP_DEFAULT_MS} ms: 10 ms costs the node "
                              "~1.4 %% of a core)")
+    parser.add_argument("--event-loop", nargs="+", choices=EVENT_LOOPS, default=["uvloop"],
+                        help="the node's event loop (TC_EVENT_LOOP); with several, the node "
+                             "runs once on each, one after the other")
     parser.add_argument("--out", type=Path, help="also write the JSON here")
     args = parser.parse_args(argv)
     if min(args.consultations) < 1 or args.per_worker < 1 or args.seconds <= 0:
@@ -709,12 +717,14 @@ def main(argv: list[str] | None = None) -> int:
                         format="%(asctime)s %(levelname)s %(message)s")
     logging.getLogger("alembic").setLevel(logging.WARNING)  # the schema set-up before each node
 
-    systems = ["node", "janus"] if args.janus else ["node"]
+    systems: list[tuple[str, str | None]] = [("node", loop) for loop in args.event_loop]
+    if args.janus:
+        systems.append(("janus", None))
     recordings = {"off": [False], "on": [True], "both": [False, True]}[args.recording]
     if args.janus:
         janus.ensure_installed()
-    runs = [(n, recording, system) for n in args.consultations for recording in recordings
-            for system in systems]
+    runs = [(n, recording, system, loop) for n in args.consultations for recording in recordings
+            for system, loop in systems]
     per_run = (NODE_START_TIMEOUT_S + IDLE_SAMPLE_S + setup_timeout(args.per_worker) + 30
                + args.warmup + args.seconds + 60 + 2 * TEARDOWN_TIMEOUT_S + NODE_STOP_TIMEOUT_S
                + 10)
@@ -734,9 +744,9 @@ def main(argv: list[str] | None = None) -> int:
     clips = {"video": encode_vp8(640, 480, 30, seconds=4, bitrate=args.bitrate),
              "audio": encode_opus(1.0)}
     results: list[dict[str, Any]] = []
-    for n, recording, system in runs:
+    for n, recording, system, loop in runs:
         try:
-            results.append(measure(n, clips, args, system, recording))
+            results.append(measure(n, clips, args, system, recording, loop))
         except Exception as exc:
             log.error("N=%d %s (recording %s) failed: %s", n, system, recording, exc)
             results.append({"system": system, "recording": recording, "consultations": n,

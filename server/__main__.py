@@ -18,6 +18,7 @@ from server.access_log import RedactingAccessLogger
 from server.app import create_app
 from server.day_token import MAX_HOURS, DayTokenRefused, issue_day_link
 from server.demo import seed
+from server.event_loop import new_event_loop
 from server.tls import TlsError, server_context
 
 
@@ -139,6 +140,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.demo:
         asyncio.run(_seed(settings))
     web.run_app(create_app(settings), host=settings.host, port=settings.port,
+                loop=new_event_loop(settings.event_loop),
                 ssl_context=ssl_context, access_log_class=RedactingAccessLogger,
                 print=lambda msg: print(f"teleconsult node listening on {settings.public_url}"))
     return 0

@@ -94,6 +94,7 @@ class Settings:
     rejoin_grace_s: float = 60.0
     stats_interval_s: float = 5.0
     loop_watch_s: float = 0.5  # how often the event loop's lag is sampled (core/metrics.py)
+    event_loop: str = "uvloop"  # or "asyncio" (see server/event_loop.py)
     video_max_kbps: int = 1700
     heartbeat_s: float = 2.0
     node_ttl_s: float = 6.0
@@ -230,6 +231,15 @@ def _feedback_days(raw: str) -> int:
     return days
 
 
+EVENT_LOOPS = ("uvloop", "asyncio")
+
+
+def _event_loop(name: str) -> str:
+    if name not in EVENT_LOOPS:
+        raise ValueError(f"TC_EVENT_LOOP: {name!r}: one of {', '.join(EVENT_LOOPS)}")
+    return name
+
+
 def load_settings(**overrides: object) -> Settings:
     """Build Settings from the environment; keyword overrides win (tests and the CLI use them)."""
     data_dir = Path(str(overrides.pop("data_dir", _env("TC_DATA_DIR", "data"))))
@@ -256,6 +266,7 @@ def load_settings(**overrides: object) -> Settings:
         rejoin_grace_s=float(_env("TC_REJOIN_GRACE", "60")),
         stats_interval_s=float(_env("TC_STATS_INTERVAL", "5")),
         loop_watch_s=max(0.001, float(_env("TC_LOOP_WATCH_MS", "500")) / 1000),
+        event_loop=_event_loop(_env("TC_EVENT_LOOP", "uvloop")),
         video_max_kbps=max(100, int(_env("TC_VIDEO_MAX_KBPS", "1700"))),
         body_timeout_s=float(_env("TC_BODY_TIMEOUT", "10")),
         heartbeat_s=float(_env("TC_HEARTBEAT", "2")),
