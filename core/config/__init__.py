@@ -234,7 +234,9 @@ def _feedback_days(raw: str) -> int:
 EVENT_LOOPS = ("uvloop", "asyncio")
 
 
-def _event_loop(name: str) -> str:
+def event_loop_setting() -> str:
+    """TC_EVENT_LOOP: "uvloop" (the default) or "asyncio"."""
+    name = _env("TC_EVENT_LOOP", EVENT_LOOPS[0])
     if name not in EVENT_LOOPS:
         raise ValueError(f"TC_EVENT_LOOP: {name!r}: one of {', '.join(EVENT_LOOPS)}")
     return name
@@ -266,7 +268,7 @@ def load_settings(**overrides: object) -> Settings:
         rejoin_grace_s=float(_env("TC_REJOIN_GRACE", "60")),
         stats_interval_s=float(_env("TC_STATS_INTERVAL", "5")),
         loop_watch_s=max(0.001, float(_env("TC_LOOP_WATCH_MS", "500")) / 1000),
-        event_loop=_event_loop(_env("TC_EVENT_LOOP", "uvloop")),
+        event_loop=event_loop_setting(),
         video_max_kbps=max(100, int(_env("TC_VIDEO_MAX_KBPS", "1700"))),
         body_timeout_s=float(_env("TC_BODY_TIMEOUT", "10")),
         heartbeat_s=float(_env("TC_HEARTBEAT", "2")),
