@@ -36,7 +36,10 @@ class JsonFormatter(logging.Formatter):
 
 def configure(level: str, node_id: str, json_lines: bool = True) -> None:
     """Log to stderr, one JSON object a line; `warnings` go through logging too (py.warnings),
-    or a library's warning would be a plain-text line in the middle of the JSON."""
+    or a library's warning would be a plain-text line in the middle of the JSON.
+
+    `level`: the root's level, then any `logger=LEVEL` after commas, so one part can be traced
+    without the rest (aiortc at DEBUG logs every packet): "WARNING,signaling.bandwidth=DEBUG"."""
     handler = logging.StreamHandler()
     if json_lines:
         handler.setFormatter(JsonFormatter(node_id))
@@ -44,7 +47,11 @@ def configure(level: str, node_id: str, json_lines: bool = True) -> None:
         handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
     root = logging.getLogger()
     root.handlers[:] = [handler]
-    root.setLevel(level)
+    root_level, *named = [part.strip() for part in level.split(",")]
+    root.setLevel(root_level.upper())
+    for item in named:
+        name, _, logger_level = item.partition("=")
+        logging.getLogger(name.strip()).setLevel(logger_level.strip().upper())
     logging.captureWarnings(True)
 
 

@@ -14,12 +14,15 @@ its target at once while it has seen no loss in its first two seconds.
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 from dataclasses import dataclass, field
 
 from aiortc import RTCRtpReceiver
 
 from . import passthrough
+
+log = logging.getLogger(__name__)
 
 # A participant's REMB older than this is not trusted (its browser sends one every second or so).
 FRESH_S = 5.0
@@ -256,6 +259,11 @@ class RembSender:
             if (changed or now - sent_at >= REPEAT_S) and passthrough.send_remb(
                     self._receiver, bitrate):
                 self._sender_link.asked_bps, sent_at = bitrate, now
+                if changed:
+                    link = self._receiver_link
+                    log.debug("remb %d: loss bound %d, receiver's remb %s, delivered %s",
+                              bitrate, link.loss_bound_bps, link.fresh_remb(now),
+                              link.delivered_bps and int(link.delivered_bps))
             await asyncio.sleep(TICK_S)
 
     def stop(self) -> None:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import base64
 import json
+import logging
 import os
 import secrets
 import socket
@@ -231,6 +232,17 @@ def _feedback_days(raw: str) -> int:
     return days
 
 
+def _log_level(raw: str) -> str:
+    """TC_LOG_LEVEL: a level, then optional `logger=LEVEL` parts (core/logs.configure)."""
+    root, *named = [part.strip() for part in raw.split(",")]
+    levels = [root] + [item.partition("=")[2].strip() for item in named]
+    if any(not isinstance(logging.getLevelName(level.upper()), int) for level in levels) or any(
+            not item.partition("=")[0].strip() for item in named):
+        raise ValueError(f"TC_LOG_LEVEL: {raw!r}: a level (DEBUG, INFO, WARNING, ERROR), then "
+                         "optional logger=LEVEL parts after commas")
+    return raw
+
+
 EVENT_LOOPS = ("uvloop", "asyncio")
 
 
@@ -276,7 +288,7 @@ def load_settings(**overrides: object) -> Settings:
         json_logs=_env("TC_LOG_FORMAT", "json") == "json",
         max_message_bytes=int(_env("TC_MAX_MESSAGE_BYTES", str(64 * 1024))),
         retention_years=max(3, int(_env("TC_RETENTION_YEARS", "3"))),
-        log_level=_env("TC_LOG_LEVEL", "INFO"),
+        log_level=_log_level(_env("TC_LOG_LEVEL", "INFO")),
         recording_enabled=not _off(_env("TC_RECORDING", "1")),
         recording_segment_s=float(_env("TC_RECORDING_SEGMENT_S", "60")),
         recording_old_keys=_split(_env("TC_RECORDING_OLD_KEYS", "")),
