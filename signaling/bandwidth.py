@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections import deque
 from dataclasses import dataclass, field
 
 from aiortc import RTCRtpReceiver
@@ -73,8 +74,15 @@ LOSS_HIGH = 0.10
 DECREASE_EVERY_S = 0.3
 # Loss is judged over no fewer packets than this, as Chromium's loss-based controller does.
 MIN_LOSS_PACKETS = 20
-# A cut never goes below this share of what got through (GoogCC's 0.85 of the acknowledged rate).
+# A cut never goes below this share of what got through (GoogCC's 0.85 of the acknowledged rate)
+# while the link was full (over LOSS_HIGH lost) in the last CAPACITY_WINDOW_S: a full link's
+# throughput is its capacity, and a reading taken while the node itself sent little says nothing
+# of it. After a drop from 2 Mbit/s to 400 kbit/s the node sends little for a second or two (it
+# drops the sender's too-large frames and waits for a key frame) while receiver reports still
+# tell the burst's loss: floored by each reading alone, the bound fell from 555 to 74 kbit/s in
+# 6 s on a link that carried 341 kbit/s, with the receiver's REMB at 281 (traced, profile C).
 DELIVERED_SHARE = 0.85
+CAPACITY_WINDOW_S = 3.0
 
 
 @dataclass
@@ -138,6 +146,8 @@ class Link:
     # to 50 kbit/s on a 400 kbit/s link, twenty seconds from recovering (measured, profile C).
     sent_bytes: int = 0
     sent_at_reading: tuple[float, int] | None = None
+    # (when, bit/s) delivered while over LOSS_HIGH was lost, the last CAPACITY_WINDOW_S
+    saturated: deque[tuple[float, float]] = field(default_factory=deque)
 
     def restart(self) -> None:
         """A new peer connection: its downlink is learned anew, from the start rate."""
@@ -145,6 +155,7 @@ class Link:
         self.first_report_at = self.delivered_bps = None
         self.remb_bps, self.connected = None, True
         self.losses, self.sent_at_reading = LossCounter(), None
+        self.saturated.clear()
 
     def reported_before_media(self, downlink_kbps: int | None) -> None:
         """What the participant's page measured of its downlink before this join (None: nothing):
@@ -176,9 +187,9 @@ class Link:
             self.delivered_bps = delivered
         if fraction > LOSS_HIGH:
             self.heavy_loss = True
+            capacity = self._capacity(now, delivered)
             if now - self.decreased_at >= DECREASE_EVERY_S:
-                cut = max(self.loss_bound_bps * (1 - fraction / 2),
-                          DELIVERED_SHARE * (delivered or 0.0))
+                cut = max(self.loss_bound_bps * (1 - fraction / 2), DELIVERED_SHARE * capacity)
                 self.loss_bound_bps = max(MIN_BPS, min(self.loss_bound_bps, cut))
                 self.decreased_at = now
         elif self.loss_at is not None:
@@ -195,6 +206,16 @@ class Link:
                 grown = min(grown, max(self.loss_bound_bps, ACKED_GROWTH * delivered))
             self.loss_bound_bps = min(cap_bps, grown)
         self.loss_at = now
+
+    def _capacity(self, now: float, delivered: float | None) -> float:
+        """The most a full link delivered in the last CAPACITY_WINDOW_S, this reading's
+        included (0 if none)."""
+        samples = self.saturated
+        if delivered is not None:
+            samples.append((now, delivered))
+        while samples and now - samples[0][0] > CAPACITY_WINDOW_S:
+            samples.popleft()
+        return max((bps for _, bps in samples), default=0.0)
 
     def downlink(self) -> int:
         now = time.monotonic()

@@ -239,13 +239,24 @@ def send_rtcp(receiver: RTCRtpReceiver, packet: Any) -> None:
     spawn(receiver._send_rtcp(packet), "rtcp")
 
 
+_RTP_CALLBACKS_ATTR = "_teleconsult_rtp_callbacks"
+
+
 def on_rtp(receiver: RTCRtpReceiver, callback: Callable[[Any], None]) -> None:
-    """Show `callback` every RTP packet this receiver gets, before aiortc handles it."""
+    """Show `callback` every RTP packet this receiver gets, before aiortc handles it. Callbacks
+    are called in the order given, from one wrapper (each wrapper is a coroutine a packet)."""
+    callbacks: list[Callable[[Any], None]] | None = getattr(receiver, _RTP_CALLBACKS_ATTR, None)
+    if callbacks is not None:
+        callbacks.append(callback)
+        return
     _require(receiver, "_handle_rtp_packet")
     original = receiver._handle_rtp_packet
+    callbacks = [callback]
+    setattr(receiver, _RTP_CALLBACKS_ATTR, callbacks)
 
     async def handle(packet: Any, arrival_time_ms: int) -> None:
-        callback(packet)
+        for each in callbacks:
+            each(packet)
         await original(packet, arrival_time_ms)
 
     receiver._handle_rtp_packet = handle  # type: ignore[method-assign]

@@ -12,6 +12,7 @@ from aiortc import RTCRtpSender
 from signaling import passthrough
 from signaling.bandwidth import (
     ACKED_GROWTH,
+    CAPACITY_WINDOW_S,
     DELIVERED_SHARE,
     FRESH_S,
     MIN_LOSS_PACKETS,
@@ -141,6 +142,7 @@ def test_after_a_cut_the_bound_climbs_back_fast_while_the_receivers_remb_is_high
     link.restart()
     t = _reports(link, 100.0, 4.0, capacity=300_000)
     assert link.heavy_loss  # the start overshot the 300 kbit/s link and was cut
+    t += CAPACITY_WINDOW_S  # (what the full link carried then no longer holds a cut up)
     for _ in range(4):  # a burst: the bound cut hard
         t += 0.5
         link.report_loss(0.6, CAP, now=t)
@@ -368,3 +370,27 @@ def test_a_reported_downlink_sets_where_a_new_receiver_starts() -> None:
     receiver.reported_before_media(None)  # a rejoin that measured nothing
     receiver.restart()
     assert receiver.downlink() == START_BPS
+
+
+def test_after_a_drop_readings_of_the_nodes_own_lull_do_not_cut_below_what_the_link_carried(
+        ) -> None:
+    """As traced in profile C: the first readings after the drop see the link full (half the
+    packets lost, 340 kbit/s through), then the node itself sends little (it dropped the
+    sender's too-large frames and waits for a key frame) while reports still tell the burst's
+    loss. The bound stays near what the full link carried, not at what the lull let through."""
+    link = Link()
+    link.restart()
+    link.loss_bound_bps = 1_600_000
+    now = 100.0
+    link.report_loss(0.0, CAP, now=now)  # a reading before the drop, to measure from
+    for sent_bps, lost in [(680_000, 0.5), (520_000, 0.5)] + [(40_000, 0.4)] * 8:
+        link.sent_bytes += int(sent_bps / 8 * 0.25)
+        now += 0.25
+        link.report_loss(lost, CAP, now=now)
+    assert link.downlink() >= DELIVERED_SHARE * 340_000 * 0.99
+    # Once the window has passed without the link full, readings alone count again.
+    for _ in range(int(CAPACITY_WINDOW_S / 0.25) + 4):
+        link.sent_bytes += int(40_000 / 8 * 0.25)
+        now += 0.25
+        link.report_loss(0.4, CAP, now=now)
+    assert link.downlink() < 100_000

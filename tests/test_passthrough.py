@@ -129,11 +129,12 @@ async def test_bandwidth_hooks_target_real_attributes() -> None:
         assert getattr(receiver, passthrough._ESTIMATOR_ATTR) is None
         assert isinstance(passthrough.rtcp_ssrc(receiver), int)
         assert passthrough.send_remb(receiver, 300_000) is False  # nothing received yet: no-op
-        seen: list[object] = []
-        passthrough.on_rtp(receiver, seen.append)
+        seen: list[tuple[str, object]] = []
+        passthrough.on_rtp(receiver, lambda p: seen.append(("first", p)))
+        passthrough.on_rtp(receiver, lambda p: seen.append(("second", p)))  # one wrapper, both
         packet = RtpPacket(payload_type=96, sequence_number=1, timestamp=0, ssrc=5)
         await receiver._handle_rtp_packet(packet, arrival_time_ms=0)  # as the transport calls it
-        assert seen == [packet]
+        assert seen == [("first", packet), ("second", packet)]
         assert passthrough.send_backlog(sender) == 0  # no nominated pair yet
         passthrough.negotiate_transport_cc()
         passthrough.negotiate_transport_cc()  # idempotent
