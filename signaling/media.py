@@ -242,6 +242,8 @@ class RelayTrack(MediaStreamTrack):
         self.kind = source.kind
         self.subscription = source.subscribe(relay=True)
         self.budget = budget
+        # called in the sender's task as it starts (signaling/pacer.py)
+        self.on_start: Callable[[], None] | None = None
         self.frames = 0
         self.bytes = 0
         self._handed: tuple[float | None, float] | None = None  # the frame the sender has
@@ -258,6 +260,8 @@ class RelayTrack(MediaStreamTrack):
             # participant, made at the rate the node has asked of the sender for it since its
             # offer (signaling/bandwidth.py).
             self.subscription.start()
+            if self.on_start is not None:
+                self.on_start()
         try:
             while True:
                 packet = await self.subscription.get()
