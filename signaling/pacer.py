@@ -1,7 +1,9 @@
 """Spread a relayed video stream's packets in time, as a browser's pacer does.
 
 aiortc sends all of a frame's packets back to back. A browser sending directly spreads them at
-PACE_FACTOR times its estimate of the link (Chromium's pacing factor), so a key frame several
+PACE_FACTOR times its estimate of the link (Chromium's pacing factor; here the loss-based
+capacity, see SendBudget.capacity_bps: the send budget does the congestion control), so a key
+frame several
 times the size of a router's buffer goes out over a few hundred milliseconds instead of in one
 burst that overflows that buffer. Through the relay without it, every key frame on a 400 kbit/s
 link with a 250 ms drop-tail buffer (12.5 kB) lost its tail, was NACKed, retransmitted into the

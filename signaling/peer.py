@@ -117,7 +117,7 @@ class Peer:
             relay = self.relays[kind] = RelayTrack(self._outgoing[kind], budget)
             sender = self.pc.addTrack(relay)
             if budget is not None:
-                self.pacer = Pacer(budget.rate_bps)
+                self.pacer = Pacer(budget.capacity_bps)
                 relay.on_start = lambda sender=sender, pacer=self.pacer: pacer_install(
                     sender, pacer)
             passthrough.on_keyframe_request(sender, self._outgoing[kind].request_keyframe)

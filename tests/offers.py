@@ -42,3 +42,11 @@ def repeated_sections(offer: str, count: int) -> str:
         out += [section[0], *(line for line in section[1:] if line.startswith(_KEPT)),
                 f"a=mid:{mid}"]
     return "\r\n".join(out) + "\r\n"
+
+
+async def negotiate(a: RTCPeerConnection, b: RTCPeerConnection) -> None:
+    """`a` offers, `b` answers: two aiortc peers of one test, connected on their own."""
+    await a.setLocalDescription(await a.createOffer())
+    await b.setRemoteDescription(a.localDescription)
+    await b.setLocalDescription(await b.createAnswer())
+    await a.setRemoteDescription(b.localDescription)

@@ -21,6 +21,8 @@ from bench.clip import ClipTrack
 from bench.identity import until
 from signaling import datagrams, ice, passthrough
 
+from .offers import negotiate
+
 
 def test_upstream_is_the_code_this_was_written_against() -> None:
     datagrams.check_upstream()
@@ -123,10 +125,7 @@ async def call(clips: dict[str, Any]) -> AsyncIterator[tuple[RTCPeerConnection,
     try:
         for kind in ("audio", "video"):
             a.addTrack(ClipTrack(clips[kind], stamp=False))
-        await a.setLocalDescription(await a.createOffer())
-        await b.setRemoteDescription(a.localDescription)
-        await b.setLocalDescription(await b.createAnswer())
-        await a.setRemoteDescription(b.localDescription)
+        await negotiate(a, b)
         yield a, b, got
     finally:
         await a.close()

@@ -18,6 +18,8 @@ from aiortc.mediastreams import MediaStreamTrack
 from bench.identity import until
 from signaling import ice, pacer, passthrough
 
+from .offers import negotiate
+
 RATE_BPS = 400_000
 KEY_FRAME = 30_000  # bytes: what a 640x480 key frame can be, over twice a 250 ms buffer at 400k
 SMALL = 1_000
@@ -69,10 +71,7 @@ async def call(paced: bool) -> AsyncIterator[tuple[RTCRtpSender, list[tuple[floa
         sender = a.addTrack(track)
         if paced:
             track.on_start = lambda: pacer.install(sender, pace)
-        await a.setLocalDescription(await a.createOffer())
-        await b.setRemoteDescription(a.localDescription)
-        await b.setLocalDescription(await b.createAnswer())
-        await a.setRemoteDescription(b.localDescription)
+        await negotiate(a, b)
         yield sender, arrivals, pace
     finally:
         await a.close()
