@@ -23,13 +23,11 @@ from aiortc import (
 )
 from aiortc.sdp import candidate_from_sdp
 
-from . import datagrams, fastpath, passthrough
+from . import datagrams, fastpath, pacer, passthrough
 from .bandwidth import Link, RembSender
 from .budget import SendBudget
 from .delay import FrameArrivals
 from .media import MediaSource, RelayTrack
-from .pacer import Pacer
-from .pacer import install as pacer_install
 from .protocol import IceCandidate
 from .twcc import FeedbackSender
 
@@ -75,7 +73,7 @@ class Peer:
         self._video_cap = video_cap_bps
         self.relays: dict[str, RelayTrack] = {}
         self.retransmissions: passthrough.Retransmissions | None = None  # of the video sender
-        self.pacer: Pacer | None = None  # of the video sender
+        self.pacer: pacer.Pacer | None = None  # of the video sender
         self._remb: RembSender | None = None
         self._twcc: FeedbackSender | None = None
         self.pc.on("track", self._on_track)
@@ -116,12 +114,11 @@ class Peer:
             budget = SendBudget(self.link, self._video_cap) if kind == "video" else None
             relay = self.relays[kind] = RelayTrack(self._outgoing[kind], budget)
             sender = self.pc.addTrack(relay)
-            if budget is not None:
-                self.pacer = Pacer(budget.capacity_bps)
-                relay.on_start = lambda sender=sender, pacer=self.pacer: pacer_install(
-                    sender, pacer)
             passthrough.on_keyframe_request(sender, self._outgoing[kind].request_keyframe)
             if budget is not None:
+                self.pacer = pacer.Pacer(budget.capacity_bps)
+                relay.on_start = lambda sender=sender, paced=self.pacer: pacer.install(sender,
+                                                                                      paced)
                 budget.socket_backlog = lambda sender=sender: passthrough.send_backlog(sender)
                 self.retransmissions = passthrough.limit_retransmissions(sender)
                 passthrough.on_feedback(
