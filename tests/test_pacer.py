@@ -104,14 +104,27 @@ async def test_what_is_not_the_senders_own_media_goes_at_once() -> None:
     hold every incoming packet behind it."""
     async with call(True) as (sender, _, pace):
         await until(lambda: isinstance(sender.transport, pacer.PacedTransport), 10, "the pacer")
-        pace.sent(10 * KEY_FRAME)  # far behind: the sender's own next packet would wait 2 s
-        assert pace.wait_s(time.monotonic()) > 1.5
+        pace.sent(10 * KEY_FRAME)  # far behind: the sender's own next packet would wait
+        assert pace.wait_s(time.monotonic()) == pytest.approx(pacer.MAX_WAIT_S)
         # A NACKed packet, as aiortc's RTCP handler resends it (RTX), from this test's task.
         history = sender._RTCRtpSender__rtp_history
         sequence = next(iter(history.values())).sequence_number
         started = time.monotonic()
         await asyncio.wait_for(sender._retransmit(sequence), 1.0)
         assert time.monotonic() - started < 0.05
+
+
+def test_a_backlog_from_a_higher_rate_is_owed_for_at_most_max_wait_at_the_new_one() -> None:
+    rate = [2_000_000]
+    pace = pacer.Pacer(lambda: rate[0])
+    now = time.monotonic()
+    assert pace.wait_s(now) == 0.0
+    pace.sent(100_000)  # half a second at 2 Mbit/s x 2.5 ...
+    assert pace.wait_s(now) == pytest.approx(100_000 / (pacer.PACE_FACTOR * 250_000)
+                                             - pacer.BURST_S)
+    rate[0] = 40_000  # ... then the downlink's estimate falls: not 8 s of silence
+    assert pace.wait_s(now) == pytest.approx(pacer.MAX_WAIT_S)
+    assert pace.wait_s(now + pacer.MAX_WAIT_S) == 0.0
 
 
 def test_install_refuses_a_sender_without_the_private_parts() -> None:
