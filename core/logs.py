@@ -47,12 +47,26 @@ def configure(level: str, node_id: str, json_lines: bool = True) -> None:
         handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
     root = logging.getLogger()
     root.handlers[:] = [handler]
-    root_level, *named = [part.strip() for part in level.split(",")]
-    root.setLevel(root_level.upper())
-    for item in named:
-        name, _, logger_level = item.partition("=")
-        logging.getLogger(name.strip()).setLevel(logger_level.strip().upper())
+    root_level, named = parse_levels(level)
+    root.setLevel(root_level)
+    for name, logger_level in named.items():
+        logging.getLogger(name).setLevel(logger_level)
     logging.captureWarnings(True)
+
+
+def parse_levels(raw: str) -> tuple[str, dict[str, str]]:
+    """TC_LOG_LEVEL's root level and its `logger=LEVEL` parts; ValueError if one is not a
+    level."""
+    root, *parts = [part.strip() for part in raw.split(",")]
+    named = {}
+    for part in parts:
+        name, _, level = part.partition("=")
+        named[name.strip()] = level.strip().upper()
+    levels = [root.upper(), *named.values()]
+    if "" in named or any(not isinstance(logging.getLevelName(x), int) for x in levels):
+        raise ValueError(f"TC_LOG_LEVEL: {raw!r}: a level (DEBUG, INFO, WARNING, ERROR), then "
+                         "optional logger=LEVEL parts after commas")
+    return root.upper(), named
 
 
 @dataclass(frozen=True)

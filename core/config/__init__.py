@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import base64
 import json
-import logging
 import os
 import secrets
 import socket
@@ -18,6 +17,7 @@ from pathlib import Path
 
 from aiortc import RTCIceServer
 
+from ..logs import parse_levels
 from .identity import IdentityConfig
 from .photos import PhotoLimits
 from .presence import PresenceConfig
@@ -234,12 +234,7 @@ def _feedback_days(raw: str) -> int:
 
 def _log_level(raw: str) -> str:
     """TC_LOG_LEVEL: a level, then optional `logger=LEVEL` parts (core/logs.configure)."""
-    root, *named = [part.strip() for part in raw.split(",")]
-    levels = [root] + [item.partition("=")[2].strip() for item in named]
-    if any(not isinstance(logging.getLevelName(level.upper()), int) for level in levels) or any(
-            not item.partition("=")[0].strip() for item in named):
-        raise ValueError(f"TC_LOG_LEVEL: {raw!r}: a level (DEBUG, INFO, WARNING, ERROR), then "
-                         "optional logger=LEVEL parts after commas")
+    parse_levels(raw)
     return raw
 
 
