@@ -3,12 +3,12 @@
 aiortc sends all of a frame's packets back to back. A browser sending directly spreads them at
 PACE_FACTOR times its estimate of the link (Chromium's pacing factor; here the loss-based
 capacity, see SendBudget.capacity_bps: the send budget does the congestion control), so a key
-frame several
-times the size of a router's buffer goes out over a few hundred milliseconds instead of in one
-burst that overflows that buffer. Through the relay without it, every key frame on a 400 kbit/s
-link with a 250 ms drop-tail buffer (12.5 kB) lost its tail, was NACKed, retransmitted into the
-same full buffer, and held the picture frozen; the loss reports of those bursts kept cutting the
-bound on the doctor's downlink for seconds after a drop (traced, bench.impair C).
+frame several times the size of a router's buffer goes out over a few hundred milliseconds
+instead of in one burst that overflows that buffer. Through the relay without it, every key
+frame on a 400 kbit/s link with a 250 ms drop-tail buffer (12.5 kB) lost its tail, was NACKed,
+retransmitted into the same full buffer, and held the picture frozen; the loss reports of those
+bursts kept cutting the bound on the doctor's downlink for seconds after a drop (traced,
+bench.impair C).
 
 The pacer stands in front of the sender's DTLS transport (`install`): a packet of the sender's own
 RTP task waits until the bytes before it, less a short burst, have drained at the paced rate.
