@@ -36,7 +36,7 @@ class MediaSource:
         self.bytes = 0
         self.keyframes = 0
         self._subscribers: set[Subscription] = set()
-        self.held = False  # relays to the other participant paused (recorder, checks go on)
+        self._held = False
         self._requester: Callable[[], bool] | None = None
         self._last_request = 0.0
         self._last_keyframe = 0.0
@@ -48,6 +48,21 @@ class MediaSource:
         self._clock_rate = 90000 if kind == "video" else 48000
         self.upstream = 0  # which upstream feeds the source: one more at each attach
         self._report: tuple[int, int, float] | None = None  # upstream, pts, sender's seconds
+
+    @property
+    def held(self) -> bool:
+        """Relays to the other participant paused (the recorder and the checks go on)."""
+        return self._held
+
+    @held.setter
+    def held(self, on: bool) -> None:
+        # What the relays had queued is dropped at once: from the pause on, the other side gets
+        # at most the frame its sender is sending (paced, a queue forms behind a key frame).
+        self._held = on
+        if on:
+            for subscriber in self._subscribers:
+                if subscriber.relay:
+                    subscriber.drop_queued()
 
     def attach(self, requester: Callable[[], bool]) -> int:
         """A new upstream (receiver) feeds this source from now on; rebase its timestamps.
@@ -99,7 +114,7 @@ class MediaSource:
             self.keyframes += 1
             self._last_keyframe = now
         for subscriber in self._subscribers:
-            if self.held and subscriber.relay:
+            if self._held and subscriber.relay:
                 subscriber.dropped += 1
                 subscriber._need_keyframe = self.kind == "video"  # resume on a whole picture
                 continue
@@ -207,11 +222,15 @@ class Subscription:
 
     def resync(self, fresh: bool = False) -> None:
         """Drop what is queued and wait for the next key frame (asked for once)."""
+        self.drop_queued()
+        if self.source.kind == "video":
+            self.source.request_keyframe(fresh)
+
+    def drop_queued(self) -> None:
+        """Drop what is queued; video resumes on a key frame."""
         self.dropped += len(self._queue)
         self._queue.clear()
-        if self.source.kind == "video":
-            self._need_keyframe = True
-            self.source.request_keyframe(fresh)
+        self._need_keyframe = self.source.kind == "video"
 
     def start(self) -> None:
         """The consumer starts: from the next key frame, asked for now as for a new receiver."""
