@@ -532,10 +532,11 @@ def measure(n: int, clips: dict[str, Clip], args: argparse.Namespace, system: st
                 entry = window(n, server, target, [(None, None)] * n, clips, args)
         else:
             lag_ms = LOOP_SAMPLE_MS if n in args.lag_at else LOOP_DEFAULT_MS
-            with started_node(Path(tmp), n, recording, lag_ms, event_loop or "uvloop") as (
+            event_loop = event_loop or EVENT_LOOPS[0]
+            with started_node(Path(tmp), n, recording, lag_ms, event_loop) as (
                     server, target, pairs, probe):
-                entry = window(n, server, target, pairs, clips, args, probe)
-            return {"system": system, "event_loop": event_loop, "recording": recording, **entry}
+                entry = {"event_loop": event_loop,
+                         **window(n, server, target, pairs, clips, args, probe)}
         return {"system": system, "recording": recording, **entry}
 
 

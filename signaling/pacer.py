@@ -45,7 +45,6 @@ class Pacer:
         self._level = 0.0  # bytes
         self._at = time.monotonic()
         self.held = 0  # packets that waited
-        self.held_s = 0.0  # for how long in all
 
     def wait_s(self, now: float) -> float:
         """How long a packet sent now should wait first (0: go)."""
@@ -85,7 +84,6 @@ class PacedTransport:
                 wait = pacer.wait_s(time.monotonic())
                 if wait > 0:
                     pacer.held += 1
-                    pacer.held_s += wait
                     await asyncio.sleep(wait)
                     pacer.wait_s(time.monotonic())  # drain what went meanwhile
             pacer.sent(len(data))

@@ -73,7 +73,6 @@ class Peer:
         self._video_cap = video_cap_bps
         self.relays: dict[str, RelayTrack] = {}
         self.retransmissions: passthrough.Retransmissions | None = None  # of the video sender
-        self.pacer: pacer.Pacer | None = None  # of the video sender
         self._remb: RembSender | None = None
         self._twcc: FeedbackSender | None = None
         self.pc.on("track", self._on_track)
@@ -116,9 +115,8 @@ class Peer:
             sender = self.pc.addTrack(relay)
             passthrough.on_keyframe_request(sender, self._outgoing[kind].request_keyframe)
             if budget is not None:
-                self.pacer = pacer.Pacer(budget.capacity_bps)
-                relay.on_start = lambda sender=sender, paced=self.pacer: pacer.install(sender,
-                                                                                      paced)
+                paced = pacer.Pacer(budget.capacity_bps)
+                relay.on_start = lambda sender=sender, paced=paced: pacer.install(sender, paced)
                 budget.socket_backlog = lambda sender=sender: passthrough.send_backlog(sender)
                 self.retransmissions = passthrough.limit_retransmissions(sender)
                 passthrough.on_feedback(
