@@ -39,6 +39,7 @@ from typing import Any
 from bench import webrtc_stats as ws
 from bench.direct import DirectSignaling
 from bench.relay import machine_busy, process_tree, rss_mb, seed_consultations
+from core.auth import Role, Tokens
 from netlab import Impairment, Lab, Namespace, Shaper
 from netlab.namespace import die_with_parent
 
@@ -47,6 +48,7 @@ log = logging.getLogger("bench.impair")
 ROOT = Path(__file__).resolve().parent.parent
 NODE_PORT, DIRECT_PORT = 8080, 8090
 SAMPLE_S = 0.5
+NODE_VIEW_S = 1.0
 CONNECT_TIMEOUT_S = 45.0  # join to video decoded on both pages
 NODE_START_TIMEOUT_S = 30.0
 EVALUATE_TIMEOUT_S = 5.0
@@ -136,6 +138,7 @@ class NodeRun:
         self.address = lab["node"].address
         self.proc: subprocess.Popen | None = None
         self.links: dict[str, str] = {}
+        self.ops_token = ""
 
     async def start(self) -> None:
         data = self.workdir / "node-data"
@@ -145,6 +148,7 @@ class NodeRun:
         pairs = await seed_consultations(data, f"sqlite+aiosqlite:///{data}/teleconsult.db",
                                          secret, NODE_PORT, 1)
         guardian, doctor = pairs[0]
+        self.ops_token = Tokens(secret, 3600).issue(Role.OPS, "bench")
         base = f"http://{self.address}:{NODE_PORT}/call#token="
         self.links = {"guardian": base + guardian, "doctor": base + doctor}
         env = {k: v for k, v in os.environ.items()
@@ -170,6 +174,26 @@ class NodeRun:
     @property
     def pid(self) -> int | None:
         return self.proc.pid if self.proc else None
+
+    async def bandwidth(self, role: str) -> dict[str, Any] | None:
+        """What the node's live statistics say of `role`'s link (signaling/call_stats.py's
+        `bandwidth`), from the ops API; None if it has none yet."""
+        url = f"http://{self.address}:{NODE_PORT}/api/ops/live"
+
+        def fetch() -> dict[str, Any]:
+            request = urllib.request.Request(
+                url, headers={"Authorization": f"Bearer {self.ops_token}"})
+            opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+            with opener.open(request, timeout=2) as response:
+                return json.load(response)
+
+        with contextlib.suppress(OSError, ValueError):
+            live = await asyncio.to_thread(self.lab["node"].ns.call, fetch)
+            for consultation in live["consultations"].values():
+                stats = consultation.get("participants", {}).get(role, {}).get("stats", {})
+                if "bandwidth" in stats:
+                    return stats["bandwidth"]
+        return None
 
     def stop(self) -> None:
         if self.proc is None or self.proc.poll() is not None:
@@ -303,6 +327,8 @@ async def run_one(lab: Lab, profile: Profile, mode: str, clips: Clips, args: arg
     node: NodeRun | None = None
     direct: DirectSignaling | None = None
     sampler: Sampler | None = None
+    views: asyncio.Task | None = None
+    views_seen: list[tuple[float, dict[str, Any]]] = []  # (when, the node's view of the doctor)
     address = lab["node"].address
     result: dict[str, Any] = {"mode": mode}
     try:
@@ -329,6 +355,8 @@ async def run_one(lab: Lab, profile: Profile, mode: str, clips: Clips, args: arg
                 pages[role] = await browser.new_page(role)
             sampler = Sampler(pages)
             sampler.start()
+            if node is not None:
+                views = asyncio.create_task(node_views(node, "doctor", views_seen))
             joined = time.monotonic()
             if node is not None:
                 await join_relay(pages["guardian"], pages["doctor"], node.links)
@@ -352,6 +380,8 @@ async def run_one(lab: Lab, profile: Profile, mode: str, clips: Clips, args: arg
             rss1 = rss_mb(node.pid) if node and node.pid else None
             await sampler.stop()
             result.update(summarize(profile, mode, sampler, joined, video, t0, t1, drop_at))
+            if node is not None:
+                result["node_view_of_doctor"] = node_view_summary(views_seen, t0, t1)
             result["load"] = load1.percent_since(load0)
             if rss0 and rss1:
                 result["node_rss_mb"] = {"start": rss0["now"], "end": rss1["now"],
@@ -364,6 +394,8 @@ async def run_one(lab: Lab, profile: Profile, mode: str, clips: Clips, args: arg
     finally:
         if sampler is not None:
             await sampler.stop()
+        if views is not None:
+            views.cancel()
         if node is not None:
             node.stop()
             result["node_log_tail"] = _tail(workdir / "node.log")
@@ -374,6 +406,30 @@ async def run_one(lab: Lab, profile: Profile, mode: str, clips: Clips, args: arg
             result.setdefault("forwarder", {"priority": shaper.ready.get("priority"),
                                             **(shaper.final or {})})
     return result
+
+
+async def node_views(node: NodeRun, role: str, seen: list[tuple[float, dict[str, Any]]]) -> None:
+    """The node's live view of `role`'s link, every NODE_VIEW_S (its statistics refresh every
+    few seconds)."""
+    while True:
+        view = await node.bandwidth(role)
+        if view is not None:
+            seen.append((time.monotonic(), view))
+        await asyncio.sleep(NODE_VIEW_S)
+
+
+def node_view_summary(seen: list[tuple[float, dict[str, Any]]], t0: float,
+                      t1: float) -> dict[str, Any]:
+    """In the window: the queue the node saw on the doctor's downlink (from the doctor's
+    transport-wide feedback; none without it) and its downlink estimate."""
+    window = [view for at, view in seen if t0 <= at <= t1]
+    queues = sorted(v["queue_ms"] for v in window if v.get("queue_ms") is not None)
+    estimates = [v["downlink_kbps"] for v in window if v.get("downlink_kbps") is not None]
+    return {"readings": len(window), "with_queue": len(queues),
+            "queue_ms_median": queues[len(queues) // 2] if queues else None,
+            "queue_ms_max": queues[-1] if queues else None,
+            "downlink_kbps_min": min(estimates, default=None),
+            "downlink_kbps_max": max(estimates, default=None)}
 
 
 def _listening(address: str, port: int) -> socket.socket:

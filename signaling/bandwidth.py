@@ -3,9 +3,11 @@ sending browser is asked to send.
 
 A direct call gets this for free: the receiver's feedback goes straight back to the sender. Here
 each participant has a leg to the node, so the node joins the two. The sender's own leg is judged
-by the sender's congestion controller from the node's transport-wide feedback (signaling/twcc.py);
+by the sender's congestion controller from the node's transport-wide feedback
+(signaling/receiveside.py);
 the far side's leg reaches it as the node's REMB, which the browser takes as a ceiling:
-min(the configured cap, the receiver's downlink as the node learns it on its `Link`). Alone in
+min(the configured cap, the receiver's downlink as the node learns it on its `Link`: its loss,
+its REMB, and the queue its own transport-wide feedback shows, signaling/sendside.py). Alone in
 the call a sender is asked for the cap; a new receiver's downlink starts at START_BPS, or lower
 when its page measured a slower downlink before joining (`start_rate`), which Chromium takes as
 its target at once while it has seen no loss in its first two seconds.
@@ -148,6 +150,10 @@ class Link:
     sent_at_reading: tuple[float, int] | None = None
     # (when, bit/s) delivered while over LOSS_HIGH was lost, the last CAPACITY_WINDOW_S
     saturated: deque[tuple[float, float]] = field(default_factory=deque)
+    # A standing queue's cap, from the browser's transport-wide feedback (signaling/sendside.py);
+    # None while there is none, or without that feedback.
+    delay_bound_bps: float | None = None
+    queue_s: float | None = None  # the standing queue that feedback shows (None: no feedback)
 
     def restart(self) -> None:
         """A new peer connection: its downlink is learned anew, from the start rate."""
@@ -156,6 +162,7 @@ class Link:
         self.remb_bps, self.connected = None, True
         self.losses, self.sent_at_reading = LossCounter(), None
         self.saturated.clear()
+        self.delay_bound_bps = self.queue_s = None
 
     def reported_before_media(self, downlink_kbps: int | None) -> None:
         """What the participant's page measured of its downlink before this join (None: nothing):
@@ -217,9 +224,15 @@ class Link:
             samples.popleft()
         return max((bps for _, bps in samples), default=0.0)
 
+    def capacity(self) -> int:
+        """What the link carries, as its loss and queue say (the receiver's REMB left out)."""
+        if self.delay_bound_bps is None:
+            return int(self.loss_bound_bps)
+        return int(min(self.loss_bound_bps, self.delay_bound_bps))
+
     def downlink(self) -> int:
         now = time.monotonic()
-        bound = int(self.loss_bound_bps)
+        bound = self.capacity()
         remb = self.fresh_remb(now)
         if remb is not None and not self._remb_only_echoes_the_sender(remb, now):
             bound = min(bound, remb)

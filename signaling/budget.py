@@ -43,11 +43,11 @@ class SendBudget:
         return min(self.cap_bps, self.link.downlink())
 
     def capacity_bps(self) -> int:
-        """What the link carries, as its loss says (the receiver's delay-based REMB left out):
-        what signaling/pacer.py spreads bursts against. Paced at the REMB, which follows the
+        """What the link carries, as its loss and queue say (the receiver's delay-based REMB left
+        out): what signaling/pacer.py spreads bursts against. Paced at the REMB, which follows the
         rate the receiver gets, a drop's backlog held the stream back for seconds and the REMB
         fell with it, to 40 kbit/s on a 400 kbit/s link (bench.impair C)."""
-        return min(self.cap_bps, int(self.link.loss_bound_bps))
+        return min(self.cap_bps, self.link.capacity())
 
     def admit(self, size: int, keyframe: bool, now: float | None = None) -> bool:
         now = time.monotonic() if now is None else now

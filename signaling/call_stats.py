@@ -4,9 +4,9 @@ Every few seconds each participant is summarised both ways: what the node receiv
 (`video`, `audio`: fps and kbit/s from counters the relay keeps anyway) and what the node sends
 them (`sent`: fps, kbit/s and frames dropped because their downlink could not take them), the
 bandwidth the node learned of their link (`bandwidth`: their downlink estimate, what they are asked
-to send), and round trip, loss and jitter from aiortc's RTCP-based getStats (`network`). A
-participant whose link stays poor (`NetworkWatch`) is an ops alert and an event, and so is its
-recovery: a call an auditor replays shows why the picture froze.
+to send, the queue on their downlink), and round trip, loss and jitter from aiortc's RTCP-based
+getStats (`network`). A participant whose link stays poor (`NetworkWatch`) is an ops alert and an
+event, and so is its recovery: a call an auditor replays shows why the picture froze.
 """
 
 from __future__ import annotations
@@ -53,8 +53,11 @@ def summarise(counters: Mapping[str, Counted],
 
 
 def bandwidth(link: Link) -> dict[str, float | None]:
+    """Their downlink estimate, what they are asked to send, and the queue on their downlink
+    (from their browser's transport-wide feedback; None without it)."""
     return {"downlink_kbps": round(link.downlink() / 1000, 1),
-            "asked_kbps": None if link.asked_bps is None else round(link.asked_bps / 1000, 1)}
+            "asked_kbps": None if link.asked_bps is None else round(link.asked_bps / 1000, 1),
+            "queue_ms": None if link.queue_s is None else round(link.queue_s * 1000, 1)}
 
 
 async def network(pc: RTCPeerConnection) -> dict[str, dict[str, float | None]]:

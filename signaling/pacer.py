@@ -14,6 +14,7 @@ The pacer stands in front of the sender's DTLS transport (`install`): a packet o
 RTP task waits until the bytes before it, less a short burst, have drained at the paced rate.
 Anything else (RTCP, and retransmissions, which aiortc sends from the RTCP handler of the shared
 transport: a sleep there would hold every incoming packet behind it) goes at once, and counts.
+Every RTP packet is handed to `stamp` (signaling/sendside.py) as it leaves, after any wait.
 """
 
 from __future__ import annotations
@@ -35,6 +36,7 @@ BURST_S = 0.02
 MAX_WAIT_S = 0.25
 _TRANSPORT_ATTR = "_RTCRtpSender__transport"
 _TASK_ATTR = "_RTCRtpSender__rtp_task"
+Stamp = Callable[[bytes], bytes]
 
 
 class Pacer:
@@ -68,11 +70,12 @@ class PacedTransport:
     transport's own."""
 
     def __init__(self, dtls: RTCDtlsTransport, pacer: Pacer, task: asyncio.Future[Any] | None,
-                 loop: asyncio.AbstractEventLoop) -> None:
+                 loop: asyncio.AbstractEventLoop, stamp: Stamp | None = None) -> None:
         self._dtls = dtls
         self._pacer = pacer
         self._task = task
         self._loop = loop
+        self._stamp = stamp
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self._dtls, name)
@@ -86,13 +89,16 @@ class PacedTransport:
                     pacer.held += 1
                     await asyncio.sleep(wait)
                     pacer.wait_s(time.monotonic())  # drain what went meanwhile
+            if self._stamp is not None:
+                data = self._stamp(data)
             pacer.sent(len(data))
         await self._dtls._send_rtp(data)
 
 
-def install(sender: RTCRtpSender, pacer: Pacer) -> None:
-    """Pace `sender`'s packets from now on. Call from its running RTP task (the relay track's
-    `recv`), when its transport is final (after bundling)."""
+def install(sender: RTCRtpSender, pacer: Pacer, stamp: Stamp | None = None) -> None:
+    """Pace `sender`'s packets from now on, and `stamp` each RTP packet as it leaves. Call from
+    its running RTP task (the relay track's `recv`), when its transport is final (after
+    bundling)."""
     dtls = getattr(sender, _TRANSPORT_ATTR, None)
     if isinstance(dtls, PacedTransport):
         return
@@ -103,4 +109,4 @@ def install(sender: RTCRtpSender, pacer: Pacer) -> None:
                            "installed aiortc")
     loop = asyncio.get_running_loop()
     setattr(sender, _TRANSPORT_ATTR,
-            PacedTransport(dtls, pacer, getattr(sender, _TASK_ATTR), loop))
+            PacedTransport(dtls, pacer, getattr(sender, _TASK_ATTR), loop, stamp))

@@ -9,7 +9,8 @@ at once (see `_decoder_worker`).
 Bandwidth feedback needs more hooks, because a relay must carry what a direct call gets for free:
 the REMB a receiving browser sends about the node's stream to it (aiortc gives it only to an
 encoder the pass-through never has), the REMB the node sends a browser about its stream (in place
-of aiortc's own, see `stop_own_remb`), and transport-wide feedback (signaling/twcc.py).
+of aiortc's own, see `stop_own_remb`), and transport-wide feedback both ways
+(signaling/receiveside.py, signaling/sendside.py).
 
 This leans on private details of aiortc (pinned in pyproject.toml): the receiver's
 `__decoder_queue`, `__jitter_buffer`, `__remote_bitrate_estimator`, `__rtcp_ssrc` and
@@ -47,6 +48,7 @@ from aiortc.rtp import (
 
 from .background import spawn
 from .reassembly import PromptJitterBuffer
+from .twcc import TransportFeedbackPacket
 
 Sink = Callable[[av.Packet | None], None]
 
@@ -219,7 +221,8 @@ def stop_own_remb(receiver: RTCRtpReceiver) -> None:
 
     Its arrival times are taken on the event loop, so on a busy node a loop stall reads as
     queueing: measured here with two browsers on two cores it drove a clean loopback call down to
-    110 kbit/s. The sender's own controller, fed by transport-wide feedback (signaling/twcc.py),
+    110 kbit/s. The sender's own controller, fed by transport-wide feedback
+    (signaling/receiveside.py),
     judges that leg; the node's REMB (signaling/bandwidth.py) carries only the far side's limit.
     """
     if not hasattr(receiver, _ESTIMATOR_ATTR):
@@ -295,9 +298,11 @@ def send_remb(receiver: RTCRtpReceiver, bitrate: int) -> bool:
 
 
 def on_feedback(sender: RTCRtpSender, on_remb: Callable[[int], None],
-                on_report: Callable[[int, int], None]) -> None:
-    """Route what a browser reports of this sender's stream: its REMB (bit/s) and each receiver
-    report's cumulative packets lost and extended highest sequence number."""
+                on_report: Callable[[int, int], None],
+                on_transport_feedback: Callable[[bytes], None] = lambda fci: None) -> None:
+    """Route what a browser reports of this sender's stream: its REMB (bit/s), each receiver
+    report's cumulative packets lost and extended highest sequence number, and its transport-wide
+    feedback's FCI (signaling/twcc.py's `install` keeps it)."""
     _require(sender, "_handle_rtcp_packet")
     original = sender._handle_rtcp_packet
 
@@ -313,9 +318,26 @@ def on_feedback(sender: RTCRtpSender, on_remb: Callable[[int], None],
             for report in packet.reports:
                 if report.ssrc == sender._ssrc:
                     on_report(report.packets_lost, report.highest_sequence)
+        elif isinstance(packet, TransportFeedbackPacket):
+            on_transport_feedback(packet.fci)
+            return  # aiortc has nothing to do with it
         await original(packet)
 
     sender._handle_rtcp_packet = handle  # type: ignore[method-assign]
+
+
+_SENDER_MAP_ATTR = "_RTCRtpSender__rtp_header_extensions_map"
+_MAP_IDS_ATTR = "_HeaderExtensionsMap__ids"
+
+
+def transport_sequence_id(sender: RTCRtpSender) -> int | None:
+    """The header extension id negotiated for transport-wide sequence numbers on this sender's
+    stream (None: not negotiated). Once the sender runs: its map is configured then."""
+    ids = getattr(getattr(sender, _SENDER_MAP_ATTR, None), _MAP_IDS_ATTR, None)
+    if ids is None or not hasattr(ids, "transport_sequence_number"):
+        raise RuntimeError("aiortc's RTCRtpSender no longer has its header extensions map; "
+                           "check signaling/passthrough.py against the installed aiortc")
+    return ids.transport_sequence_number
 
 
 def send_backlog(sender: RTCRtpSender) -> int:

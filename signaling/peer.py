@@ -19,23 +19,26 @@ from aiortc import (
     RTCIceServer,
     RTCPeerConnection,
     RTCRtpReceiver,
+    RTCRtpSender,
     RTCSessionDescription,
 )
 from aiortc.sdp import candidate_from_sdp
 
-from . import datagrams, fastpath, pacer, passthrough
+from . import datagrams, fastpath, pacer, passthrough, twcc
 from .bandwidth import Link, RembSender
 from .budget import SendBudget
 from .delay import FrameArrivals
 from .media import MediaSource, RelayTrack
 from .protocol import IceCandidate
-from .twcc import FeedbackSender
+from .receiveside import FeedbackSender
+from .sendside import SendSide
 
 log = logging.getLogger(__name__)
 
 KINDS = ("audio", "video")
 passthrough.negotiate_transport_cc()
 fastpath.install()
+twcc.install()
 datagrams.install()
 CODECS = {"audio": ("audio/opus",), "video": ("video/VP8", "video/rtx")}
 
@@ -75,6 +78,7 @@ class Peer:
         self.retransmissions: passthrough.Retransmissions | None = None  # of the video sender
         self._remb: RembSender | None = None
         self._twcc: FeedbackSender | None = None
+        self.sendside: SendSide | None = None  # once the video sender runs, if negotiated
         self.pc.on("track", self._on_track)
         self.pc.on("connectionstatechange", lambda: on_state(self.pc.connectionState))
 
@@ -116,15 +120,28 @@ class Peer:
             passthrough.on_keyframe_request(sender, self._outgoing[kind].request_keyframe)
             if budget is not None:
                 paced = pacer.Pacer(budget.capacity_bps)
-                relay.on_start = lambda sender=sender, paced=paced: pacer.install(sender, paced)
+                relay.on_start = lambda sender=sender, paced=paced: self._start_video(
+                    sender, paced)
                 budget.socket_backlog = lambda sender=sender: passthrough.send_backlog(sender)
                 self.retransmissions = passthrough.limit_retransmissions(sender)
                 passthrough.on_feedback(
                     sender, self.link.report_downlink,
                     lambda lost, highest: self.link.report_counters(lost, highest,
-                                                                    self._video_cap))
+                                                                    self._video_cap),
+                    self._transport_feedback)
         await _applied("offer", self._answer())
         return self.pc.localDescription.sdp
+
+    def _start_video(self, sender: RTCRtpSender, paced: pacer.Pacer) -> None:
+        """The video sender runs: its transport and header extensions are final."""
+        extension_id = passthrough.transport_sequence_id(sender)
+        if extension_id:
+            self.sendside = SendSide(self.link, extension_id)
+        pacer.install(sender, paced, self.sendside.stamp if self.sendside else None)
+
+    def _transport_feedback(self, fci: bytes) -> None:
+        if self.sendside is not None:
+            self.sendside.feedback(fci)
 
     async def _answer(self) -> None:
         await self.pc.setLocalDescription(await self.pc.createAnswer())

@@ -1,27 +1,16 @@
-"""Transport-wide congestion control feedback from the node's receivers (draft-holmer-rmcat-
-transport-wide-cc-extensions-01), so that a browser's sender runs its own congestion controller
-on its leg to the node, as it does in a direct call.
-
-aiortc parses the transport-wide sequence number but neither negotiates it nor answers it. Its
-own receive-side estimate (REMB) takes arrival times on the event loop and rises ~8 % a second;
-Chromium's send-side controller, fed with per-packet arrival times, probes its way to the link's
-rate in a second or two and tells queueing from loss on its own. The node stays the one to cap
-that rate with the far side's downlink (REMB, signaling/bandwidth.py), which the browser honours
-alongside this feedback.
+"""The transport-wide congestion control feedback packet
+(draft-holmer-rmcat-transport-wide-cc-extensions-01, section 3.1), both ways: the node's receivers
+write it (signaling/receiveside.py) and read a browser's about the node's own video
+(signaling/sendside.py).
 """
 
 from __future__ import annotations
 
-import asyncio
 import struct
-import time
+from dataclasses import dataclass
 
-from aiortc import RTCRtpReceiver
+from aiortc import rtp
 
-from . import passthrough
-
-INTERVAL_S = 0.05  # Chromium's own feedback interval at video rates
-MAX_SPAN = 0x4000  # sequence numbers one feedback may cover
 _TICK_US = 250  # receive deltas are in multiples of 250 µs
 _REFERENCE_US = 64_000  # the reference time is in multiples of 64 ms
 _RTPFB, _FMT = 205, 15
@@ -60,6 +49,76 @@ def feedback(sender_ssrc: int, media_ssrc: int, count: int, base: int,
     return struct.pack("!BBH", 0x80 | _FMT, _RTPFB, len(body) // 4) + body
 
 
+def parse(fci: bytes) -> tuple[int, list[int | None]]:
+    """A feedback packet's FCI (after the two SSRCs): (base sequence, arrival in µs or None for
+    each sequence from the base on). The arrivals are on the browser's clock, in a time base of
+    its choosing. ValueError if the FCI is cut short or uses the reserved symbol."""
+    if len(fci) < 8:
+        raise ValueError("transport-wide feedback is too short")
+    base, count, reference = struct.unpack_from("!HHI", fci)
+    offset, symbols = 8, bytearray()
+    while len(symbols) < count:
+        if offset + 2 > len(fci):
+            raise ValueError("transport-wide feedback has too few status chunks")
+        chunk = fci[offset] << 8 | fci[offset + 1]
+        offset += 2
+        if not chunk & 0x8000:  # run length: a symbol, then how many
+            symbols += bytes(((chunk >> 13) & 0x3,)) * (chunk & 0x1FFF)
+        elif not chunk & 0x4000:  # fourteen one-bit symbols
+            symbols += bytes((chunk >> (13 - i)) & 0x1 for i in range(14))
+        else:  # seven two-bit symbols
+            symbols += bytes((chunk >> (12 - 2 * i)) & 0x3 for i in range(7))
+    at = (reference >> 8) * _REFERENCE_US
+    arrivals: list[int | None] = []
+    for symbol in symbols[:count]:
+        if symbol == 0:
+            arrivals.append(None)
+            continue
+        if symbol == 1 and offset < len(fci):
+            delta = fci[offset]
+            offset += 1
+        elif symbol == 2 and offset + 2 <= len(fci):
+            delta = struct.unpack_from("!h", fci, offset)[0]
+            offset += 2
+        else:
+            raise ValueError("transport-wide feedback has a reserved symbol or too few deltas")
+        at += delta * _TICK_US
+        arrivals.append(at)
+    return base, arrivals
+
+
+@dataclass
+class TransportFeedbackPacket(rtp.RtcpRtpfbPacket):
+    """aiortc's RTPFB packet, for the transport-wide format: the FCI kept whole."""
+
+    fci: bytes = b""
+
+
+_original_rtpfb_parse = rtp.RtcpRtpfbPacket.parse
+
+
+def _parse_rtpfb(cls: type, data: bytes, fmt: int) -> rtp.RtcpRtpfbPacket:
+    if fmt != _FMT:
+        return _original_rtpfb_parse(data, fmt)
+    if len(data) < 8:
+        raise ValueError("RTCP RTP feedback length is invalid")
+    ssrc, media_ssrc = struct.unpack_from("!LL", data)
+    return TransportFeedbackPacket(fmt=fmt, ssrc=ssrc, media_ssrc=media_ssrc, fci=data[8:])
+
+
+def install() -> None:
+    """Keep transport-wide feedback readable, in this process. Idempotent.
+
+    aiortc parses every RTPFB packet as a generic NACK: it reads a transport-wide FCI as a list
+    of bogus lost sequence numbers (thousands of them, on every feedback) and, when the padding
+    it strips leaves a length that is not a multiple of four, refuses the whole compound packet,
+    receiver reports and all."""
+    if not callable(getattr(rtp.RtcpRtpfbPacket, "parse", None)):
+        raise RuntimeError("aiortc's RtcpRtpfbPacket no longer has parse; check "
+                           "signaling/twcc.py against the installed aiortc")
+    rtp.RtcpRtpfbPacket.parse = classmethod(_parse_rtpfb)  # type: ignore[assignment]
+
+
 class RawRtcp:
     """An already-built RTCP packet, for aiortc's `_send_rtcp` (which calls bytes() on it)."""
 
@@ -68,60 +127,3 @@ class RawRtcp:
 
     def __bytes__(self) -> bytes:
         return self._data
-
-
-class FeedbackSender:
-    """Collects one receiver's transport-wide sequence numbers and answers them every 50 ms."""
-
-    def __init__(self, receiver: RTCRtpReceiver) -> None:
-        self._receiver = receiver
-        self._arrivals: dict[int, int] = {}  # unwrapped sequence → arrival, µs
-        self._next: int | None = None  # first sequence not yet reported
-        self._last = 0  # highest unwrapped sequence seen
-        self._media_ssrc = 0
-        self._count = 0
-        self.sent = 0
-        passthrough.on_rtp(receiver, self._on_rtp)
-        self._task = asyncio.ensure_future(self._run())
-
-    def _on_rtp(self, packet: object) -> None:
-        sequence = packet.extensions.transport_sequence_number  # type: ignore[attr-defined]
-        if sequence is None:
-            return
-        unwrapped = self._unwrap(sequence)
-        if self._next is None or unwrapped - self._next > MAX_SPAN:
-            self._next = unwrapped  # the first packet, or a jump no feedback should span
-            self._arrivals.clear()
-        if unwrapped >= self._next:
-            self._arrivals[unwrapped] = time.monotonic_ns() // 1000
-        self._media_ssrc = packet.ssrc  # type: ignore[attr-defined]
-
-    def _unwrap(self, sequence: int) -> int:
-        delta = (sequence - self._last) & 0xFFFF
-        if delta >= 0x8000:
-            delta -= 0x10000
-        self._last += delta
-        return self._last
-
-    async def _run(self) -> None:
-        while True:
-            await asyncio.sleep(INTERVAL_S)
-            if self._arrivals:
-                self._send()
-
-    def _send(self) -> None:
-        assert self._next is not None
-        end = max(self._arrivals) + 1
-        base = self._next
-        arrivals = [self._arrivals.pop(s, None) for s in range(base, end)]
-        self._next = end
-        ssrc = passthrough.rtcp_ssrc(self._receiver)
-        if ssrc is None:
-            return
-        packet = feedback(ssrc, self._media_ssrc, self._count, base, arrivals)
-        self._count += 1
-        self.sent += 1
-        passthrough.send_rtcp(self._receiver, RawRtcp(packet))
-
-    def stop(self) -> None:
-        self._task.cancel()

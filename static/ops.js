@@ -45,6 +45,7 @@ function sent(p) {
   if (bw.downlink_kbps !== null && bw.downlink_kbps !== undefined) {
     parts.push(`带宽估计 est. ${bw.downlink_kbps} kbit/s`);
   }
+  if (bw.queue_ms !== null && bw.queue_ms !== undefined) parts.push(`排队 queue ${bw.queue_ms} ms`);
   return el("span", { class: poor ? "q sent poor" : "q sent" },
     parts.join(" · ") + (poor ? " · 网络差 poor" : ""));
 }

@@ -1,0 +1,187 @@
+"""The node's own send-side estimate of a participant's downlink, from the transport-wide feedback
+the browser sends about the node's video: what a browser sending directly learns of the far one.
+
+Without it the node hears of a full downlink only from receiver reports (about one a second,
+their loss judged over at least 20 packets) and the browser's REMB: after a drop from 2 Mbit/s to
+400 kbit/s the router's buffer stayed full for a second or more, and the audio in it was lost
+with the video (3.5 % concealed, bench.impair C; a direct call's sender, on this feedback, did no
+better only because it also waits for its encoder). A queue shows in the packets' one-way delay
+long before it overflows.
+
+So the node numbers every video packet it sends on the transport (`SendSide.stamp`, from
+signaling/pacer.py's transport, after the pacer: the send time is the real one), the browser
+reports each one's arrival every 50-100 ms (signaling/twcc.py), and `DelayBound` compares each
+packet's one-way delay with the least seen lately (the path's own delay, the two clocks' offset
+included). A queue that stands above QUEUE_TARGET_S for STANDING_S is a full link, as in CoDel:
+a key frame's burst passes, a link fed faster than it drains does not. It caps the participant's
+downlink (`Link.delay_bound_bps`) at BETA times what arrived meanwhile (GoogCC's decrease); with
+the queue gone the cap grows 8 % a second, never past 1.5 times what arrives, and is lifted once
+the loss-based bound is the lower.
+"""
+
+from __future__ import annotations
+
+import struct
+import time
+from collections import deque
+
+from . import twcc
+from .bandwidth import Link
+
+QUEUE_TARGET_S = 0.06
+STANDING_S = 0.2
+BASE_WINDOW_S = 15.0  # the path's own delay: the least over this long
+ACKED_WINDOW_S = 0.5  # what arrived, by the browser's clock
+BETA = 0.85
+GROWTH = 1.08  # a second
+ACKED_GROWTH = 1.5
+ACKED_SLACK_BPS = 10_000
+DECREASE_EVERY_S = 0.3
+HISTORY = 1 << 12  # packets whose send time is kept, by sequence number
+CLOCK_JUMP_S = 30.0  # a delay this far from the base is a clock jump (the reference wrapped)
+_ONE_BYTE = 0xBEDE
+
+
+def stamp(data: bytes, extension_id: int, sequence: int) -> bytes:
+    """`data`, a serialized RTP packet, with the transport-wide sequence number among its
+    one-byte header extensions (RFC 8285). aiortc writes only one-byte extensions; ValueError
+    for anything else."""
+    first = data[0]
+    start = 12 + 4 * (first & 0x0F)
+    element = bytes(((extension_id << 4) | 1, (sequence >> 8) & 0xFF, sequence & 0xFF))
+    if not first & 0x10:
+        body, end = element, start
+        first |= 0x10
+    else:
+        profile, words = struct.unpack_from("!HH", data, start)
+        if profile != _ONE_BYTE:
+            raise ValueError("the RTP packet's header extensions are not one-byte ones")
+        end = start + 4 + 4 * words
+        pos = used = start + 4
+        while pos < end:  # to the end of the last element: the padding after it goes
+            header = data[pos]
+            if header == 0:
+                pos += 1
+                continue
+            if header >> 4 == 15:
+                break
+            pos = used = pos + 2 + (header & 0x0F)
+        if used > end:
+            raise ValueError("the RTP packet's header extensions are cut short")
+        body = data[start + 4:used] + element
+    body += b"\x00" * (-len(body) % 4)
+    return (bytes((first,)) + data[1:start] + struct.pack("!HH", _ONE_BYTE, len(body) // 4)
+            + body + data[end:])
+
+
+class DelayBound:
+    """The queue on one participant's downlink, from sent and arrival times, and the cap on
+    their downlink it calls for (`Link.delay_bound_bps`)."""
+
+    def __init__(self, link: Link) -> None:
+        self._link = link
+        self._base: deque[tuple[float, float]] = deque()  # (arrival, delay), increasing delay
+        self._recent: deque[tuple[float, float]] = deque()  # (arrival, queue), last STANDING_S
+        self._acked: deque[tuple[float, int]] = deque()  # (arrival, bytes), last ACKED_WINDOW_S
+        self._acked_bytes = 0
+        self._updated_at: float | None = None
+        self._decreased_at = 0.0
+        self.queue_s = 0.0  # the standing queue at the last feedback
+        self.decreases = 0
+
+    def update(self, packets: list[tuple[float, float, int]], now: float | None = None) -> None:
+        """One feedback's packets that arrived: (sent, by the node's clock; arrival, by the
+        browser's; bytes), in any order."""
+        now = time.monotonic() if now is None else now
+        for sent, arrival, size in sorted(packets, key=lambda p: p[1]):
+            self._add(arrival, arrival - sent, size)
+        elapsed = 0.0 if self._updated_at is None else min(now - self._updated_at, 1.0)
+        self._updated_at = now
+        if not self._recent or self._recent[-1][0] - self._recent[0][0] < STANDING_S / 2:
+            return
+        link = self._link
+        self.queue_s = link.queue_s = min(queue for _, queue in self._recent)
+        acked = self.acked_bps()
+        if self.queue_s > QUEUE_TARGET_S:
+            if acked is not None and now - self._decreased_at >= DECREASE_EVERY_S:
+                bound = link.delay_bound_bps
+                link.delay_bound_bps = BETA * acked if bound is None else min(bound, BETA * acked)
+                link.heavy_loss = True  # start-up (the loss bound's doubling) is over
+                self._decreased_at = now
+                self.decreases += 1
+        elif link.delay_bound_bps is not None:
+            grown = link.delay_bound_bps * GROWTH ** elapsed
+            if acked is not None:
+                grown = min(grown, max(link.delay_bound_bps,
+                                       ACKED_GROWTH * acked + ACKED_SLACK_BPS))
+            link.delay_bound_bps = None if grown >= link.loss_bound_bps else grown
+
+    def _add(self, arrival: float, delay: float, size: int) -> None:
+        base = self._base
+        if base and abs(delay - base[0][1]) > CLOCK_JUMP_S:
+            base.clear()
+            self._recent.clear()
+        while base and base[-1][1] >= delay:
+            base.pop()
+        base.append((arrival, delay))
+        while arrival - base[0][0] > BASE_WINDOW_S:
+            base.popleft()
+        recent = self._recent
+        recent.append((arrival, delay - base[0][1]))
+        while arrival - recent[0][0] > STANDING_S:
+            recent.popleft()
+        acked = self._acked
+        acked.append((arrival, size))
+        self._acked_bytes += size
+        while arrival - acked[0][0] > ACKED_WINDOW_S:
+            self._acked_bytes -= acked.popleft()[1]
+
+    def acked_bps(self) -> float | None:
+        """What arrived over the last ACKED_WINDOW_S, by the browser's clock (None: too little
+        to tell)."""
+        acked = self._acked
+        if len(acked) < 2:
+            return None
+        span = acked[-1][0] - acked[0][0]
+        if span < ACKED_WINDOW_S / 2:
+            return None
+        return (self._acked_bytes - acked[0][1]) * 8 / span
+
+
+class SendSide:
+    """One video sender's transport-wide numbering, and what the browser's feedback on it says."""
+
+    def __init__(self, link: Link, extension_id: int) -> None:
+        self._extension_id = extension_id
+        self._next = 0
+        self._sent: list[tuple[int, float, int] | None] = [None] * HISTORY
+        self.bound = DelayBound(link)
+        self.feedbacks = 0
+        self.malformed = 0
+
+    def stamp(self, data: bytes) -> bytes:
+        """Number a video packet as it leaves (RTP only; the pacer's transport calls this)."""
+        sequence = self._next
+        self._next = (sequence + 1) & 0xFFFF
+        data = stamp(data, self._extension_id, sequence)
+        self._sent[sequence % HISTORY] = (sequence, time.monotonic(), len(data))
+        return data
+
+    def feedback(self, fci: bytes) -> None:
+        """A transport-wide feedback packet's FCI from the browser."""
+        try:
+            base, arrivals = twcc.parse(fci)
+        except ValueError:
+            self.malformed += 1
+            return
+        self.feedbacks += 1
+        packets = []
+        for offset, arrival in enumerate(arrivals):
+            if arrival is None:
+                continue
+            sequence = (base + offset) & 0xFFFF
+            sent = self._sent[sequence % HISTORY]
+            if sent is not None and sent[0] == sequence:
+                packets.append((sent[1], arrival / 1e6, sent[2]))
+        if packets:
+            self.bound.update(packets)
