@@ -14,13 +14,19 @@ reports each one's arrival every 50-100 ms (signaling/twcc.py), and `DelayBound`
 packet's one-way delay with the least seen lately (the path's own delay, the two clocks' offset
 included). A queue that stands above QUEUE_TARGET_S for STANDING_S is a full link, as in CoDel:
 a key frame's burst passes, a link fed faster than it drains does not. It caps the participant's
-downlink (`Link.delay_bound_bps`) at BETA times what arrived meanwhile (GoogCC's decrease); with
-the queue gone the cap grows 8 % a second, never past 1.5 times what arrives, and is lifted once
-the loss-based bound is the lower.
+downlink (`Link.delay_bound_bps`) at BETA times what arrived meanwhile (GoogCC's decrease), or
+times the most a standing queue carried in the last CAPACITY_WINDOW_S; with the queue gone the
+cap grows 8 % a second, never past 1.5 times what arrives, and is lifted once the loss-based
+bound is the lower.
+
+A browser that gets this feedback's sequence numbers sends it in place of its REMB (measured:
+Chromium's receiver sent no REMB once the node's video carried them), so this is the
+delay-based half of the node's estimate from then on.
 """
 
 from __future__ import annotations
 
+import logging
 import struct
 import time
 from collections import deque
@@ -30,6 +36,8 @@ from .bandwidth import Link
 
 QUEUE_TARGET_S = 0.06
 STANDING_S = 0.2
+MIN_PACKETS = 5  # a standing queue is judged on no fewer
+CAPACITY_WINDOW_S = 3.0
 BASE_WINDOW_S = 15.0  # the path's own delay: the least over this long
 ACKED_WINDOW_S = 0.5  # what arrived, by the browser's clock
 BETA = 0.85
@@ -40,6 +48,8 @@ DECREASE_EVERY_S = 0.3
 HISTORY = 1 << 12  # packets whose send time is kept, by sequence number
 CLOCK_JUMP_S = 30.0  # a delay this far from the base is a clock jump (the reference wrapped)
 _ONE_BYTE = 0xBEDE
+
+log = logging.getLogger(__name__)
 
 
 def stamp(data: bytes, extension_id: int, sequence: int) -> bytes:
@@ -81,9 +91,11 @@ class DelayBound:
     def __init__(self, link: Link) -> None:
         self._link = link
         self._base: deque[tuple[float, float]] = deque()  # (arrival, delay), increasing delay
-        self._recent: deque[tuple[float, float]] = deque()  # (arrival, queue), last STANDING_S
+        # (arrival, queue, bytes) over the last STANDING_S
+        self._recent: deque[tuple[float, float, int]] = deque()
         self._acked: deque[tuple[float, int]] = deque()  # (arrival, bytes), last ACKED_WINDOW_S
         self._acked_bytes = 0
+        self._full: deque[tuple[float, float]] = deque()  # (when, bit/s) a standing queue carried
         self._updated_at: float | None = None
         self._decreased_at = 0.0
         self.queue_s = 0.0  # the standing queue at the last feedback
@@ -97,24 +109,47 @@ class DelayBound:
             self._add(arrival, arrival - sent, size)
         elapsed = 0.0 if self._updated_at is None else min(now - self._updated_at, 1.0)
         self._updated_at = now
-        if not self._recent or self._recent[-1][0] - self._recent[0][0] < STANDING_S / 2:
+        recent = self._recent
+        span = recent[-1][0] - recent[0][0] if recent else 0.0
+        if len(recent) < MIN_PACKETS or span < STANDING_S / 2:
             return
         link = self._link
-        self.queue_s = link.queue_s = min(queue for _, queue in self._recent)
-        acked = self.acked_bps()
+        self.queue_s = link.queue_s = min(queue for _, queue, _ in recent)
         if self.queue_s > QUEUE_TARGET_S:
-            if acked is not None and now - self._decreased_at >= DECREASE_EVERY_S:
+            # The link was busy all along: what arrived is what it carries.
+            carried = sum(size for _, _, size in recent) - recent[0][2]
+            capacity = self._capacity(now, carried * 8 / span)
+            if now - self._decreased_at >= DECREASE_EVERY_S:
                 bound = link.delay_bound_bps
-                link.delay_bound_bps = BETA * acked if bound is None else min(bound, BETA * acked)
+                cut = BETA * capacity
+                link.delay_bound_bps = cut if bound is None else min(bound, cut)
                 link.heavy_loss = True  # start-up (the loss bound's doubling) is over
                 self._decreased_at = now
                 self.decreases += 1
+                log.debug("queue %.0f ms over %d packets in %.0f ms: carried %.0f, capacity "
+                          "%.0f, bound %s -> %.0f", self.queue_s * 1000, len(recent), span * 1000,
+                          carried * 8 / span, capacity, bound and int(bound),
+                          link.delay_bound_bps)
         elif link.delay_bound_bps is not None:
             grown = link.delay_bound_bps * GROWTH ** elapsed
+            acked = self.acked_bps()
             if acked is not None:
                 grown = min(grown, max(link.delay_bound_bps,
                                        ACKED_GROWTH * acked + ACKED_SLACK_BPS))
             link.delay_bound_bps = None if grown >= link.loss_bound_bps else grown
+            if link.delay_bound_bps is None:
+                log.debug("queue gone: bound lifted at %.0f", grown)
+
+    def _capacity(self, now: float, carried_bps: float) -> float:
+        """The most a standing queue carried in the last CAPACITY_WINDOW_S, `carried_bps`
+        included: while the node sends little (it drops frames, waiting for a key frame) the
+        link carries little, and a cut by that alone spiralled down (to 59 kbit/s on a
+        400 kbit/s link, bench.impair C)."""
+        full = self._full
+        full.append((now, carried_bps))
+        while now - full[0][0] > CAPACITY_WINDOW_S:
+            full.popleft()
+        return max(bps for _, bps in full)
 
     def _add(self, arrival: float, delay: float, size: int) -> None:
         base = self._base
@@ -127,7 +162,7 @@ class DelayBound:
         while arrival - base[0][0] > BASE_WINDOW_S:
             base.popleft()
         recent = self._recent
-        recent.append((arrival, delay - base[0][1]))
+        recent.append((arrival, delay - base[0][1], size))
         while arrival - recent[0][0] > STANDING_S:
             recent.popleft()
         acked = self._acked

@@ -50,5 +50,10 @@ async def test_call_through_the_node_holds_up_on_a_shaped_doctor_downlink(tmp_pa
     assert doctor["audio_concealed_percent"] < 10, summary  # direct: ~1
     # The guardian's own downlink is clean.
     assert result["guardian_receives"]["fps"] >= 10, summary
+    # The doctor's browser answers the node's video with transport-wide feedback, and the node
+    # reads a queue from it (signaling/sendside.py): none of that shows without it.
+    view = result["node_view_of_doctor"]
+    assert view["with_queue"] >= view["readings"] // 2 > 0, summary
+    assert view["queue_ms_median"] < 400, summary
     # Memory: no backlog growing in the node (the window is short: a generous slope).
     assert result["node_rss_mb"]["growth_mb_per_min"] < 20, summary

@@ -97,6 +97,19 @@ def test_a_link_fed_faster_than_it_drains_is_capped_near_its_rate() -> None:
     assert link.capacity() == int(link.delay_bound_bps)
 
 
+def test_the_cut_follows_what_the_link_carried_not_a_lull_before_it() -> None:
+    """After a drop the node sends little (it drops frames, waiting for a key frame), then the
+    key frame comes in a burst: the link carried 400 kbit/s while the queue stood, whatever
+    arrived over the lull before (a cut by that spiralled to 59 kbit/s, bench.impair C)."""
+    link = _link()
+    bound = DelayBound(link)
+    now, queue = _fill(bound, 300_000, 2_000_000, 3.0)
+    now, queue = _fill(bound, 40_000, 400_000, 0.4, start=now, queue=queue)
+    _fill(bound, 1_200_000, 400_000, 0.35, start=now, queue=queue)
+    assert link.delay_bound_bps is not None
+    assert 0.75 * 400_000 <= link.delay_bound_bps <= BETA * 400_000 * 1.05
+
+
 def test_a_key_frame_burst_that_drains_is_not_a_full_link() -> None:
     link = _link()
     bound = DelayBound(link)
