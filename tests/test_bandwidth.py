@@ -250,6 +250,23 @@ def test_budget_refuses_what_the_downlink_cannot_take_in_time_never_a_key_frame(
     assert all(calm.admit(6_000, keyframe=False, now=t + i / 15) for i in range(1, 150))
 
 
+def test_budget_drains_at_a_standing_queues_cap_without_headroom() -> None:
+    """The transport-wide queue's cap is measured: video past it only refills the router's
+    buffer, so the modelled queue drains at the cap itself."""
+    link = Link()
+    link.restart()
+    link.loss_bound_bps = 2_000_000
+    link.delay_bound_bps = 320_000  # 40 kB/s
+    budget = SendBudget(link, CAP, at=0.0)
+    t, sent = 0.0, 0
+    assert budget.admit(20_000, keyframe=True, now=t)
+    for _ in range(150):  # 10 s of 6 kB frames at 15 fps: 720 kbit/s
+        t += 1 / 15
+        if budget.admit(6_000, keyframe=False, now=t):
+            sent += 6_000
+    assert 40_000 * t * 0.8 <= sent <= 40_000 * t + 40_000 * MAX_QUEUE_S + 1.5 * 20_000
+
+
 def test_a_socket_backlog_stops_video_at_once() -> None:
     budget = SendBudget(Link(), CAP, socket_backlog=lambda: 10**6)
     assert not budget.admit(1_000, keyframe=False)
