@@ -26,6 +26,7 @@ MAX_QUEUE_S = 0.5
 # carries (Chromium backs off to 85 % of what arrived), and an encoder overshoots its target.
 HEADROOM = 1.25
 KEYFRAME_ROOM = 1.5  # times the last key frame's size
+QUEUE_FULL_S = 0.15
 MAX_SOCKET_BACKLOG = 64 * 1024  # bytes already stuck in the local socket: send no more video
 
 
@@ -48,6 +49,13 @@ class SendBudget:
         delay_bound = self.link.delay_bound_bps
         return rate if delay_bound is None else min(rate, delay_bound)
 
+    def congested(self) -> bool:
+        """The queue on the participant's downlink, as their transport-wide feedback shows it
+        (signaling/sendside.py), stands over QUEUE_FULL_S: more video, or a retransmission,
+        would only push the audio behind it out of the router's buffer."""
+        queue = self.link.queue_s
+        return queue is not None and queue > QUEUE_FULL_S
+
     def capacity_bps(self) -> int:
         """What the link carries, as its loss and queue say (the receiver's delay-based REMB left
         out): what signaling/pacer.py spreads bursts against. Paced at the REMB, which follows the
@@ -64,7 +72,8 @@ class SendBudget:
             self.last_keyframe = size
         else:
             limit = rate * MAX_QUEUE_S + KEYFRAME_ROOM * self.last_keyframe
-            if self.queued + size > limit or self.socket_backlog() > MAX_SOCKET_BACKLOG:
+            if self.queued + size > limit or self.congested() or \
+                    self.socket_backlog() > MAX_SOCKET_BACKLOG:
                 self.refused += 1
                 return False
         self.queued += size

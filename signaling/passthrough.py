@@ -372,8 +372,11 @@ class Retransmissions:
         self.held = 0
 
 
-def limit_retransmissions(sender: RTCRtpSender) -> Retransmissions:
-    """Retransmit a NACKed packet at most once per round trip, as Chromium's sender does.
+def limit_retransmissions(sender: RTCRtpSender,
+                          congested: Callable[[], bool] = lambda: False) -> Retransmissions:
+    """Retransmit a NACKed packet at most once per round trip, as Chromium's sender does, and
+    not while the path is `congested` (its buffer full: a retransmission would push out the
+    audio behind it and likely be lost itself).
 
     aiortc retransmits every sequence number of every NACK. A receiver NACKs a missing packet
     again each time its own timer fires, before the first retransmission can have arrived, so
@@ -392,7 +395,7 @@ def limit_retransmissions(sender: RTCRtpSender) -> Retransmissions:
         now = time.monotonic()
         rtt = getattr(sender, _RTT_ATTR) or RETRANSMIT_DEFAULT_RTT_S
         at = last.get(sequence_number)
-        if at is not None and now - at < max(RETRANSMIT_MIN_S, rtt):
+        if (at is not None and now - at < max(RETRANSMIT_MIN_S, rtt)) or congested():
             counts.held += 1
             return
         last.pop(sequence_number, None)

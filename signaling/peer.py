@@ -123,7 +123,8 @@ class Peer:
                 relay.on_start = lambda sender=sender, paced=paced: self._start_video(
                     sender, paced)
                 budget.socket_backlog = lambda sender=sender: passthrough.send_backlog(sender)
-                self.retransmissions = passthrough.limit_retransmissions(sender)
+                self.retransmissions = passthrough.limit_retransmissions(sender,
+                                                                         budget.congested)
                 passthrough.on_feedback(
                     sender, self.link.report_downlink,
                     lambda lost, highest: self.link.report_counters(lost, highest,

@@ -24,7 +24,7 @@ from signaling.bandwidth import (
     start_rate,
     target,
 )
-from signaling.budget import HEADROOM, MAX_QUEUE_S, SendBudget
+from signaling.budget import HEADROOM, MAX_QUEUE_S, QUEUE_FULL_S, SendBudget
 from signaling.media import KEYFRAME_REQUEST_INTERVAL_S, MediaSource
 
 from .node_fixtures import Node
@@ -265,6 +265,18 @@ def test_budget_drains_at_a_standing_queues_cap_without_headroom() -> None:
         if budget.admit(6_000, keyframe=False, now=t):
             sent += 6_000
     assert 40_000 * t * 0.8 <= sent <= 40_000 * t + 40_000 * MAX_QUEUE_S + 1.5 * 20_000
+
+
+def test_a_standing_queue_on_the_downlink_stops_video_but_not_key_frames() -> None:
+    link = Link()
+    link.restart()
+    budget = SendBudget(link, CAP)
+    assert budget.admit(1_000, keyframe=False)
+    link.queue_s = QUEUE_FULL_S * 1.1  # as the participant's transport-wide feedback shows it
+    assert budget.congested() and not budget.admit(1_000, keyframe=False)
+    assert budget.admit(1_000, keyframe=True)
+    link.queue_s = QUEUE_FULL_S * 0.5
+    assert not budget.congested() and budget.admit(1_000, keyframe=False)
 
 
 def test_a_socket_backlog_stops_video_at_once() -> None:

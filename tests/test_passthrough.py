@@ -206,7 +206,8 @@ async def test_a_nacked_packet_goes_out_again_at_most_once_a_round_trip(monkeypa
         for seq in (10, 11):  # two packets the sender sent (seq % RTP_HISTORY_SIZE)
             history[seq] = RtpPacket(payload_type=96, sequence_number=seq, timestamp=0,
                                      ssrc=sender._ssrc)
-        counts = passthrough.limit_retransmissions(sender)
+        congested = [False]
+        counts = passthrough.limit_retransmissions(sender, lambda: congested[0])
         now = [1000.0]
         monkeypatch.setattr(passthrough.time, "monotonic", lambda: now[0])
         sender._RTCRtpSender__rtt = 0.2  # type: ignore[attr-defined]
@@ -222,5 +223,9 @@ async def test_a_nacked_packet_goes_out_again_at_most_once_a_round_trip(monkeypa
         now[0] += 0.15  # a round trip later it may have been lost again
         await nack(10)
         assert len(sent) == 3 and counts.sent == 3
+        congested[0] = True  # the path's buffer is full: nothing goes into it
+        now[0] += 1.0
+        await nack(10, 11)
+        assert len(sent) == 3 and counts.held == 3
     finally:
         await pc.close()
