@@ -329,6 +329,7 @@ async def run_one(lab: Lab, profile: Profile, mode: str, clips: Clips, args: arg
     sampler: Sampler | None = None
     views: asyncio.Task | None = None
     views_seen: list[tuple[float, dict[str, Any]]] = []  # (when, the node's view of the doctor)
+    rss_seen: list[tuple[float, float]] = []  # (when, the node's RSS in MB)
     address = lab["node"].address
     result: dict[str, Any] = {"mode": mode}
     try:
@@ -356,7 +357,7 @@ async def run_one(lab: Lab, profile: Profile, mode: str, clips: Clips, args: arg
             sampler = Sampler(pages)
             sampler.start()
             if node is not None:
-                views = asyncio.create_task(node_views(node, "doctor", views_seen))
+                views = asyncio.create_task(node_views(node, "doctor", views_seen, rss_seen))
             joined = time.monotonic()
             if node is not None:
                 await join_relay(pages["guardian"], pages["doctor"], node.links)
@@ -387,7 +388,8 @@ async def run_one(lab: Lab, profile: Profile, mode: str, clips: Clips, args: arg
                 result["node_rss_mb"] = {"start": rss0["now"], "end": rss1["now"],
                                          "peak": rss1["peak"],
                                          "growth_mb_per_min": round(
-                                             (rss1["now"] - rss0["now"]) * 60 / (t1 - t0), 2)}
+                                             (rss1["now"] - rss0["now"]) * 60 / (t1 - t0), 2),
+                                         **rss_second_half(rss_seen, t0, t1)}
     except Exception as exc:
         log.exception("%s/%s failed", profile.name, mode)
         result["error"] = f"{type(exc).__name__}: {exc}"
@@ -408,14 +410,31 @@ async def run_one(lab: Lab, profile: Profile, mode: str, clips: Clips, args: arg
     return result
 
 
-async def node_views(node: NodeRun, role: str, seen: list[tuple[float, dict[str, Any]]]) -> None:
-    """The node's live view of `role`'s link, every NODE_VIEW_S (its statistics refresh every
-    few seconds)."""
+async def node_views(node: NodeRun, role: str, seen: list[tuple[float, dict[str, Any]]],
+                     rss: list[tuple[float, float]]) -> None:
+    """The node's live view of `role`'s link (its statistics refresh every few seconds) and its
+    RSS, every NODE_VIEW_S."""
     while True:
         view = await node.bandwidth(role)
         if view is not None:
             seen.append((time.monotonic(), view))
+        if node.pid is not None:
+            rss.append((time.monotonic(), rss_mb(node.pid)["now"]))
         await asyncio.sleep(NODE_VIEW_S)
+
+
+def rss_second_half(rss: list[tuple[float, float]], t0: float, t1: float) -> dict[str, Any]:
+    """The RSS slope over the window's second half, by least squares over the samples: a
+    fresh process grows while it warms up (allocator arenas, caches), a leak keeps growing."""
+    half = [(at, mb) for at, mb in rss if (t0 + t1) / 2 <= at <= t1]
+    if len(half) < 3:
+        return {}
+    mean_t = sum(at for at, _ in half) / len(half)
+    mean_mb = sum(mb for _, mb in half) / len(half)
+    spread = sum((at - mean_t) ** 2 for at, _ in half)
+    slope = sum((at - mean_t) * (mb - mean_mb) for at, mb in half) / spread if spread else 0.0
+    return {"second_half_growth_mb_per_min": round(slope * 60, 2),
+            "minute_by_minute": [mb for at, mb in rss if t0 <= at <= t1][::60]}
 
 
 def node_view_summary(seen: list[tuple[float, dict[str, Any]]], t0: float,
