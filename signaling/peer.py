@@ -136,7 +136,7 @@ class Peer:
     def _start_video(self, sender: RTCRtpSender, paced: pacer.Pacer) -> None:
         """The video sender runs: its transport and header extensions are final."""
         extension_id = passthrough.transport_sequence_id(sender)
-        if extension_id:
+        if extension_id is not None and 1 <= extension_id <= 14:  # one-byte ids only
             self.sendside = SendSide(self.link, extension_id)
         pacer.install(sender, paced, self.sendside.stamp if self.sendside else None)
 

@@ -56,8 +56,10 @@ def stamp(data: bytes, extension_id: int, sequence: int) -> bytes:
     """`data`, a serialized RTP packet, with the transport-wide sequence number among its
     one-byte header extensions (RFC 8285). aiortc writes only one-byte extensions; ValueError
     for anything else."""
-    first = data[0]
+    first = data[0] if data else 0
     start = 12 + 4 * (first & 0x0F)
+    if len(data) < start + (4 if first & 0x10 else 0):
+        raise ValueError("the RTP packet is cut short")
     element = bytes(((extension_id << 4) | 1, (sequence >> 8) & 0xFF, sequence & 0xFF))
     if not first & 0x10:
         body, end = element, start
@@ -67,6 +69,8 @@ def stamp(data: bytes, extension_id: int, sequence: int) -> bytes:
         if profile != _ONE_BYTE:
             raise ValueError("the RTP packet's header extensions are not one-byte ones")
         end = start + 4 + 4 * words
+        if end > len(data):
+            raise ValueError("the RTP packet's header extensions are cut short")
         pos = used = start + 4
         while pos < end:  # to the end of the last element: the padding after it goes
             header = data[pos]
@@ -77,7 +81,7 @@ def stamp(data: bytes, extension_id: int, sequence: int) -> bytes:
                 break
             pos = used = pos + 2 + (header & 0x0F)
         if used > end:
-            raise ValueError("the RTP packet's header extensions are cut short")
+            raise ValueError("an RTP header extension runs past the block")
         body = data[start + 4:used] + element
     body += b"\x00" * (-len(body) % 4)
     return (bytes((first,)) + data[1:start] + struct.pack("!HH", _ONE_BYTE, len(body) // 4)
@@ -187,20 +191,28 @@ class SendSide:
     """One video sender's transport-wide numbering, and what the browser's feedback on it says."""
 
     def __init__(self, link: Link, extension_id: int) -> None:
+        if not 1 <= extension_id <= 14:
+            raise ValueError("a one-byte header extension id is 1 to 14")
         self._extension_id = extension_id
         self._next = 0
         self._sent: list[tuple[int, float, int] | None] = [None] * HISTORY
         self.bound = DelayBound(link)
         self.feedbacks = 0
         self.malformed = 0
+        self.unstamped = 0
 
     def stamp(self, data: bytes) -> bytes:
-        """Number a video packet as it leaves (RTP only; the pacer's transport calls this)."""
+        """Number a video packet as it leaves (RTP only; the pacer's transport calls this). A
+        packet it cannot number goes as it is: it is only missing from the estimate."""
+        try:
+            stamped = stamp(data, self._extension_id, self._next)
+        except ValueError:
+            self.unstamped += 1
+            return data
         sequence = self._next
         self._next = (sequence + 1) & 0xFFFF
-        data = stamp(data, self._extension_id, sequence)
-        self._sent[sequence % HISTORY] = (sequence, time.monotonic(), len(data))
-        return data
+        self._sent[sequence % HISTORY] = (sequence, time.monotonic(), len(stamped))
+        return stamped
 
     def feedback(self, fci: bytes) -> None:
         """A transport-wide feedback packet's FCI from the browser."""

@@ -8,6 +8,8 @@ import random
 import pytest
 from aiortc import rtp
 from aiortc.rtcrtpparameters import RTCRtpHeaderExtensionParameters, RTCRtpParameters
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from signaling import passthrough
 from signaling.bandwidth import Link
@@ -56,10 +58,23 @@ def test_stamp_writes_what_aiortc_would_have_written() -> None:
             packet.serialize(extensions_map)
 
 
-def test_stamp_refuses_two_byte_extensions() -> None:
+def test_stamp_refuses_two_byte_extensions_and_the_sender_sends_them_as_they_are() -> None:
     data = bytes([0x90, 96, 0, 1]) + bytes(8) + b"\x10\x00\x00\x01" + b"\x01\x02\x03\x04"
     with pytest.raises(ValueError):
         stamp(data, 3, 7)
+    side = SendSide(_link(), extension_id=3)
+    assert side.stamp(data) == data and side.unstamped == 1
+    assert side.stamp(data[:14]) == data[:14] and side.unstamped == 2  # cut short
+
+
+@settings(max_examples=2000, deadline=None)
+@given(st.binary(max_size=80))
+def test_stamp_takes_any_bytes_or_refuses_them_with_value_error(data: bytes) -> None:
+    try:
+        stamped = stamp(data, 5, 0x1234)
+    except ValueError:
+        return
+    assert len(stamped) > len(data) and stamped[0] & 0x10
 
 
 def _link(loss_bound: float = 2_000_000) -> Link:
