@@ -177,7 +177,8 @@ class NodeRun:
 
     async def bandwidth(self, role: str) -> dict[str, Any] | None:
         """What the node's live statistics say of `role`'s link (signaling/call_stats.py's
-        `bandwidth`), from the ops API; None if it has none yet."""
+        `bandwidth`, and the video frames it dropped for them, `dropped`), from the ops API;
+        None if it has none yet."""
         url = f"http://{self.address}:{NODE_PORT}/api/ops/live"
 
         def fetch() -> dict[str, Any]:
@@ -192,7 +193,8 @@ class NodeRun:
             for consultation in live["consultations"].values():
                 stats = consultation.get("participants", {}).get(role, {}).get("stats", {})
                 if "bandwidth" in stats:
-                    return stats["bandwidth"]
+                    dropped = stats.get("sent", {}).get("video", {}).get("dropped")
+                    return {**stats["bandwidth"], "dropped": dropped}
         return None
 
     def stop(self) -> None:
@@ -439,12 +441,15 @@ def rss_second_half(rss: list[tuple[float, float]], t0: float, t1: float) -> dic
 
 def node_view_summary(seen: list[tuple[float, dict[str, Any]]], t0: float,
                       t1: float) -> dict[str, Any]:
-    """In the window: the queue the node saw on the doctor's downlink (from the doctor's
+    """In the window: the video frames the node dropped for the doctor (its send budget, or a
+    queue standing on the doctor's downlink), the queue it saw there (from the doctor's
     transport-wide feedback; none without it) and its downlink estimate."""
     window = [view for at, view in seen if t0 <= at <= t1]
     queues = sorted(v["queue_ms"] for v in window if v.get("queue_ms") is not None)
     estimates = [v["downlink_kbps"] for v in window if v.get("downlink_kbps") is not None]
-    return {"readings": len(window), "with_queue": len(queues),
+    dropped = [v["dropped"] for v in window if v.get("dropped") is not None]
+    return {"frames_dropped": dropped[-1] - dropped[0] if dropped else None,
+            "readings": len(window), "with_queue": len(queues),
             "queue_ms_median": queues[len(queues) // 2] if queues else None,
             "queue_ms_max": queues[-1] if queues else None,
             "downlink_kbps_min": min(estimates, default=None),
