@@ -15,11 +15,14 @@ limited here: it is small and what a call needs most.
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from .bandwidth import Link
+
+log = logging.getLogger(__name__)
 
 MAX_QUEUE_S = 0.5
 # The queue drains a little faster than the estimate: a receiver's REMB sits below what its link
@@ -77,9 +80,12 @@ class SendBudget:
             self.last_keyframe = size
         else:
             limit = rate * MAX_QUEUE_S + KEYFRAME_ROOM * self.last_keyframe
-            if self.queued + size > limit or self.congested() or \
+            congested = self.congested()
+            if self.queued + size > limit or congested or \
                     self.socket_backlog() > MAX_SOCKET_BACKLOG:
                 self.refused += 1
+                log.debug("refused a %d-byte frame: %.0f of %.0f bytes queued, congested %s",
+                          size, self.queued, limit, congested)
                 return False
         self.queued += size
         self.link.sent_bytes += size
