@@ -54,8 +54,9 @@ class SendBudget:
 
     def congested(self) -> bool:
         """The queue on the participant's downlink, as their transport-wide feedback shows it
-        (signaling/sendside.py), stands over QUEUE_FULL_S and over what the node itself has
-        sent into it (the modelled queue): more video, or a retransmission, would only push
+        (signaling/sendside.py), has stood over QUEUE_FULL_S for half a second
+        (`Link.queue_held_s`) and over what the node itself has sent into it (the modelled
+        queue): more video, or a retransmission, would only push
         the audio behind it out of the router's buffer.
 
         The modelled queue alone allows half a second and a key frame and does not count
@@ -65,7 +66,7 @@ class SendBudget:
         C). A queue the node's own key frame makes is no news: gated on it too, the frames after
         each key frame were dropped and asked for the next one (27 key frames in 5 minutes on a
         400 kbit/s link)."""
-        queue = self.link.queue_s
+        queue = self.link.queue_held_s
         if queue is None or queue <= QUEUE_FULL_S:
             return False
         rate = self.drain_bps() / 8

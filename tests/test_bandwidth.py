@@ -272,10 +272,10 @@ def test_a_standing_queue_on_the_downlink_stops_video_but_not_key_frames() -> No
     link.restart()
     budget = SendBudget(link, CAP)
     assert budget.admit(1_000, keyframe=False)
-    link.queue_s = QUEUE_FULL_S * 1.1  # as the participant's transport-wide feedback shows it
+    link.queue_held_s = QUEUE_FULL_S * 1.1  # as the participant's transport-wide feedback shows it
     assert budget.congested() and not budget.admit(1_000, keyframe=False)
     assert budget.admit(1_000, keyframe=True)
-    link.queue_s = QUEUE_FULL_S * 0.5
+    link.queue_held_s = QUEUE_FULL_S * 0.5
     assert not budget.congested() and budget.admit(1_000, keyframe=False)
 
 
@@ -285,9 +285,9 @@ def test_the_queue_of_the_nodes_own_key_frame_is_not_congestion() -> None:
     link.delay_bound_bps = 320_000  # 40 kB/s
     budget = SendBudget(link, CAP, at=0.0)
     assert budget.admit(20_000, keyframe=True, now=0.0)  # half a second of the link
-    link.queue_s = 0.3  # what the feedback shows of it
+    link.queue_held_s = 0.3  # what the feedback shows of it
     assert not budget.congested() and budget.admit(2_000, keyframe=False, now=0.07)
-    link.queue_s = 0.7  # more than the node sent: the link is slower than the cap says
+    link.queue_held_s = 0.7  # more than the node sent: the link is slower than the cap says
     assert budget.congested() and not budget.admit(2_000, keyframe=False, now=0.14)
 
 
