@@ -106,11 +106,11 @@ def test_a_link_fed_faster_than_it_drains_is_capped_near_its_rate() -> None:
     bound = DelayBound(link)
     now, _ = _fill(bound, 300_000, 2_000_000, 3.0)  # a clean start: no queue
     assert link.delay_bound_bps is None
-    _fill(bound, 1_500_000, 400_000, 0.6, start=now)  # the downlink drops to 400 kbit/s
+    _fill(bound, 1_500_000, 400_000, 1.0, start=now)  # the downlink drops to 400 kbit/s
     assert link.delay_bound_bps is not None
     assert 0.7 * 400_000 <= link.delay_bound_bps <= BETA * 400_000 * 1.05
     assert link.capacity() == int(link.delay_bound_bps)
-    assert link.queue_held_s is not None and link.queue_held_s > 0.3  # it stood all along
+    assert link.queue_held_s is not None and link.queue_held_s > 0.3  # it stood half a second
 
 
 def test_the_cut_follows_what_the_link_carried_not_a_lull_before_it() -> None:
