@@ -30,6 +30,7 @@ MAX_QUEUE_S = 0.5
 HEADROOM = 1.25
 KEYFRAME_ROOM = 1.5  # times the last key frame's size
 QUEUE_FULL_S = 0.15
+KEYFRAME_SEEN_S = 0.3
 MAX_SOCKET_BACKLOG = 64 * 1024  # bytes already stuck in the local socket: send no more video
 
 
@@ -41,6 +42,7 @@ class SendBudget:
     queued: float = 0.0  # bytes, in the modelled queue
     at: float = field(default_factory=time.monotonic)
     last_keyframe: int = 0
+    keyframe_until: float = 0.0  # until then a queue is the last key frame's own
     refused: int = 0
 
     def drain_bps(self) -> float:
@@ -52,26 +54,21 @@ class SendBudget:
         delay_bound = self.link.delay_bound_bps
         return rate if delay_bound is None else min(rate, delay_bound)
 
-    def congested(self) -> bool:
+    def congested(self, now: float | None = None) -> bool:
         """The queue on the participant's downlink, as their transport-wide feedback shows it
         (signaling/sendside.py), has stood over QUEUE_FULL_S for half a second
-        (`Link.queue_held_s`) and over what the node itself has sent into it (the modelled
-        queue): more video, or a retransmission, would only push
-        the audio behind it out of the router's buffer.
+        (`Link.queue_held_s`), and not while the node's own last key frame drains: more video,
+        or a retransmission, would only push the audio behind it out of the router's buffer.
 
         The modelled queue alone allows half a second and a key frame and does not count
         retransmissions: after a drop to 400 kbit/s, with the cap at 85 % of what the link
         carried, the 250 ms buffer still stood full for 9 s and 933-1208 packets were lost in
-        it, audio with them (6-8 % concealed); with this gate, 62-71 (0.4-0.8 %; bench.impair
-        C). A queue the node's own key frame makes is no news: gated on it too, the frames after
-        each key frame were dropped and asked for the next one (27 key frames in 5 minutes on a
-        400 kbit/s link)."""
+        it, audio with them (6-8 % concealed); with this gate, 62-82 (0.4-0.8 %; bench.impair
+        C). Gated on its own key frame's queue too, the frames after each key frame were dropped
+        and asked for the next one (27 key frames in 5 minutes on a 400 kbit/s link)."""
+        now = time.monotonic() if now is None else now
         queue = self.link.queue_held_s
-        if queue is None or queue <= QUEUE_FULL_S:
-            return False
-        rate = self.drain_bps() / 8
-        expected = self.queued / rate if rate > 0 else 0.0  # as of the last frame
-        return queue > expected
+        return queue is not None and queue > QUEUE_FULL_S and now >= self.keyframe_until
 
     def capacity_bps(self) -> int:
         """What the link carries, as its loss and queue say (the receiver's delay-based REMB left
@@ -87,9 +84,11 @@ class SendBudget:
         self.at = now
         if keyframe:
             self.last_keyframe = size
+            # Drained at the rate, then seen in the feedback one reading later.
+            self.keyframe_until = now + (size / rate if rate > 0 else 0.0) + KEYFRAME_SEEN_S
         else:
             limit = rate * MAX_QUEUE_S + KEYFRAME_ROOM * self.last_keyframe
-            congested = self.congested()
+            congested = self.congested(now)
             if self.queued + size > limit or congested or \
                     self.socket_backlog() > MAX_SOCKET_BACKLOG:
                 self.refused += 1

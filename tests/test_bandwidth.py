@@ -270,13 +270,13 @@ def test_budget_drains_at_a_standing_queues_cap_without_headroom() -> None:
 def test_a_standing_queue_on_the_downlink_stops_video_but_not_key_frames() -> None:
     link = Link()
     link.restart()
-    budget = SendBudget(link, CAP)
-    assert budget.admit(1_000, keyframe=False)
+    budget = SendBudget(link, CAP, at=0.0)
+    assert budget.admit(1_000, keyframe=False, now=0.0)
     link.queue_held_s = QUEUE_FULL_S * 1.1  # as the participant's transport-wide feedback shows it
-    assert budget.congested() and not budget.admit(1_000, keyframe=False)
-    assert budget.admit(1_000, keyframe=True)
+    assert budget.congested(0.1) and not budget.admit(1_000, keyframe=False, now=0.1)
+    assert budget.admit(1_000, keyframe=True, now=0.2)
     link.queue_held_s = QUEUE_FULL_S * 0.5
-    assert not budget.congested() and budget.admit(1_000, keyframe=False)
+    assert not budget.congested(1.0) and budget.admit(1_000, keyframe=False, now=1.0)
 
 
 def test_the_queue_of_the_nodes_own_key_frame_is_not_congestion() -> None:
@@ -286,9 +286,9 @@ def test_the_queue_of_the_nodes_own_key_frame_is_not_congestion() -> None:
     budget = SendBudget(link, CAP, at=0.0)
     assert budget.admit(20_000, keyframe=True, now=0.0)  # half a second of the link
     link.queue_held_s = 0.3  # what the feedback shows of it
-    assert not budget.congested() and budget.admit(2_000, keyframe=False, now=0.07)
-    link.queue_held_s = 0.7  # more than the node sent: the link is slower than the cap says
-    assert budget.congested() and not budget.admit(2_000, keyframe=False, now=0.14)
+    assert not budget.congested(0.5) and budget.admit(2_000, keyframe=False, now=0.5)
+    # Drained and seen: a queue that still stands is the link's, not the key frame's.
+    assert budget.congested(0.81) and not budget.admit(2_000, keyframe=False, now=0.81)
 
 
 def test_a_socket_backlog_stops_video_at_once() -> None:
