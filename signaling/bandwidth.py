@@ -154,7 +154,6 @@ class Link:
     # None while there is none, or without that feedback.
     delay_bound_bps: float | None = None
     queue_s: float | None = None  # the standing queue that feedback shows (None: no feedback)
-    queue_held_s: float | None = None  # the least of it over the last half second, or so
 
     def restart(self) -> None:
         """A new peer connection: its downlink is learned anew, from the start rate."""
@@ -163,7 +162,7 @@ class Link:
         self.remb_bps, self.connected = None, True
         self.losses, self.sent_at_reading = LossCounter(), None
         self.saturated.clear()
-        self.delay_bound_bps = self.queue_s = self.queue_held_s = None
+        self.delay_bound_bps = self.queue_s = None
 
     def reported_before_media(self, downlink_kbps: int | None) -> None:
         """What the participant's page measured of its downlink before this join (None: nothing):

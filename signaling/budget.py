@@ -30,7 +30,8 @@ MAX_QUEUE_S = 0.5
 HEADROOM = 1.25
 KEYFRAME_ROOM = 1.5  # times the last key frame's size
 QUEUE_FULL_S = 0.15
-KEYFRAME_SEEN_S = 0.3
+BURST_S = 0.1
+BURST_SEEN_S = 0.3
 MAX_SOCKET_BACKLOG = 64 * 1024  # bytes already stuck in the local socket: send no more video
 
 
@@ -42,7 +43,7 @@ class SendBudget:
     queued: float = 0.0  # bytes, in the modelled queue
     at: float = field(default_factory=time.monotonic)
     last_keyframe: int = 0
-    keyframe_until: float = 0.0  # until then a queue is the last key frame's own
+    burst_until: float = 0.0  # until then a queue is the node's own last burst
     refused: int = 0
 
     def drain_bps(self) -> float:
@@ -56,19 +57,22 @@ class SendBudget:
 
     def congested(self, now: float | None = None) -> bool:
         """The queue on the participant's downlink, as their transport-wide feedback shows it
-        (signaling/sendside.py), has stood over QUEUE_FULL_S for half a second
-        (`Link.queue_held_s`), and not while the node's own last key frame drains: more video,
-        or a retransmission, would only push the audio behind it out of the router's buffer.
+        (signaling/sendside.py), stands over QUEUE_FULL_S, and it is not the node's own last
+        burst: more video, or a retransmission, would only push the audio behind it out of the
+        router's buffer.
 
         The modelled queue alone allows half a second and a key frame and does not count
         retransmissions: after a drop to 400 kbit/s, with the cap at 85 % of what the link
         carried, the 250 ms buffer still stood full for 9 s and 933-1208 packets were lost in
         it, audio with them (6-8 % concealed); with this gate, 62-82 (0.4-0.8 %; bench.impair
-        C). Gated on its own key frame's queue too, the frames after each key frame were dropped
-        and asked for the next one (27 key frames in 5 minutes on a 400 kbit/s link)."""
+        C). A frame that takes over BURST_S of the link, sent while the link was clear, makes
+        a queue of its own, which is no news for the time it takes to drain and be seen
+        (`burst_until`): gated on those too, the frames after each key frame or loop-point frame
+        were dropped and asked for a key frame (27 in 5 minutes on a 400 kbit/s link, C; two
+        drops a minute on 300 kbit/s, B)."""
         now = time.monotonic() if now is None else now
-        queue = self.link.queue_held_s
-        return queue is not None and queue > QUEUE_FULL_S and now >= self.keyframe_until
+        queue = self.link.queue_s
+        return queue is not None and queue > QUEUE_FULL_S and now >= self.burst_until
 
     def capacity_bps(self) -> int:
         """What the link carries, as its loss and queue say (the receiver's delay-based REMB left
@@ -84,8 +88,6 @@ class SendBudget:
         self.at = now
         if keyframe:
             self.last_keyframe = size
-            # Drained at the rate, then seen in the feedback one reading later.
-            self.keyframe_until = now + (size / rate if rate > 0 else 0.0) + KEYFRAME_SEEN_S
         else:
             limit = rate * MAX_QUEUE_S + KEYFRAME_ROOM * self.last_keyframe
             congested = self.congested(now)
@@ -95,6 +97,9 @@ class SendBudget:
                 log.debug("refused a %d-byte frame: %.0f of %.0f bytes queued, congested %s",
                           size, self.queued, limit, congested)
                 return False
+        drain = size / rate if rate > 0 else 0.0
+        if drain > BURST_S and not self.congested(now):
+            self.burst_until = now + drain + BURST_SEEN_S  # drained, then seen in the feedback
         self.queued += size
         self.link.sent_bytes += size
         return True

@@ -38,7 +38,6 @@ QUEUE_TARGET_S = 0.06
 STANDING_S = 0.2
 MIN_PACKETS = 5  # a standing queue is judged on no fewer
 CAPACITY_WINDOW_S = 3.0
-HELD_S = 0.5  # `Link.queue_held_s`: the standing queue's least over this long
 BASE_WINDOW_S = 15.0  # the path's own delay: the least over this long
 ACKED_WINDOW_S = 0.5  # what arrived, by the browser's clock
 BETA = 0.85
@@ -101,7 +100,6 @@ class DelayBound:
         self._acked: deque[tuple[float, int]] = deque()  # (arrival, bytes), last ACKED_WINDOW_S
         self._acked_bytes = 0
         self._full: deque[tuple[float, float]] = deque()  # (when, bit/s) a standing queue carried
-        self._readings: deque[tuple[float, float]] = deque()  # (when, standing queue)
         self._updated_at: float | None = None
         self._decreased_at = 0.0
         self.queue_s = 0.0  # the standing queue at the last feedback
@@ -121,7 +119,6 @@ class DelayBound:
             return
         link = self._link
         self.queue_s = link.queue_s = min(queue for _, queue, _ in recent)
-        link.queue_held_s = self._held(now)
         if self.queue_s > QUEUE_TARGET_S:
             # The link was busy all along: what arrived is what it carries.
             carried = sum(size for _, _, size in recent) - recent[0][2]
@@ -146,18 +143,6 @@ class DelayBound:
             link.delay_bound_bps = None if grown >= link.loss_bound_bps else grown
             if link.delay_bound_bps is None:
                 log.debug("queue gone: bound lifted at %.0f", grown)
-
-    def _held(self, now: float) -> float | None:
-        """The least standing queue over the last HELD_S of readings (None until there are
-        that many): one reading high is a burst the next may not see (a 209 ms reading between
-        two of 60-80 ms, bench.impair B), a full router buffer stays."""
-        readings = self._readings
-        readings.append((now, self.queue_s))
-        while len(readings) > 1 and now - readings[1][0] >= HELD_S:
-            readings.popleft()
-        if now - readings[0][0] < HELD_S:
-            return None
-        return min(queue for _, queue in readings)
 
     def _capacity(self, now: float, carried_bps: float) -> float:
         """The most a standing queue carried in the last CAPACITY_WINDOW_S, `carried_bps`

@@ -272,23 +272,26 @@ def test_a_standing_queue_on_the_downlink_stops_video_but_not_key_frames() -> No
     link.restart()
     budget = SendBudget(link, CAP, at=0.0)
     assert budget.admit(1_000, keyframe=False, now=0.0)
-    link.queue_held_s = QUEUE_FULL_S * 1.1  # as the participant's transport-wide feedback shows it
+    link.queue_s = QUEUE_FULL_S * 1.1  # as the participant's transport-wide feedback shows it
     assert budget.congested(0.1) and not budget.admit(1_000, keyframe=False, now=0.1)
     assert budget.admit(1_000, keyframe=True, now=0.2)
-    link.queue_held_s = QUEUE_FULL_S * 0.5
+    link.queue_s = QUEUE_FULL_S * 0.5
     assert not budget.congested(1.0) and budget.admit(1_000, keyframe=False, now=1.0)
 
 
-def test_the_queue_of_the_nodes_own_key_frame_is_not_congestion() -> None:
+def test_the_queue_of_the_nodes_own_burst_is_not_congestion() -> None:
     link = Link()
     link.restart()
     link.delay_bound_bps = 320_000  # 40 kB/s
     budget = SendBudget(link, CAP, at=0.0)
-    assert budget.admit(20_000, keyframe=True, now=0.0)  # half a second of the link
-    link.queue_held_s = 0.3  # what the feedback shows of it
+    assert budget.admit(20_000, keyframe=True, now=0.0)  # half a second of a clear link
+    link.queue_s = 0.3  # what the feedback shows of it
     assert not budget.congested(0.5) and budget.admit(2_000, keyframe=False, now=0.5)
     # Drained and seen: a queue that still stands is the link's, not the key frame's.
     assert budget.congested(0.81) and not budget.admit(2_000, keyframe=False, now=0.81)
+    # A burst sent into a queue that already stands explains nothing.
+    assert budget.admit(20_000, keyframe=True, now=0.9)
+    assert budget.congested(1.0) and not budget.admit(2_000, keyframe=False, now=1.0)
 
 
 def test_a_socket_backlog_stops_video_at_once() -> None:

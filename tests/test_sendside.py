@@ -110,7 +110,6 @@ def test_a_link_fed_faster_than_it_drains_is_capped_near_its_rate() -> None:
     assert link.delay_bound_bps is not None
     assert 0.7 * 400_000 <= link.delay_bound_bps <= BETA * 400_000 * 1.05
     assert link.capacity() == int(link.delay_bound_bps)
-    assert link.queue_held_s is not None and link.queue_held_s > 0.3  # it stood half a second
 
 
 def test_the_cut_follows_what_the_link_carried_not_a_lull_before_it() -> None:
@@ -134,7 +133,6 @@ def test_a_key_frame_burst_that_drains_is_not_a_full_link() -> None:
     now, queue = _fill(bound, 2_500_000, 1_000_000, 0.04, start=now, queue=queue)
     _fill(bound, 300_000, 1_000_000, 2.0, start=now, queue=queue)
     assert link.delay_bound_bps is None and bound.decreases == 0
-    assert link.queue_held_s is not None and link.queue_held_s < 0.01
 
 
 def test_the_cap_grows_back_once_the_queue_is_gone_and_is_lifted() -> None:
