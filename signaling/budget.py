@@ -67,9 +67,8 @@ class SendBudget:
         it, audio with them (6-8 % concealed); with this gate, 62-82 (0.4-0.8 %; bench.impair
         C). A frame that takes over BURST_S of the link, sent while the link was clear, makes
         a queue of its own, which is no news for the time it takes to drain and be seen
-        (`burst_until`): gated on those too, the frames after each key frame or loop-point frame
-        were dropped and asked for a key frame (27 in 5 minutes on a 400 kbit/s link, C; two
-        drops a minute on 300 kbit/s, B)."""
+        (`burst_until`): gated on those too, the frames after each key frame were dropped and
+        asked for the next key frame (27 in 5 minutes on a 400 kbit/s link, C)."""
         now = time.monotonic() if now is None else now
         queue = self.link.queue_s
         return queue is not None and queue > QUEUE_FULL_S and now >= self.burst_until
