@@ -2,18 +2,22 @@
 
 from __future__ import annotations
 
+import re
+
 import av
 import pytest
-from aiortc import RTCPeerConnection
+from aiortc import RTCPeerConnection, VideoStreamTrack
 from aiortc import rtcrtpreceiver as aiortc_receiver
 from aiortc.rtp import RtcpSenderInfo, RtcpSrPacket, RtpPacket
 
+from bench.identity import until
 from core.vp8 import is_vp8_keyframe
-from signaling import passthrough
+from signaling import ice, passthrough
 from tests.clinical_helpers import joined
 
 from .codec_counter import count_codecs
 from .node_fixtures import Node
+from .offers import negotiate
 
 
 async def test_install_swaps_the_decoder_queue_of_a_real_receiver() -> None:
@@ -142,8 +146,29 @@ async def test_bandwidth_hooks_target_real_attributes() -> None:
 
         assert sum(e.uri == passthrough.TRANSPORT_CC_URI
                    for e in codecs.HEADER_EXTENSIONS["video"]) == 1
+        assert passthrough.transport_sequence_id(sender) is None  # nothing negotiated yet
     finally:
         await pc.close()
+
+
+async def test_the_transport_wide_id_is_read_from_a_negotiated_sender() -> None:
+    passthrough.negotiate_transport_cc()
+    ice.use_host_addresses(["127.0.0.1"])
+    offerer, answerer = RTCPeerConnection(), RTCPeerConnection()
+    try:
+        sender = offerer.addTrack(VideoStreamTrack())
+        await negotiate(offerer, answerer)
+        # The sender configures its map when it starts, once ICE and DTLS are up.
+        await until(lambda: passthrough.transport_sequence_id(sender) is not None, 15,
+                    "the sender's start")
+        answer = answerer.localDescription.sdp
+        expected = int(re.search(rf"a=extmap:(\d+) {re.escape(passthrough.TRANSPORT_CC_URI)}",
+                                 answer).group(1))
+        assert passthrough.transport_sequence_id(sender) == expected
+    finally:
+        await offerer.close()
+        await answerer.close()
+        ice.use_host_addresses([])
 
 
 async def test_sender_report_hooks_target_real_attributes() -> None:
