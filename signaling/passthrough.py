@@ -15,10 +15,11 @@ of aiortc's own, see `stop_own_remb`), and transport-wide feedback both ways
 This leans on private details of aiortc (pinned in pyproject.toml): the receiver's
 `__decoder_queue`, `__jitter_buffer`, `__remote_bitrate_estimator`, `__rtcp_ssrc` and
 `__timestamp_mapper` attributes and its `_handle_rtp_packet`, `_handle_rtcp_packet` and
-`_send_rtcp`, the sender report's `sender_info`, the
-module-level `decoder_worker`, aiortc's codec tables, the sender's `_handle_rtcp_packet`, and
-aioice's nominated pair. Each hook checks what it needs and raises if it is gone, and
-tests/test_passthrough.py fails loudly after an upgrade that breaks them.
+`_send_rtcp`, the sender report's `sender_info`, the module-level `decoder_worker`, aiortc's
+codec tables, the sender's `_handle_rtcp_packet`, `_retransmit`, `__rtt` and
+`__rtp_header_extensions_map`, and aioice's nominated pair. Each hook checks what it needs and
+raises if it is gone, and tests/test_passthrough.py fails loudly after an upgrade that breaks
+them.
 """
 
 from __future__ import annotations
@@ -222,8 +223,8 @@ def stop_own_remb(receiver: RTCRtpReceiver) -> None:
     Its arrival times are taken on the event loop, so on a busy node a loop stall reads as
     queueing: measured here with two browsers on two cores it drove a clean loopback call down to
     110 kbit/s. The sender's own controller, fed by transport-wide feedback
-    (signaling/receiveside.py),
-    judges that leg; the node's REMB (signaling/bandwidth.py) carries only the far side's limit.
+    (signaling/receiveside.py), judges that leg; the node's REMB (signaling/bandwidth.py)
+    carries only the far side's limit.
     """
     if not hasattr(receiver, _ESTIMATOR_ATTR):
         raise RuntimeError("aiortc's RTCRtpReceiver no longer has its remote bitrate estimator")
