@@ -436,7 +436,7 @@ def rss_second_half(rss: list[tuple[float, float]], t0: float, t1: float) -> dic
     spread = sum((at - mean_t) ** 2 for at, _ in half)
     slope = sum((at - mean_t) * (mb - mean_mb) for at, mb in half) / spread if spread else 0.0
     return {"second_half_growth_mb_per_min": round(slope * 60, 2),
-            "minute_by_minute": [mb for at, mb in rss if t0 <= at <= t1][::60]}
+            "minute_by_minute": [mb for at, mb in rss if t0 <= at <= t1][::round(60 / NODE_VIEW_S)]}
 
 
 def node_view_summary(seen: list[tuple[float, dict[str, Any]]], t0: float,

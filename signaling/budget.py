@@ -85,11 +85,11 @@ class SendBudget:
         rate = self.drain_bps() / 8
         self.queued = max(0.0, self.queued - rate * (now - self.at))
         self.at = now
+        congested = self.congested(now)
         if keyframe:
             self.last_keyframe = size
         else:
             limit = rate * MAX_QUEUE_S + KEYFRAME_ROOM * self.last_keyframe
-            congested = self.congested(now)
             if self.queued + size > limit or congested or \
                     self.socket_backlog() > MAX_SOCKET_BACKLOG:
                 self.refused += 1
@@ -97,7 +97,7 @@ class SendBudget:
                           size, self.queued, limit, congested)
                 return False
         drain = size / rate if rate > 0 else 0.0
-        if drain > BURST_S and not self.congested(now):
+        if drain > BURST_S and not congested:
             self.burst_until = now + drain + BURST_SEEN_S  # drained, then seen in the feedback
         self.queued += size
         self.link.sent_bytes += size

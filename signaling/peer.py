@@ -31,7 +31,7 @@ from .delay import FrameArrivals
 from .media import MediaSource, RelayTrack
 from .protocol import IceCandidate
 from .receiveside import FeedbackSender
-from .sendside import SendSide
+from .sendside import ONE_BYTE_IDS, SendSide
 
 log = logging.getLogger(__name__)
 
@@ -136,7 +136,7 @@ class Peer:
     def _start_video(self, sender: RTCRtpSender, paced: pacer.Pacer) -> None:
         """The video sender runs: its transport and header extensions are final."""
         extension_id = passthrough.transport_sequence_id(sender)
-        if extension_id is not None and 1 <= extension_id <= 14:  # one-byte ids only
+        if extension_id in ONE_BYTE_IDS:  # None when not negotiated
             self.sendside = SendSide(self.link, extension_id)
         pacer.install(sender, paced, self.sendside.stamp if self.sendside else None)
 

@@ -48,6 +48,7 @@ DECREASE_EVERY_S = 0.3
 HISTORY = 1 << 12  # packets whose send time is kept, by sequence number
 CLOCK_JUMP_S = 30.0  # a delay this far from the base is a clock jump (the reference wrapped)
 _ONE_BYTE = 0xBEDE
+ONE_BYTE_IDS = range(1, 15)  # the ids a one-byte header extension can carry (RFC 8285)
 
 log = logging.getLogger(__name__)
 
@@ -102,7 +103,6 @@ class DelayBound:
         self._full: deque[tuple[float, float]] = deque()  # (when, bit/s) a standing queue carried
         self._updated_at: float | None = None
         self._decreased_at = 0.0
-        self.queue_s = 0.0  # the standing queue at the last feedback
         self.decreases = 0
 
     def update(self, packets: list[tuple[float, float, int]], now: float | None = None) -> None:
@@ -118,8 +118,8 @@ class DelayBound:
         if len(recent) < MIN_PACKETS or span < STANDING_S / 2:
             return
         link = self._link
-        self.queue_s = link.queue_s = min(queue for _, queue, _ in recent)
-        if self.queue_s > QUEUE_TARGET_S:
+        queue = link.queue_s = min(queue for _, queue, _ in recent)
+        if queue > QUEUE_TARGET_S:
             # The link was busy all along: what arrived is what it carries.
             carried = sum(size for _, _, size in recent) - recent[0][2]
             capacity = self._capacity(now, carried * 8 / span)
@@ -131,7 +131,7 @@ class DelayBound:
                 self._decreased_at = now
                 self.decreases += 1
                 log.debug("queue %.0f ms over %d packets in %.0f ms: carried %.0f, capacity "
-                          "%.0f, bound %s -> %.0f", self.queue_s * 1000, len(recent), span * 1000,
+                          "%.0f, bound %s -> %.0f", queue * 1000, len(recent), span * 1000,
                           carried * 8 / span, capacity, bound and int(bound),
                           link.delay_bound_bps)
         elif link.delay_bound_bps is not None:
@@ -191,7 +191,7 @@ class SendSide:
     """One video sender's transport-wide numbering, and what the browser's feedback on it says."""
 
     def __init__(self, link: Link, extension_id: int) -> None:
-        if not 1 <= extension_id <= 14:
+        if extension_id not in ONE_BYTE_IDS:
             raise ValueError("a one-byte header extension id is 1 to 14")
         self._extension_id = extension_id
         self._next = 0
