@@ -113,15 +113,18 @@ def test_a_link_fed_faster_than_it_drains_is_capped_near_its_rate() -> None:
 
 
 def test_the_cut_follows_what_the_link_carried_not_a_lull_before_it() -> None:
-    """After a drop the node sends little (it drops frames, waiting for a key frame), then the
-    key frame comes in a burst: the link carried 400 kbit/s while the queue stood, whatever
-    arrived over the lull before (a cut by that spiralled to 59 kbit/s, bench.impair C)."""
+    """After a drop the node sends little (it drops frames, waiting for a key frame) while the
+    queue still stands: the link carried 400 kbit/s when it was full, whatever the node's own
+    lull carries now (a cut by that spiralled to 59 kbit/s, bench.impair C)."""
     link = _link()
     bound = DelayBound(link)
     now, queue = _fill(bound, 300_000, 2_000_000, 3.0)
-    now, queue = _fill(bound, 40_000, 400_000, 0.4, start=now, queue=queue)
-    _fill(bound, 1_200_000, 400_000, 0.35, start=now, queue=queue)
+    now, queue = _fill(bound, 1_500_000, 400_000, 0.3, start=now, queue=queue)  # the drop
     assert link.delay_bound_bps is not None
+    # The lull: 60 kbit/s of video behind a queue that drains no faster (the rest of the link
+    # is taken), so it stands at what the drop left.
+    _fill(bound, 60_000, 60_000, 1.5, start=now, queue=queue, size=200)
+    assert link.queue_s is not None and link.queue_s > 0.2
     assert 0.75 * 400_000 <= link.delay_bound_bps <= BETA * 400_000 * 1.05
 
 
